@@ -1,0 +1,92 @@
+"""What every command shares: the acting user, output as a rich table or JSON, argument parsers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+import typer
+
+from valueloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from rich.console import Console
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def actor(ctx: typer.Context) -> str | None:
+    return (ctx.find_root().obj or {}).get("actor")
+
+
+def group(help: str) -> typer.Typer:
+    """A command group; plain click help, because rich's help rendering costs 0.4 s of imports."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+@cache
+def console() -> Console:
+    """The shared rich console, imported on first output so ``--help`` stays fast."""
+    from rich.console import Console
+
+    return Console()
+
+
+def to_jsonable(data: Any) -> Any:
+    if hasattr(data, "model_dump"):  # a pydantic model
+        return data.model_dump(mode="json")
+    if isinstance(data, list | tuple):
+        return [to_jsonable(d) for d in data]
+    if isinstance(data, dict):
+        return {k: to_jsonable(v) for k, v in data.items()}
+    return data
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(to_jsonable(data), indent=2, default=str))
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for column in columns:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    console().print(t)
+
+
+def show(data: Any, as_json: bool, render: Callable[[], None]) -> None:
+    """Print ``data`` as JSON when asked, else call ``render`` for the human view."""
+    if as_json:
+        print_json(data)
+    else:
+        render()
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str, field: str) -> timedelta:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise InvalidInput(f"{field}: expected a duration such as 90m, 12h or 30d, got {text!r}")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_pairs(items: Sequence[str], field: str) -> dict[str, str]:
+    """``KEY=VALUE`` items into a dict, refusing anything else by name."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"{field}: expected KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs

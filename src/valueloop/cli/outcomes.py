@@ -1,0 +1,173 @@
+"""``valueloop init`` and ``valueloop usecase ...``: formulation, lifecycle, members, outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from valueloop.cli._common import JsonOption, group, actor, console, parse_pairs, show, table
+
+usecase_app = group("Formulate use cases and move them through their lifecycle.")
+
+
+def init(
+    directory: Path = typer.Argument(Path("."), help="Where to write valueloop.yaml."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing valueloop.yaml."),
+) -> None:
+    """Write a complete, commented example use case file."""
+    from valueloop.errors import Conflict
+    from valueloop.examples import example_dir
+
+    target = directory / "valueloop.yaml"
+    if target.exists() and not force:
+        raise Conflict(f"{target} already exists; pass --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text((example_dir("churn") / "valueloop.yaml").read_text())
+    console().print(f"wrote {target}: edit it, then `valueloop usecase create {target}`")
+
+
+def _render_detail(d) -> None:  # type: ignore[no-untyped-def]
+    console().print(f"[bold]{d.name}[/bold]: {d.title}   state [cyan]{d.state}[/cyan]"
+                  + (f" ({d.state_reason})" if d.state_reason else "")
+                  + f"   cycle {d.cycle or '-'}   DPIA {d.privacy}")
+    console().print(f"goal: {d.business_goal}")
+    console().print(f"next states: {', '.join(d.next_states) or 'none'}")
+    table("KPI targets", ["name", "kind", "target"], [(k.name, k.kind, str(k)) for k in d.kpis])
+    table("members", ["user", "role"], [(m.user, m.role) for m in d.members])
+    if d.cycles:
+        table("cycles", ["#", "started", "KPI outcomes", "decision", "by"],
+              [(c.number, f"{c.started_at:%Y-%m-%d %H:%M}",
+                ", ".join(f"{k}={o.value:g} ({'met' if o.met else 'missed'})" for k, o in c.kpi_outcomes.items()),
+                (c.decision or "") + (f": {c.decision_comment}" if c.decision_comment else ""),
+                c.decided_by) for c in d.cycles])
+
+
+@usecase_app.command("create")
+def create(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
+    """Create a use case from its valueloop.yaml (the acting user must be its owner or analyst)."""
+    from valueloop.outcomes.spec import load_spec
+    from valueloop.outcomes.usecases import create_usecase
+    from valueloop.store import session
+
+    spec = load_spec(file)
+    with session() as s:
+        d = create_usecase(s, actor(ctx), spec)
+    show(d, as_json, lambda: _render_detail(d))
+
+
+@usecase_app.command("update")
+def update(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
+    """Replace a use case's file; a changed privacy section needs a new DPIA decision."""
+    from valueloop.outcomes.spec import load_spec
+    from valueloop.outcomes.usecases import update_usecase
+    from valueloop.store import session
+
+    spec = load_spec(file)
+    with session() as s:
+        d = update_usecase(s, actor(ctx), spec)
+    show(d, as_json, lambda: _render_detail(d))
+
+
+@usecase_app.command("list")
+def list_(as_json: bool = JsonOption) -> None:
+    """Every use case with its state, cycle and DPIA status."""
+    from valueloop.outcomes.usecases import list_usecases
+    from valueloop.store import session
+
+    with session() as s:
+        rows = list_usecases(s)
+    show(rows, as_json, lambda: table(
+        "use cases", ["name", "title", "state", "cycle", "owner", "DPIA"],
+        [(u.name, u.title, u.state, u.cycle or "-", u.owner, u.privacy) for u in rows]))
+
+
+@usecase_app.command("show")
+def show_(name: str, as_json: bool = JsonOption) -> None:
+    """One use case: targets, members, cycles with their outcomes and decisions."""
+    from valueloop.outcomes.usecases import detail, get_usecase
+    from valueloop.store import session
+
+    with session() as s:
+        d = detail(get_usecase(s, name))
+    show(d, as_json, lambda: _render_detail(d))
+
+
+@usecase_app.command("advance")
+def advance(
+    ctx: typer.Context,
+    name: str,
+    state: str = typer.Argument(..., help="The next state."),
+    reason: str = typer.Option(None, "--reason", "-m", help="Why; required for the decision at review."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Move a use case to its next lifecycle state."""
+    from valueloop.errors import InvalidInput
+    from valueloop.outcomes.lifecycle import State
+    from valueloop.outcomes.usecases import advance as advance_
+    from valueloop.store import session
+
+    if state not in State.__members__:
+        raise InvalidInput(f"state: unknown state {state!r}; states are {', '.join(State)}")
+    with session() as s:
+        d = advance_(s, actor(ctx), name, State(state), reason)
+    show(d, as_json, lambda: console().print(f"{name} is now [cyan]{d.state}[/cyan] (cycle {d.cycle or '-'})"))
+
+
+@usecase_app.command("outcomes")
+def outcomes(
+    ctx: typer.Context,
+    name: str,
+    kpi: list[str] = typer.Option(..., "--kpi", help="NAME=VALUE, repeatable."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Record measured KPI values on the current cycle, judged against the targets."""
+    from valueloop.errors import InvalidInput
+    from valueloop.outcomes.usecases import record_outcomes
+    from valueloop.store import session
+
+    values = {}
+    for key, raw in parse_pairs(kpi, "--kpi").items():
+        try:
+            values[key] = float(raw)
+        except ValueError:
+            raise InvalidInput(f"--kpi {key}: expected a number, got {raw!r}") from None
+    with session() as s:
+        d = record_outcomes(s, actor(ctx), name, values)
+    show(d, as_json, lambda: _render_detail(d))
+
+
+@usecase_app.command("members")
+def members(name: str, as_json: bool = JsonOption) -> None:
+    """Who holds which role on a use case."""
+    from valueloop.outcomes.usecases import get_usecase, view
+    from valueloop.store import session
+
+    with session() as s:
+        rows = view(get_usecase(s, name)).members
+    show(rows, as_json, lambda: table(f"members of {name}", ["user", "role"], [(m.user, m.role) for m in rows]))
+
+
+def _membership(ctx: typer.Context, name: str, user: str, role: str, add: bool) -> None:
+    from valueloop.errors import InvalidInput
+    from valueloop.outcomes.roles import Role
+    from valueloop.outcomes.usecases import add_member, remove_member
+    from valueloop.store import session
+
+    if role not in Role.__members__:
+        raise InvalidInput(f"role: unknown role {role!r}; roles are {', '.join(Role)}")
+    with session() as s:
+        rows = (add_member if add else remove_member)(s, actor(ctx), name, user, Role(role))
+    table(f"members of {name}", ["user", "role"], [(m.user, m.role) for m in rows])
+
+
+@usecase_app.command("add-member")
+def add_member(ctx: typer.Context, name: str, user: str, role: str) -> None:
+    """Give USER the ROLE on a use case (the owner or an admin may)."""
+    _membership(ctx, name, user, role, add=True)
+
+
+@usecase_app.command("remove-member")
+def remove_member(ctx: typer.Context, name: str, user: str, role: str) -> None:
+    """Take the ROLE on a use case away from USER."""
+    _membership(ctx, name, user, role, add=False)

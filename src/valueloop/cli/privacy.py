@@ -1,0 +1,110 @@
+"""``valueloop privacy ...``: submit the DPIA, and the privacy officer's decision."""
+
+from __future__ import annotations
+
+import typer
+
+from valueloop.cli._common import JsonOption, group, actor, console, show, table
+
+app = group("The Data Privacy Impact Assessment and the privacy officer's decision.")
+
+
+def parse_condition(text: str):  # type: ignore[no-untyped-def]
+    """``COLUMN=TREATMENT[:KEY=VALUE,...]``, e.g. ``postcode=generalize:prefix=2``."""
+    from pydantic import ValidationError
+
+    from valueloop.errors import InvalidInput
+    from valueloop.outcomes.spec import ColumnTreatment
+    from valueloop.validation import describe_errors
+
+    head, _, tail = text.partition(":")
+    column, sep, treatment = head.partition("=")
+    if not sep:
+        raise InvalidInput(f"--condition: expected COLUMN=TREATMENT[:KEY=VALUE,...], got {text!r}")
+    params: dict[str, object] = {}
+    for item in filter(None, tail.split(",")):
+        key, _, value = item.partition("=")
+        params[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
+    justification = str(params.pop("justification", ""))
+    try:
+        return ColumnTreatment(column=column.strip(), treatment=treatment.strip(), params=params,
+                               justification=justification)
+    except ValidationError as exc:
+        raise InvalidInput(f"--condition {text!r}:", problems=describe_errors(exc)) from None
+
+
+def _render(a) -> None:  # type: ignore[no-untyped-def]
+    console().print(f"DPIA [bold]{a.usecase} v{a.version}[/bold]: [cyan]{a.status}[/cyan]"
+                  + (f" by {a.decided_by}" if a.decided_by else f" (submitted by {a.submitted_by})")
+                  + (f": {a.comment}" if a.comment else ""))
+    table("column treatments (proposal, then conditions)", ["column", "treatment", "params", "source"],
+          [(t.column, t.treatment, t.params or "",
+            "condition" if any(c.column == t.column for c in a.conditions) else "proposal")
+           for t in a.treatments.values()])
+
+
+@app.command("submit")
+def submit(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
+    """Submit the use case's privacy section for the privacy officer's decision."""
+    from valueloop.outcomes.privacy import submit as submit_
+    from valueloop.store import session
+
+    with session() as s:
+        a = submit_(s, actor(ctx), name)
+    show(a, as_json, lambda: _render(a))
+
+
+@app.command("approve")
+def approve(
+    ctx: typer.Context,
+    name: str,
+    condition: list[str] = typer.Option(
+        [], "--condition", "-c",
+        help="A treatment the Data phase must apply: COLUMN=TREATMENT[:KEY=VALUE,...], repeatable.",
+    ),
+    comment: str = typer.Option(None, "--comment", "-m"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Approve the pending DPIA, optionally with conditions (privacy officer only)."""
+    from valueloop.outcomes.privacy import approve as approve_
+    from valueloop.store import session
+
+    conditions = [parse_condition(c) for c in condition]
+    with session() as s:
+        a = approve_(s, actor(ctx), name, conditions, comment)
+    show(a, as_json, lambda: _render(a))
+
+
+@app.command("reject")
+def reject(
+    ctx: typer.Context,
+    name: str,
+    reason: str = typer.Option(..., "--reason", "-m", help="Why, so the team can adjust."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Reject the pending DPIA with a reason; the use case goes back to the team."""
+    from valueloop.outcomes.privacy import reject as reject_
+    from valueloop.store import session
+
+    with session() as s:
+        a = reject_(s, actor(ctx), name, reason)
+    show(a, as_json, lambda: _render(a))
+
+
+@app.command("show")
+def show_(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
+    """Every DPIA version of a use case with its decision."""
+    from valueloop.outcomes.privacy import history
+    from valueloop.store import session
+
+    with session() as s:
+        versions = history(s, actor(ctx), name)
+
+    def render() -> None:
+        table(f"DPIA of {name}", ["version", "status", "submitted by", "decided by", "conditions", "comment"],
+              [(f"v{a.version}", a.status, a.submitted_by, a.decided_by,
+                ", ".join(f"{c.column}={c.treatment}" for c in a.conditions), a.comment) for a in versions])
+        if versions:
+            _render(versions[-1])
+
+    show(versions, as_json, render)

@@ -1,0 +1,63 @@
+"""One exception hierarchy, mapped once at each boundary (CLI exit code, HTTP status).
+
+Every message names what is wrong and, where it helps, what would be allowed instead.
+"""
+
+from __future__ import annotations
+
+
+class ValueloopError(Exception):
+    """Base of every error valueloop raises on purpose."""
+
+    http_status: int = 400
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = problems or []
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+class InvalidInput(ValueloopError):
+    """Input that breaks a rule: a field, its value and the rule are named."""
+
+    http_status = 422
+    exit_code = 2
+
+
+class NotFound(ValueloopError):
+    http_status = 404
+    exit_code = 3
+
+
+class Conflict(ValueloopError):
+    """The request clashes with the current state: a duplicate, an illegal transition."""
+
+    http_status = 409
+    exit_code = 4
+
+
+class AuthenticationFailed(ValueloopError):
+    """No valid identity: unknown, expired or revoked token, no acting user."""
+
+    http_status = 401
+    exit_code = 5
+
+
+class PermissionDenied(ValueloopError):
+    """The actor is known but lacks the role the action needs."""
+
+    http_status = 403
+    exit_code = 6
+
+
+class GateClosed(ValueloopError):
+    """A gate of the loop is not passed yet, e.g. no approved DPIA before touching data."""
+
+    http_status = 409
+    exit_code = 7

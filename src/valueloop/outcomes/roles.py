@@ -1,0 +1,91 @@
+"""Roles and the one permission matrix of valueloop.
+
+Every state-changing service asks :func:`require` before it acts; nothing else decides who may
+do what. Roles are held per use case (a :class:`~valueloop.store.models.Member`); ``admin`` is a
+global flag on the user and administers users and tokens, but decides nothing in the loop:
+segregation of duties keeps the DPIA decision with the privacy officer.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from valueloop.errors import PermissionDenied
+from valueloop.store.models import Member, UseCase, User
+
+
+class Role(StrEnum):
+    owner = "owner"
+    sponsor = "sponsor"
+    analyst = "analyst"
+    expert = "expert"
+    data_engineer = "data_engineer"
+    data_scientist = "data_scientist"
+    developer = "developer"
+    privacy_officer = "privacy_officer"
+    operations = "operations"
+    admin = "admin"
+
+
+class Action(StrEnum):
+    view = "view"
+    formulate = "formulate"
+    submit_privacy = "submit_privacy"
+    decide_privacy = "decide_privacy"
+    start_development = "start_development"
+    ingest = "ingest"
+    train = "train"
+    accept_model = "accept_model"
+    promote = "promote"
+    deploy = "deploy"
+    operate = "operate"
+    review = "review"
+    decide_cycle = "decide_cycle"
+    manage_members = "manage_members"
+    administer = "administer"
+
+
+_EVERY_MEMBER = frozenset(Role)
+
+PERMISSIONS: dict[Action, frozenset[Role]] = {
+    Action.view: _EVERY_MEMBER,
+    Action.formulate: frozenset({Role.owner, Role.analyst}),
+    Action.submit_privacy: frozenset({Role.owner, Role.analyst}),
+    Action.decide_privacy: frozenset({Role.privacy_officer}),
+    Action.start_development: frozenset({Role.owner}),
+    Action.ingest: frozenset({Role.data_engineer}),
+    Action.train: frozenset({Role.data_scientist}),
+    Action.accept_model: frozenset({Role.owner}),
+    Action.promote: frozenset({Role.data_scientist, Role.operations}),
+    Action.deploy: frozenset({Role.developer, Role.operations}),
+    Action.operate: frozenset({Role.operations}),
+    Action.review: frozenset({Role.owner, Role.analyst}),
+    Action.decide_cycle: frozenset({Role.owner, Role.sponsor}),
+    Action.manage_members: frozenset({Role.owner, Role.admin}),
+    Action.administer: frozenset({Role.admin}),
+}
+
+
+def roles_of(session: Session, user: User, usecase: UseCase | None) -> set[Role]:
+    roles = {Role.admin} if user.is_admin else set()
+    if usecase is not None:
+        rows = session.query(Member.role).filter_by(usecase_id=usecase.id, user_id=user.id)
+        roles |= {Role(r) for (r,) in rows}
+    return roles
+
+
+def require(session: Session, user: User, action: Action, usecase: UseCase | None = None) -> None:
+    """Raise :class:`PermissionDenied` naming the roles that would be allowed."""
+    allowed = PERMISSIONS[action]
+    held = roles_of(session, user, usecase)
+    if held & allowed:
+        return
+    where = f" on use case '{usecase.name}'" if usecase is not None else ""
+    has = ", ".join(sorted(held)) or "no role"
+    needs = " or ".join(sorted(allowed))
+    raise PermissionDenied(
+        f"{user.name} may not {action.value.replace('_', ' ')}{where}: "
+        f"requires role {needs}; {user.name} has {has}"
+    )

@@ -1,0 +1,281 @@
+"""Use cases: formulation, members, lifecycle and cycles. One service layer under CLI and HTTP."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from valueloop.outcomes import audit
+from valueloop.outcomes.lifecycle import OWNED_BY_COMMAND, State, allowed_from, check_transition
+from valueloop.outcomes.roles import Action, Role, require
+from valueloop.outcomes.spec import KPI, UseCaseSpec
+from valueloop.outcomes.users import get_user
+from valueloop.store.models import Cycle, Member, UseCase, User, utcnow
+
+
+class MemberView(BaseModel):
+    user: str
+    role: Role
+
+
+class KpiOutcome(BaseModel):
+    value: float
+    target: str
+    met: bool
+
+
+class CycleView(BaseModel):
+    number: int
+    started_at: datetime
+    ended_at: datetime | None
+    kpi_outcomes: dict[str, KpiOutcome]
+    decision: str | None
+    decision_comment: str | None
+    decided_by: str | None
+
+
+class UseCaseView(BaseModel):
+    name: str
+    title: str
+    state: State
+    state_reason: str | None
+    owner: str
+    cycle: int | None
+    next_states: list[State]
+    members: list[MemberView]
+    kpis: list[KPI]
+    privacy: str = "not submitted"
+    created_at: datetime
+    updated_at: datetime
+
+
+class UseCaseDetail(UseCaseView):
+    business_goal: str
+    cycles: list[CycleView]
+    spec: dict[str, Any]
+
+
+def get_usecase(session: Session, name: str) -> UseCase:
+    usecase = session.scalar(select(UseCase).where(UseCase.name == name))
+    if usecase is None:
+        known = ", ".join(session.scalars(select(UseCase.name).order_by(UseCase.name))) or "none yet"
+        raise NotFound(f"use case '{name}' does not exist; known use cases: {known}")
+    return usecase
+
+
+def spec_of(usecase: UseCase) -> UseCaseSpec:
+    return UseCaseSpec.model_validate(usecase.spec)
+
+
+def view(usecase: UseCase) -> UseCaseView:
+    spec = spec_of(usecase)
+    latest = usecase.assessments[-1] if usecase.assessments else None
+    return UseCaseView(
+        name=usecase.name,
+        title=usecase.title,
+        state=State(usecase.state),
+        state_reason=usecase.state_reason,
+        owner=spec.owner,
+        cycle=usecase.cycles[-1].number if usecase.cycles else None,
+        next_states=allowed_from(State(usecase.state)),
+        members=[MemberView(user=m.user.name, role=Role(m.role)) for m in usecase.members],
+        kpis=spec.kpis,
+        privacy=f"v{latest.version} {latest.status}" if latest else "not submitted",
+        created_at=usecase.created_at,
+        updated_at=usecase.updated_at,
+    )
+
+
+def detail(usecase: UseCase) -> UseCaseDetail:
+    return UseCaseDetail(
+        **view(usecase).model_dump(),
+        business_goal=usecase.spec["business_goal"],
+        cycles=[CycleView.model_validate(c, from_attributes=True) for c in usecase.cycles],
+        spec=usecase.spec,
+    )
+
+
+def _declared_users(session: Session, spec: UseCaseSpec) -> dict[str, User]:
+    names = {u for u, _ in spec.memberships()}
+    users = {u.name: u for u in session.scalars(select(User).where(User.name.in_(names)))}
+    missing = sorted(names - set(users))
+    if missing:
+        raise InvalidInput(
+            f"use case '{spec.name}' names unknown user(s): {', '.join(missing)}; "
+            "add them first with `valueloop users add NAME`"
+        )
+    return users
+
+
+def _sync_members(session: Session, usecase: UseCase, spec: UseCaseSpec) -> None:
+    """The file wins: memberships it does not declare are removed on update."""
+    users = _declared_users(session, spec)
+    wanted = {(users[u].id, role.value) for u, role in spec.memberships()}
+    for member in list(usecase.members):
+        if (member.user_id, member.role) not in wanted:
+            usecase.members.remove(member)
+    have = {(m.user_id, m.role) for m in usecase.members}
+    for user_id, role in sorted(wanted - have):
+        usecase.members.append(Member(user_id=user_id, role=role))
+
+
+def list_usecases(session: Session) -> list[UseCaseView]:
+    return [view(u) for u in session.scalars(select(UseCase).order_by(UseCase.name))]
+
+
+def create_usecase(session: Session, actor: str | None, spec: UseCaseSpec) -> UseCaseDetail:
+    """Formulate a new use case in ``draft``; the actor must be its owner or one of its analysts."""
+    acting = get_user(session, actor)
+    if session.scalar(select(UseCase.id).where(UseCase.name == spec.name)) is not None:
+        raise Conflict(f"use case '{spec.name}' already exists; change it with `valueloop usecase update`")
+    _declared_users(session, spec)
+    formulators = {u for u, role in spec.memberships() if role in (Role.owner, Role.analyst)}
+    if acting.name not in formulators:
+        raise PermissionDenied(
+            f"{acting.name} may not formulate use case '{spec.name}': requires role owner or "
+            f"analyst in the file; those are {', '.join(sorted(formulators))}"
+        )
+    usecase = UseCase(
+        name=spec.name, title=spec.title, state=State.draft, spec=spec.model_dump(mode="json"),
+        spec_digest=spec.digest(),
+    )
+    session.add(usecase)
+    _sync_members(session, usecase, spec)
+    session.flush()
+    audit.record(session, acting.name, "usecase.create", "usecase", spec.name, usecase=spec.name,
+                 after={"state": State.draft, "spec_digest": usecase.spec_digest})
+    return detail(usecase)
+
+
+def update_usecase(session: Session, actor: str | None, spec: UseCaseSpec) -> UseCaseDetail:
+    """Replace the use case file. A changed privacy section opens a new DPIA version to decide."""
+    from valueloop.outcomes import privacy
+
+    usecase = get_usecase(session, spec.name)
+    acting = get_user(session, actor)
+    require(session, acting, Action.formulate, usecase)
+    if State(usecase.state) is State.retired:
+        raise Conflict(f"use case '{spec.name}' is retired and can no longer change")
+    if spec.digest() == usecase.spec_digest:
+        return detail(usecase)
+    before = {"spec_digest": usecase.spec_digest}
+    usecase.spec, usecase.spec_digest, usecase.title = spec.model_dump(mode="json"), spec.digest(), spec.title
+    _sync_members(session, usecase, spec)
+    session.flush()
+    audit.record(session, acting.name, "usecase.update", "usecase", spec.name, usecase=spec.name,
+                 before=before, after={"spec_digest": usecase.spec_digest})
+    privacy.reopen_if_changed(session, acting.name, usecase)
+    return detail(usecase)
+
+
+def set_state(session: Session, actor: str, usecase: UseCase, target: State, reason: str | None) -> None:
+    """Move the use case and audit it; callers have checked the transition and the permission."""
+    before = {"state": usecase.state, "cycle": usecase.cycles[-1].number if usecase.cycles else None}
+    current = State(usecase.state)
+    if target is State.in_development:
+        if current is State.in_review:
+            _close_cycle(usecase, actor, "next_cycle", reason)
+        usecase.cycles.append(Cycle(number=len(usecase.cycles) + 1, kpi_outcomes={}))
+    elif target is State.retired and current is State.in_review:
+        _close_cycle(usecase, actor, "retire", reason)
+    usecase.state, usecase.state_reason = target, reason
+    session.flush()
+    audit.record(session, actor, "usecase.advance", "usecase", usecase.name, usecase=usecase.name,
+                 before=before,
+                 after={"state": target, "reason": reason,
+                        "cycle": usecase.cycles[-1].number if usecase.cycles else None})
+
+
+def _close_cycle(usecase: UseCase, actor: str, decision: str, comment: str | None) -> None:
+    cycle = usecase.cycles[-1]
+    cycle.ended_at, cycle.decision, cycle.decision_comment, cycle.decided_by = (
+        utcnow(), decision, comment, actor,
+    )
+
+
+def advance(
+    session: Session, actor: str | None, name: str, target: State, reason: str | None = None
+) -> UseCaseDetail:
+    """Move a use case along its lifecycle, refusing illegal moves and closed gates."""
+    from valueloop.outcomes.privacy import require_privacy_approval
+
+    usecase = get_usecase(session, name)
+    acting = get_user(session, actor)
+    current = State(usecase.state)
+    action = check_transition(current, target)
+    if target in OWNED_BY_COMMAND:
+        raise Conflict(f"{current} → {target} is made by `{OWNED_BY_COMMAND[target]}`")
+    require(session, acting, action, usecase)
+    if target is State.in_development:
+        require_privacy_approval(session, usecase)
+    if current is State.in_review and not (reason and reason.strip()):
+        raise InvalidInput(
+            "reason: the business decision at review needs a comment (why go on, or why retire)"
+        )
+    if target is State.draft and current is State.rejected and not usecase.state_reason:
+        raise Conflict("a rejected use case returns to draft only with the rejection's reason")
+    set_state(session, acting.name, usecase, target, reason)
+    return detail(usecase)
+
+
+def record_outcomes(
+    session: Session, actor: str | None, name: str, values: dict[str, float]
+) -> UseCaseDetail:
+    """Record measured KPI values on the current cycle, judged against the use case's targets."""
+    usecase = get_usecase(session, name)
+    acting = get_user(session, actor)
+    require(session, acting, Action.review, usecase)
+    if not usecase.cycles:
+        raise Conflict(f"use case '{name}' has no cycle yet: outcomes are recorded from in_development on")
+    kpis = {k.name: k for k in spec_of(usecase).kpis}
+    unknown = sorted(set(values) - set(kpis))
+    if unknown:
+        raise InvalidInput(
+            f"kpi: unknown KPI(s) {', '.join(unknown)}; declared: {', '.join(kpis) or 'none'}"
+        )
+    cycle = usecase.cycles[-1]
+    before = dict(cycle.kpi_outcomes)
+    outcomes = dict(cycle.kpi_outcomes)
+    for key, value in values.items():
+        outcomes[key] = KpiOutcome(value=value, target=str(kpis[key]), met=kpis[key].met_by(value)).model_dump()
+    cycle.kpi_outcomes = outcomes
+    audit.record(session, acting.name, "cycle.outcomes", "cycle", f"{name}#{cycle.number}",
+                 usecase=name, before=before, after=outcomes)
+    return detail(usecase)
+
+
+def add_member(session: Session, actor: str | None, name: str, user: str, role: Role) -> list[MemberView]:
+    usecase = get_usecase(session, name)
+    acting = get_user(session, actor)
+    require(session, acting, Action.manage_members, usecase)
+    if role is Role.admin:
+        raise InvalidInput("role: admin is a user flag (`valueloop users add --admin`), not a membership")
+    member_user = get_user(session, user)
+    if any(m.user_id == member_user.id and m.role == role for m in usecase.members):
+        raise Conflict(f"{user} is already {role} of '{name}'")
+    usecase.members.append(Member(user_id=member_user.id, role=role))
+    session.flush()
+    audit.record(session, acting.name, "member.add", "member", f"{user}:{role}", usecase=name,
+                 after={"user": user, "role": role})
+    return view(usecase).members
+
+
+def remove_member(session: Session, actor: str | None, name: str, user: str, role: Role) -> list[MemberView]:
+    usecase = get_usecase(session, name)
+    acting = get_user(session, actor)
+    require(session, acting, Action.manage_members, usecase)
+    member = next((m for m in usecase.members if m.user.name == user and m.role == role), None)
+    if member is None:
+        raise NotFound(f"{user} is not {role} of '{name}'")
+    if role is Role.owner and sum(m.role == Role.owner for m in usecase.members) == 1:
+        raise Conflict(f"'{name}' must keep an owner; add the new owner before removing {user}")
+    usecase.members.remove(member)
+    session.flush()
+    audit.record(session, acting.name, "member.remove", "member", f"{user}:{role}", usecase=name,
+                 before={"user": user, "role": role})
+    return view(usecase).members

@@ -1,0 +1,71 @@
+"""HTTP routes for users, tokens and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from valueloop.outcomes import audit, users
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.usecases import get_usecase
+from valueloop.server.deps import DB, Actor
+
+router = APIRouter(prefix="/api")
+
+
+class NewToken(BaseModel):
+    name: str = "default"
+    user: str | None = Field(default=None, description="issue for another user (admin only)")
+    expires_in_seconds: int | None = Field(default=None, gt=0)
+
+
+@router.get("/users", tags=["users"])
+def list_users(s: DB, _: Actor) -> list[users.UserView]:
+    return users.list_users(s)
+
+
+@router.post("/users", tags=["users"], status_code=201)
+def add_user(body: users.NewUser, s: DB, actor: Actor) -> users.UserView:
+    return users.add_user(s, actor, body)
+
+
+@router.get("/me", tags=["users"])
+def me(s: DB, actor: Actor) -> users.UserView:
+    return users.UserView.model_validate(users.get_user(s, actor), from_attributes=True)
+
+
+@router.post("/tokens", tags=["tokens"], status_code=201)
+def create_token(body: NewToken, s: DB, actor: Actor) -> users.IssuedToken:
+    ttl = timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None
+    return users.create_token(s, actor, body.name, for_user=body.user, expires_in=ttl)
+
+
+@router.get("/tokens", tags=["tokens"])
+def list_tokens(s: DB, actor: Actor, every_user: bool = Query(False, alias="all")) -> list[users.TokenView]:
+    return users.list_tokens(s, actor, every_user=every_user)
+
+
+@router.delete("/tokens/{token_id}", tags=["tokens"])
+def revoke_token(token_id: int, s: DB, actor: Actor) -> users.TokenView:
+    return users.revoke_token(s, actor, token_id)
+
+
+@router.get("/audit", tags=["audit"])
+def audit_log(
+    s: DB,
+    actor: Actor,
+    usecase: str | None = None,
+    by: str | None = Query(None, alias="actor"),
+    action: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = Query(None, gt=0),
+) -> list[audit.AuditEntry]:
+    """Members see their use case's trail; the whole log needs an admin."""
+    acting = users.get_user(s, actor)
+    if usecase:
+        require(s, acting, Action.view, get_usecase(s, usecase))
+    else:
+        require(s, acting, Action.administer)
+    return audit.events(s, usecase=usecase, actor=by, action=action, since=since, limit=limit)

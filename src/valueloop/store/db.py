@@ -1,0 +1,75 @@
+"""Engines and sessions for the metadata store; migrations run on first use and on upgrade."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, sessionmaker
+
+from valueloop.config import Settings, load_settings
+from valueloop.errors import ValueloopError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_engines: dict[str, Engine] = {}
+
+
+def _alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op when it is already there."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # serialize concurrent first starts
+            conn.execute(text("SELECT pg_advisory_xact_lock(727172)"))
+        cfg = _alembic_config(conn)
+        heads = set(ScriptDirectory.from_config(cfg).get_heads())
+        if set(MigrationContext.configure(conn).get_current_heads()) != heads:
+            command.upgrade(cfg, "head")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL per process, migrated on first use."""
+    if url not in _engines:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            migrate(engine)
+        except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
+            engine.dispose()
+            raise ValueloopError(f"metadata database {engine.url!r} is not usable: {exc}") from exc
+        _engines[url] = engine
+    return _engines[url]
+
+
+@contextmanager
+def session(settings: Settings | None = None) -> Iterator[Session]:
+    """A unit of work: commits on success, rolls everything back on any error."""
+    settings = settings or load_settings()
+    factory = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
+    with factory.begin() as s:
+        yield s
