@@ -25,7 +25,6 @@ _EXPECTED = {
     "model_type": "expected a mapping",
     "missing": "required field is missing",
     "extra_forbidden": "unknown field",
-    "string_pattern_mismatch": "does not match the naming rule (lowercase letters, digits, '-', '_'; 2-64 long)",
 }
 
 
@@ -60,6 +59,8 @@ def describe_errors(
             problems.append(f"{path}: {_EXPECTED[kind]}")
         else:
             message = _EXPECTED.get(kind, err["msg"].removeprefix("Value error, "))
+            if kind == "string_pattern_mismatch":
+                message = f"must match the pattern {err['ctx']['pattern']}"
             value = err.get("input")
             # a rule over a whole mapping (a model validator) names its own fields
             got = "" if isinstance(value, dict | list) else f", got {_shown(value)}"
