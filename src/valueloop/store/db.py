@@ -27,7 +27,10 @@ def _alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision; a no-op when it is already there."""
+    """Bring the schema to the newest revisions; a no-op when it is already there.
+
+    Each phase keeps its own branch of migrations off the foundation, hence "heads".
+    """
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -38,7 +41,7 @@ def migrate(engine: Engine) -> None:
         cfg = _alembic_config(conn)
         heads = set(ScriptDirectory.from_config(cfg).get_heads())
         if set(MigrationContext.configure(conn).get_current_heads()) != heads:
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
