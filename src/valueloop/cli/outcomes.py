@@ -43,30 +43,27 @@ def _render_detail(d) -> None:  # type: ignore[no-untyped-def]
                 c.decided_by) for c in d.cycles])
 
 
-@usecase_app.command("create")
-def create(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
-    """Create a use case from its valueloop.yaml (the acting user must be its owner or analyst)."""
+def _apply_file(ctx: typer.Context, file: Path, as_json: bool, *, create: bool) -> None:
     from valueloop.outcomes.spec import load_spec
-    from valueloop.outcomes.usecases import create_usecase
+    from valueloop.outcomes.usecases import create_usecase, update_usecase
     from valueloop.store import session
 
     spec = load_spec(file)
     with session() as s:
-        d = create_usecase(s, actor(ctx), spec)
+        d = (create_usecase if create else update_usecase)(s, actor(ctx), spec)
     show(d, as_json, lambda: _render_detail(d))
+
+
+@usecase_app.command("create")
+def create(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
+    """Create a use case from its valueloop.yaml (the acting user must be its owner or analyst)."""
+    _apply_file(ctx, file, as_json, create=True)
 
 
 @usecase_app.command("update")
 def update(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
     """Replace a use case's file; a changed privacy section needs a new DPIA decision."""
-    from valueloop.outcomes.spec import load_spec
-    from valueloop.outcomes.usecases import update_usecase
-    from valueloop.store import session
-
-    spec = load_spec(file)
-    with session() as s:
-        d = update_usecase(s, actor(ctx), spec)
-    show(d, as_json, lambda: _render_detail(d))
+    _apply_file(ctx, file, as_json, create=False)
 
 
 @usecase_app.command("list")
