@@ -160,6 +160,118 @@ _METRICS = {
     "classification": {"roc_auc", "accuracy", "f1", "precision", "recall", "log_loss", "pr_auc"},
     "regression": {"rmse", "mae", "r2", "mape"},
 }
+#: Metrics where a smaller value is the better model.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "mape"})
+
+
+def metrics_of(task: str) -> frozenset[str]:
+    return frozenset(_METRICS[task])
+
+
+class Split(Strict):
+    """How the held-out test set is cut; the same seed always gives the same split."""
+
+    kind: Literal["random", "stratified", "time"] = "random"
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    time_column: str | None = Field(None, description="the newest rows form the test set")
+
+    @model_validator(mode="after")
+    def _time_needs_column(self) -> Split:
+        if (self.kind == "time") != (self.time_column is not None):
+            raise ValueError("split.time_column is required by kind time, and only by it")
+        return self
+
+
+class Features(Strict):
+    """Model inputs: every column (or only ``include``) minus ``exclude``, the target and the
+    identifiers (``identifiers`` or, when not given, ``*_id`` columns and pseudonymized ones)."""
+
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    identifiers: list[str] | None = None
+
+
+class ParamRange(Strict):
+    """One searched parameter: ``{low, high[, log]}`` (integers when both bounds are) or ``{choices}``."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ParamRange:
+        ranged = self.low is not None and self.high is not None
+        if ranged == (self.choices is not None) or (ranged and self.low >= self.high):
+            raise ValueError("a parameter range needs low < high, or a list of choices (not both)")
+        return self
+
+
+class Search(Strict):
+    """An Optuna search within a budget of trials and/or seconds; an empty space uses the kind's."""
+
+    n_trials: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0, description="seconds")
+    space: dict[str, ParamRange] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _budget(self) -> Search:
+        if self.n_trials is None and self.timeout is None:
+            raise ValueError("search needs a budget: n_trials, timeout (seconds) or both")
+        return self
+
+
+class Candidate(Strict):
+    name: Name
+    kind: Literal["logistic", "linear", "random_forest", "lightgbm", "mlp", "custom"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    function: str | None = Field(
+        None, pattern=r"^[\w.]+:\w+$", description="custom only: module:function, train(data, params)"
+    )
+    baseline: bool = Field(False, description="the others must be no worse; default: the first linear one")
+    search: Search | None = None
+
+    @model_validator(mode="after")
+    def _custom_needs_function(self) -> Candidate:
+        if (self.kind == "custom") != (self.function is not None):
+            raise ValueError(f"candidate '{self.name}': function (module:function) is required by "
+                             "kind custom, and only by it")
+        return self
+
+
+class Invariance(Strict):
+    """A perturbation that must not move the prediction by more than ``tolerance``."""
+
+    column: str
+    change: Literal["shuffle", "set", "add"] = "shuffle"
+    value: str | int | float | None = None
+    tolerance: float = Field(0.0, ge=0)
+
+
+class Directional(Strict):
+    """Adding ``add`` to a column must move the prediction the ``expect``ed way."""
+
+    column: str
+    add: float
+    expect: Literal["increase", "decrease"]
+    max_violations: float = Field(0.1, ge=0, le=1, description="share of rows allowed to move otherwise")
+
+
+class SegmentFloor(Strict):
+    """Every segment of ``column`` (with at least ``min_rows``) must reach ``floor``."""
+
+    column: str
+    floor: float
+    metric: str | None = Field(None, description="default: the primary metric")
+    min_rows: int = Field(30, ge=1)
+
+
+class ModelTests(Strict):
+    invariance: list[Invariance] = Field(default_factory=list)
+    directional: list[Directional] = Field(default_factory=list)
+    segment_floors: list[SegmentFloor] = Field(default_factory=list)
+    max_seconds_per_row: float = Field(0.005, gt=0)
 
 
 class ModelObjective(Strict):
@@ -167,6 +279,13 @@ class ModelObjective(Strict):
     target: str
     primary_metric: str
     threshold: float = Field(description="the primary metric a model must reach to be accepted")
+    split: Split = Field(default_factory=Split)
+    features: Features = Field(default_factory=Features)
+    candidates: list[Candidate] = Field(
+        default_factory=list, description="default: a linear baseline and LightGBM"
+    )
+    segments: list[str] = Field(default_factory=list, description="columns to report metrics per value")
+    tests: ModelTests = Field(default_factory=ModelTests)
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelObjective:
@@ -175,6 +294,17 @@ class ModelObjective(Strict):
                 f"primary_metric '{self.primary_metric}' does not fit task {self.task}; "
                 f"choose one of {', '.join(sorted(_METRICS[self.task]))}"
             )
+        for floor in self.tests.segment_floors:
+            if floor.metric is not None and floor.metric not in _METRICS[self.task]:
+                raise ValueError(f"tests.segment_floors: metric '{floor.metric}' does not fit task "
+                                 f"{self.task}; choose one of {', '.join(sorted(_METRICS[self.task]))}")
+        names = [c.name for c in self.candidates]
+        if len(set(names)) != len(names):
+            raise ValueError("candidates: each candidate needs a unique name")
+        if sum(c.baseline for c in self.candidates) > 1:
+            raise ValueError("candidates: at most one candidate is the baseline")
+        if self.split.kind == "stratified" and self.task != "classification":
+            raise ValueError("split.kind stratified needs task classification")
         return self
 
 
