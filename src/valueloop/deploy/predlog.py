@@ -1,0 +1,299 @@
+"""The prediction log: every served prediction with its features, model version and latency,
+written by REST serving, batch and stream scoring, read by the Operate phase.
+
+Layout under ``<home>/predictions/<usecase>/``::
+
+    date=YYYY-MM-DD/part-<utc time>-<uuid>.parquet   predictions (one file per flush)
+    labels/part-<utc time>-<uuid>.parquet            ground truth by request id (feedback)
+
+Files are immutable: each is written under a hidden temporary name, fsynced, then renamed, so a
+reader never sees half a file and a crash loses at most the batch being written. Several
+processes (uvicorn workers, scorers) append side by side because each writes its own files.
+Feature columns keep their types; files whose types differ are unified on read (int → float).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from valueloop.config import Settings
+from valueloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger("valueloop.deploy.predlog")
+
+SOURCES = ("rest", "batch", "stream", "shadow")
+#: Columns every record has; every other column is a feature.
+RESERVED = ("request_id", "ts", "usecase", "model_version", "source", "latency_seconds",
+            "prediction", "probability")
+
+
+def _root(settings: Settings, usecase: str) -> Path:
+    return settings.home / "predictions" / usecase
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC, the zone every valueloop timestamp is in."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _write_atomically(table: pa.Table, directory: Path) -> Path:
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+    final, temporary = directory / name, directory / f".{name}.tmp"
+    try:
+        with open(temporary, "wb") as handle:
+            pq.write_table(table, handle, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself survives a crash
+    finally:
+        os.close(fd)
+    return final
+
+
+def _read_files(files: Iterable[Path], columns: list[str] | None = None) -> pa.Table | None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(f, columns=columns) for f in files]
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _parts(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("part-*.parquet")) if directory.is_dir() else []
+
+
+class PredictionLog:
+    """Append-only, durable log of one use case's predictions and their feedback labels."""
+
+    def __init__(self, settings: Settings, usecase: str) -> None:
+        self.usecase = usecase
+        self.root = _root(settings, usecase)
+
+    def append(self, records: pa.Table | list[dict[str, Any]], *, source: str) -> int:
+        """Write ``records`` (request_id, model_version, latency_seconds, prediction, optional
+        probability and ts, plus the features) as one file per day; returns the rows written."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if source not in SOURCES:
+            raise InvalidInput(f"source: must be one of {', '.join(SOURCES)}, got {source!r}")
+        table = records if isinstance(records, pa.Table) else pa.Table.from_pylist(records)
+        if table.num_rows == 0:
+            return 0
+        missing = [c for c in ("request_id", "model_version", "prediction") if c not in table.column_names]
+        if missing:
+            raise InvalidInput(f"prediction records: missing column(s) {', '.join(missing)}")
+        now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
+        ts = (pc.fill_null(table["ts"].cast(pa.timestamp("us", tz="UTC")), now)
+              if "ts" in table.column_names else pa.repeat(now, table.num_rows))
+        n = table.num_rows
+        fixed = {
+            "request_id": table["request_id"].cast(pa.string()),
+            "ts": ts,
+            "usecase": pa.repeat(pa.scalar(self.usecase), n),
+            "model_version": table["model_version"].cast(pa.string()),
+            "source": pa.repeat(pa.scalar(source), n),
+            "latency_seconds": (table["latency_seconds"].cast(pa.float64())
+                                if "latency_seconds" in table.column_names else pa.nulls(n, pa.float64())),
+            "prediction": table["prediction"],
+            "probability": (table["probability"].cast(pa.float64())
+                            if "probability" in table.column_names else pa.nulls(n, pa.float64())),
+        }
+        features = {c: table[c] for c in table.column_names if c not in RESERVED}
+        whole = pa.table({**fixed, **features})
+        days = pc.strftime(whole["ts"], format="%Y-%m-%d")
+        for day in pc.unique(days).to_pylist():
+            part = whole.filter(pc.equal(days, day))
+            _write_atomically(part, self.root / f"date={day}")
+        return n
+
+    def _day_dirs(self, since: datetime | None, until: datetime | None) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        first = _utc(since).date() if since else date.min
+        last = _utc(until).date() if until else date.max
+        dirs = []
+        for d in sorted(self.root.glob("date=*")):
+            try:
+                day = date.fromisoformat(d.name.removeprefix("date="))
+            except ValueError:
+                continue
+            if first <= day <= last:
+                dirs.append(d)
+        return dirs
+
+    def read(self, since: datetime | None = None, until: datetime | None = None) -> pa.Table:
+        """Predictions with ``since <= ts < until`` (naive datetimes are UTC), oldest first."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        files = [f for d in self._day_dirs(since, until) for f in _parts(d)]
+        table = _read_files(files)
+        if table is None:
+            return pa.table({
+                "request_id": pa.array([], pa.string()), "ts": pa.array([], pa.timestamp("us", tz="UTC")),
+                "usecase": pa.array([], pa.string()), "model_version": pa.array([], pa.string()),
+                "source": pa.array([], pa.string()), "latency_seconds": pa.array([], pa.float64()),
+                "prediction": pa.array([], pa.null()), "probability": pa.array([], pa.float64()),
+            })
+        if since is not None:
+            table = table.filter(pc.greater_equal(table["ts"], pa.scalar(_utc(since), table["ts"].type)))
+        if until is not None:
+            table = table.filter(pc.less(table["ts"], pa.scalar(_utc(until), table["ts"].type)))
+        return table.sort_by("ts")
+
+    def request_ids(self) -> set[str]:
+        files = [f for d in self._day_dirs(None, None) for f in _parts(d)]
+        table = _read_files(files, columns=["request_id"])
+        return set() if table is None else set(table["request_id"].to_pylist())
+
+    def read_labels(self) -> pa.Table:
+        """Every label received (request_id, label, ts), oldest first; a later label for the same
+        request id corrects an earlier one."""
+        import pyarrow as pa
+
+        table = _read_files(_parts(self.root / "labels"))
+        if table is None:
+            return pa.table({"request_id": pa.array([], pa.string()), "label": pa.array([], pa.null()),
+                             "ts": pa.array([], pa.timestamp("us", tz="UTC"))})
+        return table.sort_by("ts")
+
+
+class FeedbackResult(BaseModel):
+    usecase: str
+    recorded: int
+    unknown: list[str]
+
+
+def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str, Any]]) -> FeedbackResult:
+    """Store ground-truth labels for logged predictions. Labels for request ids the log does not
+    hold are not stored and are returned in ``unknown``, so the caller can resend them later
+    (a prediction reaches the log within the logger's flush interval)."""
+    import pyarrow as pa
+
+    pairs = list(labels)
+    problems = []
+    for i, (request_id, label) in enumerate(pairs):
+        if not isinstance(request_id, str) or not request_id:
+            problems.append(f"[{i}].request_id: expected a non-empty string, got {request_id!r}")
+        if label is None:
+            problems.append(f"[{i}].label: required, got null")
+    if problems:
+        raise InvalidInput(f"feedback for '{usecase}' is invalid ({len(problems)} problem(s)):", problems=problems)
+    plog = PredictionLog(settings, usecase)
+    known = plog.request_ids()
+    accepted = [(r, lab) for r, lab in pairs if r in known]
+    unknown = [r for r, _ in pairs if r not in known]
+    if accepted:
+        try:
+            table = pa.table({
+                "request_id": pa.array([r for r, _ in accepted], pa.string()),
+                "label": pa.array([lab for _, lab in accepted]),
+                "ts": pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), len(accepted)),
+            })
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidInput(f"label: all labels must have one type (numbers, booleans or strings): {exc}") from None
+        _write_atomically(table, plog.root / "labels")
+    return FeedbackResult(usecase=usecase, recorded=len(accepted), unknown=unknown)
+
+
+class AsyncPredictionLogger:
+    """Gathers records from request handlers and writes them in micro-batches on its own thread.
+
+    :meth:`log` never blocks and never raises: a full queue or a failed write counts the lost
+    records in ``valueloop_prediction_log_dropped_total`` instead of slowing or failing a response.
+    """
+
+    def __init__(self, plog: PredictionLog, *, max_records: int = 1000, max_seconds: float = 1.0,
+                 capacity: int = 100_000) -> None:
+        from valueloop.deploy.metrics import LOG_DROPPED
+
+        self.plog = plog
+        self.max_records, self.max_seconds = max_records, max_seconds
+        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(capacity)
+        self._dropped = LOG_DROPPED.labels(plog.usecase)
+        self._stop, self._hurry = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"predlog-{plog.usecase}", daemon=True)
+        self._thread.start()
+
+    def log(self, record: dict[str, Any], source: str = "rest") -> None:
+        try:
+            self._queue.put_nowait((source, record))
+        except Exception:  # noqa: BLE001 - queue.Full, or anything else: never fail the response
+            self._dropped.inc()
+
+    def flush(self) -> None:
+        """Wait until everything logged so far is written (tests, shutdown)."""
+        self._hurry.set()
+        self._queue.join()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _gather(self) -> list[tuple[str, dict[str, Any]]]:
+        try:
+            batch = [self._queue.get(timeout=0.1)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + self.max_seconds
+        while len(batch) < self.max_records:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set() or self._hurry.is_set():
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except queue.Empty:
+                    break
+            try:
+                batch.append(self._queue.get(timeout=min(remaining, 0.05)))
+            except queue.Empty:
+                continue
+        return batch
+
+    def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        from valueloop.deploy.metrics import LOG_WRITTEN
+
+        by_source: dict[str, list[dict[str, Any]]] = {}
+        for source, record in batch:
+            by_source.setdefault(source, []).append(record)
+        for source, records in by_source.items():
+            try:
+                LOG_WRITTEN.labels(self.plog.usecase, source).inc(self.plog.append(records, source=source))
+            except Exception:  # noqa: BLE001 - a bad disk must not stop the thread
+                log.exception("prediction log %s: %d record(s) lost", self.plog.usecase, len(records))
+                self._dropped.inc(len(records))
+
+    def _run(self) -> None:
+        while not (self._stop.is_set() and self._queue.empty()):
+            batch = self._gather()
+            if batch:
+                self._write(batch)
+                for _ in batch:
+                    self._queue.task_done()
+            elif self._queue.empty():
+                self._hurry.clear()

@@ -1,0 +1,80 @@
+"""The prediction log: durable typed Parquet parts per day, labels by request id, the async logger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+from valueloop.config import Settings
+from valueloop.deploy.metrics import LOG_DROPPED
+from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
+from valueloop.errors import InvalidInput
+
+
+def _record(i: int, ts: datetime | None = None) -> dict:
+    rec = {"request_id": f"r{i}", "model_version": "1", "latency_seconds": 0.001, "prediction": i % 2,
+           "probability": 0.25, "tenure_months": i, "contract": "monthly"}
+    if ts is not None:
+        rec["ts"] = ts
+    return rec
+
+
+def test_append_and_read_keep_types_days_and_order(settings: Settings) -> None:
+    plog = PredictionLog(settings, "churn")
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    assert plog.append([_record(1, yesterday), _record(2)], source="rest") == 2
+    plog.append(pa.table({"request_id": ["b1"], "model_version": ["2"], "prediction": [1],
+                          "tenure_months": [3.5]}), source="batch")
+    days = sorted(p.name for p in plog.root.glob("date=*"))
+    assert days == [f"date={yesterday:%Y-%m-%d}", f"date={datetime.now(UTC):%Y-%m-%d}"]
+    assert not list(plog.root.rglob(".*.tmp"))
+    table = plog.read()
+    assert table["request_id"].to_pylist() == ["r1", "r2", "b1"]
+    assert table["source"].to_pylist() == ["rest", "rest", "batch"]
+    assert table.schema.field("tenure_months").type == pa.float64()  # int and float files unified
+    assert table.schema.field("ts").type == pa.timestamp("us", tz="UTC")
+    assert table["probability"].to_pylist() == [0.25, 0.25, None]
+    assert plog.read(since=datetime.now(UTC) - timedelta(hours=1))["request_id"].to_pylist() == ["r2", "b1"]
+    assert plog.read(until=datetime.now(UTC) - timedelta(hours=1))["request_id"].to_pylist() == ["r1"]
+
+
+def test_bad_records_are_refused_whole(settings: Settings) -> None:
+    plog = PredictionLog(settings, "churn")
+    with pytest.raises(InvalidInput, match="source: must be one of"):
+        plog.append([_record(1)], source="carrier-pigeon")
+    with pytest.raises(InvalidInput, match="missing column.*model_version"):
+        plog.append([{"request_id": "x", "prediction": 1}], source="rest")
+    assert plog.read().num_rows == 0
+
+
+def test_feedback_stores_known_ids_and_reports_unknown(settings: Settings) -> None:
+    PredictionLog(settings, "churn").append([_record(1), _record(2)], source="rest")
+    result = record_feedback(settings, "churn", [("r1", 1), ("nope", 0), ("r2", 0)])
+    assert (result.recorded, result.unknown) == (2, ["nope"])
+    labels = PredictionLog(settings, "churn").read_labels()
+    assert labels["request_id"].to_pylist() == ["r1", "r2"]
+    assert labels["label"].to_pylist() == [1, 0]
+    with pytest.raises(InvalidInput, match=r"\[0\].label: required"):
+        record_feedback(settings, "churn", [("r1", None)])
+
+
+def test_async_logger_batches_and_counts_drops_instead_of_blocking(settings: Settings) -> None:
+    plog = PredictionLog(settings, "churn")
+    logger = AsyncPredictionLogger(plog, max_records=50, max_seconds=0.05)
+    for i in range(120):
+        logger.log(_record(i), "rest" if i % 3 else "shadow")
+    logger.flush()
+    table = plog.read()
+    assert table.num_rows == 120
+    assert table.filter(pa.compute.equal(table["source"], "shadow")).num_rows == 40
+    logger.close()
+
+    tiny = AsyncPredictionLogger(PredictionLog(settings, "tiny"), capacity=1, max_seconds=5)
+    before = LOG_DROPPED.labels("tiny")._value.get()
+    tiny._stop.set()  # the writer stops draining: the queue fills and further records are dropped
+    tiny._thread.join()
+    for i in range(5):
+        tiny.log(_record(i))
+    assert LOG_DROPPED.labels("tiny")._value.get() - before == 4
