@@ -308,6 +308,124 @@ class ModelObjective(Strict):
         return self
 
 
+DriftMethod = Literal["ks", "wasserstein", "chisquare", "jensenshannon", "psi"]
+
+
+class ColumnDrift(Strict):
+    """A per-column override: the test and its threshold (a p-value for ks and chisquare,
+    a distance for the others)."""
+
+    method: DriftMethod | None = None
+    threshold: float | None = Field(None, gt=0)
+
+
+class DriftPolicy(Strict):
+    """Defaults like Evidently's: ks/chisquare up to 1000 reference rows, wasserstein/jensenshannon
+    above; 0.05 for p-values, 0.1 for distances."""
+
+    method: DriftMethod | Literal["auto"] = "auto"
+    threshold: float | None = Field(None, gt=0)
+    dataset_share: float = Field(0.5, gt=0, le=1, description="dataset drift when this share of columns drifts")
+    missing_increase: float = Field(0.05, ge=0, le=1, description="flag a column whose null share rises by this")
+    columns: dict[str, ColumnDrift] = Field(default_factory=dict)
+
+
+class Window(Strict):
+    """Windows over the prediction log: by time (``every: 1d``) or by count (``rows: 1000``)."""
+
+    every: str | None = Field(None, pattern=r"^\d+[smhd]$")
+    rows: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Window:
+        if (self.every is None) == (self.rows is None):
+            raise ValueError("window needs exactly one of every (a duration such as 1d) or rows (a count)")
+        return self
+
+
+class AlertRule(Strict):
+    """Alert when a monitored value (``dataset_drift_share``, ``drift.COLUMN``, ``missing.COLUMN``,
+    ``performance.METRIC``, ``estimated.METRIC``, ``error_rate``, ``latency_p95_seconds``,
+    ``kpi.NAME`` ...) compares to ``threshold``."""
+
+    name: Name
+    metric: str
+    comparator: Comparator
+    threshold: float
+    routes: list[str] = Field(default_factory=lambda: ["log"])
+    dedup: str = Field("1h", pattern=r"^\d+[smhd]$", description="one alert per rule within this time")
+
+
+class Route(Strict):
+    """Where alerts go besides the log: a webhook (HTTP POST of JSON) or e-mail over SMTP."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: Name
+    kind: Literal["webhook", "email"]
+    url: str | None = None
+    timeout: float = Field(5.0, gt=0, description="seconds per delivery attempt")
+    retries: int = Field(3, ge=1, le=10, description="attempts before the delivery is marked failed")
+    host: str | None = None
+    port: int = Field(25, ge=1, le=65535)
+    sender: str | None = Field(None, alias="from")
+    to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> Route:
+        if self.kind == "webhook" and not self.url:
+            raise ValueError(f"route '{self.name}': kind webhook needs url")
+        if self.kind == "email" and not (self.host and self.sender and self.to):
+            raise ValueError(f"route '{self.name}': kind email needs host, from and to")
+        return self
+
+
+class RetrainPolicy(Strict):
+    """The closed loop: when to retrain, and whether a better challenger is promoted unasked."""
+
+    triggers: list[Literal["drift", "performance", "schedule", "manual"]] = Field(
+        default_factory=lambda: ["manual"])
+    schedule: str | None = Field(None, description="cron expression (5 fields), for the schedule trigger")
+    auto_promote: bool = False
+    margin: float = Field(0.0, ge=0, description="how much the challenger must beat the champion by")
+    rollout: Literal["direct", "shadow", "canary"] = "direct"
+    min_labels: int = Field(50, ge=1, description="labeled rows the comparison needs")
+
+    @model_validator(mode="after")
+    def _schedule(self) -> RetrainPolicy:
+        if ("schedule" in self.triggers) != (self.schedule is not None):
+            raise ValueError("retrain.schedule (a cron expression) is required by the schedule trigger, "
+                             "and only by it")
+        if self.schedule is not None and len(self.schedule.split()) != 5:
+            raise ValueError(f"retrain.schedule: expected a 5-field cron expression, got {self.schedule!r}")
+        return self
+
+
+class Operate(Strict):
+    """Monitoring and the retraining policy of a use case in production."""
+
+    window: Window = Field(default_factory=lambda: Window(every="1d"))
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    performance_metric: str | None = Field(None, description="default: the model's primary metric")
+    metrics_url: str | None = Field(None, description="the REST server's /metrics, for error rate and latency")
+    every: str = Field("1h", pattern=r"^\d+[smhd]$", description="how often the scheduler runs the monitor")
+    alerts: list[AlertRule] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
+
+    @model_validator(mode="after")
+    def _routes_known(self) -> Operate:
+        names = [r.name for r in self.routes]
+        if "log" in names or len(set(names)) != len(names):
+            raise ValueError("routes: each route needs a unique name other than 'log' (the built-in route)")
+        for rule in self.alerts:
+            unknown = sorted(set(rule.routes) - {"log", *names})
+            if unknown:
+                raise ValueError(f"alerts.{rule.name}: unknown route(s) {', '.join(unknown)}; "
+                                 f"declared: log, {', '.join(names) or '(none)'}")
+        return self
+
+
 class Members(Strict):
     """User names per role; the owner and sponsor are given at the top of the file."""
 
@@ -331,6 +449,7 @@ class UseCaseSpec(Strict):
     sources: list[Source] = Field(default_factory=list)
     privacy: Privacy
     model: ModelObjective
+    operate: Operate | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> UseCaseSpec:
