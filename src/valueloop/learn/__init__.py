@@ -1,0 +1,1 @@
+"""Learn: candidates, search, evaluation, model tests, MLflow tracking, registry, reproduce."""
