@@ -1,0 +1,1 @@
+"""Operate: drift, performance and business KPIs, alerts, and the retraining loop that closes it."""
