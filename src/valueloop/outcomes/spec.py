@@ -438,6 +438,23 @@ class Members(Strict):
     operations: list[str] = Field(default_factory=list)
 
 
+class Deploy(Strict):
+    """How ``valueloop serve`` answers for the use case: micro-batching, timeout, and the
+    challenger's rollout (a canary share of live traffic, or a shadow that only sees copies)."""
+
+    max_batch_size: int = Field(64, ge=1, le=4096, description="rows predicted in one model call")
+    max_wait_ms: float = Field(0, ge=0, le=1000, description="extra wait to fill a batch; 0 = take what is queued")
+    canary: float = Field(0, ge=0, le=1, description="share of requests answered by the challenger")
+    shadow: bool = Field(False, description="the challenger predicts a copy of every request, logged only")
+    timeout: float = Field(10, gt=0, le=300, description="seconds a prediction request may take")
+
+    @model_validator(mode="after")
+    def _one_rollout(self) -> Deploy:
+        if self.shadow and self.canary:
+            raise ValueError("deploy: choose canary (a share answered by the challenger) or shadow, not both")
+        return self
+
+
 class UseCaseSpec(Strict):
     name: Name
     title: str
@@ -450,6 +467,7 @@ class UseCaseSpec(Strict):
     privacy: Privacy
     model: ModelObjective
     operate: Operate | None = None
+    deploy: Deploy | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> UseCaseSpec:
