@@ -92,6 +92,97 @@ class DeltaSource(Strict):
 Source = Annotated[CsvSource | ParquetSource | SqlSource | DeltaSource, Field(discriminator="kind")]
 
 
+class DataCheck(Strict):
+    """A quality check on the dataset an ingest would commit; an error blocks the version."""
+
+    name: str | None = Field(None, description="default: the check and its column(s)")
+    severity: Literal["error", "warning"] = "error"
+
+
+class TypeCheck(DataCheck):
+    check: Literal["type"]
+    column: str
+    dtype: Literal["integer", "float", "number", "string", "boolean", "date", "timestamp"]
+
+
+class NotNullCheck(DataCheck):
+    check: Literal["not_null"]
+    column: str
+
+
+class UniqueCheck(DataCheck):
+    check: Literal["unique"]
+    columns: list[str] = Field(min_length=1, description="together they identify a row")
+
+
+class RangeCheck(DataCheck):
+    check: Literal["range"]
+    column: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RangeCheck:
+        if self.min is None and self.max is None:
+            raise ValueError(f"range check of '{self.column}' needs min, max or both")
+        return self
+
+
+class AllowedValuesCheck(DataCheck):
+    check: Literal["allowed_values"]
+    column: str
+    values: list[str | int | float | bool] = Field(min_length=1)
+
+
+class PatternCheck(DataCheck):
+    check: Literal["pattern"]
+    column: str
+    pattern: str = Field(description="a regular expression the whole value must match")
+
+
+class RowCountCheck(DataCheck):
+    check: Literal["row_count"]
+    min: int | None = Field(None, ge=0)
+    max: int | None = Field(None, ge=0)
+
+
+class FreshnessCheck(DataCheck):
+    check: Literal["freshness"]
+    column: str = Field(description="a date or timestamp column")
+    max_age: str = Field(pattern=r"^\d+[smhd]$", description="the newest value may be this old")
+
+
+class SqlCheck(DataCheck):
+    check: Literal["sql"]
+    query: str = Field(description="DuckDB SQL returning the failing rows of the table `dataset`")
+
+
+Check = Annotated[
+    TypeCheck | NotNullCheck | UniqueCheck | RangeCheck | AllowedValuesCheck | PatternCheck
+    | RowCountCheck | FreshnessCheck | SqlCheck,
+    Field(discriminator="check"),
+]
+
+
+class DataSection(Strict):
+    """How an ingest turns the sources into a dataset version."""
+
+    transform: str | None = Field(
+        None, description="DuckDB SQL file, relative to the use case file, selecting from the sources by name"
+    )
+    python: str | None = Field(
+        None, pattern=r"^[\w.]+:\w+$", description="module:function, for what SQL cannot express"
+    )
+    mode: Literal["append", "overwrite"] = "append"
+    checks: list[Check] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_transform(self) -> DataSection:
+        if self.transform and self.python:
+            raise ValueError("data: give transform (a SQL file) or python (module:function), not both")
+        return self
+
+
 class Treatment(StrEnum):
     drop = "drop"
     pseudonymize = "pseudonymize"
@@ -464,6 +555,7 @@ class UseCaseSpec(Strict):
     members: Members = Field(default_factory=Members)
     kpis: list[KPI] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
+    data: DataSection | None = None
     privacy: Privacy
     model: ModelObjective
     operate: Operate | None = None
