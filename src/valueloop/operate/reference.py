@@ -1,0 +1,83 @@
+"""The drift reference of a use case: the training dataset version of the model in service
+(the champion, else the newest registered version, else the newest dataset version), summarized
+from the profile the Data phase computed once at ingest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.operate.summary import ColumnSummary
+from valueloop.operate.windows import Reference
+from valueloop.outcomes.spec import UseCaseSpec
+from valueloop.store.models import UseCase
+
+
+def _model_in_service(session: Session, usecase: str) -> tuple[int | None, list[str] | None]:
+    """(dataset version, features) of the champion, else of the newest registered version."""
+    from valueloop.learn.tables import ModelVersion, TrainingRun
+
+    rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
+                           .order_by(ModelVersion.version)).all()
+    if not rows:
+        return None, None
+    row = next((r for r in rows if "champion" in r.aliases), rows[-1])
+    features = session.scalar(select(TrainingRun.features).where(TrainingRun.run_id == row.run_id))
+    return row.dataset_version, features
+
+
+def from_profile(column: dict[str, Any], rows: int) -> ColumnSummary:
+    """One column of the Data phase's profile as a summary to count windows against."""
+    nulls = int(column.get("nulls") or 0)
+    histogram = column.get("histogram")
+    if histogram:
+        edges = np.asarray(histogram["edges"], float)
+        counts = np.concatenate([[0], np.asarray(histogram["counts"], np.int64), [0]])
+        present = rows - nulls
+        mean, std = float(column.get("mean") or 0.0), float(column.get("std") or 0.0)
+        return ColumnSummary("numeric", rows=rows, nulls=nulls, edges=edges, counts=counts,
+                             low=float(column.get("min", edges[0])), high=float(column.get("max", edges[-1])),
+                             total=mean * present, total_sq=(std * std + mean * mean) * present)
+    top = {str(t["value"]): int(t["count"]) for t in column.get("top_values") or []}
+    distinct = column.get("distinct")
+    return ColumnSummary("categorical", rows=rows, nulls=nulls, values=top,
+                         complete=distinct is not None and len(top) >= int(distinct))
+
+
+def reference_for(session: Session, usecase: UseCase, spec: UseCaseSpec) -> Reference:
+    from valueloop.data import get_version
+    from valueloop.errors import NotFound
+
+    version_number, features = _model_in_service(session, usecase.name)
+    problems = []
+    try:
+        version = get_version(session, usecase.name, version_number)
+    except NotFound:
+        return Reference(version=None, rows=0, columns={}, task=spec.model.task,
+                         problems=[f"'{usecase.name}' has no dataset version yet: no drift reference"])
+    profile = version.profile
+    rows = int(profile.get("rows", version.row_count))
+    columns = profile.get("columns", {})
+    target = spec.model.target
+    wanted = features if features is not None else [c for c in columns if c != target]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        problems.append(f"feature(s) not in the profile of dataset version {version.version}: {', '.join(missing)}")
+    summaries = {c: from_profile(columns[c], rows) for c in wanted if c in columns}
+    reference_target = None
+    if target in columns:
+        reference_target = from_profile(columns[target], rows)
+        if spec.model.task == "classification" and reference_target.kind == "numeric":
+            reference_target = _binary_target(columns[target], rows)
+    return Reference(version=version.version, rows=rows, columns=summaries, target=reference_target,
+                     task=spec.model.task, problems=problems)
+
+
+def _binary_target(column: dict[str, Any], rows: int) -> ColumnSummary:
+    """A 0/1 target profiled as a number: its mean is the share of ones."""
+    nulls = int(column.get("nulls") or 0)
+    ones = round(float(column.get("mean") or 0.0) * (rows - nulls))
+    return ColumnSummary("categorical", rows=rows, nulls=nulls, values={"1": ones, "0": rows - nulls - ones})
