@@ -1,0 +1,205 @@
+"""The registry: MLflow's Model Registry holds the versions and aliases; valueloop's table holds
+their lineage (run, dataset version, DPIA version), the artifact digest, the test report and the
+owner's acceptance. Aliases change only through :func:`promote`, after its gates."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings
+from valueloop.errors import Conflict, GateClosed, InvalidInput, NotFound
+from valueloop.learn import tracking
+from valueloop.learn.model_tests import TestResult
+from valueloop.learn.tables import ModelVersion, TrainingRun
+from valueloop.learn.views import KpiCheck, ModelVersionView
+from valueloop.outcomes import audit
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.users import get_user
+from valueloop.store.models import UseCase, utcnow
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
+ALIASES = ("champion", "challenger")
+#: MLflow writes this bookkeeping file into a model directory when it resolves ``models:/`` URIs.
+_NOT_MODEL = {"registered_model_meta"}
+
+
+def artifact_digest(directory: str | Path) -> str:
+    """SHA-256 over every file of an MLflow model directory (relative path and content)."""
+    root = Path(directory)
+    total = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name not in _NOT_MODEL):
+        total.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            total.update(hashlib.file_digest(handle, "sha256").digest())
+    return total.hexdigest()
+
+
+def _local(settings: Settings, uri: str) -> Path:
+    import mlflow.artifacts
+
+    tracking.configure(settings)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=settings.mlflow_uri))
+
+
+def kpi_checks(usecase: UseCase, metrics: dict[str, Any]) -> list[KpiCheck]:
+    """Each KPI target next to the model's value; business KPIs wait for production."""
+    checks = []
+    for kpi in spec_of(usecase).kpis:
+        value = metrics.get(kpi.metric) if kpi.kind == "model" else None
+        checks.append(KpiCheck(name=kpi.name, kind=kpi.kind, target=str(kpi), value=value,
+                               met=None if value is None else kpi.met_by(value)))
+    return checks
+
+
+def view(session: Session, row: ModelVersion) -> ModelVersionView:
+    run = session.scalar(select(TrainingRun).where(TrainingRun.run_id == row.run_id))
+    metrics = run.metrics if run else {}
+    return ModelVersionView(
+        usecase=row.usecase, registered_name=row.registered_name, version=row.version,
+        run_id=row.run_id, candidate=run.candidate["name"] if run else "",
+        dataset_version=row.dataset_version, dpia_version=row.dpia_version,
+        artifact_uri=row.artifact_uri, artifact_digest=row.artifact_digest, metrics=metrics,
+        kpis=kpi_checks(get_usecase(session, row.usecase), metrics),
+        tests=[TestResult.model_validate(t) for t in row.test_report["tests"]],
+        tests_passed=row.tests_passed, acceptance=row.acceptance, accepted_by=row.accepted_by,
+        acceptance_comment=row.acceptance_comment, accepted_at=row.accepted_at,
+        aliases=list(row.aliases), created_at=row.created_at,
+    )
+
+
+def register(session: Session, settings: Settings, actor: str, usecase: UseCase, run: TrainingRun,
+             model_uri: str, tests: list[TestResult]) -> ModelVersion:
+    """Register a model that passed its tests and record its lineage and digest."""
+    import mlflow
+
+    if not all(t.passed for t in tests):
+        raise Conflict(f"run {run.run_id} failed its tests; only a tested model is registered")
+    tracking.configure(settings)
+    registered = mlflow.register_model(model_uri, usecase.name, tags={
+        tracking.TAG + "dataset_version": str(run.dataset_version),
+        tracking.TAG + "dpia_version": str(run.dpia_version),
+        tracking.TAG + "run_id": run.run_id,
+    })
+    digest = artifact_digest(_local(settings, registered.source))
+    tracking.client(settings).set_model_version_tag(usecase.name, registered.version,
+                                                    tracking.TAG + "artifact_digest", digest)
+    row = ModelVersion(
+        usecase=usecase.name, registered_name=usecase.name, version=int(registered.version),
+        run_id=run.run_id, dataset_version=run.dataset_version, dpia_version=run.dpia_version,
+        artifact_uri=registered.source, artifact_digest=digest,
+        test_report={"tests": [t.model_dump() for t in tests]}, tests_passed=True,
+        acceptance="pending", aliases=[],
+    )
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "model.register", "model_version", f"{usecase.name}/v{row.version}",
+                 usecase=usecase.name,
+                 after={"run_id": run.run_id, "dataset_version": run.dataset_version,
+                        "dpia_version": run.dpia_version, "artifact_digest": digest})
+    return row
+
+
+def _row(session: Session, usecase: str, ref: int | str) -> ModelVersion:
+    """A model version by number, or by the alias it holds."""
+    rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
+                           .order_by(ModelVersion.version)).all()
+    if isinstance(ref, str) and not ref.isdigit():
+        found = [r for r in rows if ref in r.aliases]
+        if not found:
+            raise NotFound(f"no model version of '{usecase}' holds the alias '{ref}'")
+        return found[0]
+    found = [r for r in rows if r.version == int(ref)]
+    if not found:
+        known = ", ".join(f"v{r.version}" for r in rows) or "none yet"
+        raise NotFound(f"model version {ref} of '{usecase}' does not exist; registered: {known}")
+    return found[0]
+
+
+def get_model(session: Session, actor: str | None, usecase: str, ref: int | str) -> ModelVersionView:
+    found = get_usecase(session, usecase)
+    require(session, get_user(session, actor), Action.view, found)
+    return view(session, _row(session, found.name, ref))
+
+
+def list_models(session: Session, actor: str | None, usecase: str) -> list[ModelVersionView]:
+    found = get_usecase(session, usecase)
+    require(session, get_user(session, actor), Action.view, found)
+    rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == found.name)
+                           .order_by(ModelVersion.version))
+    return [view(session, r) for r in rows]
+
+
+def load_model(session: Session, settings: Settings, usecase: str, ref: int | str) -> PyFuncModel:
+    """The registered model as an MLflow pyfunc, after its files match the recorded digest."""
+    import mlflow.pyfunc
+
+    row = _row(session, get_usecase(session, usecase).name, ref)
+    local = _local(settings, f"models:/{row.registered_name}/{row.version}")
+    digest = artifact_digest(local)
+    if digest != row.artifact_digest:
+        raise Conflict(f"model {usecase} v{row.version}: artifact digest {digest[:12]}… does not match "
+                       f"the registered {row.artifact_digest[:12]}…; the files at {local} changed "
+                       "since registration and are not loaded")
+    return mlflow.pyfunc.load_model(str(local))
+
+
+def accept(session: Session, actor: str | None, usecase: str, version: int, *, accepted: bool,
+           comment: str) -> ModelVersionView:
+    """The owner's verdict on a model version against the business goal, with a comment."""
+    found = get_usecase(session, usecase)
+    acting = get_user(session, actor)
+    require(session, acting, Action.accept_model, found)
+    if not comment.strip():
+        raise InvalidInput("comment: the owner's decision needs a comment saying why")
+    row = _row(session, found.name, version)
+    before = {"acceptance": row.acceptance, "by": row.accepted_by}
+    row.acceptance = "accepted" if accepted else "rejected"
+    row.accepted_by, row.acceptance_comment, row.accepted_at = acting.name, comment, utcnow()
+    session.flush()
+    audit.record(session, acting.name, f"model.{'accept' if accepted else 'reject'}", "model_version",
+                 f"{found.name}/v{row.version}", usecase=found.name, before=before,
+                 after={"acceptance": row.acceptance, "by": acting.name, "comment": comment})
+    return view(session, row)
+
+
+def promote(session: Session, settings: Settings, actor: str | None, usecase: str, version: int,
+            alias: str = "champion") -> ModelVersionView:
+    """Give a version an alias: champion needs passed tests and the owner's acceptance;
+    challenger needs passed tests. The alias moves off whichever version held it."""
+    found = get_usecase(session, usecase)
+    acting = get_user(session, actor)
+    require(session, acting, Action.promote, found)
+    if alias not in ALIASES:
+        raise InvalidInput(f"alias: '{alias}' is not one of {', '.join(ALIASES)}")
+    row = _row(session, found.name, version)
+    missing = [] if row.tests_passed else ["its model tests did not pass"]
+    if alias == "champion" and row.acceptance != "accepted":
+        missing.append(f"the owner has not accepted it (acceptance: {row.acceptance}; "
+                       f"`valueloop accept {found.name} {row.version} -m COMMENT` by {spec_of(found).owner})")
+    if missing:
+        raise GateClosed(f"model {found.name} v{row.version} cannot become {alias}: " + "; ".join(missing))
+    if alias == "challenger" and "champion" in row.aliases:
+        raise Conflict(f"model {found.name} v{row.version} is the champion; promote another "
+                       "version to champion before making this one a challenger")
+    holders = session.scalars(select(ModelVersion).where(ModelVersion.usecase == found.name)).all()
+    before = {"holder": next((h.version for h in holders if alias in h.aliases), None)}
+    mlflow_client = tracking.client(settings)
+    mlflow_client.set_registered_model_alias(row.registered_name, alias, str(row.version))
+    other = next(a for a in ALIASES if a != alias)
+    if other in row.aliases:
+        mlflow_client.delete_registered_model_alias(row.registered_name, other)
+    for holder in holders:
+        holder.aliases = [a for a in holder.aliases if a != alias and (holder is not row or a != other)]
+    row.aliases = [*row.aliases, alias]
+    session.flush()
+    audit.record(session, acting.name, "model.promote", "model_version", f"{found.name}/v{row.version}",
+                 usecase=found.name, before=before, after={"alias": alias, "holder": row.version})
+    return view(session, row)

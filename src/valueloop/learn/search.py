@@ -1,0 +1,76 @@
+"""Hyperparameter search with Optuna: each trial a nested MLflow run, judged on a validation
+part of the training set (the test set stays unseen until the final evaluation)."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from valueloop.learn import candidates as kinds
+from valueloop.learn.evaluation import metrics, scores
+from valueloop.outcomes.spec import LOWER_IS_BETTER, Candidate, ParamRange
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+    from rich.progress import Progress
+
+VALIDATION_SHARE = 0.2
+
+
+def _suggest(trial: optuna.Trial, name: str, spec: ParamRange) -> Any:
+    if spec.choices is not None:
+        return trial.suggest_categorical(name, spec.choices)
+    if isinstance(spec.low, int) and isinstance(spec.high, int):
+        return trial.suggest_int(name, spec.low, spec.high, log=spec.log)
+    return trial.suggest_float(name, float(spec.low), float(spec.high), log=spec.log)  # type: ignore[arg-type]
+
+
+def search(candidate: Candidate, task: str, metric: str, seed: int, numeric: list[str],
+           categorical: list[str], X: pd.DataFrame, y: pd.Series,
+           progress: Progress | None) -> tuple[dict[str, Any], int]:
+    """The best params found within the budget (merged over the declared ones) and the trial count."""
+    import mlflow
+    import optuna
+    from sklearn.model_selection import train_test_split
+
+    assert candidate.search is not None
+    space = candidate.search.space or kinds.DEFAULT_SPACES[candidate.kind]
+    fit_rows, val_rows = train_test_split(
+        range(len(X)), test_size=VALIDATION_SHARE, random_state=seed,
+        stratify=y if task == "classification" else None,
+    )
+    X_fit, y_fit, X_val, y_val = X.iloc[fit_rows], y.iloc[fit_rows], X.iloc[val_rows], y.iloc[val_rows]
+    budget = candidate.search.n_trials
+    task_id = progress.add_task(f"search {candidate.name}", total=budget) if progress else None
+    errors: list[str] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        params = candidate.params | {name: _suggest(trial, name, spec) for name, spec in space.items()}
+        with mlflow.start_run(nested=True, run_name=f"{candidate.name}-trial-{trial.number}"):
+            mlflow.log_params(params)
+            try:
+                model = kinds.fit(candidate, params, task, seed, numeric, categorical, X_fit, y_fit)
+                value = metrics(y_val.to_numpy(), scores(model, X_val, task), task)[metric]
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                raise
+            finally:
+                if progress is not None and task_id is not None:
+                    progress.advance(task_id)
+            mlflow.log_metric(f"validation_{metric}", value)
+        if math.isnan(value):
+            raise optuna.TrialPruned(f"validation {metric} is undefined")
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+    )
+    study.optimize(objective, n_trials=budget, timeout=candidate.search.timeout, catch=(Exception,))
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not finished:
+        raise RuntimeError(f"every one of {len(study.trials)} search trial(s) failed"
+                           + (f", the last with {errors[-1]}" if errors else ""))
+    return candidate.params | study.best_params, len(study.trials)

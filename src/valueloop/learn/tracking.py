@@ -1,0 +1,106 @@
+"""MLflow as valueloop uses it: the tracking URI and artifact root from the settings, one
+experiment per use case, the lineage tags, and models logged with explicit requirements."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from valueloop.config import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow.models.model import ModelInfo
+
+# No phoning home and no pip introspection: valueloop runs offline and names its requirements.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+TAG = "valueloop."
+MODEL_PATH = "model"
+#: Packages a logged model needs at load time, pinned to what trained it.
+_RUNTIME = ("mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle")
+_REPORTED = _RUNTIME + ("lightgbm", "optuna", "pyarrow", "deltalake", "valueloop")
+
+
+def configure(settings: Settings) -> None:
+    """Point MLflow's fluent API (also what custom candidates call) at this installation."""
+    import logging
+
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    for noisy in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.store.db.utils",
+                  "mlflow.models.model", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    configure(settings)
+    return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+
+
+def experiment(settings: Settings, usecase: str) -> str:
+    """The use case's experiment id, created with its artifacts under the artifact root."""
+    mlflow_client = client(settings)
+    found = mlflow_client.get_experiment_by_name(usecase)
+    if found is not None:
+        return str(found.experiment_id)
+    location = settings.artifact_root
+    if "://" not in location:
+        location = Path(location, "mlflow", usecase).resolve().as_uri()
+    else:
+        location = f"{location.rstrip('/')}/mlflow/{usecase}"
+    return str(mlflow_client.create_experiment(usecase, artifact_location=location,
+                                               tags={TAG + "usecase": usecase}))
+
+
+def git_commit() -> str | None:
+    """The commit of the code that trains, when it runs from a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    found = {p: _version(p) for p in _REPORTED}
+    return {"python": platform.python_version()} | {p: v for p, v in found.items() if v}
+
+
+def requirements(kind: str) -> list[str]:
+    extra = ("lightgbm",) if kind in ("lightgbm", "custom") else ()
+    return [f"{p}=={v}" for p in _RUNTIME + extra if (v := _version(p))]
+
+
+def log_model(model: Any, kind: str, example: pd.DataFrame, task: str,
+              code_paths: list[str] | None) -> ModelInfo:
+    """The model in MLflow's format: signature, input example, explicit pip requirements.
+
+    A classifier's pyfunc returns ``predict_proba`` (one column per class): scoring needs the risk.
+    """
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    method = "predict_proba" if task == "classification" else "predict"
+    signature = infer_signature(example, getattr(model, method)(example))
+    return mlflow.sklearn.log_model(
+        model, name=MODEL_PATH, signature=signature, input_example=example,
+        pip_requirements=requirements(kind), serialization_format="cloudpickle",
+        pyfunc_predict_fn=method, code_paths=code_paths,
+    )

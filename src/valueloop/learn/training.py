@@ -1,0 +1,314 @@
+"""Training: every declared candidate on a pinned dataset version, tracked in MLflow, evaluated
+and tested on the held-out set; the best one that passes is registered. And reproduction."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings
+from valueloop.errors import InvalidInput, NotFound
+from valueloop.learn import candidates as kinds
+from valueloop.learn import dataset as datasets
+from valueloop.learn import evaluation, model_tests, registry, tracking
+from valueloop.learn.model_tests import TestResult
+from valueloop.learn.search import search
+from valueloop.learn.tables import TrainingRun
+from valueloop.learn.views import CandidateResult, ReproduceReport, RunView, TrainingReport
+from valueloop.outcomes import audit
+from valueloop.outcomes.privacy import require_privacy_approval
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.spec import Candidate, ModelObjective, UseCaseSpec, metrics_of
+from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.users import get_user
+from valueloop.store.models import UseCase
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+#: Metrics match on reproduction when they agree to this many decimals.
+REPRODUCE_TOLERANCE = 1e-9
+
+
+@dataclass
+class _Job:
+    """What every candidate of one training shares."""
+
+    settings: Settings
+    usecase: UseCase
+    objective: ModelObjective
+    prepared: datasets.Prepared
+    cut: datasets.Cut
+    dataset_version: int
+    dpia_version: int
+    experiment_id: str
+    training_id: str
+    git_commit: str | None
+    actor: str
+    progress: Progress | None
+    reproduces: str | None = None
+
+
+@dataclass
+class _Outcome:
+    row: TrainingRun
+    result: CandidateResult
+    model_uri: str | None
+
+
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    """NaN is not JSON (PostgreSQL refuses it): an undefined metric is stored as null."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
+
+
+def _check_kpis(spec: UseCaseSpec) -> None:
+    known = metrics_of(spec.model.task)
+    for i, kpi in enumerate(spec.kpis):
+        if kpi.kind == "model" and kpi.metric not in known:
+            raise InvalidInput(f"kpis[{i}].metric: '{kpi.metric}' does not fit task {spec.model.task}; "
+                               f"a model KPI is one of {', '.join(sorted(known))}")
+
+
+def _evaluate(model: Any, job: _Job) -> tuple[dict[str, Any], Any]:
+    objective, prepared, seed = job.objective, job.prepared, job.objective.split.seed
+    test = prepared.frame.iloc[job.cut.test]
+    y = prepared.y.iloc[job.cut.test]
+    score = evaluation.scores(model, test[prepared.features], objective.task)
+    columns = list(dict.fromkeys([*objective.segments, *(f.column for f in objective.tests.segment_floors)]))
+    ranking = evaluation.importance(model, test[prepared.features], y, objective.primary_metric, seed)
+    result = {
+        "metrics": evaluation.metrics(y.to_numpy(), score, objective.task),
+        "segments": evaluation.segments(test, columns, y.to_numpy(), score, objective.task),
+        "calibration": evaluation.calibration(y.to_numpy(), score) if objective.task == "classification" else None,
+        "importance": ranking,
+    }
+    return result, evaluation.plots(y.to_numpy(), score, objective.task, ranking, seed)
+
+
+def _tags(job: _Job, candidate: Candidate) -> dict[str, str]:
+    tags = {
+        tracking.TAG + "usecase": job.usecase.name,
+        tracking.TAG + "dataset_version": str(job.dataset_version),
+        tracking.TAG + "dpia_version": str(job.dpia_version),
+        tracking.TAG + "training_id": job.training_id,
+        tracking.TAG + "candidate": candidate.name,
+        tracking.TAG + "kind": candidate.kind,
+        tracking.TAG + "seed": str(job.objective.split.seed),
+        **{f"{tracking.TAG}package.{p}": v for p, v in tracking.package_versions().items()},
+    }
+    if job.git_commit:
+        tags["mlflow.source.git.commit"] = job.git_commit
+    if job.reproduces:
+        tags[tracking.TAG + "reproduces"] = job.reproduces
+    return tags
+
+
+def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | None,
+                     baseline: tuple[str, float | None] | None) -> _Outcome:
+    """Train, evaluate, test and log one candidate; any crash is recorded, never raised."""
+    import mlflow
+
+    objective, prepared, cut, seed = job.objective, job.prepared, job.cut, job.objective.split.seed
+    started = time.perf_counter()
+    run = mlflow.start_run(experiment_id=job.experiment_id, run_name=candidate.name, tags=_tags(job, candidate))
+    task_id = job.progress.add_task(f"train {candidate.name}", total=None) if job.progress else None
+    X, y = prepared.X.iloc[cut.train], prepared.y.iloc[cut.train]
+    trials, evaluated, tests, model_uri, error = 0, None, [], None, None
+    try:
+        mlflow.log_params({"split." + k: v for k, v in cut.record.items()} | {"seed": seed})
+        if params is None:
+            params = dict(candidate.params)
+            if candidate.search is not None:
+                params, trials = search(candidate, objective.task, objective.primary_metric, seed,
+                                        prepared.numeric, prepared.categorical, X, y, job.progress)
+        mlflow.log_params({f"model.{k}": v for k, v in params.items()})
+        model = kinds.fit(candidate, params, objective.task, seed, prepared.numeric,
+                          prepared.categorical, X, y)
+        evaluated, figures = _evaluate(model, job)
+        mlflow.log_metrics({k: v for k, v in evaluated["metrics"].items() if not math.isnan(v)})
+        if evaluated["calibration"]:
+            mlflow.log_metric("calibration_error", evaluated["calibration"]["ece"])
+        test_frame = prepared.frame.iloc[cut.test]
+        reference = None
+        if baseline is not None:
+            if baseline[1] is None:
+                raise RuntimeError(f"baseline '{baseline[0]}' failed, so no candidate can be compared with it")
+            reference = (baseline[0], baseline[1])
+        tests = model_tests.run(model, objective, test_frame, prepared.features, evaluated, reference, seed)
+        mlflow.log_dict(evaluated, "evaluation.json")
+        mlflow.log_dict({"tests": [t.model_dump() for t in tests]}, "model_tests.json")
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"plots/{name}")
+        mlflow.set_tag(tracking.TAG + "tests_passed", str(all(t.passed for t in tests)).lower())
+        code = [path] if candidate.kind == "custom" and (path := kinds.custom_source(candidate)) else None
+        example = prepared.X.iloc[cut.test[:5]]
+        model_uri = tracking.log_model(model, candidate.kind, example, objective.task, code).model_uri
+        mlflow.end_run()
+    except (Exception, KeyboardInterrupt) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        mlflow.set_tag(tracking.TAG + "error", error[:5000])
+        while mlflow.active_run() is not None:  # a failing search trial may still be open
+            mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+    finally:
+        if job.progress is not None and task_id is not None:
+            job.progress.update(task_id, total=1, completed=1)
+    metrics = _finite(evaluated["metrics"]) if evaluated else {}
+    status = "failed" if error else "finished"
+    row = TrainingRun(
+        run_id=run.info.run_id, usecase=job.usecase.name, training_id=job.training_id,
+        dataset_version=job.dataset_version, dpia_version=job.dpia_version,
+        candidate=candidate.model_dump(mode="json"), params=params or {}, metrics=metrics,
+        features=prepared.features, seed=seed, split=cut.record, git_commit=job.git_commit,
+        status=status, error=error, reproduces=job.reproduces, actor=job.actor,
+    )
+    result = CandidateResult(
+        candidate=candidate.name, kind=candidate.kind, run_id=run.info.run_id, status=status,
+        error=error, primary=metrics.get(objective.primary_metric), metrics=metrics, tests=tests,
+        tests_passed=bool(tests) and all(t.passed for t in tests), trials=trials,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return _Outcome(row=row, result=result, model_uri=model_uri)
+
+
+def _job(session: Session, settings: Settings, actor: str | None, name: str,
+         dataset_version: int | None, progress: Progress | None) -> tuple[_Job, UseCaseSpec]:
+    """Permission, gates and every check of the input, before anything is trained."""
+    from valueloop.data import get_version, read_version
+
+    usecase = get_usecase(session, name)
+    acting = get_user(session, actor)
+    require(session, acting, Action.train, usecase)
+    assessment = require_privacy_approval(session, usecase)
+    spec = spec_of(usecase)
+    _check_kpis(spec)
+    version = get_version(session, usecase.name, dataset_version)
+    table = read_version(session, usecase.name, version.version)
+    prepared = datasets.prepare(table, spec.model, assessment.treatments, version.version)
+    cut = datasets.split(prepared, spec.model.split, spec.model.task)
+    tracking.configure(settings)
+    job = _Job(
+        settings=settings, usecase=usecase, objective=spec.model, prepared=prepared, cut=cut,
+        dataset_version=version.version, dpia_version=assessment.version,
+        experiment_id=tracking.experiment(settings, usecase.name), training_id=uuid.uuid4().hex,
+        git_commit=tracking.git_commit(), actor=acting.name, progress=progress,
+    )
+    return job, spec
+
+
+def train(session: Session, settings: Settings, actor: str | None, usecase_name: str, *,
+          dataset_version: int | None = None, candidates: list[str] | None = None,
+          progress: Progress | None = None) -> TrainingReport:
+    """Train the candidates (the baseline always, to compare with), register the best that passes."""
+    job, spec = _job(session, settings, actor, usecase_name, dataset_version, progress)
+    objective = spec.model
+    declared = kinds.declared(objective)
+    base = kinds.baseline_of(declared)
+    chosen = kinds.declared(objective, None if not candidates else
+                            list(dict.fromkeys([*([base.name] if base else []), *candidates])))
+    outcomes: list[_Outcome] = []
+    reference: tuple[str, float | None] | None = None
+    for candidate in chosen:
+        outcome = _train_candidate(job, candidate, None, None if candidate is base else reference)
+        if candidate is base:
+            reference = (candidate.name, outcome.result.primary)
+        outcomes.append(outcome)
+        session.add(outcome.row)
+    session.flush()
+
+    passing = [o for o in outcomes if o.result.tests_passed and o.model_uri]
+    best = None
+    for outcome in passing:
+        if best is None or evaluation.better(objective.primary_metric, outcome.result.primary or 0.0,
+                                             best.result.primary or 0.0):
+            best = outcome
+    registered = None
+    if best is not None:
+        row = registry.register(session, settings, job.actor, job.usecase, best.row,
+                                best.model_uri or "", best.result.tests)
+        registered = registry.view(session, row)
+    plot = _comparison_plot(job, outcomes)
+    audit.record(session, job.actor, "model.train", "training", job.training_id, usecase=job.usecase.name,
+                 after={"dataset_version": job.dataset_version, "dpia_version": job.dpia_version,
+                        "runs": {o.result.candidate: o.result.status for o in outcomes},
+                        "registered": registered.version if registered else None})
+    return TrainingReport(
+        usecase=job.usecase.name, training_id=job.training_id, dataset_version=job.dataset_version,
+        dpia_version=job.dpia_version, primary_metric=objective.primary_metric,
+        threshold=objective.threshold, split=job.cut.record, features=job.prepared.features,
+        results=[o.result for o in outcomes], best=best.result.candidate if best else None,
+        registered=registered, comparison_plot=plot, experiment_id=job.experiment_id,
+    )
+
+
+def _comparison_plot(job: _Job, outcomes: list[_Outcome]) -> str:
+    from pathlib import Path
+
+    folder = Path(job.settings.home, "comparisons", job.usecase.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{job.training_id}.png"
+    values = {o.result.candidate: o.result.primary for o in outcomes if o.result.primary is not None}
+    evaluation.comparison_plot(values, job.objective.primary_metric, job.objective.threshold, str(path))
+    return str(path)
+
+
+def _run_row(session: Session, run_id: str) -> TrainingRun:
+    row = session.scalar(select(TrainingRun).where(TrainingRun.run_id == run_id))
+    if row is None:
+        raise NotFound(f"training run '{run_id}' does not exist; `valueloop runs USECASE` lists them")
+    return row
+
+
+def reproduce(session: Session, settings: Settings, actor: str | None, run_id: str,
+              progress: Progress | None = None) -> ReproduceReport:
+    """Train the run's candidate again on the same dataset version, params and seed; compare."""
+    original = _run_row(session, run_id)
+    if original.status != "finished":
+        raise InvalidInput(f"run {run_id}: only a finished run can be reproduced; it {original.status}"
+                           f" with {original.error}")
+    job, spec = _job(session, settings, actor, original.usecase, original.dataset_version, progress)
+    if job.cut.record["test_digest"] != original.split["test_digest"] or spec.model.split.seed != original.seed:
+        raise InvalidInput(f"run {run_id}: the use case's split changed since (was {original.split}); "
+                           "the run can no longer be reproduced as it was")
+    job.reproduces = run_id
+    candidate = Candidate.model_validate(original.candidate)
+    outcome = _train_candidate(job, candidate, dict(original.params), None)
+    session.add(outcome.row)
+    session.flush()
+    if outcome.result.error:
+        raise InvalidInput(f"run {run_id}: reproduction failed: {outcome.result.error}")
+    differences = {
+        k: [v, outcome.result.metrics.get(k)] for k, v in original.metrics.items()
+        if v is not None and (outcome.result.metrics.get(k) is None
+                              or abs(v - outcome.result.metrics[k]) > REPRODUCE_TOLERANCE)
+    }
+    audit.record(session, job.actor, "model.reproduce", "run", run_id, usecase=job.usecase.name,
+                 after={"new_run": outcome.row.run_id, "matches": not differences})
+    return ReproduceReport(original_run=run_id, new_run=outcome.row.run_id,
+                           dataset_version=original.dataset_version, matches=not differences,
+                           differences=differences, metrics=outcome.result.metrics)
+
+
+def run_view(row: TrainingRun) -> RunView:
+    return RunView(
+        run_id=row.run_id, usecase=row.usecase, training_id=row.training_id,
+        candidate=row.candidate["name"], kind=row.candidate["kind"], status=row.status, error=row.error,
+        dataset_version=row.dataset_version, dpia_version=row.dpia_version, params=row.params,
+        metrics=row.metrics, seed=row.seed, split=row.split, git_commit=row.git_commit,
+        reproduces=row.reproduces, actor=row.actor, created_at=row.created_at,
+    )
+
+
+def list_runs(session: Session, actor: str | None, usecase: str) -> list[RunView]:
+    found = get_usecase(session, usecase)
+    require(session, get_user(session, actor), Action.view, found)
+    rows = session.scalars(select(TrainingRun).where(TrainingRun.usecase == found.name)
+                           .order_by(TrainingRun.id))
+    return [run_view(r) for r in rows]
