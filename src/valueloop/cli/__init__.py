@@ -9,6 +9,7 @@ import sys
 import typer
 
 from valueloop.cli import admin, audit, demo, outcomes, privacy, server
+from valueloop.cli import learn
 
 app = typer.Typer(
     name="valueloop",
@@ -39,6 +40,7 @@ app.command("config")(admin.config)
 app.command("audit")(audit.audit)
 app.command("server")(server.server)
 app.command("demo")(demo.demo)
+learn.register(app)
 
 
 def main() -> None:

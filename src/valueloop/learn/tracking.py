@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 # No phoning home and no pip introspection: valueloop runs offline and names its requirements.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")
+os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
 
 TAG = "valueloop."
 MODEL_PATH = "model"
