@@ -30,6 +30,10 @@ class Status(StrEnum):
     superseded = "superseded"
 
 
+#: states in which the team is still formulating; the DPIA follows the file at submission
+_UNSUBMITTED = frozenset({State.draft, State.formulated, State.rejected})
+
+
 class AssessmentView(BaseModel):
     usecase: str
     version: int
@@ -92,8 +96,8 @@ def submit(session: Session, actor: str | None, name: str) -> AssessmentView:
     require(session, acting, Action.submit_privacy, usecase)
     state = State(usecase.state)
     latest = _latest(usecase)
-    if state is not State.formulated and latest is None:
-        raise Conflict(f"use case '{name}' is {state}: a first DPIA is submitted from formulated")
+    if state in _UNSUBMITTED - {State.formulated} or (latest is None and state is not State.formulated):
+        raise Conflict(f"use case '{name}' is {state}: the DPIA is submitted from formulated")
     digest = digest_of(spec_of(usecase).privacy.model_dump(mode="json"))
     if latest is not None and latest.content_digest == digest and latest.status != Status.rejected:
         raise Conflict(f"DPIA v{latest.version} of '{name}' with this content is already {latest.status}")
@@ -106,8 +110,8 @@ def submit(session: Session, actor: str | None, name: str) -> AssessmentView:
 def reopen_if_changed(session: Session, actor: str, usecase: UseCase) -> None:
     """After the file changed: a different privacy section needs a new decision."""
     latest = _latest(usecase)
-    if latest is None:
-        return
+    if latest is None or State(usecase.state) in _UNSUBMITTED:
+        return  # the file is still being formulated: the next submission takes it as it is then
     if latest.content_digest != digest_of(spec_of(usecase).privacy.model_dump(mode="json")):
         _new_version(session, actor, usecase, "privacy.reopen")
 

@@ -1,0 +1,68 @@
+"""What the foundation's tests share (``from outcomes.support import ...`` in tests/outcomes,
+tests/cli and tests/server): the churn team, the example use case file as data, and a snapshot
+of every table that proves a refused action wrote nothing."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+
+from valueloop.config import Settings
+from valueloop.demo.outcomes import PEOPLE
+from valueloop.examples import example_dir
+from valueloop.outcomes import privacy, usecases, users
+from valueloop.outcomes.lifecycle import State
+from valueloop.outcomes.spec import UseCaseSpec, parse_spec
+from valueloop.store import get_engine, session
+from valueloop.store.models import Base
+
+PHONE = {
+    "column": "phone", "category": "contact", "purpose": "retention calls", "legal_basis": "contract",
+    "retention": "24 months", "treatment": "pseudonymize",
+}
+
+
+def churn_data() -> dict[str, Any]:
+    """The bundled example file as plain data, a fresh copy each call, ready to be changed."""
+    return copy.deepcopy(yaml.safe_load((example_dir("churn") / "valueloop.yaml").read_text()))
+
+
+def churn_spec(**changes: Any) -> UseCaseSpec:
+    return parse_spec({**churn_data(), **changes})
+
+
+def with_phone() -> UseCaseSpec:
+    """The churn file after the team declared one more personal column."""
+    data = churn_data()
+    data["privacy"]["columns"].append(PHONE)
+    return parse_spec(data)
+
+
+def add_people(settings: Settings) -> None:
+    """The demo's people; ``admin`` comes first and so becomes the administrator."""
+    with session(settings) as s:
+        for name in PEOPLE:
+            users.add_user(s, "admin", users.NewUser(name=name, email=f"{name}@example.com"))
+
+
+def formulated(settings: Settings, *, submitted: bool = False) -> str:
+    """The churn use case, formulated (and its DPIA submitted, when asked); returns its name."""
+    add_people(settings)
+    with session(settings) as s:
+        usecases.create_usecase(s, "olivia", churn_spec())
+        usecases.advance(s, "ana", "churn", State.formulated)
+        if submitted:
+            privacy.submit(s, "olivia", "churn")
+    return "churn"
+
+
+def db_state(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary-key order."""
+    with get_engine(settings.database_url).connect() as conn:
+        return {
+            t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))]
+            for t in Base.metadata.sorted_tables
+        }
