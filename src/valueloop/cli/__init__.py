@@ -10,6 +10,7 @@ import typer
 
 from valueloop.cli import admin, audit, demo, outcomes, privacy, server
 from valueloop.cli import learn
+from valueloop.cli import operate
 
 app = typer.Typer(
     name="valueloop",
@@ -41,6 +42,7 @@ app.command("audit")(audit.audit)
 app.command("server")(server.server)
 app.command("demo")(demo.demo)
 learn.register(app)
+operate.register(app)
 
 
 def main() -> None:

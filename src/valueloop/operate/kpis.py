@@ -27,6 +27,7 @@ class KpiValueView(BaseModel):
     metric: str
     value: float
     target: str
+    threshold: float | None
     met: bool
     at: datetime
     cycle: int | None
@@ -40,7 +41,7 @@ def _business_kpis(session: Session, name: str) -> dict[str, KPI]:
 def _view(row: KpiValue, kpis: dict[str, KPI]) -> KpiValueView:
     kpi = kpis.get(row.metric)
     return KpiValueView(id=row.id, usecase=row.usecase, metric=row.metric, value=row.value,
-                        target=str(kpi) if kpi else "", met=bool(kpi and kpi.met_by(row.value)), at=row.at,
+                        target=str(kpi) if kpi else "", threshold=kpi.target if kpi else None, met=bool(kpi and kpi.met_by(row.value)), at=row.at,
                         cycle=row.cycle, reported_by=row.reported_by)
 
 

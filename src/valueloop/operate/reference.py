@@ -29,22 +29,24 @@ def _model_in_service(session: Session, usecase: str) -> tuple[int | None, list[
     return row.dataset_version, features
 
 
-def from_profile(column: dict[str, Any], rows: int) -> ColumnSummary:
-    """One column of the Data phase's profile as a summary to count windows against."""
+def from_profile(column: dict[str, Any], rows: int) -> ColumnSummary | None:
+    """One column of the Data phase's profile as a summary to count windows against; None for a
+    column it keeps no distribution of (dates, empty columns)."""
     nulls = int(column.get("nulls") or 0)
     histogram = column.get("histogram")
-    if histogram:
+    if histogram and histogram.get("counts") is not None:
         edges = np.asarray(histogram["edges"], float)
         counts = np.concatenate([[0], np.asarray(histogram["counts"], np.int64), [0]])
         present = rows - nulls
         mean, std = float(column.get("mean") or 0.0), float(column.get("std") or 0.0)
         return ColumnSummary("numeric", rows=rows, nulls=nulls, edges=edges, counts=counts,
-                             low=float(column.get("min", edges[0])), high=float(column.get("max", edges[-1])),
+                             low=float(edges[0]), high=float(edges[-1]),
                              total=mean * present, total_sq=(std * std + mean * mean) * present)
-    top = {str(t["value"]): int(t["count"]) for t in column.get("top_values") or []}
-    distinct = column.get("distinct")
-    return ColumnSummary("categorical", rows=rows, nulls=nulls, values=top,
-                         complete=distinct is not None and len(top) >= int(distinct))
+    if column.get("kind") == "categorical" and "top_values" in column:
+        top = {str(t["value"]): int(t["count"]) for t in column["top_values"]}
+        return ColumnSummary("categorical", rows=rows, nulls=nulls, values=top,
+                             complete=not column.get("other_count"))
+    return None
 
 
 def reference_for(session: Session, usecase: UseCase, spec: UseCaseSpec) -> Reference:
@@ -66,11 +68,13 @@ def reference_for(session: Session, usecase: UseCase, spec: UseCaseSpec) -> Refe
     missing = [c for c in wanted if c not in columns]
     if missing:
         problems.append(f"feature(s) not in the profile of dataset version {version.version}: {', '.join(missing)}")
-    summaries = {c: from_profile(columns[c], rows) for c in wanted if c in columns}
+    summaries = {c: summary for c in wanted if c in columns
+                 and (summary := from_profile(columns[c], rows)) is not None}
     reference_target = None
     if target in columns:
         reference_target = from_profile(columns[target], rows)
-        if spec.model.task == "classification" and reference_target.kind == "numeric":
+        if spec.model.task == "classification" and reference_target is not None \
+                and reference_target.kind == "numeric":
             reference_target = _binary_target(columns[target], rows)
     return Reference(version=version.version, rows=rows, columns=summaries, target=reference_target,
                      task=spec.model.task, problems=problems)

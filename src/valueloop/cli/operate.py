@@ -1,0 +1,181 @@
+"""``valueloop monitor|alerts|kpi|retrain``: operations of a use case in production."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from valueloop.cli._common import JsonOption, actor, console, group, show, table
+
+kpi_app = group("Business KPIs reported by the owner's systems, tracked against the targets.")
+alerts_app = group("Alerts raised by the monitors: list them, acknowledge them.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kpi_app, name="kpi")
+    app.add_typer(alerts_app, name="alerts")
+    app.command("monitor")(monitor)
+    app.command("retrain")(retrain)
+
+
+def _moment(text: str | None, field: str) -> datetime | None:
+    from datetime import UTC
+
+    from valueloop.errors import InvalidInput
+
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{field}: expected an ISO date or time such as 2026-05-01T12:00, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def monitor(
+    ctx: typer.Context,
+    usecase: str,
+    since: str = typer.Option(None, "--since", help="Only predictions from this time on (ISO, UTC)."),
+    until: str = typer.Option(None, "--until", help="Only predictions before this time (ISO, UTC)."),
+    report: Path = typer.Option(None, "--report", help="Also write the HTML monitoring report here."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the monitor over the prediction log: drift, performance, health, alerts (operations)."""
+    from valueloop.config import load_settings
+    from valueloop.operate.monitor import run_monitor
+
+    settings = load_settings()
+    result = run_monitor(settings, actor(ctx), usecase, _moment(since, "--since"), _moment(until, "--until"))
+    if report is not None:
+        _write_report(settings, actor(ctx), usecase, result, report)
+    show(result, as_json, lambda: _render(result, report))
+
+
+def _write_report(settings, who, usecase, result, path: Path) -> None:  # type: ignore[no-untyped-def]
+    from valueloop.operate.kpis import list_kpis
+    from valueloop.operate.report import render
+    from valueloop.store import session
+
+    with session(settings) as s:
+        history = list_kpis(s, who, usecase)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(result, history))
+
+
+def _render(result, report: Path | None) -> None:  # type: ignore[no-untyped-def]
+    out = console()
+    out.print(f"[bold]{result.usecase}[/bold]: windows of {result.window}, reference dataset "
+              f"version {result.reference_version}")
+    if result.message:
+        out.print(f"[yellow]{result.message}[/yellow]")
+    rows = []
+    for w in result.windows:
+        shown = w.estimate if w.estimated else w.performance
+        metric = next((f"{k} {shown[k]:.3f}" for k in ("roc_auc", "accuracy", "rmse") if k in shown), "")
+        rows.append((f"{w.start:%Y-%m-%d %H:%M}", w.rows, w.labeled,
+                     f"{len(w.drifted)}/{len(w.drift)}" + (" DRIFT" if w.dataset_drift else ""),
+                     ", ".join(w.drifted), metric + (" (estimated)" if w.estimated else ""),
+                     "; ".join(w.problems)))
+    if rows:
+        table("windows", ["start", "predictions", "labeled", "drifted", "columns", "performance", "problems"], rows)
+    if result.health.error_rate is not None:
+        out.print(f"error rate {result.health.error_rate:.2%} of {result.health.requests:g} requests")
+    for alert in result.alerts:
+        out.print(f"[red]alert {alert.id}[/red] {alert.message} ({alert.status})")
+    if result.retrain:
+        out.print(f"[yellow]retraining due ({result.retrain}): `valueloop retrain {result.usecase}`[/yellow]")
+    if report is not None:
+        out.print(f"report written to {report}")
+
+
+@kpi_app.command("record")
+def kpi_record(
+    ctx: typer.Context,
+    usecase: str,
+    metric: str = typer.Argument(..., help="The business KPI's name in valueloop.yaml."),
+    value: float = typer.Argument(...),
+    at: str = typer.Option(None, "--at", help="When it was measured (ISO, UTC); default now."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Record one measured value of a business KPI (owner or analyst)."""
+    from valueloop.operate.kpis import record_kpi
+    from valueloop.store import session
+
+    with session() as s:
+        row = record_kpi(s, actor(ctx), usecase, metric, value, _moment(at, "--at"))
+    show(row, as_json, lambda: console().print(
+        f"{row.metric} = {row.value:g} on cycle {row.cycle}: target {row.target} "
+        + ("[green]met[/green]" if row.met else "[red]missed[/red]")))
+
+
+@kpi_app.command("list")
+def kpi_list(ctx: typer.Context, usecase: str, metric: str = typer.Option(None, "--metric"),
+             as_json: bool = JsonOption) -> None:
+    """Every reported value, oldest first, against its target."""
+    from valueloop.operate.kpis import list_kpis
+    from valueloop.store import session
+
+    with session() as s:
+        rows = list_kpis(s, actor(ctx), usecase, metric)
+    show(rows, as_json, lambda: table(
+        f"business KPIs of {usecase}", ["at", "metric", "value", "target", "met", "cycle", "by"],
+        [(f"{r.at:%Y-%m-%d %H:%M}", r.metric, f"{r.value:g}", r.target, "yes" if r.met else "no", r.cycle,
+          r.reported_by) for r in rows]))
+
+
+@alerts_app.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    usecase: str = typer.Argument(None, help="Only this use case's alerts."),
+    status: str = typer.Option(None, "--status", help="open, acknowledged or failed."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Alerts of the use cases you are a member of."""
+    from valueloop.operate.alerts import list_alerts
+    from valueloop.store import session
+
+    with session() as s:
+        rows = list_alerts(s, actor(ctx), usecase, status)
+    show(rows, as_json, lambda: table(
+        "alerts", ["id", "use case", "rule", "message", "status", "seen", "deliveries", "raised"],
+        [(a.id, a.usecase, a.rule, a.message, a.status, a.occurrences,
+          ", ".join(f"{r}: {'ok' if d.delivered else f'failed ({d.error})'} after {d.attempts}"
+                    for r, d in a.deliveries.items()),
+          f"{a.created_at:%Y-%m-%d %H:%M}") for a in rows]))
+
+
+@alerts_app.command("ack")
+def alerts_ack(ctx: typer.Context, alert_id: int, comment: str = typer.Option(None, "--comment", "-m"),
+               as_json: bool = JsonOption) -> None:
+    """Acknowledge an alert (operations)."""
+    from valueloop.operate.alerts import acknowledge
+    from valueloop.store import session
+
+    with session() as s:
+        row = acknowledge(s, actor(ctx), alert_id, comment)
+    show(row, as_json, lambda: console().print(f"alert {row.id} acknowledged by {row.acknowledged_by}"))
+
+
+def retrain(
+    ctx: typer.Context,
+    usecase: str,
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the retraining loop now: new cycle, new data, challenger, comparison, promotion or the
+    owner's decision (operations)."""
+    from valueloop.config import load_settings
+    from valueloop.operate.retrain import retrain as run
+
+    result = run(load_settings(), actor(ctx), usecase, "manual")
+
+    def render() -> None:
+        table(f"retraining #{result.id} of {usecase}", ["step", "as", "detail"],
+              [(s.step, s.performed_as or "", ", ".join(f"{k}={v}" for k, v in s.detail.items())) for s in result.steps])
+        colour = {"promoted": "green", "failed": "red"}.get(result.status, "yellow")
+        console().print(f"[{colour}]{result.status}[/{colour}]: {result.decision}")
+
+    show(result, as_json, render)
+    if result.status == "failed":
+        raise typer.Exit(1)

@@ -1,0 +1,328 @@
+"""The retraining policy, the loop that closes: a new cycle of the use case, the newest data as a
+new dataset version (the DPIA gate checked again by ingest), a challenger trained, tested and
+registered, compared with the champion on the same recent labeled predictions, and promoted only
+when the policy allows it and the challenger wins by the margin; otherwise the owner is asked.
+
+Each step runs as the use case member who holds the step's role (data engineer ingests, data
+scientist trains, operations promote, the owner decides the cycle and accepts the model): the
+retraining policy in the owner's use case file is the standing decision that lets the loop act
+for them, and every step is audited with who asked for the retraining.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings
+from valueloop.errors import Conflict, InvalidInput, NotFound, ValueloopError
+from valueloop.operate.monitor import operate_of
+from valueloop.operate.tables import Alert, RetrainRequest
+from valueloop.outcomes import audit, usecases
+from valueloop.outcomes.lifecycle import State
+from valueloop.outcomes.roles import Action, Role, require
+from valueloop.outcomes.spec import LOWER_IS_BETTER, UseCaseSpec
+from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.users import get_user
+from valueloop.store import session as open_session
+from valueloop.store.models import utcnow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+log = logging.getLogger("valueloop.retrain")
+TRIGGERS = ("drift", "performance", "schedule", "manual")
+#: labeled predictions the comparison uses at most, the newest first
+RECENT_LABELS = 20_000
+
+
+class Step(BaseModel):
+    step: str
+    at: datetime
+    performed_as: str | None
+    detail: dict[str, Any]
+
+
+class RetrainView(BaseModel):
+    id: int
+    usecase: str
+    trigger: str
+    requested_by: str
+    status: str
+    cycle: int | None
+    steps: list[Step]
+    dataset_version: int | None
+    champion_version: str | None
+    challenger_version: str | None
+    comparison: dict[str, Any] | None
+    decision: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def _view(row: RetrainRequest) -> RetrainView:
+    return RetrainView.model_validate(row, from_attributes=True)
+
+
+def holder(session: Session, usecase: str, role: Role) -> str:
+    """The first member holding ``role``, who performs that role's steps of the loop."""
+    found = get_usecase(session, usecase)
+    member = next((m for m in sorted(found.members, key=lambda m: m.id) if m.role == role), None)
+    if member is None:
+        raise Conflict(f"retraining '{usecase}' needs a member with role {role}; add one with "
+                       f"`valueloop usecase add-member {usecase} USER {role}`")
+    return member.user.name
+
+
+class _Loop:
+    """One run of the loop; each step commits on its own and is recorded on the request."""
+
+    def __init__(self, settings: Settings, request_id: int, usecase: str, requested_by: str) -> None:
+        self.settings, self.request_id, self.usecase, self.requested_by = settings, request_id, usecase, requested_by
+
+    def step(self, name: str, role: Role | None, work: Callable[[Session, str | None], dict[str, Any]]) -> dict[str, Any]:
+        with open_session(self.settings) as s:
+            performer = holder(s, self.usecase, role) if role is not None else None
+            detail = work(s, performer)
+            row = s.get(RetrainRequest, self.request_id)
+            assert row is not None
+            row.steps = [*row.steps, Step(step=name, at=utcnow(), performed_as=performer,
+                                          detail=detail).model_dump(mode="json")]
+            audit.record(s, self.requested_by, "retrain.step", "retrain", self.request_id, usecase=self.usecase,
+                         after={"step": name, "performed_as": performer, **detail})
+        log.info("retrain %s #%s: %s %s", self.usecase, self.request_id, name, detail)
+        return detail
+
+    def update(self, **fields: Any) -> None:
+        with open_session(self.settings) as s:
+            row = s.get(RetrainRequest, self.request_id)
+            assert row is not None
+            for key, value in fields.items():
+                setattr(row, key, value)
+
+
+def _start(settings: Settings, actor: str | None, name: str, trigger: str) -> tuple[int, str]:
+    if trigger not in TRIGGERS:
+        raise InvalidInput(f"trigger: must be one of {', '.join(TRIGGERS)}, got {trigger!r}")
+    with open_session(settings) as s:
+        usecase = get_usecase(s, name)
+        acting = get_user(s, actor)
+        require(s, acting, Action.operate, usecase)
+        policy = operate_of(spec_of(usecase)).retrain
+        if trigger != "manual" and trigger not in policy.triggers:
+            raise Conflict(f"retrain.triggers of '{name}' are {', '.join(policy.triggers)}; "
+                           f"trigger {trigger} is not one of them")
+        if State(usecase.state) not in (State.in_production, State.in_development):
+            raise Conflict(f"'{name}' is {usecase.state}; retraining starts from in_production "
+                           "(a new cycle) or in_development (the current one)")
+        running = s.scalar(select(RetrainRequest.id).where(RetrainRequest.usecase == name,
+                                                           RetrainRequest.status == "running"))
+        if running is not None:
+            raise Conflict(f"retraining #{running} of '{name}' is still running")
+        row = RetrainRequest(usecase=name, trigger=trigger, requested_by=acting.name, status="running", steps=[])
+        s.add(row)
+        s.flush()
+        audit.record(s, acting.name, "retrain.start", "retrain", row.id, usecase=name,
+                     after={"trigger": trigger, "policy": policy.model_dump(mode="json")})
+        return row.id, acting.name
+
+
+def _open_cycle(loop: _Loop, trigger: str) -> Callable[[Session, str | None], dict[str, Any]]:
+    def work(s: Session, owner: str | None) -> dict[str, Any]:
+        usecase = get_usecase(s, loop.usecase)
+        reason = f"retraining by policy (trigger {trigger}, requested by {loop.requested_by})"
+        if State(usecase.state) is State.in_production:
+            usecases.advance(s, owner, loop.usecase, State.in_review, reason)
+            usecases.advance(s, owner, loop.usecase, State.in_development, f"next cycle: {reason}")
+        return {"state": usecase.state, "cycle": usecase.cycles[-1].number if usecase.cycles else None,
+                "reason": reason}
+    return work
+
+
+def _labeled_window(settings: Settings, name: str) -> pa.Table:
+    """The newest labeled predictions (the served ones, not shadow), with their label."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from valueloop.deploy.predlog import PredictionLog
+    from valueloop.operate.performance import latest_labels
+
+    plog = PredictionLog(settings, name)
+    labels = latest_labels(plog.read_labels())
+    log = plog.read()
+    if log.num_rows and "source" in log.column_names:
+        log = log.filter(pc.not_equal(log["source"], "shadow"))
+    ids = log["request_id"].to_pylist()
+    keep = [i for i, r in enumerate(ids) if r in labels][-RECENT_LABELS:]
+    window = log.take(pa.array(keep, pa.int64()))
+    return window.append_column("label", pa.array([labels[ids[i]] for i in keep]))
+
+
+def _score(settings: Settings, s: Session, name: str, version: int, window: pa.Table, task: str) -> dict[str, float]:
+    import numpy as np
+    from valueloop.learn.evaluation import metrics
+    from valueloop.learn.registry import load_model
+    from valueloop.learn.tables import ModelVersion, TrainingRun
+    from valueloop.operate.performance import positive_class, token
+
+    run_id = s.scalar(select(ModelVersion.run_id).where(ModelVersion.usecase == name,
+                                                            ModelVersion.version == version))
+    features = s.scalar(select(TrainingRun.features).where(TrainingRun.run_id == run_id)) or []
+    missing = [f for f in features if f not in window.column_names]
+    if missing:
+        raise Conflict(f"model {name} v{version} needs feature(s) {', '.join(missing)} that the "
+                       "prediction log does not hold; it cannot be compared on logged traffic")
+    model = load_model(s, settings, name, version)
+    output = np.asarray(model.predict(window.select(features).to_pandas()))
+    labels = window["label"].to_pylist()
+    if task == "classification":
+        tokens = [token(v) for v in labels]
+        positive = positive_class(tokens)
+        y = np.array([t == positive for t in tokens], int)
+        score = output[:, -1] if output.ndim == 2 else output.astype(float)
+    else:
+        y, score = np.asarray(labels, float), output.astype(float).ravel()
+    return {k: v for k, v in metrics(y, score, task).items() if not np.isnan(v)}
+
+
+def _compare(loop: _Loop, spec: UseCaseSpec, champion: int | None, challenger: int, margin: float,
+             min_labels: int) -> Callable[[Session, str | None], dict[str, Any]]:
+    def work(s: Session, _: str | None) -> dict[str, Any]:
+        metric = spec.model.primary_metric
+        window = _labeled_window(loop.settings, loop.usecase)
+        result: dict[str, Any] = {"metric": metric, "margin": margin, "labeled_rows": window.num_rows}
+        if champion is None:
+            return result | {"wins": False, "reason": "no champion to compare with"}
+        if window.num_rows < min_labels:
+            return result | {"wins": False, "reason": f"{window.num_rows} labeled prediction(s); "
+                             f"the comparison needs retrain.min_labels = {min_labels}"}
+        if window.num_rows:
+            start, end = window["ts"][0].as_py(), window["ts"][-1].as_py()
+            result |= {"window": [start.isoformat(), end.isoformat()]}
+        champ = _score(loop.settings, s, loop.usecase, champion, window, spec.model.task)
+        chal = _score(loop.settings, s, loop.usecase, challenger, window, spec.model.task)
+        if metric not in champ or metric not in chal:
+            return result | {"wins": False, "reason": f"{metric} is undefined on this window (one class only?)",
+                             "champion": champ, "challenger": chal}
+        gain = champ[metric] - chal[metric] if metric in LOWER_IS_BETTER else chal[metric] - champ[metric]
+        return result | {"champion": champ, "challenger": chal, "gain": gain, "wins": gain > 0 and gain >= margin}
+    return work
+
+
+def _request_decision(s: Session, name: str, message: str) -> int:
+    """An open alert on the log route asks the owner to decide."""
+    now = utcnow()
+    alert = Alert(usecase=name, rule="retrain_decision", metric="retrain", value=0.0, threshold=0.0,
+                  message=message, status="open", dedup_key=f"{name}:retrain_decision:{now.isoformat()}",
+                  occurrences=1, deliveries={"log": {"attempts": 1, "delivered": True, "error": None,
+                                                     "at": now.isoformat()}},
+                  created_at=now, last_seen_at=now)
+    s.add(alert)
+    s.flush()
+    logging.getLogger("valueloop.alerts").warning("ALERT %s", message)
+    return alert.id
+
+
+def retrain(settings: Settings, actor: str | None, name: str, trigger: str = "manual") -> RetrainView:
+    """Run the whole loop once; a step that fails ends it as ``failed`` with the reason, keeping
+    what the earlier steps committed (each is whole on its own)."""
+    from valueloop.data import ingest
+    from valueloop.learn.registry import accept, promote
+    from valueloop.learn.tables import ModelVersion
+    from valueloop.learn.training import train
+
+    request_id, requested_by = _start(settings, actor, name, trigger)
+    loop = _Loop(settings, request_id, name, requested_by)
+    try:
+        with open_session(settings) as s:
+            spec = spec_of(get_usecase(s, name))
+            champion = next((r.version for r in s.scalars(select(ModelVersion).where(ModelVersion.usecase == name))
+                             if "champion" in r.aliases), None)
+        policy = operate_of(spec).retrain
+        opened = loop.step("cycle", Role.owner, _open_cycle(loop, trigger))
+        loop.update(cycle=opened["cycle"], champion_version=str(champion) if champion else None)
+        ingested = loop.step("ingest", Role.data_engineer, lambda s, who: {
+            "dataset_version": (v := ingest(s, settings, who, name)).version, "rows": v.row_count})
+        loop.update(dataset_version=ingested["dataset_version"])
+        trained = loop.step("train", Role.data_scientist, lambda s, who: _trained(
+            train(s, settings, who, name, dataset_version=ingested["dataset_version"])))
+        if trained["registered"] is None:
+            return _finish(loop, "failed", "no candidate passed its model tests; nothing was registered",
+                           ask_owner=True)
+        challenger = int(trained["registered"])
+        loop.update(challenger_version=str(challenger))
+        comparison = loop.step("compare", None, _compare(loop, spec, champion, challenger, policy.margin,
+                                                          policy.min_labels))
+        loop.update(comparison=comparison)
+        if not comparison["wins"] or not policy.auto_promote:
+            loop.step("challenger", Role.operations,
+                      lambda s, who: {"alias": promote(s, settings, who, name, challenger, "challenger").aliases})
+            why = (comparison.get("reason") or f"the challenger does not beat the champion by the margin "
+                   f"{policy.margin:g} on {comparison['metric']}") if not comparison["wins"] else \
+                "the policy does not promote automatically (retrain.auto_promote: false)"
+            return _finish(loop, "awaiting_owner", f"v{challenger} set as challenger, not promoted: {why}; "
+                           f"the owner decides", ask_owner=True)
+        if policy.rollout != "direct":
+            loop.step("challenger", Role.operations, lambda s, who: {
+                "alias": promote(s, settings, who, name, challenger, "challenger").aliases,
+                "rollout": policy.rollout})
+        loop.step("accept", Role.owner, lambda s, who: {"acceptance": accept(
+            s, who, name, challenger, accepted=True,
+            comment=f"accepted by the retraining policy: beats v{champion} on {comparison['metric']} by "
+                    f"{comparison['gain']:.4f} (margin {policy.margin:g}) over {comparison['labeled_rows']} "
+                    "recent labeled predictions").acceptance})
+        loop.step("promote", Role.operations,
+                  lambda s, who: {"alias": promote(s, settings, who, name, challenger, "champion").aliases})
+        loop.step("production", Role.operations, lambda s, who: _back_in_production(s, who, name, challenger))
+        return _finish(loop, "promoted", f"v{challenger} promoted to champion: it beats v{champion} on "
+                       f"{comparison['metric']} by {comparison['gain']:.4f} (margin {policy.margin:g})")
+    except ValueloopError as exc:
+        return _finish(loop, "failed", str(exc), ask_owner=True)
+
+
+def _trained(report: Any) -> dict[str, Any]:
+    return {"training_id": report.training_id, "best": report.best,
+            "registered": report.registered.version if report.registered else None,
+            "candidates": {r.candidate: r.primary for r in report.results}}
+
+
+def _back_in_production(s: Session, who: str | None, name: str, version: int) -> dict[str, Any]:
+    usecase = get_usecase(s, name)
+    if State(usecase.state) is State.in_development:
+        usecases.advance(s, who, name, State.in_production, f"v{version} promoted by the retraining policy")
+    return {"state": get_usecase(s, name).state}
+
+
+def _finish(loop: _Loop, status: str, decision: str, ask_owner: bool = False) -> RetrainView:
+    with open_session(loop.settings) as s:
+        row = s.get(RetrainRequest, loop.request_id)
+        assert row is not None
+        row.status, row.decision, row.finished_at = status, decision, utcnow()
+        if ask_owner:
+            alert = _request_decision(s, loop.usecase, f"{loop.usecase}: retraining #{row.id} {status}: {decision}")
+            row.steps = [*row.steps, Step(step="ask_owner", at=utcnow(), performed_as=None,
+                                          detail={"alert": alert}).model_dump(mode="json")]
+        audit.record(s, loop.requested_by, "retrain.finish", "retrain", row.id, usecase=loop.usecase,
+                     after={"status": status, "decision": decision, "challenger": row.challenger_version})
+        return _view(row)
+
+
+def list_requests(session: Session, actor: str | None, name: str) -> list[RetrainView]:
+    usecase = get_usecase(session, name)
+    require(session, get_user(session, actor), Action.view, usecase)
+    rows = session.scalars(select(RetrainRequest).where(RetrainRequest.usecase == name).order_by(RetrainRequest.id))
+    return [_view(r) for r in rows]
+
+
+def get_request(session: Session, actor: str | None, request_id: int) -> RetrainView:
+    row = session.get(RetrainRequest, request_id)
+    if row is None:
+        raise NotFound(f"retraining #{request_id}: no such request")
+    require(session, get_user(session, actor), Action.view, get_usecase(session, row.usecase))
+    return _view(row)
