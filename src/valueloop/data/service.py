@@ -1,0 +1,214 @@
+"""The Data phase's services: ingest a dataset version, check without writing, read versions back.
+
+An ingest passes the DPIA gate, streams and treats the sources, stages the transform's result,
+checks and profiles it, and only then commits a Delta version, its row and its audit event.
+Anything that fails before the commit leaves no version and no file behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings
+from valueloop.data import delta, pipeline, quality
+from valueloop.data.profile import profile as profile_of
+from valueloop.data.tables import DatasetVersion
+from valueloop.errors import InvalidInput, NotFound
+from valueloop.outcomes import audit
+from valueloop.outcomes.privacy import require_privacy_approval
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.spec import DataSection
+from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.users import get_user
+from valueloop.store.models import UseCase
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: progress callback: the current step, and the rows read so far
+Progress = Callable[[str, int], None]
+MODES = ("append", "overwrite")
+
+
+class ColumnView(BaseModel):
+    name: str
+    type: str
+
+
+class DatasetVersionView(BaseModel):
+    usecase: str
+    version: int
+    uri: str
+    mode: str
+    row_count: int
+    columns: list[ColumnView]
+    source_fingerprints: dict[str, Any]
+    transform_hash: str
+    dpia_version: int
+    treatments: dict[str, Any]
+    quality: dict[str, Any]
+    profile: dict[str, Any]
+    project_dir: str
+    actor: str
+    created_at: datetime
+
+
+def _view(row: DatasetVersion) -> DatasetVersionView:
+    return DatasetVersionView(
+        usecase=row.usecase.name, version=row.version, uri=row.uri, mode=row.mode,
+        row_count=row.row_count, columns=row.schema, source_fingerprints=row.source_fingerprints,
+        transform_hash=row.transform_hash, dpia_version=row.dpia_version, treatments=row.treatments,
+        quality=row.quality, profile=row.profile, project_dir=row.project_dir, actor=row.actor,
+        created_at=row.created_at,
+    )
+
+
+def _rows(session: Session, usecase: UseCase) -> list[DatasetVersion]:
+    return list(session.scalars(
+        select(DatasetVersion).where(DatasetVersion.usecase_id == usecase.id).order_by(DatasetVersion.version)
+    ))
+
+
+def _project_dir(session: Session, usecase: UseCase, given: str | Path | None) -> Path:
+    """The directory the use case file's relative paths start from: given, else the last ingest's."""
+    if given is None:
+        previous = _rows(session, usecase)
+        given = previous[-1].project_dir if previous else Path.cwd()
+    path = Path(given).expanduser().resolve()
+    if not path.is_dir():
+        raise InvalidInput(f"project: {given} is not a directory")
+    return path
+
+
+class _Counter:
+    """Turns per-batch row counts into progress calls."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.rows, self.progress = 0, progress
+
+    def step(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress(name, self.rows)
+
+    def add(self, rows: int) -> None:
+        self.rows += rows
+        self.step("reading, treating and transforming")
+
+
+def _prepare(session: Session, settings: Settings, actor: str | None, usecase_name: str,
+             project_dir: str | Path | None) -> tuple[UseCase, str, Any, Path]:
+    """Who may, whether the gate is open, and where the files are: all before any data is read."""
+    usecase = get_usecase(session, usecase_name)
+    acting = get_user(session, actor)
+    require(session, acting, Action.ingest, usecase)
+    assessment = require_privacy_approval(session, usecase)
+    return usecase, acting.name, assessment, _project_dir(session, usecase, project_dir)
+
+
+def _stage(con: Any, settings: Settings, usecase: UseCase, assessment: Any, project: Path,
+           work: Path, counter: _Counter) -> tuple[pipeline.Staged, DataSection]:
+    spec = spec_of(usecase)
+    section = spec.data or DataSection()
+    counter.step("reading, treating and transforming")
+    staged = pipeline.stage(
+        con, list(spec.sources), section, project, assessment.treatments,
+        [c.column for c in assessment.content.columns], settings.pseudonym_key, work / "staged",
+        counter.add,
+    )
+    pipeline.register_dataset(con, staged.files)
+    counter.step("checking quality")
+    return staged, section
+
+
+def check(session: Session, settings: Settings, actor: str | None, usecase_name: str, *,
+          project_dir: str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Run the whole ingest but the commit: the quality report of the data as it is now."""
+    usecase, _, assessment, project = _prepare(session, settings, actor, usecase_name, project_dir)
+    counter = _Counter(progress)
+    with delta.staging(settings) as work, pipeline.connect(work) as con:
+        _, section = _stage(con, settings, usecase, assessment, project, work, counter)
+        return quality.run(con, list(section.checks))
+
+
+def ingest(session: Session, settings: Settings, actor: str | None, usecase_name: str, *,
+           project_dir: str | Path | None = None, mode: str | None = None,
+           progress: Progress | None = None) -> DatasetVersionView:
+    """Commit a new dataset version, or refuse with the reason and leave everything as it was."""
+    usecase, acting, assessment, project = _prepare(session, settings, actor, usecase_name, project_dir)
+    if mode is not None and mode not in MODES:
+        raise InvalidInput(f"mode: must be append or overwrite, got {mode!r}")
+    counter = _Counter(progress)
+    table = delta.table_path(settings, usecase.name)
+    with delta.staging(settings) as work, pipeline.connect(work) as con:
+        staged, section = _stage(con, settings, usecase, assessment, project, work, counter)
+        mode = mode or section.mode
+        report = quality.run(con, list(section.checks))
+        if not report["passed"]:
+            raise InvalidInput(
+                f"ingest of '{usecase.name}' refused: {report['errors']} error-level check(s) failed "
+                f"on {report['rows']} rows; no version was written",
+                problems=quality.failures(report),
+            )
+        counter.step("profiling")
+        profile = profile_of(con)
+        delta.check_schema(table, staged.schema)
+        counter.step("committing")
+        version = delta.commit(table, staged.files, staged.schema, mode)
+    row = DatasetVersion(
+        usecase_id=usecase.id, version=version, uri=str(table), mode=mode, row_count=staged.rows,
+        schema=[{"name": f.name, "type": str(f.type)} for f in staged.schema],
+        source_fingerprints=staged.fingerprints, transform_hash=staged.transform_hash,
+        dpia_version=assessment.version, treatments=staged.treatments, quality=report,
+        profile=profile, project_dir=str(project), actor=acting,
+    )
+    session.add(row)
+    session.flush()
+    audit.record(session, acting, "data.ingest", "dataset_version", f"{usecase.name}@{version}",
+                 usecase=usecase.name,
+                 after={"version": version, "mode": mode, "rows": staged.rows,
+                        "dpia_version": assessment.version, "transform_hash": staged.transform_hash,
+                        "sources": {n: f["digest"] for n, f in staged.fingerprints.items()},
+                        "warnings": report["warnings"]})
+    return _view(row)
+
+
+def list_versions(session: Session, usecase_name: str) -> list[DatasetVersionView]:
+    return [_view(r) for r in _rows(session, get_usecase(session, usecase_name))]
+
+
+def _row(session: Session, usecase_name: str, version: int | None) -> DatasetVersion:
+    usecase = get_usecase(session, usecase_name)
+    rows = _rows(session, usecase)
+    if not rows:
+        raise NotFound(f"use case '{usecase_name}' has no dataset version yet: "
+                       f"`valueloop data ingest {usecase_name}` makes the first")
+    if version is None:
+        return rows[-1]
+    for row in rows:
+        if row.version == version:
+            return row
+    raise NotFound(f"use case '{usecase_name}' has no dataset version {version}; "
+                   f"versions: {', '.join(str(r.version) for r in rows)}")
+
+
+def get_version(session: Session, usecase_name: str, version: int | None = None) -> DatasetVersionView:
+    """A version's record (the newest when ``version`` is None)."""
+    return _view(_row(session, usecase_name, version))
+
+
+def read_version(session: Session, usecase_name: str, version: int | None = None) -> pa.Table:
+    """A version's rows exactly as committed (Delta time travel), whatever came after."""
+    row = _row(session, usecase_name, version)
+    return delta.read(row.uri, row.version)
+
+
+def viewable(session: Session, actor: str | None, usecase_name: str) -> None:
+    """Reading datasets needs a role in the use case, like every view."""
+    require(session, get_user(session, actor), Action.view, get_usecase(session, usecase_name))

@@ -1,0 +1,113 @@
+"""The approved DPIA's treatments as DuckDB SQL, applied to each source before the transform.
+
+Treating the sources rather than the transform's output means no transform ever sees a raw
+personal value or can rename one past its treatment, and a pseudonymized key still joins
+across sources, since the same value always gives the same pseudonym under one key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from valueloop.errors import InvalidInput
+from valueloop.outcomes.spec import ColumnTreatment, Treatment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_BLOCK = 64  # SHA-256's block size in bytes
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def hmac_sql(value_sql: str, key: str) -> str:
+    """Keyed HMAC-SHA256 (RFC 2104) in lowercase hex, vectorized in DuckDB from its ``sha256``.
+
+    Equal to ``hmac.new(key, value, sha256).hexdigest()`` (a test holds it to that); NULL stays NULL.
+    """
+    secret = key.encode()
+    if len(secret) > _BLOCK:
+        secret = hashlib.sha256(secret).digest()
+    secret = secret.ljust(_BLOCK, b"\0")
+    inner = bytes(b ^ 0x36 for b in secret).hex()
+    outer = bytes(b ^ 0x5C for b in secret).hex()
+    return (f"sha256(unhex('{outer}') || unhex(sha256(unhex('{inner}') || "
+            f"encode(CAST({value_sql} AS VARCHAR)))))")
+
+
+def pseudonym(value: str, key: str) -> str:
+    """The pseudonym of one value, as the ingest computes it: to look a known value up."""
+    return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+def _generalize(column: str, field: pa.Field, params: dict[str, Any], source: str) -> str:
+    import pyarrow.types as t
+
+    ref, kind = quote(column), field.type
+    where = f"privacy: generalize of '{column}' (a {kind} in source {source})"
+    if "to" in params:
+        if not (t.is_date(kind) or t.is_timestamp(kind) or t.is_string(kind) or t.is_large_string(kind)):
+            raise InvalidInput(f"{where}: to: {params['to']} needs a date, a timestamp or an ISO date text")
+        as_date = ref if t.is_date(kind) or t.is_timestamp(kind) else f"CAST({ref} AS DATE)"
+        if params["to"] == "year":
+            return f"year({as_date})"
+        if params["to"] == "month":
+            return f"strftime({as_date}, '%Y-%m')"
+        raise InvalidInput(f"{where}: to must be year or month, got {params['to']!r}")
+    if "bucket" in params:
+        width = params["bucket"]
+        if isinstance(width, bool) or not isinstance(width, int | float) or width <= 0:
+            raise InvalidInput(f"{where}: bucket must be a positive number, got {width!r}")
+        if t.is_integer(kind) and isinstance(width, int):
+            return f"({ref} // {width}) * {width}"
+        if t.is_integer(kind) or t.is_floating(kind) or t.is_decimal(kind):
+            return f"floor({ref} / {width}) * {width}"
+        raise InvalidInput(f"{where}: bucket needs a number")
+    length = params["prefix"]
+    if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+        raise InvalidInput(f"{where}: prefix must be a positive whole length, got {length!r}")
+    return f"left(CAST({ref} AS VARCHAR), {length})"
+
+
+def check_coverage(treatments: dict[str, ColumnTreatment], personal: list[str],
+                   schemas: dict[str, pa.Schema]) -> None:
+    """Refuse a personal column without a treatment, and a treatment of a column no source has."""
+    if untreated := sorted(set(personal) - set(treatments)):
+        raise InvalidInput(f"privacy: personal column(s) {', '.join(untreated)} have no approved treatment")
+    present = {name for schema in schemas.values() for name in schema.names}
+    if missing := sorted(set(treatments) - present):
+        columns = "; ".join(f"{s}: {', '.join(schema.names)}" for s, schema in schemas.items())
+        raise InvalidInput(
+            f"privacy: treatment of column(s) {', '.join(missing)} but no source has such a column "
+            f"({columns})"
+        )
+
+
+def select_list(schema: pa.Schema, treatments: dict[str, ColumnTreatment], key: str,
+                source: str) -> list[str]:
+    """The SELECT items that give a source's columns their treatments; dropped ones are left out."""
+    items = []
+    for field in schema:
+        rule = treatments.get(field.name)
+        if rule is None or rule.treatment is Treatment.keep:
+            items.append(quote(field.name))
+        elif rule.treatment is Treatment.pseudonymize:
+            items.append(f"{hmac_sql(quote(field.name), key)} AS {quote(field.name)}")
+        elif rule.treatment is Treatment.generalize:
+            items.append(f"{_generalize(field.name, field, rule.params, source)} AS {quote(field.name)}")
+    if not items:
+        raise InvalidInput(f"privacy: every column of source {source} is dropped; nothing is left to ingest")
+    return items
+
+
+def applied(treatments: dict[str, ColumnTreatment], schemas: dict[str, pa.Schema]) -> dict[str, Any]:
+    """What was done to which column in which source: stored with the version as its lineage."""
+    return {
+        column: {"treatment": rule.treatment.value, "params": rule.params,
+                 "sources": sorted(s for s, schema in schemas.items() if column in schema.names)}
+        for column, rule in sorted(treatments.items())
+    }
