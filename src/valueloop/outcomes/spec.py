@@ -337,7 +337,7 @@ class Invariance(Strict):
     column: str
     change: Literal["shuffle", "set", "add"] = "shuffle"
     value: str | int | float | None = None
-    tolerance: float = Field(0.0, ge=0)
+    tolerance: float = Field(1e-9, ge=0, description="parallel sums differ in the last bits")
 
 
 class Directional(Strict):
