@@ -49,4 +49,7 @@ def create_app() -> FastAPI:
 
     app.include_router(outcomes.router)
     app.include_router(admin.router)
+    from valueloop.server import operate
+
+    app.include_router(operate.router)
     return app

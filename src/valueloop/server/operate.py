@@ -1,0 +1,71 @@
+"""HTTP routes of the Operate phase: business KPIs, the monitor's figures and report, alerts,
+retraining."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from valueloop.config import load_settings
+from valueloop.operate import alerts, kpis, retrain
+from valueloop.operate.monitor import MonitorReport, view_monitor
+from valueloop.server.deps import DB, Actor
+
+router = APIRouter(tags=["operate"])
+
+
+class KpiReport(BaseModel):
+    metric: str
+    value: float
+    at: datetime | None = None
+
+
+class Acknowledgement(BaseModel):
+    comment: str | None = None
+
+
+@router.post("/api/usecases/{name}/kpis", status_code=201)
+def record_kpi(name: str, body: KpiReport, s: DB, actor: Actor) -> kpis.KpiValueView:
+    return kpis.record_kpi(s, actor, name, body.metric, body.value, body.at)
+
+
+@router.get("/api/usecases/{name}/kpis")
+def list_kpis(name: str, s: DB, actor: Actor, metric: str | None = None) -> list[kpis.KpiValueView]:
+    return kpis.list_kpis(s, actor, name, metric)
+
+
+@router.get("/api/usecases/{name}/monitor")
+def monitor(name: str, actor: Actor, since: datetime | None = None, until: datetime | None = None) -> MonitorReport:
+    return view_monitor(load_settings(), actor, name, since, until)
+
+
+@router.get("/api/usecases/{name}/monitor/report", response_class=HTMLResponse)
+def monitor_report(name: str, s: DB, actor: Actor, since: datetime | None = None,
+                   until: datetime | None = None) -> HTMLResponse:
+    from valueloop.operate.report import render
+
+    report = view_monitor(load_settings(), actor, name, since, until)
+    return HTMLResponse(render(report, kpis.list_kpis(s, actor, name)))
+
+
+@router.get("/api/alerts")
+def list_alerts(s: DB, actor: Actor, usecase: str | None = None, status: str | None = None) -> list[alerts.AlertView]:
+    return alerts.list_alerts(s, actor, usecase, status)
+
+
+@router.post("/api/alerts/{alert_id}/ack")
+def acknowledge(alert_id: int, body: Acknowledgement, s: DB, actor: Actor) -> alerts.AlertView:
+    return alerts.acknowledge(s, actor, alert_id, body.comment)
+
+
+@router.post("/api/usecases/{name}/retrain", status_code=201)
+def start_retraining(name: str, actor: Actor) -> retrain.RetrainView:
+    return retrain.retrain(load_settings(), actor, name, "manual")
+
+
+@router.get("/api/usecases/{name}/retrain")
+def retraining_history(name: str, s: DB, actor: Actor) -> list[retrain.RetrainView]:
+    return retrain.list_requests(s, actor, name)
