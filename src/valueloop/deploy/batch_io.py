@@ -1,0 +1,220 @@
+"""Where batch scoring reads from and writes to, as one text each (``--input``, ``--output``).
+
+Inputs::
+
+    USECASE@N | USECASE@latest     a committed dataset version of the use case (Delta)
+    PATH.parquet | DIR             Parquet file, or a directory of Parquet files
+    PATH.csv                       CSV file (header row)
+    delta:PATH | DIR/_delta_log    a Delta table (newest version)
+    sql:URL::QUERY                 a SQLAlchemy URL and a query, materialized once to Parquet
+
+Outputs: ``PATH.parquet``, ``PATH.csv``, or a Delta table as ``delta:PATH`` or ``PATH.delta``.
+
+Every input has a fingerprint (its files' names, sizes and modification times; a Delta table's
+version; a SQL result's content digest) so a resumed job can prove it reads the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from valueloop.errors import Conflict, InvalidInput
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    from sqlalchemy.orm import Session
+
+    from valueloop.config import Settings
+
+_VERSION = re.compile(r"^(?P<usecase>[a-z][a-z0-9_-]{1,63})@(?P<version>\d+|latest)$")
+INPUT_FORMS = "USECASE@N, USECASE@latest, a .parquet/.csv file, a Parquet directory, delta:PATH or sql:URL::QUERY"
+OUTPUT_FORMS = "PATH.parquet, PATH.csv, PATH.delta or delta:PATH"
+
+
+@dataclass
+class BatchInput:
+    text: str
+    dataset: pads.Dataset
+    fingerprint: str
+    num_rows: int
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+def _files_fingerprint(paths: list[str]) -> str:
+    stats = [(p, (s := os.stat(p)).st_size, s.st_mtime_ns) for p in sorted(paths)]
+    return _digest("files", stats)
+
+
+def _delta(path: str, version: int | None, text: str) -> BatchInput:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(path, version=version)
+    except TableNotFoundError:
+        raise InvalidInput(f"--input {text!r}: no Delta table at {path}") from None
+    dataset = table.to_pyarrow_dataset()
+    return BatchInput(text, dataset, _digest("delta", table.table_uri, table.version()),
+                      dataset.count_rows())
+
+
+def _dataset_version(session: Session, usecase: str, text: str) -> BatchInput:
+    match = _VERSION.match(text)
+    assert match is not None
+    if match["usecase"] != usecase:
+        raise InvalidInput(f"--input {text!r}: scores use case '{usecase}' on another use case's "
+                           f"data ('{match['usecase']}'); its DPIA covers only its own datasets")
+    from valueloop.data import get_version
+
+    number = None if match["version"] == "latest" else int(match["version"])
+    version = get_version(session, usecase, number)
+    return _delta(version.table_path, version.delta_version, text)
+
+
+def _sql(settings: Settings, text: str) -> BatchInput:
+    """Run the query once into a Parquet file, so parts are row ranges of a fixed result."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+    from sqlalchemy import create_engine, text as sql_text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url, sep, query = text.removeprefix("sql:").partition("::")
+    if not sep or not url or not query.strip():
+        raise InvalidInput(f"--input {text!r}: expected sql:URL::QUERY")
+    url = os.path.expandvars(url)
+    target = settings.home / "batch" / "sql" / f"{_digest(url, query)[:16]}.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn, pq.ParquetWriter(temporary, _sql_schema(conn, query)) as w:
+            result = conn.execution_options(stream_results=True, yield_per=50_000).execute(sql_text(query))
+            for rows in result.partitions():
+                w.write_table(pa.Table.from_pylist([r._asdict() for r in rows], schema=w.schema))
+    except SQLAlchemyError as exc:
+        temporary.unlink(missing_ok=True)
+        raise InvalidInput(f"--input {text!r}: the query failed: {exc.__class__.__name__}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    os.replace(temporary, target)
+    with open(target, "rb") as f:
+        fingerprint = _digest("sql", hashlib.file_digest(f, "sha256").hexdigest())
+    dataset = pads.dataset(target, format="parquet")
+    return BatchInput(text, dataset, fingerprint, dataset.count_rows())
+
+
+def _sql_schema(conn, query: str) -> pa.Schema:  # type: ignore[no-untyped-def]
+    """The result's Arrow schema, inferred from its first rows (SQL drivers give no Arrow types)."""
+    import pyarrow as pa
+    from sqlalchemy import text as sql_text
+
+    result = conn.execute(sql_text(query))
+    head = [r._asdict() for r in result.fetchmany(1000)]
+    result.close()
+    if not head:
+        return pa.schema([(k, pa.null()) for k in result.keys()])
+    return pa.Table.from_pylist(head).schema
+
+
+def open_input(session: Session, settings: Settings, usecase: str, text: str) -> BatchInput:
+    """The input named by ``text`` as a lazily read Arrow dataset with its fingerprint."""
+    import pyarrow.dataset as pads
+
+    if text.startswith("sql:"):
+        return _sql(settings, text)
+    if _VERSION.match(text):
+        return _dataset_version(session, usecase, text)
+    path = text.removeprefix("delta:")
+    if not os.path.exists(path):
+        raise InvalidInput(f"--input {text!r}: no such file or directory; expected {INPUT_FORMS}")
+    if text.startswith("delta:") or os.path.isdir(os.path.join(path, "_delta_log")):
+        return _delta(path, None, text)
+    fmt = "csv" if path.endswith(".csv") else "parquet"
+    try:
+        dataset = pads.dataset(path, format=fmt)
+        num_rows = dataset.count_rows()
+    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
+        raise InvalidInput(f"--input {text!r}: not readable as {fmt}: {exc}") from None
+    if not dataset.files:
+        raise InvalidInput(f"--input {text!r}: holds no {fmt} files")
+    return BatchInput(text, dataset, _files_fingerprint(dataset.files), num_rows)
+
+
+def aligned_batches(
+    batches: Iterator[pa.RecordBatch], part_rows: int
+) -> Iterator[tuple[int, int, pa.RecordBatch]]:
+    """(part, first row, batch) with each batch cut so it lies inside one part of ``part_rows``."""
+    offset = 0
+    for batch in batches:
+        start = 0
+        while start < batch.num_rows:
+            part = (offset + start) // part_rows
+            end = min(batch.num_rows, (part + 1) * part_rows - offset)
+            yield part, offset + start, batch.slice(start, end - start)
+            start = end
+        offset += batch.num_rows
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    text: str
+    path: Path
+    format: str  # parquet | csv | delta
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def publish(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch], staging: Path,
+                overwrite: bool) -> None:
+        """Write the whole output under ``staging`` and move it into place in one step; a Delta
+        table commits it in one transaction. Refuses an existing output unless ``overwrite``."""
+        import pyarrow as pa
+
+        if self.exists() and not overwrite:
+            raise Conflict(f"--output {self.text!r} exists; pass --overwrite to replace it")
+        if self.format == "delta":
+            from deltalake import write_deltalake
+
+            write_deltalake(str(self.path), pa.RecordBatchReader.from_batches(schema, batches),
+                            mode="overwrite" if overwrite else "error")
+            return
+        whole = staging / f"output.{self.format}"
+        if self.format == "csv":
+            import pyarrow.csv as pacsv
+
+            with pacsv.CSVWriter(whole, schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+        else:
+            import pyarrow.parquet as pq
+
+            with pq.ParquetWriter(whole, schema, compression="zstd") as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            shutil.rmtree(self.path)
+        os.replace(whole, self.path)
+
+
+def parse_output(text: str) -> BatchOutput:
+    if text.startswith("delta:"):
+        return BatchOutput(text, Path(text.removeprefix("delta:")).resolve(), "delta")
+    path = Path(text).resolve()
+    formats = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".delta": "delta"}
+    if path.suffix not in formats:
+        raise InvalidInput(f"--output {text!r}: unknown format {path.suffix or '(no extension)'}; "
+                           f"expected {OUTPUT_FORMS}")
+    return BatchOutput(text, path, formats[path.suffix])

@@ -1,0 +1,131 @@
+"""The registered model as a function over Arrow data: what batch and stream scoring share.
+
+A :class:`Scorer` holds the raw estimator (verified by the Learn phase's loader) and the feature
+columns of the model's signature. It is picklable, so a Dask client ships it to its workers once.
+Classifiers are called once through ``predict_proba``; the predicted class is its argmax, which
+is what ``predict`` computes, at half the cost of calling both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from valueloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    from sqlalchemy.orm import Session
+
+    from valueloop.config import Settings
+
+#: MLflow signature types by the kind of value they accept.
+_KINDS = {
+    "double": "number", "float": "number", "long": "number", "integer": "number",
+    "string": "string", "boolean": "boolean", "datetime": "datetime", "binary": "binary",
+}
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str  # number | string | boolean | datetime | binary
+
+
+def arrow_kind(dtype: pa.DataType) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_integer(dtype) or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype):
+        return "number"
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "string"
+    if pa.types.is_dictionary(dtype):
+        return arrow_kind(dtype.value_type)
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    if pa.types.is_timestamp(dtype) or pa.types.is_date(dtype):
+        return "datetime"
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return "binary"
+    return str(dtype)
+
+
+@dataclass
+class Scorer:
+    usecase: str
+    version: str
+    estimator: Any
+    features: tuple[Feature, ...]
+    #: the estimator was fitted on named columns and wants a DataFrame; else a float matrix
+    wants_frame: bool
+
+    @property
+    def classifier(self) -> bool:
+        return hasattr(self.estimator, "predict_proba")
+
+    @property
+    def columns(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def check(self, schema: pa.Schema, origin: str) -> None:
+        """Refuse input whose columns do not match the model's signature, naming each column."""
+        problems = []
+        for feature in self.features:
+            if feature.name not in schema.names:
+                problems.append(f"column '{feature.name}': missing; the model needs a {feature.kind}")
+                continue
+            kind = arrow_kind(schema.field(feature.name).type)
+            if kind != feature.kind:
+                problems.append(f"column '{feature.name}': {schema.field(feature.name).type} "
+                                f"is not a {feature.kind} as the model's signature requires")
+        if problems:
+            raise InvalidInput(f"{origin} does not match the signature of model "
+                               f"{self.usecase} v{self.version}:", problems=problems)
+
+    def _inputs(self, data: pa.Table | pa.RecordBatch) -> Any:
+        import numpy as np
+
+        if self.wants_frame:
+            return data.select(self.columns).to_pandas()
+        return np.column_stack([data.column(c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+                                for c in self.columns])
+
+    def predict(self, data: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predictions and, for classifiers, the probability of the positive (or predicted) class."""
+        import numpy as np
+
+        inputs = self._inputs(data)
+        if not self.classifier:
+            return np.asarray(self.estimator.predict(inputs)), None
+        proba = self.estimator.predict_proba(inputs)
+        best = proba.argmax(axis=1)
+        prediction = np.asarray(self.estimator.classes_)[best]
+        probability = proba[:, 1] if proba.shape[1] == 2 else proba[np.arange(len(best)), best]
+        return prediction, probability
+
+
+def scorer_of(model: Any, usecase: str, version: str) -> Scorer:
+    """A scorer from a loaded MLflow pyfunc model: its raw estimator and its input signature."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        raise InvalidInput(f"model {usecase} v{version} has no named input signature; "
+                           "register it with a signature (the Learn phase does)")
+    features = tuple(Feature(c.name, _KINDS.get(c.type.name, c.type.name)) for c in schema.inputs)
+    estimator = model.get_raw_model()
+    return Scorer(usecase=usecase, version=version, estimator=estimator, features=features,
+                  wants_frame=hasattr(estimator, "feature_names_in_")
+                  or any(f.kind != "number" for f in features))
+
+
+def load_scorer(session: Session, settings: Settings, usecase: str, ref: str) -> Scorer:
+    """The model ``ref`` (an alias such as champion, or a version number) of a use case."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    version = (client.get_model_version(usecase, ref) if ref.isdigit()
+               else client.get_model_version_by_alias(usecase, ref))
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{usecase}/{version.version}")
+    return scorer_of(model, usecase, str(version.version))
