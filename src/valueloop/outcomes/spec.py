@@ -481,6 +481,8 @@ class RetrainPolicy(Strict):
     margin: float = Field(0.0, ge=0, description="how much the challenger must beat the champion by")
     rollout: Literal["direct", "shadow", "canary"] = "direct"
     min_labels: int = Field(50, ge=1, description="labeled rows the comparison needs")
+    candidates: list[str] = Field(default_factory=list,
+                                  description="model.candidates to retrain (the baseline always); default all")
 
     @model_validator(mode="after")
     def _schedule(self) -> RetrainPolicy:
