@@ -164,36 +164,33 @@ def _labeled_window(settings: Settings, name: str) -> pa.Table:
     return window.append_column("label", pa.array([labels[ids[i]] for i in keep]))
 
 
-def _score(settings: Settings, s: Session, name: str, version: int, window: pa.Table, task: str) -> dict[str, float]:
+def _score(settings: Settings, s: Session, who: str, name: str, version: int, window: pa.Table,
+           task: str) -> dict[str, float]:
+    """The Learn phase's metrics of one model version on the labeled window."""
     import numpy as np
+
+    from valueloop.deploy.scoring import load_scorer
     from valueloop.learn.evaluation import metrics
-    from valueloop.learn.registry import load_model
-    from valueloop.learn.tables import ModelVersion, TrainingRun
     from valueloop.operate.performance import positive_class, token
 
-    run_id = s.scalar(select(ModelVersion.run_id).where(ModelVersion.usecase == name,
-                                                            ModelVersion.version == version))
-    features = s.scalar(select(TrainingRun.features).where(TrainingRun.run_id == run_id)) or []
-    missing = [f for f in features if f not in window.column_names]
-    if missing:
-        raise Conflict(f"model {name} v{version} needs feature(s) {', '.join(missing)} that the "
-                       "prediction log does not hold; it cannot be compared on logged traffic")
-    model = load_model(s, settings, name, version)
-    output = np.asarray(model.predict(window.select(features).to_pandas()))
+    scorer = load_scorer(s, settings, who, name, str(version))
+    scorer.check(window.schema, f"the prediction log of '{name}'")
+    prediction, probability = scorer.predict(window)
     labels = window["label"].to_pylist()
     if task == "classification":
         tokens = [token(v) for v in labels]
         positive = positive_class(tokens)
         y = np.array([t == positive for t in tokens], int)
-        score = output[:, -1] if output.ndim == 2 else output.astype(float)
+        score = probability if probability is not None else prediction.astype(float)
     else:
-        y, score = np.asarray(labels, float), output.astype(float).ravel()
+        y, score = np.asarray(labels, float), prediction.astype(float)
     return {k: v for k, v in metrics(y, score, task).items() if not np.isnan(v)}
 
 
 def _compare(loop: _Loop, spec: UseCaseSpec, champion: int | None, challenger: int, margin: float,
              min_labels: int) -> Callable[[Session, str | None], dict[str, Any]]:
-    def work(s: Session, _: str | None) -> dict[str, Any]:
+    def work(s: Session, who: str | None) -> dict[str, Any]:
+        assert who is not None
         metric = spec.model.primary_metric
         window = _labeled_window(loop.settings, loop.usecase)
         result: dict[str, Any] = {"metric": metric, "margin": margin, "labeled_rows": window.num_rows}
@@ -205,8 +202,8 @@ def _compare(loop: _Loop, spec: UseCaseSpec, champion: int | None, challenger: i
         if window.num_rows:
             start, end = window["ts"][0].as_py(), window["ts"][-1].as_py()
             result |= {"window": [start.isoformat(), end.isoformat()]}
-        champ = _score(loop.settings, s, loop.usecase, champion, window, spec.model.task)
-        chal = _score(loop.settings, s, loop.usecase, challenger, window, spec.model.task)
+        champ = _score(loop.settings, s, who, loop.usecase, champion, window, spec.model.task)
+        chal = _score(loop.settings, s, who, loop.usecase, challenger, window, spec.model.task)
         if metric not in champ or metric not in chal:
             return result | {"wins": False, "reason": f"{metric} is undefined on this window (one class only?)",
                              "champion": champ, "challenger": chal}
@@ -251,13 +248,14 @@ def retrain(settings: Settings, actor: str | None, name: str, trigger: str = "ma
             "dataset_version": (v := ingest(s, settings, who, name)).version, "rows": v.row_count})
         loop.update(dataset_version=ingested["dataset_version"])
         trained = loop.step("train", Role.data_scientist, lambda s, who: _trained(
-            train(s, settings, who, name, dataset_version=ingested["dataset_version"])))
+            train(s, settings, who, name, dataset_version=ingested["dataset_version"],
+                  candidates=policy.candidates or None)))
         if trained["registered"] is None:
             return _finish(loop, "failed", "no candidate passed its model tests; nothing was registered",
                            ask_owner=True)
         challenger = int(trained["registered"])
         loop.update(challenger_version=str(challenger))
-        comparison = loop.step("compare", None, _compare(loop, spec, champion, challenger, policy.margin,
+        comparison = loop.step("compare", Role.data_scientist, _compare(loop, spec, champion, challenger, policy.margin,
                                                           policy.min_labels))
         loop.update(comparison=comparison)
         if not comparison["wins"] or not policy.auto_promote:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from valueloop.store.models import Base, utcnow
@@ -13,13 +13,14 @@ from valueloop.store.models import Base, utcnow
 
 class MonitorResult(Base):
     """One window of the prediction log as last computed; recomputed on each run, so late labels
-    update the window they belong to."""
+    update the window they belong to. Count windows of a batch may share their times, hence no
+    unique key on them."""
 
     __tablename__ = "monitor_results"
-    __table_args__ = (UniqueConstraint("usecase", "window_start", "window_end"),)
+    __table_args__ = (Index("ix_monitor_results_window", "usecase", "window_start"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    usecase: Mapped[str] = mapped_column(String(64), index=True)
+    usecase: Mapped[str] = mapped_column(String(64))
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]
     rows: Mapped[int] = mapped_column(Integer)

@@ -35,10 +35,9 @@ def upgrade() -> None:
     sa.Column('estimated', sa.Boolean(), nullable=False),
     sa.Column('health', sa.JSON(), nullable=False),
     sa.Column('computed_at', valueloop.store.models.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('usecase', 'window_start', 'window_end')
+    sa.PrimaryKeyConstraint('id')
     )
-    op.create_index('ix_monitor_results_usecase', 'monitor_results', ['usecase'])
+    op.create_index('ix_monitor_results_window', 'monitor_results', ['usecase', 'window_start'])
     op.create_table('alerts',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('usecase', sa.String(length=64), nullable=False),
