@@ -64,7 +64,13 @@ def reference_for(session: Session, usecase: UseCase, spec: UseCaseSpec) -> Refe
     rows = int(profile.get("rows", version.row_count))
     columns = profile.get("columns", {})
     target = spec.model.target
-    wanted = features if features is not None else [c for c in columns if c != target]
+    if features is None:  # no model yet: what the Learn phase would take as inputs
+        from valueloop.learn.dataset import identifiers
+
+        proposed = {c.column: c for c in spec.privacy.columns}
+        dropped = identifiers(list(columns), spec.model, proposed) | set(spec.model.features.exclude) | {target}
+        features = [c for c in (spec.model.features.include or columns) if c not in dropped]
+    wanted = features
     missing = [c for c in wanted if c not in columns]
     if missing:
         problems.append(f"feature(s) not in the profile of dataset version {version.version}: {', '.join(missing)}")
