@@ -1,66 +1,28 @@
 """Operate fixtures: the churn use case with a dataset version (the drift reference) or with a
-champion in production, a month of logged traffic, and real local alert receivers: an SMTP
-server (aiosmtpd) and an HTTP receiver (http.server in a thread)."""
+champion in production, and real local alert receivers: an SMTP server (aiosmtpd) and an HTTP
+receiver (http.server in a thread)."""
 
 from __future__ import annotations
 
 import json
 import socket
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import pytest
+from operate.support import ONLY_BASELINE, free_port, prepare_reference, set_operate
 
 from valueloop.config import Settings
-from valueloop.demo.operate import requests_of
-from valueloop.examples import load_generator
-from valueloop.outcomes.spec import parse_spec
-from valueloop.outcomes.usecases import get_usecase, spec_of, update_usecase
 from valueloop.store import session
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def set_operate(settings: Settings, operate: dict[str, Any], name: str = "churn", **model: Any) -> None:
-    """Replace the use case's operate section (and parts of its model section) as ana."""
-    with session(settings) as s:
-        spec = spec_of(get_usecase(s, name)).model_dump(mode="json", by_alias=True)
-        spec["operate"] = operate
-        spec["model"] |= model
-        update_usecase(s, "ana", parse_spec(spec))
-
-
-def write_month(project: Path, rows: int, seed: int, period: int) -> None:
-    """The CRM export the next ingest reads."""
-    (project / "data").mkdir(exist_ok=True)
-    pacsv.write_csv(load_generator("churn").generate(rows, seed, period), project / "data" / "customers.csv")
-
-
-ONLY_BASELINE = {"candidates": [{"name": "logistic", "kind": "logistic", "baseline": True}]}
 
 
 @pytest.fixture
 def ingested(settings: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> Path:
-    """churn with dataset version 0 (period 0) as its drift reference, no model yet."""
-    from valueloop.data import ingest
-
-    name, project = approved_usecase(settings)
-    write_month(project, 3000, 7, 0)
-    with session(settings) as s:
-        ingest(s, settings, "dave", name, project_dir=project)
-    return project
+    return prepare_reference(settings, approved_usecase)
 
 
 @pytest.fixture
@@ -80,35 +42,6 @@ def in_production(settings: Settings, ingested: Path) -> Path:
         promote(s, settings, "dana", "churn", version, "champion")
         advance(s, "devon", "churn", State.in_production, "deployed")
     return ingested
-
-
-@dataclass
-class Traffic:
-    ids: list[str]
-    truth: list[int]
-    table: pa.Table
-
-
-def log_traffic(settings: Settings, rows: int, seed: int, period: int, *, ts: Any = None,
-                drop: tuple[str, ...] = ()) -> Traffic:
-    """A month of requests logged as served, with a made-up but calibrated-looking probability
-    (the monitor needs no model to watch the inputs)."""
-    from valueloop.deploy.predlog import PredictionLog
-
-    raw = load_generator("churn").generate(rows, seed, period)
-    inputs = requests_of(raw).drop_columns(list(drop))
-    rng = np.random.default_rng(seed)
-    truth = raw["churned"].to_pylist()
-    probability = np.clip(np.asarray(truth) * 0.5 + rng.random(rows) * 0.5, 0, 1)
-    ids = [uuid.uuid4().hex for _ in range(rows)]
-    table = inputs.append_column("request_id", pa.array(ids)).append_column(
-        "model_version", pa.array(["1"] * rows)).append_column(
-        "prediction", pa.array((probability >= 0.5).astype(int))).append_column(
-        "probability", pa.array(probability)).append_column("latency_seconds", pa.array(rng.random(rows) / 50))
-    if ts is not None:
-        table = table.append_column("ts", pa.array([ts] * rows, pa.timestamp("us", tz="UTC")))
-    PredictionLog(settings, "churn").append(table, source="rest")
-    return Traffic(ids=ids, truth=truth, table=table)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from valueloop.cli import admin, audit, demo, outcomes, privacy, server
+from valueloop.cli import data
 from valueloop.cli import learn
 from valueloop.cli import operate
 
@@ -34,6 +35,7 @@ def _root(
 
 app.add_typer(outcomes.usecase_app, name="usecase")
 app.add_typer(privacy.app, name="privacy")
+app.add_typer(data.app, name="data")
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.tokens_app, name="tokens")
 app.command("init")(outcomes.init)

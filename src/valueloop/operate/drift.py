@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel
 
-from valueloop.operate.summary import ColumnSummary
+from valueloop.operate.summary import OTHER, ColumnSummary
 
 Method = Literal["ks", "wasserstein", "chisquare", "jensenshannon", "psi"]
 P_VALUE_METHODS = frozenset({"ks", "chisquare"})
@@ -85,15 +85,27 @@ def wasserstein(reference: ColumnSummary, current: ColumnSummary) -> float:
     return float(area.sum() / max(reference.std, 0.001))
 
 
+def _categories(reference: ColumnSummary, current: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
+    """Counts per category on both sides. When the reference knows only its top values (the rest
+    pooled as OTHER), the current values it does not list are pooled the same way."""
+    values = current.values
+    if not reference.complete:
+        values = {}
+        for key, count in current.values.items():
+            pooled = key if key in reference.values else OTHER
+            values[pooled] = values.get(pooled, 0) + count
+    keys = sorted(set(reference.values) | set(values))
+    return (np.array([reference.values.get(k, 0) for k in keys], float),
+            np.array([values.get(k, 0) for k in keys], float))
+
+
 def _shares(reference: ColumnSummary, current: ColumnSummary) -> tuple[np.ndarray, np.ndarray]:
     """Each side's share per bin or category (of all its rows, nulls included, as Evidently)."""
     if reference.kind == "numeric":
         assert reference.counts is not None and current.counts is not None
         ref, cur = reference.counts.astype(float), current.counts.astype(float)
     else:
-        keys = sorted(set(reference.values) | set(current.values))
-        ref = np.array([reference.values.get(k, 0) for k in keys], float)
-        cur = np.array([current.values.get(k, 0) for k in keys], float)
+        ref, cur = _categories(reference, current)
     ref, cur = ref / max(reference.rows, 1), cur / max(current.rows, 1)
     return np.where(ref == 0, _EPSILON, ref), np.where(cur == 0, _EPSILON, cur)
 
@@ -119,9 +131,8 @@ def chisquare(reference: ColumnSummary, current: ColumnSummary) -> float:
         expected_share = reference.counts / max(reference.present, 1)
         observed = current.counts.astype(float)
     else:
-        keys = sorted(set(reference.values) | set(current.values))
-        expected_share = np.array([reference.values.get(k, 0) for k in keys], float) / max(reference.present, 1)
-        observed = np.array([current.values.get(k, 0) for k in keys], float)
+        counts, observed = _categories(reference, current)
+        expected_share = counts / max(reference.present, 1)
     expected = expected_share * observed.sum()
     if np.any((expected == 0) & (observed > 0)):
         return 0.0

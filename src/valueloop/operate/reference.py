@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from valueloop.operate.summary import ColumnSummary
+from valueloop.operate.summary import OTHER, ColumnSummary
 from valueloop.operate.windows import Reference
 from valueloop.outcomes.spec import UseCaseSpec
 from valueloop.store.models import UseCase
@@ -43,9 +43,11 @@ def from_profile(column: dict[str, Any], rows: int) -> ColumnSummary | None:
                              low=float(edges[0]), high=float(edges[-1]),
                              total=mean * present, total_sq=(std * std + mean * mean) * present)
     if column.get("kind") == "categorical" and "top_values" in column:
-        top = {str(t["value"]): int(t["count"]) for t in column["top_values"]}
-        return ColumnSummary("categorical", rows=rows, nulls=nulls, values=top,
-                             complete=not column.get("other_count"))
+        values = {str(t["value"]): int(t["count"]) for t in column["top_values"]}
+        other = int(column.get("other_count") or 0)
+        if other:
+            values[OTHER] = other
+        return ColumnSummary("categorical", rows=rows, nulls=nulls, values=values, complete=not other)
     return None
 
 

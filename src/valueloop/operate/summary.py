@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 Kind = Literal["numeric", "categorical"]
+#: the pooled count of the values a reference does not list (it keeps only its top values)
+OTHER = "\x00other"
 
 
 @dataclass
