@@ -13,6 +13,7 @@ from sqlalchemy import select
 from operate.support import log_traffic, prepare_reference, set_operate
 from valueloop.config import Settings
 from valueloop.deploy.predlog import record_feedback
+from valueloop.errors import PermissionDenied
 from valueloop.operate.monitor import run_monitor
 from valueloop.operate.scheduler import run_all
 from valueloop.operate.tables import MonitorResult
@@ -32,8 +33,8 @@ def test_window_with_no_data_is_a_clear_message(settings: Settings, ingested: Pa
     done = run_cli(settings, "monitor", "churn", as_user="oscar")
     assert done.returncode == 0, done.stderr
     assert "no predictions of 'churn'" in done.stdout
-    refused = run_cli(settings, "monitor", "churn", as_user="dana")
-    assert refused.returncode == 6 and "requires role operations" in refused.stderr
+    with pytest.raises(PermissionDenied, match="dana may not operate on use case 'churn': requires role operations"):
+        run_monitor(settings, "dana", "churn")
 
 
 def test_drift_of_a_new_month_is_detected_and_stored(
