@@ -79,6 +79,15 @@ def check_schema(table: Path, schema: pa.Schema) -> None:
     )
 
 
+def current_files(table: Path) -> list[Path]:
+    """The data files of the table's newest version (none before the first)."""
+    from deltalake import DeltaTable
+
+    if not DeltaTable.is_deltatable(str(table)):
+        return []
+    return [Path(uri.removeprefix("file://")) for uri in DeltaTable(str(table)).file_uris()]
+
+
 def commit(table: Path, files: list[Path], schema: pa.Schema, mode: str) -> int:
     """Move the staged files into the table and commit them as one new version; return it."""
     import pyarrow.parquet as pq

@@ -50,8 +50,8 @@ _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 def label(check: Check) -> str:
     if check.name:
         return check.name
-    columns = getattr(check, "columns", None) or [getattr(check, "column", None)]
-    return f"{check.check}({', '.join(c for c in columns if c)})"
+    columns = _columns_of(check)
+    return f"{check.check}({', '.join(columns)})" if columns else check.check
 
 
 def _literal(value: Any, as_text: bool) -> str:

@@ -113,27 +113,35 @@ def _prepare(session: Session, settings: Settings, actor: str | None, usecase_na
 
 
 def _stage(con: Any, settings: Settings, usecase: UseCase, assessment: Any, project: Path,
-           work: Path, counter: _Counter) -> tuple[pipeline.Staged, DataSection]:
+           work: Path, counter: _Counter, mode: str | None) -> tuple[pipeline.Staged, DataSection, str]:
+    """Stage the new rows, then show the checks and the profile the version they would make:
+    in append mode the current version's rows and the new ones together."""
     spec = spec_of(usecase)
     section = spec.data or DataSection()
+    mode = mode or section.mode
+    if mode not in MODES:
+        raise InvalidInput(f"mode: must be append or overwrite, got {mode!r}")
     counter.step("reading, treating and transforming")
     staged = pipeline.stage(
         con, list(spec.sources), section, project, assessment.treatments,
         [c.column for c in assessment.content.columns], settings.pseudonym_key, work / "staged",
         counter.add,
     )
-    pipeline.register_dataset(con, staged.files)
+    table = delta.table_path(settings, usecase.name)
+    delta.check_schema(table, staged.schema)
+    kept = delta.current_files(table) if mode == "append" else []
+    pipeline.register_dataset(con, kept + staged.files)
     counter.step("checking quality")
-    return staged, section
+    return staged, section, mode
 
 
 def check(session: Session, settings: Settings, actor: str | None, usecase_name: str, *,
-          project_dir: str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Run the whole ingest but the commit: the quality report of the data as it is now."""
+          project_dir: str | Path | None = None, mode: str | None = None,
+          progress: Progress | None = None) -> dict[str, Any]:
+    """Run the whole ingest but the commit: the quality report of the version it would make."""
     usecase, _, assessment, project = _prepare(session, settings, actor, usecase_name, project_dir)
-    counter = _Counter(progress)
     with delta.staging(settings) as work, pipeline.connect(work) as con:
-        _, section = _stage(con, settings, usecase, assessment, project, work, counter)
+        _, section, _ = _stage(con, settings, usecase, assessment, project, work, _Counter(progress), mode)
         return quality.run(con, list(section.checks))
 
 
@@ -142,13 +150,10 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
            progress: Progress | None = None) -> DatasetVersionView:
     """Commit a new dataset version, or refuse with the reason and leave everything as it was."""
     usecase, acting, assessment, project = _prepare(session, settings, actor, usecase_name, project_dir)
-    if mode is not None and mode not in MODES:
-        raise InvalidInput(f"mode: must be append or overwrite, got {mode!r}")
     counter = _Counter(progress)
     table = delta.table_path(settings, usecase.name)
     with delta.staging(settings) as work, pipeline.connect(work) as con:
-        staged, section = _stage(con, settings, usecase, assessment, project, work, counter)
-        mode = mode or section.mode
+        staged, section, mode = _stage(con, settings, usecase, assessment, project, work, counter, mode)
         report = quality.run(con, list(section.checks))
         if not report["passed"]:
             raise InvalidInput(
@@ -158,11 +163,10 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
             )
         counter.step("profiling")
         profile = profile_of(con)
-        delta.check_schema(table, staged.schema)
         counter.step("committing")
         version = delta.commit(table, staged.files, staged.schema, mode)
     row = DatasetVersion(
-        usecase_id=usecase.id, version=version, uri=str(table), mode=mode, row_count=staged.rows,
+        usecase_id=usecase.id, version=version, uri=str(table), mode=mode, row_count=report["rows"],
         schema=[{"name": f.name, "type": str(f.type)} for f in staged.schema],
         source_fingerprints=staged.fingerprints, transform_hash=staged.transform_hash,
         dpia_version=assessment.version, treatments=staged.treatments, quality=report,
@@ -172,7 +176,7 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
     session.flush()
     audit.record(session, acting, "data.ingest", "dataset_version", f"{usecase.name}@{version}",
                  usecase=usecase.name,
-                 after={"version": version, "mode": mode, "rows": staged.rows,
+                 after={"version": version, "mode": mode, "rows": report["rows"], "added": staged.rows,
                         "dpia_version": assessment.version, "transform_hash": staged.transform_hash,
                         "sources": {n: f["digest"] for n, f in staged.fingerprints.items()},
                         "warnings": report["warnings"]})
