@@ -31,6 +31,16 @@ def parse_ref(text: str) -> tuple[str, int | None]:
     return name, int(version) if sep else None
 
 
+def _visible(s: Any, ctx: typer.Context, dataset: str) -> DatasetVersionView:
+    """The version ``USECASE@N`` names, if the acting user may see the use case."""
+    from valueloop.data import get_version
+    from valueloop.data.service import viewable
+
+    name, number = parse_ref(dataset)
+    viewable(s, actor(ctx), name)
+    return get_version(s, name, number)
+
+
 @contextmanager
 def _progress() -> Iterator[Any]:
     """A progress line on stderr (stdout stays clean for --json): the step and the rows read."""
@@ -144,15 +154,12 @@ def show_(
     as_json: bool = JsonOption,
 ) -> None:
     """A version's schema, lineage, quality and profile, and its first rows (read back from Delta)."""
-    from valueloop.data import get_version, read_version
-    from valueloop.data.service import viewable
+    from valueloop.data import read_version
     from valueloop.store import session
 
-    name, number = parse_ref(dataset)
     with session() as s:
-        viewable(s, actor(ctx), name)
-        v = get_version(s, name, number)
-        head = read_version(s, name, v.version).slice(0, rows).to_pylist()
+        v = _visible(s, ctx, dataset)
+        head = read_version(s, v.usecase, v.version).slice(0, rows).to_pylist()
 
     def render() -> None:
         _render_version(v)
@@ -175,16 +182,11 @@ def diff(
     as_json: bool = JsonOption,
 ) -> None:
     """What changed between two versions: schema, row count and per-column statistics."""
-    from valueloop.data import get_version
     from valueloop.data.diff import diff as diff_
-    from valueloop.data.service import viewable
     from valueloop.store import session
 
-    (a_name, a_version), (b_name, b_version) = parse_ref(old), parse_ref(new)
     with session() as s:
-        for name in {a_name, b_name}:
-            viewable(s, actor(ctx), name)
-        changes = diff_(get_version(s, a_name, a_version), get_version(s, b_name, b_version))
+        changes = diff_(_visible(s, ctx, old), _visible(s, ctx, new))
 
     def render() -> None:
         rows = changes["rows"]
@@ -208,14 +210,11 @@ def profile(
     as_json: bool = JsonOption,
 ) -> None:
     """A version's stored profile; its histograms as PNG or HTML."""
-    from valueloop.data import get_version, plots
-    from valueloop.data.service import viewable
+    from valueloop.data import plots
     from valueloop.store import session
 
-    name, number = parse_ref(dataset)
     with session() as s:
-        viewable(s, actor(ctx), name)
-        v = get_version(s, name, number)
+        v = _visible(s, ctx, dataset)
     title = f"{v.usecase}@{v.version}: {v.row_count:,} rows"
     if png is not None:
         png.write_bytes(plots.png(v.profile, title))
