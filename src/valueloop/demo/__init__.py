@@ -30,9 +30,9 @@ class DemoContext:
 
 
 def _chapters() -> list[Callable[[DemoContext], None]]:
-    from valueloop.demo import outcomes
+    from valueloop.demo import data, outcomes
 
-    return [outcomes.run]
+    return [outcomes.run, data.run]
 
 
 def run(console: Console | None = None, workspace: Path | None = None) -> DemoContext:
