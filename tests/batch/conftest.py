@@ -2,57 +2,91 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from valueloop.config import Settings
+from valueloop.config import Settings, load_settings
 from valueloop.examples import load_generator
 
-FEATURES = ["contract", "tenure_months", "monthly_charges", "support_calls", "payment_method"]
+def _root_conftest():  # type: ignore[no-untyped-def]
+    """tests/conftest.py as a module: this directory's conftest shadows the name ``conftest``."""
+    spec = importlib.util.spec_from_file_location("valueloop_root_conftest", Path(__file__).parents[1] / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def churn_rows(rows: int, seed: int = 7) -> pa.Table:
-    return load_generator("churn").generate(rows, seed)
+settings_env = _root_conftest().settings_env
+
+FAST = [{"name": "logistic", "kind": "logistic", "baseline": True},
+        {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 30}}]
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home where churn has a dataset version and a lightgbm champion, made once through the
+    Data and Learn services (ingest, train, accept, promote); tests get a copy of it."""
+    from rich.console import Console
+
+    from valueloop.data import ingest
+    from valueloop.demo import DemoContext
+    from valueloop.demo import outcomes as chapter
+    from valueloop.learn.registry import accept, promote
+    from valueloop.learn.training import train
+    from valueloop.outcomes.spec import parse_spec
+    from valueloop.outcomes.usecases import get_usecase, update_usecase
+    from valueloop.store import session
+
+    root = tmp_path_factory.mktemp("batch-template")
+    settings = load_settings({"VALUELOOP_HOME": str(root / "home")})
+    ctx = DemoContext(settings=settings, workspace=root, console=Console(file=io.StringIO()))
+    chapter.run(ctx)
+    project = ctx.state["project"]
+    with session(settings) as s:
+        data = get_usecase(s, "churn").spec
+        data["model"] = data["model"] | {"candidates": FAST}
+        update_usecase(s, "ana", parse_spec(data))
+    load_generator("churn").write(project / "data", 3000, 7)
+    with session(settings) as s:
+        ingest(s, settings, "dave", "churn", project_dir=project)
+    with session(settings) as s:
+        version = train(s, settings, "dana", "churn", candidates=["lightgbm"]).registered.version
+    with session(settings) as s:
+        accept(s, "olivia", "churn", version, accepted=True, comment="good enough to score")
+    with session(settings) as s:
+        promote(s, settings, "dana", "churn", version, "champion")
+    return settings
 
 
 @pytest.fixture
-def champion(settings: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> str:
-    """The churn use case with a small gradient boosting model registered as its champion."""
-    import mlflow
-    from sklearn.ensemble import GradientBoostingClassifier
-    from sklearn.pipeline import make_pipeline
-
-    from valueloop.learn import tracking
-    from valueloop.learn.candidates import make_preprocessor
-
-    name, _ = approved_usecase(settings)
-    frame = churn_rows(2000).to_pandas()
-    X, y = frame[FEATURES], frame["churned"]
-    model = make_pipeline(make_preprocessor(["tenure_months", "monthly_charges", "support_calls"],
-                                            ["contract", "payment_method"]),
-                          GradientBoostingClassifier(n_estimators=30, random_state=0)).fit(X, y)
-    client = tracking.client(settings)
-    with mlflow.start_run(experiment_id=tracking.experiment(settings, name)):
-        info = tracking.log_model(model, "custom", X.head(5), "classification", None)
-    version = mlflow.register_model(info.model_uri, name)
-    client.set_registered_model_alias(name, "champion", version.version)
-    return name
+def champion(settings: Settings, trained_home: Settings) -> str:
+    """This test's home, a copy of the trained one: churn with a dataset version and a champion."""
+    shutil.copytree(trained_home.home, settings.home)
+    return "churn"
 
 
 @pytest.fixture
-def churn_parquet(tmp_path: Path) -> Path:
+def churn_parquet(settings: Settings, champion: str, tmp_path: Path) -> Path:
+    """The newest dataset version exported to a Parquet file with several row groups."""
+    from valueloop.data import read_version
+    from valueloop.store import session
+
+    with session(settings) as s:
+        table = read_version(s, champion)
     path = tmp_path / "input" / "customers.parquet"
     path.parent.mkdir()
-    pq.write_table(churn_rows(5000, seed=11), path, row_group_size=1000)
+    pq.write_table(table, path, row_group_size=500)
     return path
 
 

@@ -210,7 +210,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         if output.exists() and not options.overwrite:
             raise Conflict(f"--output {output_text!r} exists; pass --overwrite to replace it")
         job = _unfinished(s, name, str(output.path)) if options.resume else None
-        scorer = load_scorer(s, settings, name, job.model_version if job else options.model)
+        scorer = load_scorer(s, settings, acting.name, name, job.model_version if job else options.model)
         source = open_input(s, settings, name, input_text)
         if source.num_rows == 0:
             raise InvalidInput(f"--input {input_text!r} holds no rows")

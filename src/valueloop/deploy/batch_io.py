@@ -80,7 +80,7 @@ def _dataset_version(session: Session, usecase: str, text: str) -> BatchInput:
 
     number = None if match["version"] == "latest" else int(match["version"])
     version = get_version(session, usecase, number)
-    return _delta(version.table_path, version.delta_version, text)
+    return _delta(version.uri, version.version, text)
 
 
 def _sql(settings: Settings, text: str) -> BatchInput:

@@ -27,10 +27,21 @@ _KINDS = {
 }
 
 
+#: Arrow types of the MLflow signature types a batch is cast to, as MLflow's pyfunc would.
+_ARROW = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
+          "string": "string", "boolean": "bool"}
+
+#: Python values a JSON record may hold per kind, and the Arrow type they are read as.
+_PYTHON: dict[str, type | tuple[type, ...]] = {"number": (int, float), "string": str, "boolean": bool,
+                                              "datetime": str, "binary": str}
+_RECORD_TYPES = {"number": "float64", "string": "string", "boolean": "bool"}
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
     kind: str  # number | string | boolean | datetime | binary
+    type: str  # the signature's type: double, long, string, ...
 
 
 def arrow_kind(dtype: pa.DataType) -> str:
@@ -83,11 +94,33 @@ class Scorer:
             raise InvalidInput(f"{origin} does not match the signature of model "
                                f"{self.usecase} v{self.version}:", problems=problems)
 
+    def problem(self, row: dict[str, Any]) -> str | None:
+        """Why one JSON record cannot be scored (a missing feature, a value of the wrong kind)."""
+        for feature in self.features:
+            if feature.name not in row:
+                return f"missing feature '{feature.name}' (a {feature.kind})"
+            value = row[feature.name]
+            if value is not None and not isinstance(value, _PYTHON[feature.kind]) or (
+                    feature.kind == "number" and isinstance(value, bool)):
+                return f"feature '{feature.name}': {value!r} is not a {feature.kind}"
+        return None
+
+    def table_of(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """Records that passed :meth:`problem` as a table of the signature's columns."""
+        import pyarrow as pa
+
+        return pa.table({f.name: pa.array([r[f.name] for r in rows], _RECORD_TYPES.get(f.kind))
+                         for f in self.features})
+
     def _inputs(self, data: pa.Table | pa.RecordBatch) -> Any:
         import numpy as np
+        import pyarrow as pa
 
+        data = data.select(self.columns)
         if self.wants_frame:
-            return data.select(self.columns).to_pandas()
+            typed = pa.schema([pa.field(f.name, _ARROW.get(f.type) or data.schema.field(f.name).type)
+                               for f in self.features])
+            return data.cast(typed).to_pandas()
         return np.column_stack([data.column(c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
                                 for c in self.columns])
 
@@ -111,21 +144,18 @@ def scorer_of(model: Any, usecase: str, version: str) -> Scorer:
     if schema is None or not schema.has_input_names():
         raise InvalidInput(f"model {usecase} v{version} has no named input signature; "
                            "register it with a signature (the Learn phase does)")
-    features = tuple(Feature(c.name, _KINDS.get(c.type.name, c.type.name)) for c in schema.inputs)
+    features = tuple(Feature(c.name, _KINDS.get(c.type.name, c.type.name), c.type.name)
+                     for c in schema.inputs)
     estimator = model.get_raw_model()
     return Scorer(usecase=usecase, version=version, estimator=estimator, features=features,
                   wants_frame=hasattr(estimator, "feature_names_in_")
                   or any(f.kind != "number" for f in features))
 
 
-def load_scorer(session: Session, settings: Settings, usecase: str, ref: str) -> Scorer:
-    """The model ``ref`` (an alias such as champion, or a version number) of a use case."""
-    import mlflow
+def load_scorer(session: Session, settings: Settings, actor: str | None, usecase: str, ref: str) -> Scorer:
+    """The model ``ref`` (an alias such as champion, or a version number) of a use case, through
+    the Learn phase's loader, which verifies the artifact digest before it loads anything."""
+    from valueloop.learn.registry import get_model, load_model
 
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    version = (client.get_model_version(usecase, ref) if ref.isdigit()
-               else client.get_model_version_by_alias(usecase, ref))
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    model = mlflow.pyfunc.load_model(f"models:/{usecase}/{version.version}")
-    return scorer_of(model, usecase, str(version.version))
+    version = get_model(session, actor, usecase, ref).version
+    return scorer_of(load_model(session, settings, usecase, version), usecase, str(version))

@@ -1,0 +1,189 @@
+"""Batch scoring: every row scored once with its lineage, resume after SIGKILL, Dask, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from conftest import settings_env
+
+from valueloop.config import Settings
+from valueloop.deploy.batch import BatchOptions, list_jobs, run_batch
+
+
+def _rows(path: Path, key: str = "customer_id") -> pa.Table:
+    """The output without its scoring times, sorted by id: what two runs must agree on."""
+    if path.suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(path)
+    elif path.suffix == ".delta":
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(path)).to_pyarrow_table()
+    else:
+        table = pq.read_table(path)
+    return table.drop_columns(["scored_at"]).sort_by(key)
+
+
+def _big_input(settings: Settings, path: Path, copies: int) -> Path:
+    """The newest dataset version repeated with fresh customer ids: enough rows to kill a job mid-run."""
+    from valueloop.data import read_version
+    from valueloop.store import session
+
+    with session(settings) as s:
+        base = read_version(s, "churn")
+    with pq.ParquetWriter(path, base.schema) as writer:
+        for i in range(copies):
+            ids = pc.add(base["customer_id"], i * 10_000_000)
+            writer.write_table(base.set_column(base.schema.get_field_index("customer_id"), "customer_id", ids))
+    return path
+
+
+def test_every_row_is_scored_once_by_the_champion_with_lineage(settings: Settings, champion: str,
+                                                               churn_parquet: Path, tmp_path: Path) -> None:
+    from valueloop.learn.registry import load_model
+    from valueloop.outcomes.audit import events
+    from valueloop.store import session
+
+    out = tmp_path / "scores.parquet"
+    seen: list[tuple[int, int]] = []
+    job = run_batch(settings, "devon", champion, "churn@latest", str(out),
+                    BatchOptions(batch_size=256, part_rows=1000), progress=lambda d, t: seen.append((d, t)))
+
+    assert (job.status, job.row_count, job.parts_total, job.parts_done) == ("succeeded", 3000, 3, 3)
+    assert job.model_version == "1" and job.model_ref == "champion"
+    assert seen[-1] == (3000, 3000)
+    scored = pq.read_table(out)
+    assert scored.column_names == ["customer_id", "prediction", "probability", "model_version", "scored_at"]
+    source = pq.read_table(churn_parquet)
+    assert scored["customer_id"].to_pylist() == source["customer_id"].to_pylist()
+    with session(settings) as s:
+        model = load_model(s, settings, champion, 1)
+    names = model.metadata.get_input_schema().input_names()
+    frame = source.select(names).to_pandas()
+    expected = model.predict(frame.astype({c: float for c in names if frame[c].dtype.kind in "iu"}))
+    np.testing.assert_allclose(scored["probability"].to_numpy(), np.asarray(expected)[:, 1], rtol=1e-9)
+    assert set(scored["model_version"].to_pylist()) == {"1"}
+    assert not list(tmp_path.glob(".scores.parquet.valueloop-*")), "staging is removed after publishing"
+
+    [listed] = list_jobs(settings, "oscar", champion)
+    assert listed.input_fingerprint == job.input_fingerprint and listed.output == str(out)
+    with session(settings) as s:
+        actions = [e.action for e in events(s, usecase=champion, action="batch.")]
+    assert actions == ["batch.start", "batch.finish"]
+
+
+def test_a_job_killed_mid_run_resumes_to_exactly_the_rows_of_an_uninterrupted_run(
+        settings: Settings, champion: str, tmp_path: Path) -> None:
+    source = _big_input(settings, tmp_path / "big.parquet", copies=60)  # 180,000 rows
+    whole = tmp_path / "whole.parquet"
+    run_batch(settings, "devon", champion, str(source), str(whole), BatchOptions(part_rows=6000))
+
+    out = tmp_path / "resumed.parquet"
+    args = [sys.executable, "-m", "valueloop", "batch", champion, "--input", str(source),
+            "--output", str(out), "--part-rows", "6000", "--batch-size", "500"]
+    env = {**os.environ, **settings_env(settings), "VALUELOOP_USER": "devon"}
+    job = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    manifests: list[Path] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and job.poll() is None:
+        manifests = list(tmp_path.glob(".resumed.parquet.valueloop-*/manifest.json"))
+        if manifests and len(json.loads(manifests[0].read_text())["parts"]) >= 3:
+            break
+        time.sleep(0.01)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "the job was killed before it finished"
+    assert not out.exists(), "nothing is published before the job completes"
+    committed = json.loads(manifests[0].read_text())["parts"]
+    killed_at = time.time()
+
+    resumed = subprocess.run([*args, "--resume", "--json"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["row_count"] == 180_000
+    assert _rows(out).equals(_rows(whole))
+    scored_at = pq.read_table(out)["scored_at"].to_numpy().astype("datetime64[us]").astype(float) / 1e6
+    first_parts = scored_at[: 6000 * len(committed)]
+    assert (first_parts < killed_at).all(), "the committed parts were not scored again"
+    assert not list(tmp_path.glob(".resumed.parquet.valueloop-*"))
+
+
+def test_dask_workers_and_in_process_give_identical_outputs(settings: Settings, champion: str,
+                                                          churn_parquet: Path, tmp_path: Path) -> None:
+    local, dask = tmp_path / "local.parquet", tmp_path / "dask.parquet"
+    run_batch(settings, "devon", champion, str(churn_parquet), str(local), BatchOptions(part_rows=700))
+    job = run_batch(settings, "oscar", champion, str(churn_parquet), str(dask),
+                    BatchOptions(part_rows=700, dask="local:2"))
+    assert job.executor == "dask local:2" and job.parts_done == 5
+    assert _rows(dask).equals(_rows(local))
+    assert pq.read_table(dask)["customer_id"].to_pylist() == pq.read_table(local)["customer_id"].to_pylist()
+
+
+def test_sql_input_and_csv_and_delta_outputs_agree(settings: Settings, champion: str,
+                                                   churn_parquet: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    frame = pq.read_table(churn_parquet).to_pandas()
+    with sqlite3.connect(tmp_path / "crm.db") as conn:
+        frame.to_sql("customers", conn, index=False)
+    reference = tmp_path / "ref.parquet"
+    run_batch(settings, "devon", champion, str(churn_parquet), str(reference))
+    sql = f"sql:sqlite:///{tmp_path / 'crm.db'}::SELECT * FROM customers"
+    run_batch(settings, "devon", champion, sql, str(tmp_path / "out.csv"))
+    run_batch(settings, "devon", champion, str(churn_parquet), f"delta:{tmp_path / 'out.delta'}")
+    expected = _rows(reference)
+    assert _rows(tmp_path / "out.delta").equals(expected)
+    from_csv = _rows(tmp_path / "out.csv")
+    assert from_csv["customer_id"].to_pylist() == expected["customer_id"].to_pylist()
+    np.testing.assert_allclose(from_csv["probability"].to_numpy(), expected["probability"].to_numpy())
+
+
+def test_bad_input_is_refused_by_name_and_leaves_nothing_half_written(
+        settings: Settings, champion: str, churn_parquet: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "out.parquet"
+
+    missing = run_cli(settings, "batch", champion, "--input", str(tmp_path / "nope.parquet"),
+                      "--output", str(out), as_user="devon")
+    assert missing.returncode == 2 and "nope.parquet" in missing.stderr and "no such file" in missing.stderr
+
+    narrow = tmp_path / "narrow.parquet"
+    pq.write_table(pq.read_table(churn_parquet).drop_columns(["tenure_months"]), narrow)
+    mismatch = run_cli(settings, "batch", champion, "--input", str(narrow), "--output", str(out), as_user="devon")
+    assert mismatch.returncode == 2 and "column 'tenure_months': missing" in mismatch.stderr
+
+    typed = tmp_path / "typed.parquet"
+    table = pq.read_table(churn_parquet)
+    i = table.schema.get_field_index("monthly_charges")
+    pq.write_table(table.set_column(i, "monthly_charges", table["monthly_charges"].cast(pa.string())), typed)
+    wrong = run_cli(settings, "batch", champion, "--input", str(typed), "--output", str(out), as_user="devon")
+    assert wrong.returncode == 2 and "column 'monthly_charges': string is not a number" in wrong.stderr
+
+    unknown = run_cli(settings, "batch", champion, "--input", str(churn_parquet), "--output",
+                      str(tmp_path / "out.xlsx"), as_user="devon")
+    assert unknown.returncode == 2 and "unknown format .xlsx" in unknown.stderr
+
+    denied = run_cli(settings, "batch", champion, "--input", str(churn_parquet), "--output", str(out),
+                     as_user="ana")
+    assert denied.returncode == 6 and "requires role developer or operations" in denied.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.parquet.valueloop-*"))
+    assert "Traceback" not in missing.stderr + mismatch.stderr + wrong.stderr + denied.stderr
+
+    out.write_bytes(b"keep me")
+    exists = run_cli(settings, "batch", champion, "--input", str(churn_parquet), "--output", str(out),
+                     as_user="devon")
+    assert exists.returncode == 4 and "exists; pass --overwrite" in exists.stderr
+    assert out.read_bytes() == b"keep me"
+    replaced = run_cli(settings, "batch", champion, "--input", str(churn_parquet), "--output", str(out),
+                       "--overwrite", as_user="devon")
+    assert replaced.returncode == 0, replaced.stderr
+    assert pq.read_table(out).num_rows == 3000
