@@ -12,6 +12,7 @@ from valueloop.cli import admin, audit, demo, outcomes, privacy, server
 from valueloop.cli import data
 from valueloop.cli import learn
 from valueloop.cli import operate
+from valueloop.cli import batch
 
 app = typer.Typer(
     name="valueloop",
