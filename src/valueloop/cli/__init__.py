@@ -46,6 +46,7 @@ app.command("server")(server.server)
 app.command("demo")(demo.demo)
 learn.register(app)
 operate.register(app)
+app.command("batch")(batch.batch)
 
 
 def main() -> None:
