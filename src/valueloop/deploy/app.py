@@ -1,0 +1,373 @@
+"""The serving application: every use case's champion (and challenger) over three protocols.
+
+Routes (``{name}`` is the use case):
+
+- Open Inference Protocol v2: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
+  ``/v2/models/{name}[/versions/{v}]``, ``.../ready``, ``POST .../infer``
+- MLflow scoring: ``POST /invocations/{name}`` and ``/models/{name}/invocations``
+- plain: ``POST /predict/{name}``; labels: ``POST /feedback/{name}``
+- ``GET /models`` (what is served), ``GET /metrics`` (Prometheus), ``GET /health/live|ready``
+
+A Starlette app rather than FastAPI: the hot path reads bytes, validates with the model's
+compiled validator and writes bytes, with no per-request model classes. Every answer carries
+``request_id`` and ``model_version`` (in the body and in ``X-Request-Id`` / ``X-Model-Version``).
+A request of several rows logs row ``i`` under ``<request_id>/<i>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import to_json
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from valueloop.config import Settings, load_settings
+from valueloop.deploy import protocols
+from valueloop.deploy.batching import MicroBatcher
+from valueloop.deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS
+from valueloop.deploy.model import Prediction
+from valueloop.deploy.pool import Deployment, Loader, ModelPool
+from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
+from valueloop.deploy.routing import to_challenger
+from valueloop.errors import AuthenticationFailed, InvalidInput, NotFound, ValueloopError
+
+log = logging.getLogger("valueloop.deploy.app")
+
+OPTIONS_ENV = "VALUELOOP_SERVE_OPTIONS"
+
+
+class TooLarge(ValueloopError):
+    http_status = 413
+
+
+class TimedOut(ValueloopError):
+    http_status = 504
+
+
+class NotReady(ValueloopError):
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    auth: bool = True
+    max_body_bytes: int = 1_000_000
+    poll_seconds: float = 1.0
+    log_predictions: bool = True
+    #: how long a token's check is remembered; a revoked token stops working within this
+    auth_cache_seconds: float = 10.0
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(to_json(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(exc: ValueloopError) -> Response:
+    return _json({"error": {"type": type(exc).__name__, "message": exc.message, "problems": exc.problems}},
+                 exc.http_status)
+
+
+class Access:
+    """Bearer tokens of valueloop users; calling a use case's model needs a role on it."""
+
+    def __init__(self, settings: Settings, enabled: bool, ttl: float) -> None:
+        self.settings, self.enabled, self.ttl = settings, enabled, ttl
+        self._granted: dict[tuple[str, str], float] = {}
+
+    def _check(self, token: str | None, usecase: str) -> None:
+        from valueloop.outcomes.roles import Action, require
+        from valueloop.outcomes.usecases import get_usecase
+        from valueloop.outcomes.users import authenticate
+        from valueloop.store import session
+
+        with session(self.settings) as s:
+            require(s, authenticate(s, token), Action.view, get_usecase(s, usecase))
+
+    async def check(self, request: Request, usecase: str) -> None:
+        if not self.enabled:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header and scheme.lower() != "bearer":
+            raise AuthenticationFailed("authorization: expected 'Bearer <token>'")
+        key = (token.strip(), usecase)
+        if self._granted.get(key, 0.0) > time.monotonic():
+            return
+        await asyncio.to_thread(self._check, key[0] or None, usecase)
+        self._granted[key] = time.monotonic() + self.ttl
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {int(declared)} bytes is larger than the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+Parse = Callable[[MicroBatcher, bytes, Request], tuple[protocols.Columns, str | None]]
+Render = Callable[[str, str, str, Prediction], dict[str, Any]]
+
+
+class Server:
+    """State shared by the routes of one worker process: the pool, access, loggers."""
+
+    def __init__(self, settings: Settings, options: ServeOptions, loader: Loader) -> None:
+        self.settings, self.options = settings, options
+        self.pool = ModelPool(settings, loader, options.poll_seconds)
+        self.access = Access(settings, options.auth, options.auth_cache_seconds)
+        self.loggers: dict[str, AsyncPredictionLogger] = {}
+
+    def logger(self, usecase: str) -> AsyncPredictionLogger:
+        if usecase not in self.loggers:
+            self.loggers[usecase] = AsyncPredictionLogger(PredictionLog(self.settings, usecase))
+        return self.loggers[usecase]
+
+    def deployment(self, usecase: str) -> Deployment:
+        found = self.pool.deployments.get(usecase)
+        if found is None:
+            if not self.pool.ready:
+                raise NotReady("the server is still loading its models")
+            known = ", ".join(sorted(self.pool.deployments)) or "none"
+            raise NotFound(f"model '{usecase}' is not served (no champion); served: {known}")
+        return found
+
+    def _log(self, rid: str, batcher: MicroBatcher, columns: protocols.Columns, p: Prediction,
+             latency: float, source: str) -> None:
+        if not self.options.log_predictions:
+            return
+        logger, ts, version = self.logger(batcher.model.usecase), datetime.now(UTC), batcher.model.version
+        names = list(columns)
+        rows = len(p.labels)
+        for i in range(rows):
+            record = {n: columns[n][i] for n in names}
+            record.update(request_id=rid if rows == 1 else f"{rid}/{i}", ts=ts, model_version=version,
+                          latency_seconds=latency, prediction=p.labels[i],
+                          probability=None if p.probabilities is None else p.probabilities[i])
+            logger.log(record, source)
+
+    async def _shadow(self, challenger: MicroBatcher, columns: protocols.Columns, rid: str) -> None:
+        """The challenger predicts a copy; only the log sees it."""
+        started = time.perf_counter()
+        try:
+            if challenger.model.validator.names != list(columns):
+                columns = challenger.model.validator.columns_of(columns)
+            p = await challenger.submit(columns, protocols.rows_in(columns))
+        except Exception as exc:  # noqa: BLE001 - a shadow never affects the answer
+            log.warning("shadow %s v%s: %s", challenger.model.usecase, challenger.model.version, exc)
+            return
+        self._log(rid, challenger, columns, p, time.perf_counter() - started, "shadow")
+
+    async def infer(self, request: Request, parse: Parse, render: Render) -> Response:
+        started = time.perf_counter()
+        usecase = request.path_params["name"]
+        version = "none"
+        in_flight = IN_FLIGHT.labels(usecase)
+        in_flight.inc()
+        try:
+            deployment = self.deployment(usecase)
+            await self.access.check(request, usecase)
+            body = await _body(request, self.options.max_body_bytes)
+            wanted = request.path_params.get("version")
+            if wanted is not None:
+                batcher = deployment.by_version(wanted)
+                if batcher is None:
+                    raise NotFound(f"model '{usecase}' version {wanted} is not served; served: "
+                                   f"{', '.join(deployment.versions)}")
+            elif deployment.challenger is not None and \
+                    to_challenger(deployment.policy.canary, request.headers.get("x-request-key")):
+                batcher = deployment.challenger
+            else:
+                batcher = deployment.champion
+            version = batcher.model.version
+            columns, given_id = parse(batcher, body, request)
+            rid = given_id or request.headers.get("x-request-id") or uuid.uuid4().hex
+            future = batcher.submit(columns, protocols.rows_in(columns))
+            timer = asyncio.get_running_loop().call_later(deployment.policy.timeout, future.cancel)
+            try:
+                p = await future
+            except asyncio.CancelledError:
+                if future.cancelled() and not timer.cancelled():
+                    raise TimedOut(f"prediction took longer than the use case's timeout of "
+                                   f"{deployment.policy.timeout:g} s") from None
+                raise
+            finally:
+                timer.cancel()
+            latency = time.perf_counter() - started
+            self._log(rid, batcher, columns, p, latency, "rest")
+            if deployment.policy.shadow and deployment.challenger is not None and batcher is deployment.champion:
+                asyncio.get_running_loop().create_task(self._shadow(deployment.challenger, columns, rid))
+            REQUESTS.labels(usecase, version, "200").inc()
+            LATENCY.labels(usecase).observe(latency)
+            return _json(render(usecase, rid, version, p), headers={"x-request-id": rid, "x-model-version": version})
+        except ValueloopError as exc:
+            REQUESTS.labels(usecase, version, str(exc.http_status)).inc()
+            return _error(exc)
+        except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
+            log.exception("prediction for %s failed", usecase)
+            REQUESTS.labels(usecase, version, "500").inc()
+            return _error(ValueloopError("internal error; the server log has the details"))
+        finally:
+            in_flight.dec()
+
+
+def _plain(batcher: MicroBatcher, body: bytes, _: Request) -> tuple[protocols.Columns, None]:
+    return protocols.plain_request(batcher.model.validator, protocols.parse_json(body)), None
+
+
+def _mlflow(batcher: MicroBatcher, body: bytes, request: Request) -> tuple[protocols.Columns, None]:
+    content_type = request.headers.get("content-type", "application/json")
+    return protocols.mlflow_request(batcher.model.validator, body, content_type), None
+
+
+def _oip(batcher: MicroBatcher, body: bytes, _: Request) -> tuple[protocols.Columns, str | None]:
+    return protocols.oip_request(batcher.model.validator, protocols.parse_json(body))
+
+
+def _plain_answer(_: str, rid: str, version: str, p: Prediction) -> dict[str, Any]:
+    return protocols.plain_response(rid, version, p)
+
+
+def _mlflow_answer(_: str, rid: str, version: str, p: Prediction) -> dict[str, Any]:
+    return protocols.mlflow_response(rid, version, p)
+
+
+def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Map valueloop's errors to their status and anything else to a bare 500."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ValueloopError as exc:
+            return _error(exc)
+        except Exception:  # noqa: BLE001
+            log.exception("%s %s failed", request.method, request.url.path)
+            return _error(ValueloopError("internal error; the server log has the details"))
+
+    return guarded
+
+
+def _metrics_text() -> bytes:
+    from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def create_app(settings: Settings | None = None, options: ServeOptions | None = None,
+               loader: Loader | None = None) -> Starlette:
+    from valueloop.deploy.model import load
+
+    server = Server(settings or load_settings(), options or ServeOptions(), loader or load)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await server.pool.start()
+        yield
+        await server.pool.stop()
+        for logger in server.loggers.values():
+            await asyncio.to_thread(logger.close)
+
+    async def live(_: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(_: Request) -> Response:
+        return _json({"ready": server.pool.ready}, 200 if server.pool.ready else 503)
+
+    async def v2(_: Request) -> Response:
+        return _json({"name": "valueloop", "version": "0.1.0", "extensions": []})
+
+    async def model_ready(request: Request) -> Response:
+        deployment = server.deployment(request.path_params["name"])
+        version = request.path_params.get("version")
+        ok = version is None or deployment.by_version(version) is not None
+        return _json({"name": deployment.usecase, "ready": ok}, 200 if ok else 404)
+
+    async def model_metadata(request: Request) -> Response:
+        deployment = server.deployment(request.path_params["name"])
+        await server.access.check(request, deployment.usecase)
+        version = request.path_params.get("version")
+        batcher = deployment.champion if version is None else deployment.by_version(version)
+        if batcher is None:
+            raise NotFound(f"model '{deployment.usecase}' version {version} is not served; served: "
+                           f"{', '.join(deployment.versions)}")
+        return _json(protocols.oip_metadata(deployment.usecase, deployment.versions, batcher.model.validator))
+
+    async def models(_: Request) -> Response:
+        return _json([{"name": d.usecase, "champion": d.champion.model.version,
+                       "challenger": d.challenger.model.version if d.challenger else None,
+                       "deploy": d.policy.model_dump()} for d in server.pool.deployments.values()]
+                     + [{"name": u, "failed_version": v, "error": e} for (u, v), e in server.pool.failures.items()])
+
+    async def metrics(_: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(_metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+    async def feedback(request: Request) -> Response:
+        usecase = request.path_params["name"]
+        await server.access.check(request, usecase)
+        doc = protocols.parse_json(await _body(request, server.options.max_body_bytes))
+        if not isinstance(doc, list) or not all(isinstance(d, dict) for d in doc):
+            raise InvalidInput("body: expected a list of {\"request_id\": ..., \"label\": ...} objects")
+        missing = [f"[{i}]: needs request_id and label" for i, d in enumerate(doc) if set(d) != {"request_id", "label"}]
+        if missing:
+            raise InvalidInput(f"feedback is invalid ({len(missing)} problem(s))", problems=missing)
+        for logger in server.loggers.values():  # labels may follow their predictions closely
+            await asyncio.to_thread(logger.flush)
+        result = await asyncio.to_thread(record_feedback, server.settings, usecase,
+                                         [(d["request_id"], d["label"]) for d in doc])
+        return _json(result.model_dump())
+
+    def infer(parse: Parse, render: Render) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await server.infer(request, parse, render)
+        return endpoint
+
+    oip = infer(_oip, protocols.oip_response)
+    routes = [
+        Route("/v2", v2), Route("/v2/health/live", live), Route("/v2/health/ready", ready),
+        Route("/health/live", live), Route("/health/ready", ready),
+        Route("/v2/models/{name}", _guarded(model_metadata)),
+        Route("/v2/models/{name}/versions/{version}", _guarded(model_metadata)),
+        Route("/v2/models/{name}/ready", _guarded(model_ready)),
+        Route("/v2/models/{name}/versions/{version}/ready", _guarded(model_ready)),
+        Route("/v2/models/{name}/infer", oip, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", oip, methods=["POST"]),
+        Route("/invocations/{name}", infer(_mlflow, _mlflow_answer), methods=["POST"]),
+        Route("/models/{name}/invocations", infer(_mlflow, _mlflow_answer), methods=["POST"]),
+        Route("/predict/{name}", infer(_plain, _plain_answer), methods=["POST"]),
+        Route("/feedback/{name}", _guarded(feedback), methods=["POST"]),
+        Route("/models", models), Route("/metrics", metrics),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.server = server
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The app factory uvicorn's workers call (``valueloop serve --workers N``)."""
+    import json
+
+    return create_app(options=ServeOptions(**json.loads(os.environ.get(OPTIONS_ENV, "{}"))))

@@ -1,0 +1,143 @@
+"""REST serving over a real uvicorn on loopback: protocols, validation, limits, auth, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+from deploy_support import Served
+
+ROW = {"birth_date": 1980, "postcode": "12", "contract": "month-to-month", "payment_method": "invoice",
+       "tenure_months": 3, "monthly_charges": 80.5, "support_calls": 4, "total_charges": 241.5}
+ROW2 = ROW | {"contract": "two_year", "tenure_months": 40, "support_calls": 0, "total_charges": 3000.0}
+
+
+def _auth(served: Served, user: str = "dana") -> dict[str, str]:
+    return {"Authorization": f"Bearer {served.tokens[user]}"}
+
+
+def _post(served: Served, path: str, **kwargs: object) -> httpx.Response:
+    headers = _auth(served) | kwargs.pop("headers", {})  # type: ignore[operator]
+    return httpx.post(served.url + path, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def test_health_and_model_metadata(served: Served) -> None:
+    assert httpx.get(served.url + "/v2/health/live").json() == {"live": True}
+    assert httpx.get(served.url + "/v2/health/ready").status_code == 200
+    assert httpx.get(served.url + "/v2/models/churn/ready").json()["ready"] is True
+    meta = httpx.get(served.url + "/v2/models/churn", headers=_auth(served)).json()
+    assert meta["name"] == "churn" and meta["versions"] == [str(served.versions[0])]
+    contract = next(i for i in meta["inputs"] if i["name"] == "contract")
+    assert contract["datatype"] == "BYTES"
+    assert sorted(contract["parameters"]["categories"]) == ["month-to-month", "one_year", "two_year"]
+
+
+def test_protocols_agree_with_mlflow_pyfunc(served: Served) -> None:
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from valueloop.learn.registry import load_model
+    from valueloop.store import session
+
+    with session(served.settings) as s:
+        pyfunc = load_model(s, served.settings, "churn", served.versions[0])
+    frame = pd.DataFrame([ROW, ROW2])
+    numbers = [n for n, t in pyfunc.metadata.get_input_schema().input_types_dict().items()
+               if t.name in ("double", "float")]
+    expected = pyfunc.predict(frame.astype({n: float for n in numbers})).tolist()
+
+    payloads = [
+        {"dataframe_split": {"columns": list(ROW), "data": [list(ROW.values()), list(ROW2.values())]}},
+        {"dataframe_records": [ROW, ROW2]},
+        {"instances": [ROW, ROW2]},
+        {"inputs": {k: [ROW[k], ROW2[k]] for k in ROW}},
+    ]
+    for path in ("/invocations/churn", "/models/churn/invocations"):
+        for payload in payloads:
+            answer = _post(served, path, json=payload)
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            np.testing.assert_allclose(body["predictions"], expected, rtol=1e-9, err_msg=str(payload))
+            assert body["model_version"] == str(served.versions[0]) and body["request_id"]
+    csv = frame.to_csv(index=False)
+    answer = _post(served, "/invocations/churn", content=csv, headers={"Content-Type": "text/csv"})
+    np.testing.assert_allclose(answer.json()["predictions"], expected, rtol=1e-9)
+
+    labels = [int(p[1] > 0.5) for p in expected]
+    plain = _post(served, "/predict/churn", json=[ROW, ROW2]).json()
+    assert plain["predictions"] == labels
+    assert plain["probabilities"] == pytest.approx([p[1] for p in expected])
+    one = _post(served, "/predict/churn", json=ROW, headers={"X-Request-Id": "mine-1"})
+    assert one.headers["x-request-id"] == "mine-1" and one.json()["request_id"] == "mine-1"
+    assert one.headers["x-model-version"] == str(served.versions[0])
+
+    # an Open Inference Protocol client: one tensor per field, and one [N, F] tensor
+    kinds = {"birth_date": "INT64", "tenure_months": "INT64", "support_calls": "INT64",
+             "monthly_charges": "FP64", "total_charges": "FP64"}
+    tensors = [{"name": k, "shape": [2], "datatype": kinds.get(k, "BYTES"), "data": [ROW[k], ROW2[k]]}
+               for k in ROW]
+    oip = _post(served, "/v2/models/churn/infer", json={"id": "oip-1", "inputs": tensors}).json()
+    assert oip["id"] == "oip-1" and oip["model_name"] == "churn"
+    outputs = {o["name"]: o for o in oip["outputs"]}
+    assert outputs["predict"]["data"] == labels and outputs["predict"]["datatype"] == "INT64"
+    assert outputs["probability"]["data"] == pytest.approx([p[1] for p in expected])
+    version = served.versions[0]
+    by_version = _post(served, f"/v2/models/churn/versions/{version}/infer", json={"inputs": tensors})
+    assert by_version.status_code == 200
+
+
+def test_bad_input_gets_a_4xx_naming_field_and_rule(served: Served) -> None:
+    cases = [
+        (ROW | {"tenure_months": "three"}, "[0].tenure_months: expected a"),
+        ({k: v for k, v in ROW.items() if k != "contract"}, "[0].contract: required field is missing"),
+        (ROW | {"contract": "lifetime"}, "[0].contract: unknown category"),
+        (ROW | {"support_calls": True}, "[0].support_calls: expected a"),
+        (ROW | {"shoe_size": 44}, "[0].shoe_size: unknown field"),
+        (ROW | {"monthly_charges": None}, "[0].monthly_charges: required, must not be null"),
+    ]
+    for row, problem in cases:
+        answer = _post(served, "/predict/churn", json=row)
+        assert answer.status_code == 422, answer.text
+        assert any(p.startswith(problem) for p in answer.json()["error"]["problems"]), answer.text
+    nan = _post(served, "/predict/churn", content=json.dumps(ROW | {"monthly_charges": float("nan")}))
+    assert nan.status_code == 422 and "NaN is not allowed" in nan.text
+    wrong_type = _post(served, "/v2/models/churn/infer", json={"inputs": [
+        {"name": "contract", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
+    assert wrong_type.status_code == 422 and "datatype: FP64 does not fit column type string" in wrong_type.text
+    for body, status in [(b"{not json", 400), (b"", 422), (b"[]", 422), (b'"a string"', 422)]:
+        answer = _post(served, "/predict/churn", content=body)
+        assert answer.status_code == status, (body, answer.text)
+        assert "Traceback" not in answer.text
+    answer = _post(served, "/invocations/churn", json={"dataframe_records": [ROW], "instances": [ROW]})
+    assert answer.status_code == 422 and "exactly one of" in answer.text
+    assert _post(served, "/predict/nope", json=ROW).status_code == 404
+    assert _post(served, "/v2/models/churn/versions/99/infer", json={"inputs": tensors_of(ROW)}).status_code == 404
+    big = _post(served, "/predict/churn", content=b"[" + b" " * 10_000_000 + b"]")
+    assert big.status_code == 413
+    assert _post(served, "/predict/churn", json=ROW).status_code == 200  # still serving
+
+
+def tensors_of(row: dict[str, object]) -> list[dict[str, object]]:
+    return [{"name": k, "shape": [1], "datatype": "FP64" if isinstance(v, float) else
+             "INT64" if isinstance(v, int) else "BYTES", "data": [v]} for k, v in row.items()]
+
+
+def test_tokens_are_required_and_checked(served: Served) -> None:
+    assert httpx.post(served.url + "/predict/churn", json=ROW).status_code == 401
+    bad = httpx.post(served.url + "/predict/churn", json=ROW, headers={"Authorization": "Bearer vl_nope"})
+    assert bad.status_code == 401 and "unknown token" in bad.text
+    assert _post(served, "/predict/churn", json=ROW, headers=_auth(served, "zoe")).status_code == 403
+
+
+def test_metrics_are_exposed(served: Served) -> None:
+    _post(served, "/predict/churn", json=ROW)
+    text = httpx.get(served.url + "/metrics").text
+    version = served.versions[0]
+    assert f'valueloop_requests_total{{model_version="{version}",status="200",usecase="churn"}}' in text
+    for name in ("valueloop_request_duration_seconds_bucket", "valueloop_batch_size_bucket",
+                 "valueloop_requests_in_flight", "valueloop_model_load_seconds_count",
+                 "valueloop_model_swaps_total", "valueloop_prediction_log_dropped_total"):
+        assert name in text, name
