@@ -13,6 +13,7 @@ from valueloop.cli import data
 from valueloop.cli import learn
 from valueloop.cli import operate
 from valueloop.cli import batch
+from valueloop.cli import serve
 
 app = typer.Typer(
     name="valueloop",
@@ -47,6 +48,7 @@ app.command("demo")(demo.demo)
 learn.register(app)
 operate.register(app)
 app.command("batch")(batch.batch)
+serve.register(app)
 
 
 def main() -> None:

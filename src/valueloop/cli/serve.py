@@ -1,0 +1,60 @@
+"""``valueloop serve``, ``rollback`` and ``build``: REST serving of every use case's champion,
+giving the champion back to its predecessor, and a self-contained bundle of one use case."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+
+from valueloop.cli._common import JsonOption, actor, console, show
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    workers: int = typer.Option(1, "--workers", min=1, help="uvicorn worker processes."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without bearer tokens (local demo only)."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1, help="Larger bodies get 413."),
+    poll_seconds: float = typer.Option(1.0, "--poll-seconds", min=0.05,
+                                       help="How often to look for promotions and rollbacks."),
+) -> None:
+    """Serve the champion (and challenger) of every use case that has one: Open Inference
+    Protocol v2, MLflow scoring and plain JSON; metrics at /metrics."""
+    import uvicorn
+
+    from valueloop.deploy.app import OPTIONS_ENV
+
+    options = {"auth": not no_auth, "max_body_bytes": max_body_bytes, "poll_seconds": poll_seconds}
+    os.environ[OPTIONS_ENV] = json.dumps(options)
+    if workers > 1:  # each worker writes its samples here; /metrics adds them up
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="valueloop-metrics-"))
+    console().print(f"serving on http://{host}:{port} with {workers} worker(s)"
+                    f"{'' if options['auth'] else ' [yellow]without authentication[/yellow]'}")
+    uvicorn.run("valueloop.deploy.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", timeout_graceful_shutdown=10)
+
+
+def rollback(
+    ctx: typer.Context,
+    usecase: str = typer.Argument(..., help="The use case whose champion goes back one step."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Give the champion alias back to the version that held it before; servers follow."""
+    from valueloop.config import load_settings
+    from valueloop.deploy.rollback import rollback as rollback_
+    from valueloop.store import session
+
+    settings = load_settings()
+    with session(settings) as s:
+        done = rollback_(s, settings, actor(ctx), usecase)
+    show(done, as_json, lambda: console().print(
+        f"{done.usecase}: champion is version {done.champion} again (was {done.rolled_back})"))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("rollback")(rollback)
