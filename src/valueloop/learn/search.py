@@ -44,10 +44,12 @@ def search(candidate: Candidate, task: str, metric: str, seed: int, numeric: lis
     budget = candidate.search.n_trials
     task_id = progress.add_task(f"search {candidate.name}", total=budget) if progress else None
     errors: list[str] = []
+    experiment_id = mlflow.active_run().info.experiment_id  # type: ignore[union-attr]
 
     def objective(trial: optuna.Trial) -> float:
         params = candidate.params | {name: _suggest(trial, name, spec) for name, spec in space.items()}
-        with mlflow.start_run(nested=True, run_name=f"{candidate.name}-trial-{trial.number}"):
+        with mlflow.start_run(experiment_id=experiment_id, nested=True,
+                              run_name=f"{candidate.name}-trial-{trial.number}"):
             mlflow.log_params(params)
             try:
                 model = kinds.fit(candidate, params, task, seed, numeric, categorical, X_fit, y_fit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,7 +101,9 @@ def log_model(model: Any, kind: str, example: pd.DataFrame, task: str,
     from mlflow.models import infer_signature
 
     method = "predict_proba" if task == "classification" else "predict"
-    signature = infer_signature(example, getattr(model, method)(example))
+    with warnings.catch_warnings():  # the hint that integer columns cannot hold missing values
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, getattr(model, method)(example))
     return mlflow.sklearn.log_model(
         model, name=MODEL_PATH, signature=signature, input_example=example,
         pip_requirements=requirements(kind), serialization_format="cloudpickle",
