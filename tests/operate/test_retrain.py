@@ -1,0 +1,69 @@
+"""The closed loop end to end, through the demo chapter: drift found, an alert, a new cycle, a
+new dataset version, a challenger that beats the champion on the same labeled traffic and is
+promoted with no manual step; then a challenger that does not win by the margin and is not."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from operate.support import set_operate, write_month
+from rich.console import Console
+from sqlalchemy import select
+
+from valueloop.config import Settings
+from valueloop.demo import DemoContext
+from valueloop.demo import operate as chapter
+from valueloop.errors import Conflict
+from valueloop.learn.tables import ModelVersion
+from valueloop.operate.alerts import list_alerts
+from valueloop.operate.retrain import retrain
+from valueloop.outcomes import audit
+from valueloop.outcomes.usecases import detail, get_usecase
+from valueloop.store import session
+
+
+def _aliases(settings: Settings) -> dict[int, list[str]]:
+    with session(settings) as s:
+        return {m.version: m.aliases for m in s.scalars(select(ModelVersion).order_by(ModelVersion.version))}
+
+
+def test_the_loop_closes_and_a_challenger_that_does_not_win_is_not_promoted(
+        settings: Settings, in_production: Path, tmp_path: Path) -> None:
+    console = Console(file=io.StringIO(), width=200)
+    ctx = DemoContext(settings=settings, workspace=tmp_path, console=console, state={"project": in_production})
+    chapter.run(ctx)
+    shown = console.file.getvalue()
+    assert "dataset drift yes" in shown and "alert 1" in shown and "promoted" in shown
+
+    with session(settings) as s:
+        usecase = detail(get_usecase(s, "churn"))
+        assert usecase.state == "in_production" and [c.number for c in usecase.cycles] == [1, 2]
+        assert usecase.cycles[0].decision == "next_cycle" and "trigger drift" in usecase.cycles[0].decision_comment
+        steps = [e.after["step"] for e in audit.events(s, usecase="churn", action="retrain.step")]
+        actions = [e.action for e in audit.events(s, usecase="churn")]
+    assert steps == ["cycle", "ingest", "train", "compare", "accept", "promote", "production"]
+    assert {"retrain.start", "data.ingest", "model.train", "model.accept", "model.promote",
+            "retrain.finish"} <= set(actions)
+    assert _aliases(settings) == {1: [], 2: ["champion"]}
+
+    set_operate(settings, chapter.POLICY | {"retrain": chapter.POLICY["retrain"] | {"margin": 0.5}})
+    write_month(in_production, 3000, 13, 1)
+    second = retrain(settings, "oscar", "churn")
+    assert second.status == "awaiting_owner" and second.cycle == 3  # a new cycle, as from production
+    assert second.comparison["wins"] is False and "does not beat the champion by the margin 0.5" in second.decision
+    assert _aliases(settings) == {1: [], 2: ["champion"], 3: ["challenger"]}
+    with session(settings) as s:
+        asked = list_alerts(s, "olivia", "churn", status="open")
+        assert any(a.rule == "retrain_decision" and "v3 set as challenger, not promoted" in a.message for a in asked)
+        assert detail(get_usecase(s, "churn")).state == "in_development"  # until the owner decides
+
+
+def test_retraining_needs_operations_and_a_declared_trigger(settings: Settings, ingested: Path) -> None:
+    from valueloop.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied, match="requires role operations"):
+        retrain(settings, "dana", "churn")
+    with pytest.raises(Conflict, match="retrain.triggers of 'churn' are manual; trigger drift is not one of them"):
+        retrain(settings, "oscar", "churn", "drift")
