@@ -26,10 +26,6 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-#: target size of one Parquet file of a version
-FILE_SIZE = "512MB"
-
-
 @dataclass(frozen=True)
 class Staged:
     """The treated, transformed dataset on disk, not yet checked or committed."""
@@ -120,7 +116,10 @@ def _raise_for(exc: Exception, streams: list[Stream], where: str) -> None:
 def stage(con: duckdb.DuckDBPyConnection, sources: list[Source], section: DataSection,
           project_dir: Path, treatments: dict[str, ColumnTreatment], personal: list[str],
           key: str, out: Path, on_rows: OnRows | None = None) -> Staged:
-    """Stream, treat and transform the sources into Parquet files under ``out``."""
+    """Stream, treat and transform the sources into a Parquet file under ``out``.
+
+    One file, because DuckDB keeps the rows in source order only when it writes a single file,
+    and a version should not depend on how threads happened to interleave."""
     import duckdb
     import pyarrow.parquet as pq
 
@@ -143,8 +142,7 @@ def stage(con: duckdb.DuckDBPyConnection, sources: list[Source], section: DataSe
         query, transform_hash = _query(con, section, sources, project_dir)
         where = f"data.transform {section.transform}" if section.transform else "data"
         try:
-            con.execute(f"COPY ({query}\n) TO '{out}' (FORMAT parquet, FILE_SIZE_BYTES '{FILE_SIZE}', "
-                        "FILENAME_PATTERN 'part-{uuid}')")
+            con.execute(f"COPY ({query}\n) TO '{out / 'part-0.parquet'}' (FORMAT parquet)")
         except duckdb.Error as exc:
             _raise_for(exc, streams, where)
         fingerprints = {s.source.name: s.fingerprint() for s in streams}

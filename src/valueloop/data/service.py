@@ -124,7 +124,7 @@ def _stage(con: Any, settings: Settings, usecase: UseCase, assessment: Any, proj
     counter.step("reading, treating and transforming")
     staged = pipeline.stage(
         con, list(spec.sources), section, project, assessment.treatments,
-        [c.column for c in assessment.content.columns], settings.pseudonym_key, work / "staged",
+        [c.column for c in assessment.content.columns], settings.pseudonym_key, work,
         counter.add,
     )
     table = delta.table_path(settings, usecase.name)
