@@ -55,6 +55,27 @@ def rollback(
         f"{done.usecase}: champion is version {done.champion} again (was {done.rolled_back})"))
 
 
+def build(
+    ctx: typer.Context,
+    usecase: str = typer.Argument(..., help="The use case whose champion is bundled."),
+    out: Path = typer.Option(..., "--out", "-o", help="A new (or empty) directory for the bundle."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write a self-contained bundle that serves the champion on another machine: the model,
+    pinned requirements, an entrypoint (python serve.py) and a Dockerfile."""
+    from valueloop.config import load_settings
+    from valueloop.deploy.bundle import build as build_
+    from valueloop.store import session
+
+    settings = load_settings()
+    with session(settings) as s:
+        done = build_(s, settings, actor(ctx), usecase, out.resolve())
+    show(done, as_json, lambda: console().print(
+        f"{done.usecase} v{done.version} bundled in {done.path} ({len(done.requirements)} pinned "
+        f"requirements); run it with: python {done.path}/serve.py --port 8080"))
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("rollback")(rollback)
+    app.command("build")(build)

@@ -38,7 +38,7 @@ from valueloop.deploy import protocols
 from valueloop.deploy.batching import MicroBatcher
 from valueloop.deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS
 from valueloop.deploy.model import Prediction
-from valueloop.deploy.pool import Deployment, Loader, ModelPool
+from valueloop.deploy.pool import Deployment, Loader, ModelPool, State, registry_state
 from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
 from valueloop.deploy.routing import to_challenger
 from valueloop.errors import AuthenticationFailed, InvalidInput, NotFound, ValueloopError
@@ -129,9 +129,9 @@ Render = Callable[[str, str, str, Prediction], dict[str, Any]]
 class Server:
     """State shared by the routes of one worker process: the pool, access, loggers."""
 
-    def __init__(self, settings: Settings, options: ServeOptions, loader: Loader) -> None:
+    def __init__(self, settings: Settings, options: ServeOptions, loader: Loader, state: State) -> None:
         self.settings, self.options = settings, options
-        self.pool = ModelPool(settings, loader, options.poll_seconds)
+        self.pool = ModelPool(settings, loader, options.poll_seconds, state)
         self.access = Access(settings, options.auth, options.auth_cache_seconds)
         self.loggers: dict[str, AsyncPredictionLogger] = {}
 
@@ -276,10 +276,11 @@ def _metrics_text() -> bytes:
 
 
 def create_app(settings: Settings | None = None, options: ServeOptions | None = None,
-               loader: Loader | None = None) -> Starlette:
+               loader: Loader | None = None, state: State = registry_state) -> Starlette:
+    """The app over the registry (or, in a bundle, over a fixed ``state`` and ``loader``)."""
     from valueloop.deploy.model import load
 
-    server = Server(settings or load_settings(), options or ServeOptions(), loader or load)
+    server = Server(settings or load_settings(), options or ServeOptions(), loader or load, state)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -73,6 +73,7 @@ def registry_state(settings: Settings) -> dict[str, Wanted]:
 
 
 Loader = Callable[[Settings, str, str], ServedModel]
+State = Callable[[Settings], dict[str, Wanted]]
 
 
 @dataclass
@@ -80,6 +81,8 @@ class ModelPool:
     settings: Settings
     loader: Loader
     poll_seconds: float = 1.0
+    #: what should be served; the registry, or a fixed answer in a bundle
+    state: State = registry_state
     deployments: dict[str, Deployment] = field(default_factory=dict)
     #: (use case, version) -> why it could not be loaded
     failures: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -132,7 +135,7 @@ class ModelPool:
         return batcher
 
     async def sync(self) -> None:
-        wanted = await asyncio.to_thread(registry_state, self.settings)
+        wanted = await asyncio.to_thread(self.state, self.settings)
         for usecase, want in wanted.items():
             current = self.deployments.get(usecase)
             champion = await self._batcher(usecase, want.champion, want.policy,

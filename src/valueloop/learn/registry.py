@@ -137,10 +137,9 @@ def list_models(session: Session, actor: str | None, usecase: str) -> list[Model
     return [view(session, r) for r in rows]
 
 
-def load_model(session: Session, settings: Settings, usecase: str, ref: int | str) -> PyFuncModel:
-    """The registered model as an MLflow pyfunc, after its files match the recorded digest."""
-    import mlflow.pyfunc
-
+def verified_model_dir(session: Session, settings: Settings, usecase: str, ref: int | str) -> tuple[int, Path]:
+    """The version number and local MLflow model directory of a registered model, after its
+    files match the recorded digest (the Deploy phase copies it into a bundle)."""
     row = _row(session, get_usecase(session, usecase).name, ref)
     local = _local(settings, f"models:/{row.registered_name}/{row.version}")
     digest = artifact_digest(local)
@@ -148,7 +147,14 @@ def load_model(session: Session, settings: Settings, usecase: str, ref: int | st
         raise Conflict(f"model {usecase} v{row.version}: artifact digest {digest[:12]}… does not match "
                        f"the registered {row.artifact_digest[:12]}…; the files at {local} changed "
                        "since registration and are not loaded")
-    return mlflow.pyfunc.load_model(str(local))
+    return row.version, local
+
+
+def load_model(session: Session, settings: Settings, usecase: str, ref: int | str) -> PyFuncModel:
+    """The registered model as an MLflow pyfunc, after its files match the recorded digest."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(str(verified_model_dir(session, settings, usecase, ref)[1]))
 
 
 def accept(session: Session, actor: str | None, usecase: str, version: int, *, accepted: bool,

@@ -1,0 +1,150 @@
+"""``valueloop build``: one use case's champion as a self-contained bundle that serves it on
+another machine, the "executable software product":
+
+    model/             the MLflow model directory, verified by digest when copied and when served
+    valueloop/         valueloop's own code (pure Python), so the serving app is the same one
+    requirements.txt   every package serving needs, pinned to the versions installed here
+    bundle.json        use case, version, digest, the deploy policy
+    serve.py           the entrypoint: ``python serve.py --port 8080``
+    Dockerfile         ``docker build -t churn . && docker run -p 8080:8080 churn``
+
+The bundle has no registry and no user database: it serves the one version it holds, without
+tokens (put it behind your gateway), and keeps its prediction log under ``state/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings
+from valueloop.errors import Conflict, InvalidInput
+from valueloop.outcomes import audit
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.spec import Deploy
+from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.users import get_user
+
+#: What the serving app imports, besides what the model's own requirements name.
+SERVING = ("starlette", "uvicorn", "pydantic", "pydantic-core", "prometheus-client", "pyarrow", "pyyaml",
+           "sqlalchemy", "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle", "lightgbm")
+
+ENTRYPOINT = '''"""Serve this bundle: python serve.py [--host 0.0.0.0] [--port 8080]."""
+
+import argparse
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from valueloop.deploy.bundle import serve_bundle  # noqa: E402
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--host", default="127.0.0.1")
+parser.add_argument("--port", type=int, default=8080)
+args = parser.parse_args()
+serve_bundle(HERE, args.host, args.port)
+'''
+
+DOCKERFILE = '''FROM python:{python}-slim
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+EXPOSE 8080
+CMD ["python", "serve.py", "--host", "0.0.0.0", "--port", "8080"]
+'''
+
+
+class BundleView(BaseModel):
+    usecase: str
+    version: int
+    digest: str
+    path: str
+    requirements: list[str]
+
+
+def _pins(model_dir: Path) -> list[str]:
+    pins: dict[str, str] = {}
+    for package in SERVING:
+        try:
+            pins[package] = f"{package}=={version(package)}"
+        except PackageNotFoundError:
+            continue
+    requirements = model_dir / "requirements.txt"
+    if requirements.is_file():  # the model's own pins win: they are what trained it
+        for line in requirements.read_text().splitlines():
+            name = line.split("==")[0].strip().lower()
+            if "==" in line and not line.startswith("#"):
+                pins[name] = line.strip()
+    return sorted(pins.values())
+
+
+def build(session: Session, settings: Settings, actor: str | None, usecase: str, out: Path) -> BundleView:
+    """Write the champion's bundle to ``out`` (a new or empty directory), whole or not at all."""
+    import platform
+
+    from valueloop.learn.registry import artifact_digest, verified_model_dir
+
+    found = get_usecase(session, usecase)
+    acting = get_user(session, actor)
+    require(session, acting, Action.deploy, found)
+    if out.exists() and any(out.iterdir()):
+        raise InvalidInput(f"--out: {out} exists and is not empty; choose a new directory")
+    try:
+        number, model_dir = verified_model_dir(session, settings, found.name, "champion")
+    except Exception as exc:
+        raise Conflict(f"use case '{found.name}' has no champion to build: {exc}") from None
+    staging = out.parent / f".{out.name}.building"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        shutil.copytree(model_dir, staging / "model", ignore=shutil.ignore_patterns("registered_model_meta"))
+        package = Path(__file__).resolve().parents[1]
+        shutil.copytree(package, staging / "valueloop", ignore=shutil.ignore_patterns("__pycache__", "_examples"))
+        digest = artifact_digest(staging / "model")
+        requirements = _pins(staging / "model")
+        policy = spec_of(found).deploy or Deploy()
+        (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
+        (staging / "bundle.json").write_text(json.dumps(
+            {"usecase": found.name, "version": number, "digest": digest, "deploy": policy.model_dump()}, indent=2))
+        (staging / "serve.py").write_text(ENTRYPOINT)
+        (staging / "Dockerfile").write_text(DOCKERFILE.format(python=".".join(platform.python_version_tuple()[:2])))
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    audit.record(session, acting.name, "deploy.build", "model_version", f"{found.name}/v{number}",
+                 usecase=found.name, after={"path": str(out), "digest": digest})
+    return BundleView(usecase=found.name, version=number, digest=digest, path=str(out), requirements=requirements)
+
+
+def serve_bundle(root: Path, host: str, port: int) -> None:
+    """Serve a bundle's model with valueloop's serving app, after checking its digest."""
+    import mlflow.pyfunc
+    import uvicorn
+
+    from valueloop.config import load_settings
+    from valueloop.deploy.app import ServeOptions, create_app
+    from valueloop.deploy.model import ServedModel, from_pyfunc
+    from valueloop.deploy.pool import Wanted
+    from valueloop.learn.registry import artifact_digest
+
+    meta = json.loads((root / "bundle.json").read_text())
+    if artifact_digest(root / "model") != meta["digest"]:
+        raise Conflict(f"bundle {root}: the model's files changed since the bundle was built; not serving")
+    wanted = {meta["usecase"]: Wanted(str(meta["version"]), None, Deploy.model_validate(meta["deploy"]))}
+
+    def loader(_: Settings, usecase: str, number: str) -> ServedModel:
+        return from_pyfunc(usecase, number, mlflow.pyfunc.load_model(str(root / "model")))
+
+    settings = load_settings({"VALUELOOP_HOME": str(root / "state")})
+    app = create_app(settings, ServeOptions(auth=False, poll_seconds=3600), loader, lambda _: wanted)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
