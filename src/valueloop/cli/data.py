@@ -117,6 +117,7 @@ def check(ctx: typer.Context, usecase: str, project: Path = ProjectOption, as_js
     """Run the quality checks on the data as it is now, without writing a version."""
     from valueloop.config import load_settings
     from valueloop.data import check as check_
+    from valueloop.data.quality import failures
     from valueloop.errors import InvalidInput
     from valueloop.store import session
 
@@ -125,7 +126,8 @@ def check(ctx: typer.Context, usecase: str, project: Path = ProjectOption, as_js
         report = check_(s, settings, actor(ctx), usecase, project_dir=project, progress=progress)
     show(report, as_json, lambda: _render_quality(report))
     if not report["passed"]:
-        raise typer.Exit(InvalidInput.exit_code)
+        raise InvalidInput(f"{report['errors']} error-level check(s) failed; an ingest would be refused",
+                           problems=failures(report))
 
 
 @app.command("versions")
