@@ -94,16 +94,32 @@ class ColumnSummary:
 
         assert self.edges is not None and self.counts is not None
         data = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        data = data[~np.isnan(data)]
+        if column.null_count or pa.types.is_floating(column.type):  # nulls arrive as NaN
+            missing = np.isnan(data)
+            if missing.any():
+                data = data[~missing]
         self.nulls += len(column) - len(data)
         if len(data) == 0:
             return
-        index = np.searchsorted(self.edges, data, side="right")
-        index[data == self.edges[-1]] = len(self.edges) - 1  # the last bin is closed, as np.histogram's
-        self.counts += np.bincount(index, minlength=len(self.counts))
+        self.counts += np.bincount(self._bins(data), minlength=len(self.counts))
         self.low, self.high = min(self.low, float(data.min())), max(self.high, float(data.max()))
         self.total += float(data.sum())
         self.total_sq += float(np.dot(data, data))
+
+    def _bins(self, data: np.ndarray) -> np.ndarray:
+        """Bin index per value (0 underflow, k+1 overflow); [e_i, e_i+1), the last bin closed as
+        numpy.histogram's. Equal-width edges (the Data profile's, the reference's) are computed
+        with arithmetic, as the profile counted them; any other edges by binary search."""
+        assert self.edges is not None
+        edges, k = self.edges, len(self.edges) - 1
+        width = (edges[-1] - edges[0]) / k
+        if width > 0 and np.allclose(np.diff(edges), width):
+            index = np.floor((data - edges[0]) / width).astype(np.int64) + 1
+            np.clip(index, 0, k + 1, out=index)
+        else:
+            index = np.searchsorted(edges, data, side="right")
+        index[data == edges[-1]] = k
+        return index
 
     def _add_categorical(self, column: pa.Array | pa.ChunkedArray) -> None:
         import pyarrow as pa
@@ -148,31 +164,36 @@ def summarize(batches: Iterable[pa.RecordBatch], reference: Mapping[str, ColumnS
     return summaries
 
 
-def build_reference(batches: Callable[[], Iterable[pa.RecordBatch]], columns: Iterable[str] | None = None,
-                    bins: int = 100) -> dict[str, ColumnSummary]:
-    """A reference summary straight from data, in two streaming passes: ranges and categories
-    first, then counts on equal-width bins over each numeric column's range."""
-    first: dict[str, ColumnSummary] = {}
-    wanted = set(columns) if columns is not None else None
+def build_reference(batches: Callable[..., Iterable[pa.RecordBatch]], bins: int = 100) -> dict[str, ColumnSummary]:
+    """A reference summary straight from data in two streaming passes: ``batches()`` yields every
+    column, for the categories and each number's range; ``batches(columns=[...])`` only the
+    numeric ones, counted on equal-width bins over that range."""
+    import pyarrow.compute as pc
+
+    order: list[str] = []
+    ranges: dict[str, tuple[float, float]] = {}
+    categorical: dict[str, ColumnSummary] = {}
     for batch in batches():
-        for name in batch.schema.names:
-            if wanted is not None and name not in wanted:
+        for name, column in zip(batch.schema.names, batch.columns):
+            if name not in order:
+                order.append(name)
+            if kind_of(column.type) == "categorical":
+                categorical.setdefault(name, ColumnSummary("categorical")).add(column)
                 continue
-            summary = first.get(name)
-            if summary is None:
-                kind = kind_of(batch.schema.field(name).type)
-                summary = first[name] = ColumnSummary(
-                    kind, edges=np.array([0.0, 1.0]) if kind == "numeric" else None,
-                    counts=np.zeros(3, np.int64) if kind == "numeric" else None)
-            summary.add(batch.column(name))
+            found = pc.min_max(column).as_py()
+            low, high = ranges.get(name, (np.inf, -np.inf))
+            if found["min"] is not None and not np.isnan(found["min"]):
+                low, high = min(low, float(found["min"])), max(high, float(found["max"]))
+            ranges[name] = (low, high)
     numeric = {}
-    for name, summary in first.items():
-        if summary.kind == "numeric":
-            low, high = (summary.low, summary.high) if summary.present else (0.0, 1.0)
-            if high <= low:
-                low, high = low - 0.5, high + 0.5
-            numeric[name] = ColumnSummary("numeric", edges=np.linspace(low, high, bins + 1),
-                                          counts=np.zeros(bins + 2, np.int64))
-    for name, counted in summarize(batches(), numeric).items():
-        first[name] = counted
-    return first
+    for name, (low, high) in ranges.items():
+        if not np.isfinite(low):
+            low, high = 0.0, 1.0
+        if high <= low:
+            low, high = low - 0.5, high + 0.5
+        numeric[name] = ColumnSummary("numeric", edges=np.linspace(low, high, bins + 1),
+                                      counts=np.zeros(bins + 2, np.int64))
+    counted = summarize(batches(columns=list(numeric)), numeric) if numeric else {}
+    for name, summary in numeric.items():  # a column with no rows at all still has its bins
+        counted.setdefault(name, summary)
+    return {name: categorical.get(name) or counted[name] for name in order}
