@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import io
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,56 +16,29 @@ import pyarrow.parquet as pq
 import pytest
 
 from valueloop.config import Settings, load_settings
-from valueloop.examples import load_generator
 
-def _root_conftest():  # type: ignore[no-untyped-def]
-    """tests/conftest.py as a module: this directory's conftest shadows the name ``conftest``."""
-    spec = importlib.util.spec_from_file_location("valueloop_root_conftest", Path(__file__).parents[1] / "conftest.py")
+def _module(path: Path, name: str):  # type: ignore[no-untyped-def]
+    """A test helper module by path: this directory's conftest shadows the name ``conftest``."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-settings_env = _root_conftest().settings_env
-
-FAST = [{"name": "logistic", "kind": "logistic", "baseline": True},
-        {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 30}}]
+TESTS = Path(__file__).parents[1]
+settings_env = _module(TESTS / "conftest.py", "valueloop_root_conftest").settings_env
+deploy_support = _module(TESTS / "deploy" / "deploy_support.py", "valueloop_deploy_support")
 
 
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A home where churn has a dataset version and a lightgbm champion, made once through the
     Data and Learn services (ingest, train, accept, promote); tests get a copy of it."""
-    from rich.console import Console
-
-    from valueloop.data import ingest
-    from valueloop.demo import DemoContext
-    from valueloop.demo import outcomes as chapter
-    from valueloop.learn.registry import accept, promote
-    from valueloop.learn.training import train
-    from valueloop.outcomes.spec import parse_spec
-    from valueloop.outcomes.usecases import get_usecase, update_usecase
-    from valueloop.store import session
-
     root = tmp_path_factory.mktemp("batch-template")
     settings = load_settings({"VALUELOOP_HOME": str(root / "home")})
-    ctx = DemoContext(settings=settings, workspace=root, console=Console(file=io.StringIO()))
-    chapter.run(ctx)
-    project = ctx.state["project"]
-    with session(settings) as s:
-        data = get_usecase(s, "churn").spec
-        data["model"] = data["model"] | {"candidates": FAST}
-        update_usecase(s, "ana", parse_spec(data))
-    load_generator("churn").write(project / "data", 3000, 7)
-    with session(settings) as s:
-        ingest(s, settings, "dave", "churn", project_dir=project)
-    with session(settings) as s:
-        version = train(s, settings, "dana", "churn", candidates=["lightgbm"]).registered.version
-    with session(settings) as s:
-        accept(s, "olivia", "churn", version, accepted=True, comment="good enough to score")
-    with session(settings) as s:
-        promote(s, settings, "dana", "churn", version, "champion")
+    deploy_support.make_usecase(settings, root / "workspace")
+    deploy_support.train_version(settings, "champion")
     return settings
 
 
@@ -123,3 +96,13 @@ def redis_server() -> Iterator[str]:
         process.terminate()
         process.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The session's redis-server, emptied for this test."""
+    import redis
+
+    with redis.Redis.from_url(redis_server) as client:
+        client.flushdb()
+    return redis_server

@@ -58,20 +58,20 @@ def test_every_row_is_scored_once_by_the_champion_with_lineage(settings: Setting
     out = tmp_path / "scores.parquet"
     seen: list[tuple[int, int]] = []
     job = run_batch(settings, "devon", champion, "churn@latest", str(out),
-                    BatchOptions(batch_size=256, part_rows=1000), progress=lambda d, t: seen.append((d, t)))
+                    BatchOptions(batch_size=256, part_rows=500), progress=lambda d, t: seen.append((d, t)))
 
-    assert (job.status, job.row_count, job.parts_total, job.parts_done) == ("succeeded", 3000, 3, 3)
+    assert (job.status, job.row_count, job.parts_total, job.parts_done) == ("succeeded", 1200, 3, 3)
     assert job.model_version == "1" and job.model_ref == "champion"
-    assert seen[-1] == (3000, 3000)
+    assert seen[-1] == (1200, 1200)
     scored = pq.read_table(out)
     assert scored.column_names == ["customer_id", "prediction", "probability", "model_version", "scored_at"]
     source = pq.read_table(churn_parquet)
     assert scored["customer_id"].to_pylist() == source["customer_id"].to_pylist()
     with session(settings) as s:
         model = load_model(s, settings, champion, 1)
-    names = model.metadata.get_input_schema().input_names()
-    frame = source.select(names).to_pandas()
-    expected = model.predict(frame.astype({c: float for c in names if frame[c].dtype.kind in "iu"}))
+    signature = model.metadata.get_input_schema().inputs
+    frame = source.select([c.name for c in signature]).to_pandas()
+    expected = model.predict(frame.astype({c.name: c.type.to_numpy() for c in signature}))
     np.testing.assert_allclose(scored["probability"].to_numpy(), np.asarray(expected)[:, 1], rtol=1e-9)
     assert set(scored["model_version"].to_pylist()) == {"1"}
     assert not list(tmp_path.glob(".scores.parquet.valueloop-*")), "staging is removed after publishing"
@@ -85,7 +85,7 @@ def test_every_row_is_scored_once_by_the_champion_with_lineage(settings: Setting
 
 def test_a_job_killed_mid_run_resumes_to_exactly_the_rows_of_an_uninterrupted_run(
         settings: Settings, champion: str, tmp_path: Path) -> None:
-    source = _big_input(settings, tmp_path / "big.parquet", copies=60)  # 180,000 rows
+    source = _big_input(settings, tmp_path / "big.parquet", copies=150)  # 180,000 rows
     whole = tmp_path / "whole.parquet"
     run_batch(settings, "devon", champion, str(source), str(whole), BatchOptions(part_rows=6000))
 
@@ -121,10 +121,10 @@ def test_a_job_killed_mid_run_resumes_to_exactly_the_rows_of_an_uninterrupted_ru
 def test_dask_workers_and_in_process_give_identical_outputs(settings: Settings, champion: str,
                                                           churn_parquet: Path, tmp_path: Path) -> None:
     local, dask = tmp_path / "local.parquet", tmp_path / "dask.parquet"
-    run_batch(settings, "devon", champion, str(churn_parquet), str(local), BatchOptions(part_rows=700))
+    run_batch(settings, "devon", champion, str(churn_parquet), str(local), BatchOptions(part_rows=300))
     job = run_batch(settings, "oscar", champion, str(churn_parquet), str(dask),
-                    BatchOptions(part_rows=700, dask="local:2"))
-    assert job.executor == "dask local:2" and job.parts_done == 5
+                    BatchOptions(part_rows=300, dask="local:2"))
+    assert job.executor == "dask local:2" and job.parts_done == 4
     assert _rows(dask).equals(_rows(local))
     assert pq.read_table(dask)["customer_id"].to_pylist() == pq.read_table(local)["customer_id"].to_pylist()
 
@@ -186,4 +186,4 @@ def test_bad_input_is_refused_by_name_and_leaves_nothing_half_written(
     replaced = run_cli(settings, "batch", champion, "--input", str(churn_parquet), "--output", str(out),
                        "--overwrite", as_user="devon")
     assert replaced.returncode == 0, replaced.stderr
-    assert pq.read_table(out).num_rows == 3000
+    assert pq.read_table(out).num_rows == 1200
