@@ -3,6 +3,7 @@ late), estimates before labels, stored results, and one use case failing beside 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,3 +112,27 @@ def test_one_use_case_failing_does_not_stop_the_others(settings: Settings, inges
     outcomes = {o.usecase: o for o in run_all(settings)}
     assert not outcomes["churn-eu"].ok and "parquet" in outcomes["churn-eu"].detail.lower()
     assert outcomes["churn"].ok and "1 window(s)" in outcomes["churn"].detail
+
+
+def test_the_scheduler_runs_the_monitor_and_schedules_retraining(settings: Settings, ingested: Path) -> None:
+    from apscheduler.triggers.cron import CronTrigger
+
+    from valueloop.operate.scheduler import start_monitoring
+    from valueloop.outcomes import audit
+
+    set_operate(settings, {"every": "1h", "retrain": {"triggers": ["schedule", "manual"], "schedule": "0 3 * * 1"}})
+    log_traffic(settings, 200, 8, period=0)
+    scheduler = start_monitoring(settings)
+    try:
+        deadline = time.monotonic() + 120  # a bound on waiting for the background run, not a timing
+        while time.monotonic() < deadline:
+            with session(settings) as s:
+                runs = audit.events(s, usecase="churn", action="monitor.run")
+            if runs:
+                break
+            time.sleep(0.2)
+        assert [(r.actor, r.after["windows"]) for r in runs] == [("oscar", 1)]
+        assert {job.id for job in scheduler.get_jobs()} == {"operate:sync", "monitor:churn", "retrain:churn"}
+        assert isinstance(scheduler.get_job("retrain:churn").trigger, CronTrigger)
+    finally:
+        scheduler.shutdown(wait=True)
