@@ -4,7 +4,9 @@ owner's acceptance. Aliases change only through :func:`promote`, after its gates
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,11 +85,12 @@ def register(session: Session, settings: Settings, actor: str, usecase: UseCase,
     if not all(t.passed for t in tests):
         raise Conflict(f"run {run.run_id} failed its tests; only a tested model is registered")
     tracking.configure(settings)
-    registered = mlflow.register_model(model_uri, usecase.name, tags={
-        tracking.TAG + "dataset_version": str(run.dataset_version),
-        tracking.TAG + "dpia_version": str(run.dpia_version),
-        tracking.TAG + "run_id": run.run_id,
-    })
+    with contextlib.redirect_stderr(io.StringIO()):  # MLflow prints "Successfully registered ..."
+        registered = mlflow.register_model(model_uri, usecase.name, tags={
+            tracking.TAG + "dataset_version": str(run.dataset_version),
+            tracking.TAG + "dpia_version": str(run.dpia_version),
+            tracking.TAG + "run_id": run.run_id,
+        })
     digest = artifact_digest(_local(settings, registered.source))
     tracking.client(settings).set_model_version_tag(usecase.name, registered.version,
                                                     tracking.TAG + "artifact_digest", digest)
