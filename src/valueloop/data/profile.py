@@ -1,10 +1,11 @@
-"""The profile of a dataset version, in two DuckDB scans that hold no more than sketches.
+"""The profile of a dataset version: one full scan, between two that read little.
 
-The first scan takes every column's counts, range, moments, quantiles (of a reservoir sample),
-approximate distinct count and top values; the second bins the numbers between the first scan's bounds and counts
-the top values exactly. The Operate phase compares new data against the stored histograms, so
-they keep their bin edges: ``counts[i]`` holds values in ``[edges[i], edges[i+1])``, the last bin
-also its right edge, as ``numpy.histogram`` does.
+The bounds (row count, min and max) come from the Parquet footers' statistics, so the one full
+scan can already bin the numbers, finely enough to read the quantiles off the bins; it also
+takes every column's null and distinct counts, moments and top values. A last scan counts the top values of
+the categorical columns exactly, reading only those columns. The Operate phase compares new
+data against the stored histograms, so they keep their bin edges: ``counts[i]`` holds values in
+``[edges[i], edges[i+1])``, the last bin also its right edge, as ``numpy.histogram`` does.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
 BINS = 20
 TOP_VALUES = 10
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-#: rows in the reservoir the quantiles are taken from (T-digest costs four times as much)
-QUANTILE_SAMPLE = 20_000
+#: fine bins the quantiles are interpolated in (to within 1% of the range; a quantile sketch
+#: per column would cost as much again as the whole histogram)
+FINE_BINS = 100
 #: a text column with more distinct values than this share of its rows has no top values
 IDENTIFIER_SHARE = 0.5
 
@@ -38,75 +40,99 @@ def kind_of(duck_type: str) -> str:
     return "other"
 
 
-def _first_scan(column: str, kind: str) -> list[tuple[str, str]]:
+def _bounds(column: str, kind: str) -> list[tuple[str, str]]:
+    ref = quote(column)
+    return [("min", f"min({ref})"), ("max", f"max({ref})")] if kind in ("numeric", "temporal") else []
+
+
+def _fine_bins(column: str, low: float, high: float) -> str:
+    """Counts per fine bin between ``low`` and ``high``: the histogram and the quantiles come from them."""
+    width = (high - low) / FINE_BINS or 1.0
+    index = f"least(CAST(floor((CAST({quote(column)} AS DOUBLE) - {low!r}) / {width!r}) AS INTEGER), {FINE_BINS - 1})"
+    return f"histogram({index})"
+
+
+def _from_fine(low: float, high: float, found: dict[int, int] | None) -> tuple[dict[str, Any], dict[str, float]]:
+    """The stored histogram (``BINS`` bins) and the quantiles, interpolated within fine bins."""
+    fine = [int((found or {}).get(i, 0)) for i in range(FINE_BINS)]
+    total = sum(fine)
+    if low == high:
+        return {"edges": [low, high], "counts": [total]}, {_name(q): low for q in QUANTILES}
+    width = (high - low) / FINE_BINS
+    group = FINE_BINS // BINS
+    histogram = {"edges": [low + i * group * width for i in range(BINS)] + [high],
+                 "counts": [sum(fine[i:i + group]) for i in range(0, FINE_BINS, group)]}
+    quantiles, seen, i = {}, 0, 0
+    for q in QUANTILES:
+        target = q * total
+        while i < FINE_BINS - 1 and seen + fine[i] < target:
+            seen, i = seen + fine[i], i + 1
+        share = (target - seen) / fine[i] if fine[i] else 0.0
+        quantiles[_name(q)] = min(high, low + (i + share) * width)
+    return histogram, quantiles
+
+
+def _name(q: float) -> str:
+    return f"p{round(q * 100):02d}"
+
+
+def _scan(column: str, kind: str, bounds: dict[str, Any]) -> list[tuple[str, str]]:
     ref = quote(column)
     items = [("count", f"count({ref})"), ("distinct", f"approx_count_distinct({ref})")]
-    if kind in ("numeric", "temporal"):
-        items += [("min", f"min({ref})"), ("max", f"max({ref})")]
     if kind == "numeric":
         as_double = f"CAST({ref} AS DOUBLE)"
-        items += [("mean", f"avg({as_double})"), ("std", f"stddev_samp({as_double})"),
-                  ("quantiles", f"reservoir_quantile({as_double}, {list(QUANTILES)}, {QUANTILE_SAMPLE})")]
+        items += [("mean", f"avg({as_double})"), ("std", f"stddev_samp({as_double})")]
+        if bounds["min"] is not None:
+            items.append(("bins", _fine_bins(column, float(bounds["min"]), float(bounds["max"]))))
     if kind == "categorical":
         items.append(("top", f"approx_top_k({ref}, {TOP_VALUES})"))
     return items
 
 
-def _edges(low: float, high: float) -> list[float]:
-    if low == high:
-        return [low, high]
-    width = (high - low) / BINS
-    return [low + i * width for i in range(BINS)] + [high]
+def _top_counts(column: str, top: list[Any]) -> str:
+    text = f"CAST({quote(column)} AS VARCHAR)"
+    values = ", ".join("'" + str(v).replace("'", "''") + "'" for v in top)
+    return f"histogram({text}) FILTER (WHERE {text} IN ({values}))"
 
 
-def _second_scan(column: str, stats: dict[str, Any]) -> str | None:
-    ref = quote(column)
-    if "mean" in stats and stats["min"] is not None:
-        edges = stats["histogram"]["edges"]
-        low, bins = edges[0], len(edges) - 1
-        width = (edges[-1] - low) / bins or 1.0
-        return f"histogram(least(CAST(floor((CAST({ref} AS DOUBLE) - {low!r}) / {width!r}) AS INTEGER), {bins - 1}))"
-    if stats.get("top"):
-        values = ", ".join("'" + str(v).replace("'", "''") + "'" for v in stats["top"])
-        return f"histogram(CAST({ref} AS VARCHAR)) FILTER (WHERE CAST({ref} AS VARCHAR) IN ({values}))"
-    return None
+def _values(con: duckdb.DuckDBPyConnection, table: str, items: list[tuple[str, str]]) -> list[Any]:
+    return list(con.execute(f"SELECT {', '.join(e for _, e in items)} FROM {table}").fetchone()) if items else []
 
 
 def profile(con: duckdb.DuckDBPyConnection, table: str = "dataset") -> dict[str, Any]:
     """Per column: nulls, distinct, min/max/mean/std, quantiles, histogram or top values."""
-    described = [(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
-    plan = {name: (duck_type, _first_scan(name, kind_of(duck_type))) for name, duck_type in described}
-    selects = ["count(*)"] + [expr for _, items in plan.values() for _, expr in items]
-    total, *values = con.execute(f"SELECT {', '.join(selects)} FROM {table}").fetchone()
-    found = iter(values)
+    types = {name: duck_type for name, duck_type, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
+    kinds = {name: kind_of(duck_type) for name, duck_type in types.items()}
+
+    bound_items = [("rows", "count(*)")] + [(f"{c}\0{k}", e) for c in types for k, e in _bounds(c, kinds[c])]
+    found = dict(zip((k for k, _ in bound_items), _values(con, table, bound_items), strict=True))
+    total = found["rows"]
+
+    plans = {c: _scan(c, kinds[c], {"min": found.get(f"{c}\0min"), "max": found.get(f"{c}\0max")})
+             for c in types}
+    scan_items = [(f"{c}\0{k}", e) for c, items in plans.items() for k, e in items]
+    found |= dict(zip((k for k, _ in scan_items), _values(con, table, scan_items), strict=True))
 
     columns: dict[str, dict[str, Any]] = {}
-    for name, (duck_type, items) in plan.items():
-        stats: dict[str, Any] = {key: next(found) for key, _ in items}
-        stats["distinct"] = min(stats["distinct"], stats["count"])  # the sketch may overshoot
-        if stats["distinct"] > stats["count"] * IDENTIFIER_SHARE:
-            stats.pop("top", None)  # nearly every value is unique: an identifier, no top values
-        stats = {"type": duck_type, "kind": kind_of(duck_type), "nulls": total - stats["count"],
-                 "null_fraction": (total - stats["count"]) / total if total else 0.0, **stats}
-        if "quantiles" in stats:
-            stats["quantiles"] = dict(zip((f"p{round(q * 100):02d}" for q in QUANTILES),
-                                          stats["quantiles"] or [None] * len(QUANTILES), strict=True))
-            if stats["min"] is not None:
-                stats["histogram"] = {"edges": _edges(float(stats["min"]), float(stats["max"]))}
-        columns[name] = stats
+    for column, items in plans.items():
+        got = {k: found[f"{column}\0{k}"] for k in ("min", "max") if f"{column}\0min" in found}
+        got |= {k: found[f"{column}\0{k}"] for k, _ in items}
+        count = got["count"]
+        stats: dict[str, Any] = {"type": types[column], "kind": kinds[column], "count": count,
+                                 "nulls": total - count, "null_fraction": (total - count) / total if total else 0.0,
+                                 "distinct": min(got["distinct"], count)}  # the sketch may overshoot
+        stats |= {k: got[k] for k in ("min", "max", "mean", "std") if k in got}
+        if "bins" in got:
+            stats["histogram"], stats["quantiles"] = _from_fine(float(got["min"]), float(got["max"]), got["bins"])
+        if got.get("top") and stats["distinct"] <= count * IDENTIFIER_SHARE:
+            stats["top"] = got["top"]  # else nearly every value is unique: an identifier, no top values
+        columns[column] = stats
 
-    second = {name: expr for name, stats in columns.items() if (expr := _second_scan(name, stats))}
-    if second:
-        counts = con.execute(f"SELECT {', '.join(second.values())} FROM {table}").fetchone()
-        for name, found_counts in zip(second, counts, strict=True):
-            stats, found_counts = columns[name], found_counts or {}
-            if "histogram" in stats:
-                bins = len(stats["histogram"]["edges"]) - 1
-                stats["histogram"]["counts"] = [int(found_counts.get(i, 0)) for i in range(bins)]
-            else:
-                top = sorted(found_counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                stats["top_values"] = [{"value": v, "count": int(c)} for v, c in top]
-                stats["other_count"] = stats["count"] - sum(c for _, c in top)
-    for stats in columns.values():
-        stats.pop("top", None)
+    top_items = [(c, _top_counts(c, s["top"])) for c, s in columns.items() if "top" in s]
+    for (column, _), counts in zip(top_items, _values(con, table, top_items), strict=True):
+        stats = columns[column]
+        ranked = sorted((counts or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+        stats["top_values"] = [{"value": v, "count": int(n)} for v, n in ranked]
+        stats["other_count"] = stats["count"] - sum(n for _, n in ranked)
+        del stats["top"]
     return plain({"rows": total, "columns": columns})
