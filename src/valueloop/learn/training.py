@@ -17,7 +17,6 @@ from valueloop.errors import InvalidInput, NotFound
 from valueloop.learn import candidates as kinds
 from valueloop.learn import dataset as datasets
 from valueloop.learn import evaluation, model_tests, registry, tracking
-from valueloop.learn.model_tests import TestResult
 from valueloop.learn.search import search
 from valueloop.learn.tables import TrainingRun
 from valueloop.learn.views import CandidateResult, ReproduceReport, RunView, TrainingReport
@@ -277,6 +276,9 @@ def reproduce(session: Session, settings: Settings, actor: str | None, run_id: s
     if job.cut.record["test_digest"] != original.split["test_digest"] or spec.model.split.seed != original.seed:
         raise InvalidInput(f"run {run_id}: the use case's split changed since (was {original.split}); "
                            "the run can no longer be reproduced as it was")
+    if job.prepared.features != original.features:
+        raise InvalidInput(f"run {run_id}: the use case's features changed since (were "
+                           f"{', '.join(original.features)}); the run can no longer be reproduced as it was")
     job.reproduces = run_id
     candidate = Candidate.model_validate(original.candidate)
     outcome = _train_candidate(job, candidate, dict(original.params), None)
