@@ -88,7 +88,10 @@ class MicroBatcher:
             rows = sum(item[1] for item in batch)
         self._batch_size.observe(rows)
         try:
-            result = await loop.run_in_executor(self._executor, self.model.predict, columns)
+            if len(batch) == 1 and not self._pending:
+                result = self.model.predict(columns)  # alone: a thread hop would only add latency
+            else:
+                result = await loop.run_in_executor(self._executor, self.model.predict, columns)
         except Exception as exc:  # noqa: BLE001 - each waiting request gets the error, the loop lives
             for _, _, future in batch:
                 if not future.done():

@@ -1,0 +1,282 @@
+"""REST serving, side by side: one scikit-learn gradient boosting model (20 numeric features)
+served by valueloop (prediction logging on), by MLflow's own server (``mlflow models serve
+--env-manager local``), by MLServer's scikit-learn runtime without and with its adaptive
+batching, and by a bare FastAPI app calling ``model.predict`` (the ceiling). One after another,
+each server pinned to core 0 (``taskset -c 0``), wrk pinned to core 1, single-row requests over
+loopback at concurrency 1, 16 and 64, ~10 s each. Prints req/s, p50 and p99 per run and the
+ratios of issue 5's goals: valueloop ≥ 0.8× the bare app at c=1, ≥ 3× MLServer-with-batching
+at c=16 and 64 with a lower p99.
+
+MLServer is not one of valueloop's dependencies: on first run the script creates a separate
+virtual environment for it, ``benchmarks/.venv-peers`` (``python -m venv`` then ``pip install
+mlserver mlserver-sklearn scikit-learn==<the version valueloop uses>``), so the same pickled
+model loads in both. wrk comes from the system (``apt-get install wrk``).
+
+    python benchmarks/serve_rest.py                 # the full run, ~4 minutes
+    python benchmarks/serve_rest.py --seconds 3     # a quick one
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / ".out" / "serve_rest"
+PEERS = HERE / ".venv-peers"
+PY = Path(sys.executable)
+BIN = PY.parent
+FEATURES = [f"f{i}" for i in range(20)]
+CONCURRENCY = (1, 16, 64)
+
+BARE_APP = '''
+import pickle
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+FEATURES = [f"f{i}" for i in range(20)]
+with open("model.pkl", "rb") as f:
+    model = pickle.load(f)
+app = FastAPI()
+
+
+@app.post("/predict")
+async def predict(request: Request):
+    row = await request.json()
+    x = np.array([[row[n] for n in FEATURES]], dtype=np.float64)
+    return JSONResponse({"predictions": model.predict(x).tolist()})
+'''
+
+LUA = '''
+wrk.method = "POST"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_peers() -> Path:
+    """The MLServer virtual environment, created on first use."""
+    import sklearn
+
+    mlserver = PEERS / "bin" / "mlserver"
+    if not mlserver.exists():
+        print(f"creating {PEERS} for MLServer (first run only)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS)], check=True)
+        subprocess.run([str(PEERS / "bin" / "pip"), "install", "-q", "mlserver", "mlserver-sklearn",
+                        f"scikit-learn=={sklearn.__version__}"], check=True)
+    return mlserver
+
+
+def train(out: Path) -> tuple[Any, Any]:
+    import numpy as np
+    import pickle
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    x, y = make_classification(n_samples=5000, n_features=20, n_informative=10, random_state=0)
+    model = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0).fit(x, y)
+    (out / "model.pkl").write_bytes(pickle.dumps(model))
+    import joblib
+
+    (out / "mlserver" / "gbm").mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, out / "mlserver" / "gbm" / "model.joblib")
+    return model, np.asarray(x[:1])
+
+
+def register_in_valueloop(home: Path, model: Any, x: Any) -> Path:
+    """The churn use case (demo chapter 1) with this model registered, accepted and promoted
+    through the Learn phase's registry, as a trained model would be. Returns the model dir."""
+    import io
+    import uuid
+
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from rich.console import Console
+
+    from valueloop.config import load_settings
+    from valueloop.demo import DemoContext
+    from valueloop.demo import outcomes as chapter
+    from valueloop.learn import registry, tracking
+    from valueloop.learn.tables import TrainingRun
+    from valueloop.outcomes.usecases import get_usecase
+    from valueloop.store import session
+
+    settings = load_settings({"VALUELOOP_HOME": str(home)})
+    chapter.run(DemoContext(settings=settings, workspace=home / "ws", console=Console(file=io.StringIO())))
+    frame = pd.DataFrame(x, columns=FEATURES)
+    tracking.configure(settings)
+    mlflow.set_experiment(experiment_id=tracking.experiment(settings, "churn"))
+    with mlflow.start_run() as run:
+        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(frame, model.predict(x)),
+                                        input_example=frame, pip_requirements=tracking.requirements("sklearn"),
+                                        serialization_format="cloudpickle")
+    with session(settings) as s:
+        row = TrainingRun(run_id=run.info.run_id, usecase="churn", training_id=uuid.uuid4().hex[:12],
+                          dataset_version=1, dpia_version=1, candidate={"name": "gbm", "kind": "gradient_boosting"},
+                          params={}, metrics={}, features=FEATURES, seed=0, split={}, git_commit=None,
+                          status="finished", error=None, reproduces=None, actor="dana")
+        s.add(row)
+        s.flush()
+        version = registry.register(s, settings, "dana", get_usecase(s, "churn"), row, info.model_uri, []).version
+        registry.accept(s, "olivia", "churn", version, accepted=True, comment="benchmark model")
+        registry.promote(s, settings, "dana", "churn", version, "champion")
+    return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(home / "model-copy")))
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {OUT}/*.log")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready in {seconds:.0f} s")
+
+
+def wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, float]:
+    script = OUT / "post.lua"
+    script.write_text(LUA.format(body=body))
+    done = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency",
+                           "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True, check=True)
+    text = done.stdout
+
+    def latency(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    socket_errors = re.search(r"Socket errors:.*", text)
+    return {"rps": rps, "p50": latency("50"), "p99": latency("99"),
+            "errors": float(errors.group(1)) if errors else 0.0, "socket_errors": socket_errors is not None}
+
+
+def run_server(name: str, cmd: list[str], ready_url: str, url: str, body: str, seconds: int,
+               env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[int, dict[str, float]]:
+    log = open(OUT / f"{name}.log", "wb")
+    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    try:
+        wait_ready(ready_url, proc)
+        wrk(url, body, 4, 2)  # warm up
+        results = {}
+        for c in CONCURRENCY:
+            results[c] = r = wrk(url, body, c, seconds)
+            print(f"{name:<22} c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>7.2f} ms   p99 {r['p99']:>7.2f} ms"
+                  + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
+        return results
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    mlserver = ensure_peers()
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    model, x = train(OUT)
+    row = dict(zip(FEATURES, x[0].tolist()))
+    model_dir = register_in_valueloop(OUT / "home", model, x)
+
+    bodies = {
+        "record": json.dumps(row),
+        "mlflow": json.dumps({"dataframe_split": {"columns": FEATURES, "data": [x[0].tolist()]}}),
+        "oip": json.dumps({"inputs": [{"name": "predict", "shape": [1, 20], "datatype": "FP64",
+                                       "data": x[0].tolist()}]}),
+    }
+    for batching, size in (("off", 1), ("on", 64)):
+        folder = OUT / "mlserver" / f"batching-{batching}"
+        (folder / "gbm").mkdir(parents=True)
+        shutil.copy(OUT / "mlserver" / "gbm" / "model.joblib", folder / "gbm" / "model.joblib")
+        settings: dict[str, Any] = {"name": "gbm", "implementation": "mlserver_sklearn.SKLearnModel",
+                                    "parameters": {"uri": "./model.joblib"}}
+        if size > 1:
+            settings |= {"max_batch_size": size, "max_batch_time": 0.01}
+        (folder / "gbm" / "model-settings.json").write_text(json.dumps(settings))
+
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    results["valueloop"] = run_server(
+        "valueloop", [str(BIN / "valueloop"), "serve", "--port", str(port), "--no-auth"],
+        f"{base}/v2/health/ready", f"{base}/predict/churn", bodies["record"], args.seconds,
+        env={"VALUELOOP_HOME": str(OUT / "home")})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    results["bare FastAPI"] = run_server(
+        "bare FastAPI", [str(BIN / "uvicorn"), "bare:app", "--port", str(port), "--log-level", "warning"],
+        f"{base}/docs", f"{base}/predict", bodies["record"], args.seconds, cwd=_write_bare())
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    results["mlflow models serve"] = run_server(
+        "mlflow models serve", [str(BIN / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",
+                                "local", "-p", str(port), "-h", "127.0.0.1"],
+        f"{base}/ping", f"{base}/invocations", bodies["mlflow"], args.seconds,
+        env={"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{BIN}:{os.environ['PATH']}"})
+    for batching in ("off", "on"):
+        port, metrics = free_port(), free_port()
+        base = f"http://127.0.0.1:{port}"
+        folder = OUT / "mlserver" / f"batching-{batching}"
+        (folder / "settings.json").write_text(json.dumps({"http_port": port, "grpc_port": free_port(),
+                                                           "metrics_port": metrics, "parallel_workers": 0}))
+        results[f"MLServer batching {batching}"] = run_server(
+            f"MLServer batching {batching}", [str(mlserver), "start", str(folder)],
+            f"{base}/v2/health/ready", f"{base}/v2/models/gbm/infer", bodies["oip"], args.seconds)
+
+    vl, bare, batched = results["valueloop"], results["bare FastAPI"], results["MLServer batching on"]
+    print()
+    print(f"valueloop / bare FastAPI at c=1: {vl[1]['rps'] / bare[1]['rps']:.2f}x  (goal >= 0.8x)")
+    for c in (16, 64):
+        print(f"valueloop / MLServer batching at c={c}: {vl[c]['rps'] / batched[c]['rps']:.2f}x req/s "
+              f"(goal >= 3x); p99 {vl[c]['p99']:.1f} ms vs {batched[c]['p99']:.1f} ms (goal: lower)")
+    for c in CONCURRENCY:
+        print(f"valueloop / mlflow models serve at c={c}: {vl[c]['rps'] / results['mlflow models serve'][c]['rps']:.2f}x")
+
+
+def _write_bare() -> Path:
+    folder = OUT / "bare"
+    folder.mkdir(exist_ok=True)
+    (folder / "bare.py").write_text(BARE_APP)
+    shutil.copy(OUT / "model.pkl", folder / "model.pkl")
+    return folder
+
+
+if __name__ == "__main__":
+    main()
