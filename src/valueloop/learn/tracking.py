@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import warnings
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,7 @@ def _version(package: str) -> str | None:
         return None
 
 
+@cache
 def package_versions() -> dict[str, str]:
     found = {p: _version(p) for p in _REPORTED}
     return {"python": platform.python_version()} | {p: v for p, v in found.items() if v}

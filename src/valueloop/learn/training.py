@@ -7,6 +7,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from valueloop.outcomes.users import get_user
 from valueloop.store.models import UseCase
 
 if TYPE_CHECKING:
+    import pandas as pd
     from rich.progress import Progress
 
 #: Metrics match on reproduction when they agree to this many decimals.
@@ -53,6 +55,15 @@ class _Job:
     progress: Progress | None
     reproduces: str | None = None
 
+    @cached_property
+    def train_rows(self) -> tuple[pd.DataFrame, pd.Series]:
+        return self.prepared.X.iloc[self.cut.train], self.prepared.y.iloc[self.cut.train]
+
+    @cached_property
+    def test_rows(self) -> tuple[pd.DataFrame, pd.Series]:
+        """Every column of the test rows: segments and model tests look beyond the features."""
+        return self.prepared.frame.iloc[self.cut.test], self.prepared.y.iloc[self.cut.test]
+
 
 @dataclass
 class _Outcome:
@@ -76,8 +87,7 @@ def _check_kpis(spec: UseCaseSpec) -> None:
 
 def _evaluate(model: Any, job: _Job) -> tuple[dict[str, Any], Any]:
     objective, prepared, seed = job.objective, job.prepared, job.objective.split.seed
-    test = prepared.frame.iloc[job.cut.test]
-    y = prepared.y.iloc[job.cut.test]
+    test, y = job.test_rows
     score = evaluation.scores(model, test[prepared.features], objective.task)
     columns = list(dict.fromkeys([*objective.segments, *(f.column for f in objective.tests.segment_floors)]))
     ranking = evaluation.importance(model, test[prepared.features], y, objective.primary_metric, seed)
@@ -117,7 +127,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
     started = time.perf_counter()
     run = mlflow.start_run(experiment_id=job.experiment_id, run_name=candidate.name, tags=_tags(job, candidate))
     task_id = job.progress.add_task(f"train {candidate.name}", total=None) if job.progress else None
-    X, y = prepared.X.iloc[cut.train], prepared.y.iloc[cut.train]
+    X, y = job.train_rows
     trials, evaluated, tests, model_uri, error = 0, None, [], None, None
     try:
         mlflow.log_params({"split." + k: v for k, v in cut.record.items()} | {"seed": seed})
@@ -133,20 +143,20 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         mlflow.log_metrics({k: v for k, v in evaluated["metrics"].items() if not math.isnan(v)})
         if evaluated["calibration"]:
             mlflow.log_metric("calibration_error", evaluated["calibration"]["ece"])
-        test_frame = prepared.frame.iloc[cut.test]
         reference = None
         if baseline is not None:
             if baseline[1] is None:
                 raise RuntimeError(f"baseline '{baseline[0]}' failed, so no candidate can be compared with it")
             reference = (baseline[0], baseline[1])
-        tests = model_tests.run(model, objective, test_frame, prepared.features, evaluated, reference, seed)
+        tests = model_tests.run(model, objective, job.test_rows[0], prepared.features, evaluated,
+                                reference, seed)
         mlflow.log_dict(evaluated, "evaluation.json")
         mlflow.log_dict({"tests": [t.model_dump() for t in tests]}, "model_tests.json")
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
         mlflow.set_tag(tracking.TAG + "tests_passed", str(all(t.passed for t in tests)).lower())
         code = [path] if candidate.kind == "custom" and (path := kinds.custom_source(candidate)) else None
-        example = prepared.X.iloc[cut.test[:5]]
+        example = job.test_rows[0][prepared.features].head(5)
         model_uri = tracking.log_model(model, candidate.kind, example, objective.task, code).model_uri
         mlflow.end_run()
     except (Exception, KeyboardInterrupt) as exc:
