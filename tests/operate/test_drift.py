@@ -119,3 +119,11 @@ def test_ks_on_a_categorical_column_is_refused() -> None:
     reference = _reference(pa.table({"c": ["a", "b"] * 10}))
     with pytest.raises(InvalidInput, match="drift.columns.c.method: ks needs a numeric column"):
         drift.column_drift("c", reference["c"], reference["c"], method="ks")
+
+
+def test_dictionary_encoded_text_counts_like_plain_text() -> None:
+    plain = pa.table({"c": pa.array(["a", "b", None, "a", "c", "a"] * 50)})
+    coded = pa.table({"c": plain["c"].dictionary_encode()})
+    reference = _reference(plain)
+    assert summarize(coded.to_batches(max_chunksize=7), reference)["c"].to_json() == \
+        summarize(plain.to_batches(), reference)["c"].to_json() == reference["c"].to_json()

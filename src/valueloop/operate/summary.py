@@ -104,7 +104,7 @@ class ColumnSummary:
         self.counts += np.bincount(self._bins(data), minlength=len(self.counts))
         self.low, self.high = min(self.low, float(data.min())), max(self.high, float(data.max()))
         self.total += float(data.sum())
-        self.total_sq += float(np.dot(data, data))
+        self.total_sq += float(np.einsum("i,i->", data, data))  # np.dot would wake BLAS's threads
 
     def _bins(self, data: np.ndarray) -> np.ndarray:
         """Bin index per value (0 underflow, k+1 overflow); [e_i, e_i+1), the last bin closed as
@@ -126,11 +126,19 @@ class ColumnSummary:
         import pyarrow.compute as pc
 
         self.nulls += column.null_count
-        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-            column = pc.cast(column, pa.string())
-        counted = pc.value_counts(column)
-        for value, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()):
-            if value is not None:
+        if pa.types.is_dictionary(column.type):  # count the codes, never materialize the strings
+            chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+            pairs = []
+            for chunk in chunks:
+                counts = np.bincount(pc.drop_null(chunk.indices).to_numpy(), minlength=len(chunk.dictionary))
+                pairs += zip(pc.cast(chunk.dictionary, pa.string()).to_pylist(), counts.tolist())
+        else:
+            if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+                column = pc.cast(column, pa.string())
+            counted = pc.value_counts(column)
+            pairs = list(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist()))
+        for value, count in pairs:
+            if value is not None and count:
                 self.values[value] = self.values.get(value, 0) + count
 
     def to_json(self) -> dict[str, Any]:
