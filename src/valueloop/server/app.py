@@ -35,7 +35,9 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = describe_errors(exc.errors())
+        # a body's problems read as in the use case file: kpis[1].target, not body.kpis[1].target
+        errors = [{**e, "loc": e["loc"][1:]} if e["loc"][:1] == ("body",) else e for e in exc.errors()]
+        problems = describe_errors(errors)
         return _error(422, "InvalidInput", f"request is invalid ({len(problems)} problem(s))", problems)
 
     @app.exception_handler(Exception)

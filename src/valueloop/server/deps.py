@@ -20,7 +20,9 @@ def db() -> Iterator[Session]:
         yield s
 
 
-DB = Annotated[Session, Depends(db)]
+# scope="function": commit before the response is sent, so a client that got its 2xx reads its
+# own write, and a failing commit becomes an error response instead of a lost change
+DB = Annotated[Session, Depends(db, scope="function")]
 
 
 def current_user(
