@@ -131,7 +131,7 @@ def test_a_rejection_sends_the_use_case_back_with_its_reason(db_settings):
     data["privacy"]["columns"][3].update(treatment="generalize", params={"prefix": 2}, justification="")
     with session(db_settings) as s:
         back = usecases.advance(s, "ana", "churn", State.draft)
-        assert back.state_reason is None
+        assert (back.state, back.state_reason) == (State.draft, "postcode must not be kept")
         usecases.update_usecase(s, "ana", parse_spec(data))
         usecases.advance(s, "ana", "churn", State.formulated)
         resubmitted = privacy.submit(s, "ana", "churn")

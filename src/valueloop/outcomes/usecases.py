@@ -219,6 +219,8 @@ def advance(
         )
     if target is State.draft and current is State.rejected and not usecase.state_reason:
         raise Conflict("a rejected use case returns to draft only with the rejection's reason")
+    if current is State.rejected:
+        reason = reason or usecase.state_reason  # back in draft, the team still sees why
     set_state(session, acting.name, usecase, target, reason)
     return detail(usecase)
 
