@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from valueloop.config import Settings, load_settings
 from valueloop.deploy import protocols
@@ -74,9 +76,12 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(to_json(data), status_code=status, media_type="application/json", headers=headers)
 
 
+def _error_body(exc: ValueloopError) -> bytes:
+    return to_json({"error": {"type": type(exc).__name__, "message": exc.message, "problems": exc.problems}})
+
+
 def _error(exc: ValueloopError) -> Response:
-    return _json({"error": {"type": type(exc).__name__, "message": exc.message, "problems": exc.problems}},
-                 exc.http_status)
+    return Response(_error_body(exc), status_code=exc.http_status, media_type="application/json")
 
 
 class Access:
@@ -95,10 +100,10 @@ class Access:
         with session(self.settings) as s:
             require(s, authenticate(s, token), Action.view, get_usecase(s, usecase))
 
-    async def check(self, request: Request, usecase: str) -> None:
+    async def check(self, header: str, usecase: str) -> None:
+        """``header`` is the request's Authorization header ("" when absent)."""
         if not self.enabled:
             return
-        header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if header and scheme.lower() != "bearer":
             raise AuthenticationFailed("authorization: expected 'Bearer <token>'")
@@ -109,20 +114,25 @@ class Access:
         self._granted[key] = time.monotonic() + self.ttl
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The whole body from the ASGI ``receive``, refused with 413 past ``limit`` bytes."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"body of {int(declared)} bytes is larger than the limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ValueloopError("the client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise TooLarge(f"body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-Parse = Callable[[MicroBatcher, bytes, Request], tuple[protocols.Columns, str | None]]
+Parse = Callable[[MicroBatcher, bytes, str], tuple[protocols.Columns, str | None]]
 Render = Callable[[str, str, str, Prediction], dict[str, Any]]
 
 
@@ -175,30 +185,30 @@ class Server:
             return
         self._log(rid, challenger, columns, p, time.perf_counter() - started, "shadow")
 
-    async def infer(self, request: Request, parse: Parse, render: Render) -> Response:
+    async def infer(self, usecase: str, wanted: str | None, headers: dict[str, str], receive: Receive,
+                    parse: Parse, render: Render) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Answer one prediction request: (status, body, extra headers)."""
         started = time.perf_counter()
-        usecase = request.path_params["name"]
         version = "none"
         in_flight = IN_FLIGHT.labels(usecase)
         in_flight.inc()
         try:
             deployment = self.deployment(usecase)
-            await self.access.check(request, usecase)
-            body = await _body(request, self.options.max_body_bytes)
-            wanted = request.path_params.get("version")
+            await self.access.check(headers.get("authorization", ""), usecase)
+            body = await read_body(receive, headers.get("content-length"), self.options.max_body_bytes)
             if wanted is not None:
                 batcher = deployment.by_version(wanted)
                 if batcher is None:
                     raise NotFound(f"model '{usecase}' version {wanted} is not served; served: "
                                    f"{', '.join(deployment.versions)}")
             elif deployment.challenger is not None and \
-                    to_challenger(deployment.policy.canary, request.headers.get("x-request-key")):
+                    to_challenger(deployment.policy.canary, headers.get("x-request-key")):
                 batcher = deployment.challenger
             else:
                 batcher = deployment.champion
             version = batcher.model.version
-            columns, given_id = parse(batcher, body, request)
-            rid = given_id or request.headers.get("x-request-id") or uuid.uuid4().hex
+            columns, given_id = parse(batcher, body, headers.get("content-type", "application/json"))
+            rid = given_id or headers.get("x-request-id") or uuid.uuid4().hex
             future = batcher.submit(columns, protocols.rows_in(columns))
             timer = asyncio.get_running_loop().call_later(deployment.policy.timeout, future.cancel)
             try:
@@ -216,28 +226,28 @@ class Server:
                 asyncio.get_running_loop().create_task(self._shadow(deployment.challenger, columns, rid))
             REQUESTS.labels(usecase, version, "200").inc()
             LATENCY.labels(usecase).observe(latency)
-            return _json(render(usecase, rid, version, p), headers={"x-request-id": rid, "x-model-version": version})
+            return 200, to_json(render(usecase, rid, version, p)), [
+                (b"x-request-id", rid.encode("latin-1", "replace")), (b"x-model-version", version.encode())]
         except ValueloopError as exc:
             REQUESTS.labels(usecase, version, str(exc.http_status)).inc()
-            return _error(exc)
+            return exc.http_status, _error_body(exc), []
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
             log.exception("prediction for %s failed", usecase)
             REQUESTS.labels(usecase, version, "500").inc()
-            return _error(ValueloopError("internal error; the server log has the details"))
+            return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
         finally:
             in_flight.dec()
 
 
-def _plain(batcher: MicroBatcher, body: bytes, _: Request) -> tuple[protocols.Columns, None]:
+def _plain(batcher: MicroBatcher, body: bytes, _: str) -> tuple[protocols.Columns, None]:
     return protocols.plain_request(batcher.model.validator, protocols.parse_json(body)), None
 
 
-def _mlflow(batcher: MicroBatcher, body: bytes, request: Request) -> tuple[protocols.Columns, None]:
-    content_type = request.headers.get("content-type", "application/json")
+def _mlflow(batcher: MicroBatcher, body: bytes, content_type: str) -> tuple[protocols.Columns, None]:
     return protocols.mlflow_request(batcher.model.validator, body, content_type), None
 
 
-def _oip(batcher: MicroBatcher, body: bytes, _: Request) -> tuple[protocols.Columns, str | None]:
+def _oip(batcher: MicroBatcher, body: bytes, _: str) -> tuple[protocols.Columns, str | None]:
     return protocols.oip_request(batcher.model.validator, protocols.parse_json(body))
 
 
@@ -276,7 +286,7 @@ def _metrics_text() -> bytes:
 
 
 def create_app(settings: Settings | None = None, options: ServeOptions | None = None,
-               loader: Loader | None = None, state: State = registry_state) -> Starlette:
+               loader: Loader | None = None, state: State = registry_state) -> Predictions:
     """The app over the registry (or, in a bundle, over a fixed ``state`` and ``loader``)."""
     from valueloop.deploy.model import load
 
@@ -307,7 +317,7 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
 
     async def model_metadata(request: Request) -> Response:
         deployment = server.deployment(request.path_params["name"])
-        await server.access.check(request, deployment.usecase)
+        await server.access.check(request.headers.get("authorization", ""), deployment.usecase)
         version = request.path_params.get("version")
         batcher = deployment.champion if version is None else deployment.by_version(version)
         if batcher is None:
@@ -328,8 +338,9 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
 
     async def feedback(request: Request) -> Response:
         usecase = request.path_params["name"]
-        await server.access.check(request, usecase)
-        doc = protocols.parse_json(await _body(request, server.options.max_body_bytes))
+        await server.access.check(request.headers.get("authorization", ""), usecase)
+        doc = protocols.parse_json(await read_body(request.receive, request.headers.get("content-length"),
+                                                   server.options.max_body_bytes))
         if not isinstance(doc, list) or not all(isinstance(d, dict) for d in doc):
             raise InvalidInput("body: expected a list of {\"request_id\": ..., \"label\": ...} objects")
         missing = [f"[{i}]: needs request_id and label" for i, d in enumerate(doc) if set(d) != {"request_id", "label"}]
@@ -341,12 +352,6 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
                                          [(d["request_id"], d["label"]) for d in doc])
         return _json(result.model_dump())
 
-    def infer(parse: Parse, render: Render) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            return await server.infer(request, parse, render)
-        return endpoint
-
-    oip = infer(_oip, protocols.oip_response)
     routes = [
         Route("/v2", v2), Route("/v2/health/live", live), Route("/v2/health/ready", ready),
         Route("/health/live", live), Route("/health/ready", ready),
@@ -354,20 +359,45 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
         Route("/v2/models/{name}/versions/{version}", _guarded(model_metadata)),
         Route("/v2/models/{name}/ready", _guarded(model_ready)),
         Route("/v2/models/{name}/versions/{version}/ready", _guarded(model_ready)),
-        Route("/v2/models/{name}/infer", oip, methods=["POST"]),
-        Route("/v2/models/{name}/versions/{version}/infer", oip, methods=["POST"]),
-        Route("/invocations/{name}", infer(_mlflow, _mlflow_answer), methods=["POST"]),
-        Route("/models/{name}/invocations", infer(_mlflow, _mlflow_answer), methods=["POST"]),
-        Route("/predict/{name}", infer(_plain, _plain_answer), methods=["POST"]),
         Route("/feedback/{name}", _guarded(feedback), methods=["POST"]),
         Route("/models", models), Route("/metrics", metrics),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.server = server
-    return app
+    return Predictions(server, app)
 
 
-def app_from_env() -> Starlette:
+_PREDICT = re.compile(r"^/(?:predict/(?P<plain>[^/]+)|invocations/(?P<mlflow>[^/]+)|models/(?P<mlflow2>[^/]+)/"
+                      r"invocations|v2/models/(?P<oip>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer)$")
+_PROTOCOLS: dict[str, tuple[Parse, Render]] = {
+    "plain": (_plain, _plain_answer), "mlflow": (_mlflow, _mlflow_answer),
+    "mlflow2": (_mlflow, _mlflow_answer), "oip": (_oip, protocols.oip_response),
+}
+
+
+class Predictions:
+    """The ASGI app: prediction requests go straight to :meth:`Server.infer` (no router, no
+    request object: this is the hot path); everything else to the Starlette app."""
+
+    def __init__(self, server: Server, app: Starlette) -> None:
+        self.server, self.app = server, app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _PREDICT.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        kind = next(k for k in _PROTOCOLS if match.group(k) is not None)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        parse, render = _PROTOCOLS[kind]
+        status, body, extra = await self.server.infer(match.group(kind), match.group("version"), headers, receive,
+                                                      parse, render)
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def app_from_env() -> Predictions:
     """The app factory uvicorn's workers call (``valueloop serve --workers N``)."""
     import json
 
