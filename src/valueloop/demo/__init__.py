@@ -30,9 +30,9 @@ class DemoContext:
 
 
 def _chapters() -> list[Callable[[DemoContext], None]]:
-    from valueloop.demo import data, learn, outcomes
+    from valueloop.demo import data, deploy, learn, outcomes
 
-    return [outcomes.run, data.run, learn.run]
+    return [outcomes.run, data.run, learn.run, deploy.run]
 
 
 def run(console: Console | None = None, workspace: Path | None = None) -> DemoContext:
