@@ -67,3 +67,23 @@ def test_retraining_needs_operations_and_a_declared_trigger(settings: Settings, 
         retrain(settings, "dana", "churn")
     with pytest.raises(Conflict, match="retrain.triggers of 'churn' are manual; trigger drift is not one of them"):
         retrain(settings, "oscar", "churn", "drift")
+
+
+def test_a_retraining_left_running_blocks_until_it_is_abandoned(settings: Settings, ingested: Path) -> None:
+    from datetime import timedelta
+
+    from valueloop.operate.tables import RetrainRequest
+    from valueloop.store.models import utcnow
+
+    with session(settings) as s:
+        s.add(RetrainRequest(usecase="churn", trigger="manual", requested_by="oscar", status="running",
+                             steps=[], created_at=utcnow() - timedelta(minutes=5)))
+    with pytest.raises(Conflict, match=r"retraining #1 of 'churn' is still running"):
+        retrain(settings, "oscar", "churn")
+    with session(settings) as s:
+        s.get(RetrainRequest, 1).created_at = utcnow() - timedelta(hours=7)
+    set_operate(settings, {"retrain": {"candidates": ["nope"]}})
+    second = retrain(settings, "oscar", "churn")  # goes on, and fails on its own bad input
+    assert second.status == "failed" and "nope" in second.decision
+    with session(settings) as s:
+        assert s.get(RetrainRequest, 1).decision.startswith("abandoned: still running after 6:00:00")

@@ -13,6 +13,7 @@ from valueloop.demo import DemoContext
 from valueloop.errors import Conflict
 from valueloop.examples import load_generator
 from valueloop.outcomes import audit, usecases
+from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.spec import parse_spec
 from valueloop.store import session
 
@@ -87,6 +88,9 @@ def run(ctx: DemoContext) -> None:
             raise Conflict("the Operate chapter needs a champion of 'churn' (the Learn chapter promotes one)")
         spec = usecases.spec_of(usecase).model_dump(mode="json", by_alias=True)
         usecases.update_usecase(s, "ana", parse_spec(spec | {"operate": POLICY}))
+        if usecase.state == State.in_development:
+            usecases.advance(s, "devon", "churn", State.in_production, "champion served by valueloop serve")
+            out.print("devon put churn in production: the champion answers the CRM's requests")
     out.print("ana added the operate section: windows of 1000 predictions, an alert when 30 % of the "
               "features drift, and retraining on drift with automatic promotion by a margin of 0.005 AUC")
 

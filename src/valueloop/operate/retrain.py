@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -40,6 +40,8 @@ log = logging.getLogger("valueloop.retrain")
 TRIGGERS = ("drift", "performance", "schedule", "manual")
 #: labeled predictions the comparison uses at most, the newest first
 RECENT_LABELS = 20_000
+#: a request still running after this was left by a process that died
+ABANDONED_AFTER = timedelta(hours=6)
 
 
 class Step(BaseModel):
@@ -121,10 +123,16 @@ def _start(settings: Settings, actor: str | None, name: str, trigger: str) -> tu
         if State(usecase.state) not in (State.in_production, State.in_development):
             raise Conflict(f"'{name}' is {usecase.state}; retraining starts from in_production "
                            "(a new cycle) or in_development (the current one)")
-        running = s.scalar(select(RetrainRequest.id).where(RetrainRequest.usecase == name,
-                                                           RetrainRequest.status == "running"))
-        if running is not None:
-            raise Conflict(f"retraining #{running} of '{name}' is still running")
+        running = s.scalar(select(RetrainRequest).where(RetrainRequest.usecase == name,
+                                                        RetrainRequest.status == "running"))
+        if running is not None and utcnow() - running.created_at < ABANDONED_AFTER:
+            raise Conflict(f"retraining #{running.id} of '{name}' is still running "
+                           f"(since {running.created_at:%Y-%m-%d %H:%M} UTC)")
+        if running is not None:  # its process died: say so, and let this one go on
+            running.status, running.finished_at = "failed", utcnow()
+            running.decision = f"abandoned: still running after {ABANDONED_AFTER}"
+            audit.record(s, acting.name, "retrain.finish", "retrain", running.id, usecase=name,
+                         after={"status": "failed", "decision": running.decision})
         row = RetrainRequest(usecase=name, trigger=trigger, requested_by=acting.name, status="running", steps=[])
         s.add(row)
         s.flush()
