@@ -30,9 +30,9 @@ class DemoContext:
 
 
 def _chapters() -> list[Callable[[DemoContext], None]]:
-    from valueloop.demo import data, deploy, learn, outcomes
+    from valueloop.demo import batch, data, deploy, learn, operate, outcomes
 
-    return [outcomes.run, data.run, learn.run, deploy.run]
+    return [outcomes.run, data.run, learn.run, deploy.run, batch.run, operate.run]
 
 
 def run(console: Console | None = None, workspace: Path | None = None) -> DemoContext:
