@@ -45,7 +45,8 @@ categorical = ["postcode", "contract", "payment_method"]
 X, y = frame[categorical + numeric], frame["churned"]
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42, stratify=y)
 for name, estimator in [("logistic", LogisticRegression(max_iter=1000, random_state=42)),
-                        ("lightgbm", LGBMClassifier(n_estimators=200, verbose=-1, random_state=42))]:
+                        ("lightgbm", LGBMClassifier(n_estimators=200, verbose=-1, random_state=42,
+                                                   force_row_wise=True, deterministic=True))]:
     prep = ColumnTransformer([
         ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
         ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"),

@@ -23,12 +23,21 @@ def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def churn(settings: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]],
-          empty_mlflow_db: Path) -> tuple[str, Path]:
-    """The approved churn use case with its first dataset version (1,500 rows), two fast
+def make_churn(approved_usecase: Callable[[Settings], tuple[str, Path]],
+               empty_mlflow_db: Path) -> Callable[[Settings], tuple[str, Path]]:
+    """Make the approved churn use case with its first dataset version (1,500 rows), two fast
     candidates and a threshold they reach on so few rows."""
-    name, project = approved_usecase(settings)
-    shutil.copy(empty_mlflow_db, settings.mlflow_uri.removeprefix("sqlite:///"))
-    set_model(settings, name, candidates=FAST, threshold=0.65)
-    ingest(settings, name, project, rows=1500)
-    return name, project
+
+    def make(settings: Settings) -> tuple[str, Path]:
+        name, project = approved_usecase(settings)
+        shutil.copy(empty_mlflow_db, settings.mlflow_uri.removeprefix("sqlite:///"))
+        set_model(settings, name, candidates=FAST, threshold=0.65)
+        ingest(settings, name, project, rows=1500)
+        return name, project
+
+    return make
+
+
+@pytest.fixture
+def churn(settings: Settings, make_churn: Callable[[Settings], tuple[str, Path]]) -> tuple[str, Path]:
+    return make_churn(settings)

@@ -112,3 +112,21 @@ def test_reproduce_matches_the_original_metrics(settings: Settings, registered) 
         runs = {r.run_id: r for r in training.list_runs(s, "dana", name)}
     assert runs[report.new_run].reproduces == run_id
     assert runs[report.new_run].params == runs[run_id].params
+
+
+def test_lineage_acceptance_and_promotion_on_postgresql(pg_settings: Settings, make_churn) -> None:
+    name, _ = make_churn(pg_settings)
+    with session(pg_settings) as s:
+        report = training.train(s, pg_settings, "dana", name)
+    assert report.registered is not None
+    version = report.registered.version
+    _accept(pg_settings, name, version)
+    promoted = _promote(pg_settings, name, version)
+    with session(pg_settings) as s:
+        listed = registry.list_models(s, "oscar", name)
+        runs = training.list_runs(s, "oscar", name)
+        model = registry.load_model(s, pg_settings, name, "champion")
+    assert [(m.version, m.aliases, m.acceptance) for m in listed] == [(version, ["champion"], "accepted")]
+    assert promoted.run_id in {r.run_id for r in runs}
+    assert {r.dataset_version for r in runs} == {report.dataset_version}
+    assert model.metadata.run_id == promoted.run_id

@@ -31,7 +31,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "logistic": {"max_iter": 1000},
     "linear": {},
     "random_forest": {"n_estimators": 100, "n_jobs": -1},
-    "lightgbm": {"n_estimators": 200, "verbose": -1},
+    # LightGBM picks row- or column-wise histograms by timing them: a busy machine would change
+    # the model, so the choice is fixed and the run reproducible.
+    "lightgbm": {"n_estimators": 200, "verbose": -1, "force_row_wise": True, "deterministic": True},
     "mlp": {"hidden_layer_sizes": [32, 16], "early_stopping": True, "max_iter": 300},
 }
 _SEEDED = {"logistic", "random_forest", "lightgbm", "mlp"}
