@@ -30,7 +30,9 @@ def make_churn(approved_usecase: Callable[[Settings], tuple[str, Path]],
 
     def make(settings: Settings) -> tuple[str, Path]:
         name, project = approved_usecase(settings)
-        shutil.copy(empty_mlflow_db, settings.mlflow_uri.removeprefix("sqlite:///"))
+        target = Path(settings.mlflow_uri.removeprefix("sqlite:///"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(empty_mlflow_db, target)
         set_model(settings, name, candidates=FAST, threshold=0.65)
         ingest(settings, name, project, rows=1500)
         return name, project
