@@ -60,7 +60,7 @@ async def predict(request: Request):
 
 LUA = '''
 wrk.method = "POST"
-wrk.body = [[{body}]]
+wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
 '''
 
@@ -262,6 +262,9 @@ def main() -> None:
 
     vl, bare, batched = results["valueloop"], results["bare FastAPI"], results["MLServer batching on"]
     print()
+    failed = [f"{name} c={c}" for name, runs in results.items() for c, r in runs.items() if r["errors"]]
+    if failed:
+        print(f"WARNING: non-2xx answers in {', '.join(failed)}: those figures do not count")
     print(f"valueloop / bare FastAPI at c=1: {vl[1]['rps'] / bare[1]['rps']:.2f}x  (goal >= 0.8x)")
     for c in (16, 64):
         print(f"valueloop / MLServer batching at c={c}: {vl[c]['rps'] / batched[c]['rps']:.2f}x req/s "
