@@ -3,7 +3,6 @@ the plots people compare (drawn on a subsample: a picture needs no million point
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from valueloop.outcomes.spec import LOWER_IS_BETTER
@@ -148,24 +147,27 @@ def plots(y: np.ndarray, score: np.ndarray, task: str, ranking: dict[str, float]
     ax = figure("feature_importance.png")
     names = list(ranking)[:20][::-1]
     ax.barh(names, [ranking[n] for n in names])
-    ax.set_xlabel("permutation importance (drop of the primary metric)")
+    ax.set_xlabel("drop of the metric when shuffled")
     return figures
 
 
-def comparison_plot(results: dict[str, float], metric: str, threshold: float, path: str) -> None:
-    """Bar chart of each candidate's primary metric against the use case's threshold."""
+def comparison_plot(results: dict[str, tuple[float, bool]], metric: str, threshold: float,
+                    path: str) -> None:
+    """Each candidate's primary metric (green: passed its tests) against the use case's threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 0.5 + 0.5 * max(len(results), 1)), layout="constrained")
+    fig = Figure(figsize=(6, 1 + 0.5 * max(len(results), 1)), layout="constrained")
     ax = fig.add_subplot()
     names = list(results)[::-1]
-    values = [0.0 if math.isnan(results[n]) else results[n] for n in names]
-    colors = ["tab:green" if at_least_as_good(metric, v, threshold) else "tab:red" for v in values]
-    ax.barh(names, values, color=colors)
+    values = [results[n][0] for n in names]
+    bars = ax.barh(names, values, color=["tab:green" if results[n][1] else "tab:red" for n in names])
+    ax.bar_label(bars, fmt="%.4f", padding=3)
     ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:g}")
-    ax.set_xlabel(metric)
-    ax.legend(loc="lower right")
+    low, high = min([*values, threshold]), max([*values, threshold])
+    ax.set_xlim(max(0.0, low - 0.1 * (high - low + 0.1)), high + 0.25 * (high - low + 0.1))
+    ax.set_xlabel(f"{metric} on the test set (green: passed its tests)")
+    fig.legend(loc="outside upper right")
     fig.savefig(path)

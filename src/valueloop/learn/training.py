@@ -263,7 +263,8 @@ def _comparison_plot(job: _Job, outcomes: list[_Outcome]) -> str:
     folder = Path(job.settings.home, "comparisons", job.usecase.name)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{job.training_id}.png"
-    values = {o.result.candidate: o.result.primary for o in outcomes if o.result.primary is not None}
+    values = {o.result.candidate: (o.result.primary, o.result.tests_passed) for o in outcomes
+              if o.result.primary is not None}
     evaluation.comparison_plot(values, job.objective.primary_metric, job.objective.threshold, str(path))
     return str(path)
 
