@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,39 +59,15 @@ def churn_parquet(settings: Settings, champion: str, tmp_path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """URL of a real redis-server on a loopback port, for the whole test session."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    from valueloop.deploy.redis_server import installed, local_redis_server
+
+    if not installed():
         pytest.fail("redis-server is not installed: `apt-get install redis-server` (see .ci/run)")
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="valueloop-redis-")
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", workdir],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with local_redis_server() as url:
+        yield url
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from valueloop.cli import data
 from valueloop.cli import learn
 from valueloop.cli import operate
 from valueloop.cli import batch
+from valueloop.cli import stream
 from valueloop.cli import serve
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.command("demo")(demo.demo)
 learn.register(app)
 operate.register(app)
 app.command("batch")(batch.batch)
+app.command("stream")(stream.stream)
 serve.register(app)
 
 

@@ -548,6 +548,26 @@ class Deploy(Strict):
         return self
 
 
+class BatchSchedule(Strict):
+    """A batch scoring job that ``valueloop server`` runs on a cron schedule (deploy/schedule.py).
+    Relative input and output paths are under ``<home>/batch/<use case>/``."""
+
+    name: Name
+    cron: str = Field(description="5 fields (minute hour day month weekday), or 6 with seconds first")
+    input: str = Field(description="as `valueloop batch --input`: USECASE@latest, a file, delta:PATH, sql:URL::QUERY")
+    output: str = Field(description="as `--output`; {ts} becomes the run's UTC time: scores-{ts}.parquet")
+    model: str = "champion"
+    run_as: str | None = Field(None, description="a developer or operations member; default: the first operations member")
+    overwrite: bool = False
+
+    @field_validator("cron")
+    @classmethod
+    def _fields(cls, cron: str) -> str:
+        if len(cron.split()) not in (5, 6):
+            raise ValueError(f"expected a cron expression of 5 fields (or 6, seconds first), got {cron!r}")
+        return cron
+
+
 class UseCaseSpec(Strict):
     name: Name
     title: str
@@ -562,6 +582,7 @@ class UseCaseSpec(Strict):
     model: ModelObjective
     operate: Operate | None = None
     deploy: Deploy | None = None
+    batch: list[BatchSchedule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> UseCaseSpec:

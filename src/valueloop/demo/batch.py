@@ -1,0 +1,114 @@
+"""Demo chapter, Deploy in bulk and in real time: batch-score the newest dataset version with the
+champion, then stream a burst of events through one consumer of a Redis Stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from valueloop.demo import DemoContext
+
+BURST = 20_000
+
+
+@contextmanager
+def _redis(ctx: DemoContext) -> Iterator[str | None]:
+    """VALUELOOP_REDIS_URL when it answers, else a local redis-server for the chapter, else None."""
+    import redis
+
+    from valueloop.deploy.redis_server import installed, local_redis_server
+
+    given = os.environ.get("VALUELOOP_REDIS_URL")
+    if given:
+        try:
+            redis.Redis.from_url(given, socket_connect_timeout=2).ping()
+            ctx.console.print(f"streaming through Redis at {given} (VALUELOOP_REDIS_URL)")
+            yield given
+            return
+        except redis.RedisError as exc:
+            ctx.console.print(f"[yellow]VALUELOOP_REDIS_URL={given} does not answer ({exc})[/yellow]")
+    if not installed():
+        ctx.console.print("[yellow]skipping streaming: no Redis reachable (VALUELOOP_REDIS_URL unset or "
+                          "down) and redis-server is not installed (`apt-get install redis-server`)[/yellow]")
+        yield None
+        return
+    with local_redis_server() as url:
+        ctx.console.print(f"started a local redis-server for this chapter at {url} (stopped at its end)")
+        yield url
+
+
+def _batch(ctx: DemoContext) -> list[dict[str, Any]]:
+    """Score the newest dataset version; returns its feature records for the stream."""
+    import pyarrow.parquet as pq
+
+    from valueloop.data import read_version
+    from valueloop.deploy.batch import BatchOptions, run_batch
+    from valueloop.deploy.scoring import load_scorer
+    from valueloop.store import session
+
+    out, settings = ctx.console, ctx.settings
+    output = ctx.workspace / "scores" / "churn-latest.parquet"
+    started = time.perf_counter()
+    job = run_batch(settings, "devon", "churn", "churn@latest", str(output), BatchOptions())
+    seconds = time.perf_counter() - started
+    out.print(f"devon batch-scored churn@latest with the champion (v{job.model_version}): {job.row_count:,} "
+              f"rows in {seconds:.1f} s into {output.relative_to(ctx.workspace)}; job {job.id[:12]} records "
+              f"input fingerprint {job.input_fingerprint[:12]}…, model version and output")
+    riskiest = pq.read_table(output).sort_by([("probability", "descending")]).slice(0, 3).to_pylist()
+    out.print("highest churn risk: " + ", ".join(f"customer {r['customer_id']} ({r['probability']:.0%})"
+                                                 for r in riskiest))
+    with session(settings) as s:
+        scorer = load_scorer(s, settings, "devon", "churn", "champion")
+        return read_version(s, "churn").select(scorer.columns).to_pylist()
+
+
+def _stream(ctx: DemoContext, url: str, records: list[dict[str, Any]]) -> None:
+    import redis
+
+    from valueloop.deploy.stream import StreamOptions, consume, send_events, stream_names
+
+    out = ctx.console
+    client = redis.Redis.from_url(url)
+    inp, output, dead = stream_names("churn")
+    group = f"valueloop-demo-{uuid.uuid4().hex[:8]}"  # never touches another group's entries
+    client.xgroup_create(inp, group, id="$", mkstream=True)
+    before = client.xrevrange(output, count=1)
+    start_id = before[0][0] if before else b"0-0"
+    stop = threading.Event()
+    options = StreamOptions(redis_url=url, group=group, consumer="demo", batch_size=1000, block_ms=50)
+    summary: dict[str, Any] = {}
+    consumer = threading.Thread(target=lambda: summary.update(s=consume(ctx.settings, "oscar", "churn", options, stop)))
+    consumer.start()
+    ids = set(send_events(client, "churn", [records[i % len(records)] for i in range(BURST)]))
+    malformed = client.xadd(inp, {"data": json.dumps({"tenure_months": "long"})}).decode()
+    seen: set[str] = set()
+    deadline = time.monotonic() + 300
+    letter = None
+    while (len(seen) < BURST or letter is None) and time.monotonic() < deadline and consumer.is_alive():
+        time.sleep(0.2)
+        seen |= {f[b"event_id"].decode() for _, f in client.xrange(output, min=start_id)} & ids
+        letter = next((f for _, f in client.xrange(dead) if f[b"event_id"].decode() == malformed), None)
+    stop.set()
+    consumer.join()
+    entries = [(i, f) for i, f in client.xrange(output, min=start_id) if f[b"event_id"].decode() in ids]
+    span = (int(entries[-1][0].decode().split("-")[0]) - int(entries[0][0].decode().split("-")[0])) / 1000
+    out.print(f"oscar's consumer scored {len(seen):,} of {BURST:,} events from {inp} into {output}: "
+              f"{len(entries) / max(span, 1e-3):,.0f} events/s from first to last output, each logged "
+              f"and acknowledged (XACK) after its output was written")
+    if letter is not None:
+        out.print(f"a malformed event went to {dead}: {letter[b'reason'].decode()}")
+    client.xgroup_destroy(inp, group)
+
+
+def run(ctx: DemoContext) -> None:
+    ctx.chapter("Deploy in bulk and in real time: batch scoring, then a Redis Stream")
+    records = _batch(ctx)
+    with _redis(ctx) as url:
+        if url is not None:
+            _stream(ctx, url, records)

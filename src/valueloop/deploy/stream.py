@@ -1,0 +1,373 @@
+"""Real-time scoring from a Redis Stream, losing nothing.
+
+Events are stream entries with one field ``data``: a JSON object of the model's features. A
+consumer reads them in a consumer group (``XREADGROUP``), scores them in micro-batches, writes
+the predictions to the prediction log and then, in one atomic server-side script (all or
+nothing, like ``MULTI``), adds an output entry per event (with its ``event_id``) and acknowledges
+the inputs (``XACK``). A consumer killed in between
+leaves its events pending: another consumer claims them (``XAUTOCLAIM``) once they have been idle
+for ``claim_idle_ms``, so each event is scored at least once and written to the output once per
+successful batch (readers deduplicate by ``event_id``). An event that is not a JSON object of
+the signature's features, or that was delivered ``max_deliveries`` times without being scored,
+goes to the dead-letter stream with the reason, and the stream keeps flowing.
+
+Streams: ``valueloop:<usecase>:in`` (input), ``:out`` (predictions), ``:dead`` (dead letters);
+group ``valueloop``; consumer ``<host>-<pid>`` unless named. Permission: :attr:`Action.deploy`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from valueloop.config import Settings
+from valueloop.errors import ValueloopError
+from valueloop.outcomes import audit
+from valueloop.outcomes.lifecycle import State
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.usecases import get_usecase
+from valueloop.outcomes.users import get_user
+from valueloop.store import session
+
+if TYPE_CHECKING:
+    import redis
+
+    from valueloop.deploy.scoring import Scorer
+    from valueloop.deploy.stream_health import StreamMetrics
+
+
+def stream_names(usecase: str) -> tuple[str, str, str]:
+    """The input, output and dead-letter streams of a use case."""
+    return f"valueloop:{usecase}:in", f"valueloop:{usecase}:out", f"valueloop:{usecase}:dead"
+
+
+class StreamOptions(BaseModel):
+    model: str = "champion"
+    redis_url: str | None = Field(None, description="default: the redis_url setting")
+    group: str = "valueloop"
+    consumer: str | None = Field(None, description="default: <host>-<pid>")
+    batch_size: int = Field(1000, ge=1, description="most events read and scored at once")
+    block_ms: int = Field(200, ge=1, description="longest wait for new events before looking around")
+    claim_idle_ms: int = Field(10_000, ge=1, description="pending this long, an event is claimed")
+    max_deliveries: int = Field(5, ge=1, description="deliveries before an event is dead-lettered")
+    connect_timeout: float = Field(30.0, gt=0, description="seconds to keep retrying an unreachable Redis")
+    metrics_port: int | None = None
+    idle_exit: float | None = Field(None, gt=0, description="stop after this many seconds without events")
+    log_predictions: bool = True
+
+
+class StreamSummary(BaseModel):
+    usecase: str
+    consumer: str
+    model_version: str
+    predicted: int
+    dead_lettered: int
+    failed: int
+    batches: int
+    seconds: float
+
+
+class RedisUnreachable(ValueloopError):
+    exit_code = 8
+    http_status = 503
+
+
+def connect(url: str, timeout: float) -> redis.Redis:
+    """A client that answered PING, retrying with backoff for ``timeout`` seconds."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=30,
+                                  health_check_interval=0)
+    wait_until_reachable(client, url, timeout)
+    return client
+
+
+def wait_until_reachable(client: redis.Redis, url: str, timeout: float) -> None:
+    import redis
+
+    deadline, pause = time.monotonic() + timeout, 0.1
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() + pause > deadline:
+                raise RedisUnreachable(
+                    f"Redis at {url} is unreachable after {timeout:g} s ({exc}); start redis-server "
+                    "or point VALUELOOP_REDIS_URL (or --redis-url) at a running one") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def send_events(client: redis.Redis, usecase: str, records: Iterable[dict[str, Any]],
+                chunk: int = 1000) -> list[str]:
+    """XADD records to the use case's input stream, as producers do; returns the entry ids."""
+    stream = stream_names(usecase)[0]
+    ids: list[str] = []
+    pipe = client.pipeline(transaction=False)
+    for i, record in enumerate(records, 1):
+        pipe.xadd(stream, {"data": json.dumps(record)})
+        if i % chunk == 0:
+            ids += [x.decode() for x in pipe.execute()]
+    ids += [x.decode() for x in pipe.execute()]
+    return ids
+
+
+#: Output entries, dead letters and the XACK of their inputs in one atomic step (a script runs
+#: whole, like MULTI), in one round trip: packing thousands of XADDs client-side costs more CPU
+#: than scoring them. KEYS: input, output, dead; ARGV: group, consumer, model version, payload.
+_COMMIT = """
+local batch = cjson.decode(ARGV[4])
+for _, o in ipairs(batch.out) do
+  if o[3] == '' then
+    redis.call('XADD', KEYS[2], '*', 'event_id', o[1], 'prediction', o[2], 'model_version', ARGV[3],
+               'consumer', ARGV[2])
+  else
+    redis.call('XADD', KEYS[2], '*', 'event_id', o[1], 'prediction', o[2], 'probability', o[3],
+               'model_version', ARGV[3], 'consumer', ARGV[2])
+  end
+end
+for _, d in ipairs(batch.dead) do
+  redis.call('XADD', KEYS[3], '*', 'event_id', d[1], 'reason', d[2], 'data', d[3], 'consumer', ARGV[2])
+end
+for i = 1, #batch.ack, 500 do
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(batch.ack, i, math.min(i + 499, #batch.ack)))
+end
+return #batch.ack
+"""
+
+
+@dataclass
+class _Batch:
+    """What becomes of the entries in hand: predictions, dead letters, and those left to retry."""
+
+    ids: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[tuple[str, str, bytes]] = field(default_factory=list)  # (id, reason, raw data)
+
+
+class Consumer:
+    def __init__(self, settings: Settings, usecase: str, scorer: Scorer, client: redis.Redis,
+                 options: StreamOptions, name: str, metrics: StreamMetrics) -> None:
+        from valueloop.deploy.predlog import PredictionLog
+
+        self.usecase, self.scorer, self.client, self.options, self.name = usecase, scorer, client, options, name
+        self.input, self.output, self.dead = stream_names(usecase)
+        self.log = PredictionLog(settings, usecase) if options.log_predictions else None
+        self.metrics = metrics
+        self.last_error: dict[str, str] = {}
+        self.claim_cursor = "0-0"
+        self.next_claim = 0.0
+        self.next_lag = 0.0
+        self.predicted = self.dead_lettered = self.failed = self.batches = 0
+        self._commit = client.register_script(_COMMIT)
+
+    def ensure_group(self) -> None:
+        import redis
+
+        try:
+            self.client.xgroup_create(self.input, self.options.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def step(self) -> int:
+        """Claim abandoned entries now and then, else read new ones; returns the entries handled."""
+        now = time.monotonic()
+        handled = 0
+        if now >= self.next_claim:
+            self.next_claim = now + min(self.options.claim_idle_ms / 2000, 5.0)
+            handled += self._claim()
+        read = self.client.xreadgroup(self.options.group, self.name, {self.input: ">"},
+                                      count=self.options.batch_size, block=self.options.block_ms)
+        entries = read[0][1] if read else []
+        if entries:
+            handled += self._handle(entries, {})
+        if now >= self.next_lag:
+            self.next_lag = now + 1.0
+            self._refresh_lag()
+        self.metrics.tick()
+        return handled
+
+    def _claim(self) -> int:
+        cursor, entries, _deleted = self.client.xautoclaim(
+            self.input, self.options.group, self.name, self.options.claim_idle_ms,
+            start_id=self.claim_cursor, count=self.options.batch_size)
+        self.claim_cursor = cursor.decode() if isinstance(cursor, bytes) else cursor
+        entries = [(i, f) for i, f in entries if f is not None]
+        if not entries:
+            return 0
+        first, last = entries[0][0], entries[-1][0]
+        pending = self.client.xpending_range(self.input, self.options.group, min=first, max=last,
+                                             count=len(entries), consumername=self.name)
+        deliveries = {p["message_id"].decode(): p["times_delivered"] for p in pending}
+        return self._handle(entries, deliveries)
+
+    def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], deliveries: dict[str, int]) -> int:
+        started = time.perf_counter()
+        batch = _Batch()
+        for raw_id, fields in entries:
+            event_id = raw_id.decode()
+            raw = fields.get(b"data", b"")
+            delivered = deliveries.get(event_id, 1)
+            if delivered > self.options.max_deliveries:
+                error = self.last_error.pop(event_id, "the consumers that had it stopped before scoring it")
+                batch.dead.append((event_id, f"delivered {delivered} times without being scored; "
+                                             f"last error: {error}", raw))
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError as exc:
+                batch.dead.append((event_id, f"field 'data' is not JSON: {exc}", raw))
+                continue
+            problem = (self.scorer.problem(record) if isinstance(record, dict)
+                       else f"field 'data' is a JSON {type(record).__name__}, not an object of features")
+            if problem:
+                batch.dead.append((event_id, f"does not match the signature of model v"
+                                             f"{self.scorer.version}: {problem}", raw))
+                continue
+            batch.ids.append(event_id)
+            batch.rows.append(record)
+        scored = self._score(batch)
+        self._write(batch, scored)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return len(entries)
+
+    def _score(self, batch: _Batch) -> list[tuple[str, dict[str, Any], Any, float | None]]:
+        """(event id, record, prediction, probability) for every event that could be scored; an
+        event the model fails on stays pending, to be claimed and tried again."""
+        if not batch.rows:
+            return []
+        try:
+            return self._predict(batch.ids, batch.rows)
+        except Exception:  # noqa: BLE001 - find the events that fail, score the others
+            scored = []
+            for event_id, record in zip(batch.ids, batch.rows, strict=True):
+                try:
+                    scored += self._predict([event_id], [record])
+                except Exception as exc:  # noqa: BLE001 - the event is retried, then dead-lettered
+                    self.last_error[event_id] = f"{exc.__class__.__name__}: {exc}"
+                    self.metrics.error("model")
+                    self.failed += 1
+            return scored
+
+    def _predict(self, ids: list[str], rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any, float | None]]:
+        prediction, probability = self.scorer.predict(self.scorer.table_of(rows))
+        self.metrics.batch_size.observe(len(rows))
+        chances = probability.tolist() if probability is not None else [None] * len(rows)
+        return list(zip(ids, rows, prediction.tolist(), chances, strict=True))
+
+    def _write(self, batch: _Batch, scored: list[tuple[str, dict[str, Any], Any, float | None]]) -> None:
+        """Log, then output and acknowledge in one atomic script: an acknowledged event has its output."""
+        if self.log is not None and scored:
+            self.log.append(self._log_records(scored), source="stream")
+        done = [s[0] for s in scored] + [d[0] for d in batch.dead]
+        if done:
+            payload = {
+                "out": [[i, json.dumps(p), "" if q is None else repr(q)] for i, _, p, q in scored],
+                "dead": [[i, reason, raw.decode(errors="replace")] for i, reason, raw in batch.dead],
+                "ack": done,
+            }
+            self._commit(keys=[self.input, self.output, self.dead],
+                         args=[self.options.group, self.name, self.scorer.version, json.dumps(payload)])
+        self.predicted += len(scored)
+        self.dead_lettered += len(batch.dead)
+        self.batches += 1 if scored else 0
+        self.metrics.handled("predicted", len(scored))
+        self.metrics.handled("dead_lettered", len(batch.dead))
+        self.metrics.dead_letters.inc(len(batch.dead))
+        self.metrics.last_batch = time.time()
+
+    def _log_records(self, scored: list[tuple[str, dict[str, Any], Any, float | None]]) -> Any:
+        """The prediction log's records: latency runs from the entry's id (Redis's clock, ms)."""
+        import pyarrow as pa
+
+        now = time.time()
+        features = self.scorer.table_of([s[1] for s in scored])
+        columns = {
+            "request_id": [s[0] for s in scored],
+            "model_version": pa.repeat(pa.scalar(self.scorer.version), len(scored)),
+            "latency_seconds": [max(0.0, now - int(s[0].split("-")[0]) / 1000) for s in scored],
+            "prediction": [s[2] for s in scored],
+        }
+        if scored[0][3] is not None:
+            columns["probability"] = [s[3] for s in scored]
+        return pa.table({**columns, **{c: features[c] for c in features.column_names}})
+
+    def _refresh_lag(self) -> None:
+        for group in self.client.xinfo_groups(self.input):
+            if group["name"].decode() == self.options.group:
+                self.metrics.lag.set(group.get("lag") or 0)
+                self.metrics.pending.set(group.get("pending") or 0)
+
+    def summary(self, seconds: float) -> StreamSummary:
+        return StreamSummary(usecase=self.usecase, consumer=self.name, model_version=self.scorer.version,
+                             predicted=self.predicted, dead_lettered=self.dead_lettered, failed=self.failed,
+                             batches=self.batches, seconds=round(seconds, 3))
+
+
+def _start(settings: Settings, actor: str | None, name: str, options: StreamOptions, consumer: str) -> Scorer:
+    from valueloop.deploy.scoring import load_scorer
+
+    with session(settings) as s:
+        usecase = get_usecase(s, name)
+        acting = get_user(s, actor)
+        require(s, acting, Action.deploy, usecase)
+        if State(usecase.state) is State.retired:
+            raise ValueloopError(f"use case '{name}' is retired: its models no longer score")
+        scorer = load_scorer(s, settings, acting.name, name, options.model)
+        audit.record(s, acting.name, "stream.start", "stream_consumer", consumer, usecase=name,
+                     after={"model_version": scorer.version, "group": options.group,
+                            "streams": list(stream_names(name))})
+        return scorer
+
+
+def consume(settings: Settings, actor: str | None, usecase: str, options: StreamOptions | None = None,
+            stop: threading.Event | None = None) -> StreamSummary:
+    """Score the use case's input stream until ``stop`` is set (the batch in hand is finished
+    first), or no event came for ``idle_exit`` seconds; Redis lost for longer than
+    ``connect_timeout`` raises :class:`RedisUnreachable`."""
+    import redis
+
+    from valueloop.deploy import stream_health
+
+    options = options or StreamOptions()
+    stop = stop or threading.Event()
+    name = options.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    scorer = _start(settings, actor, usecase, options, name)
+    url = options.redis_url or settings.redis_url
+    client = connect(url, options.connect_timeout)
+    metrics = stream_health.StreamMetrics(usecase, name)
+    server = stream_health.serve(metrics, options.metrics_port) if options.metrics_port is not None else None
+    worker = Consumer(settings, usecase, scorer, client, options, name, metrics)
+    started = last_event = time.monotonic()
+    try:
+        worker.ensure_group()
+        while not stop.is_set():
+            try:
+                if worker.step():
+                    last_event = time.monotonic()
+                elif options.idle_exit and time.monotonic() - last_event > options.idle_exit:
+                    break
+                metrics.healthy = True
+            except (redis.ConnectionError, redis.TimeoutError):
+                metrics.healthy = False
+                metrics.error("redis")
+                wait_until_reachable(client, url, options.connect_timeout)
+    finally:
+        if server is not None:
+            server.shutdown()
+        client.close()
+    summary = worker.summary(time.monotonic() - started)
+    with session(settings) as s:
+        audit.record(s, get_user(s, actor).name, "stream.stop", "stream_consumer", name, usecase=usecase,
+                     after=summary.model_dump())
+    return summary
