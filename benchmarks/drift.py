@@ -16,7 +16,7 @@ creates a separate virtual environment, benchmarks/.venv-peers (``python -m venv
 ``evidently==0.7.23`` and ``pandas<3`` (Evidently 0.7 does not import with pandas 3) into it with
 pip, and runs Evidently with that environment's Python. Later runs reuse it.
 
-    python benchmarks/drift.py                      # the whole comparison (about 5 minutes)
+    python benchmarks/drift.py                      # the whole comparison (10 to 20 minutes here)
     python benchmarks/drift.py --scale 1000000      # fewer scaling points
     python benchmarks/drift.py --skip-evidently     # valueloop alone
 """
