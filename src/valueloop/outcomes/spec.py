@@ -564,7 +564,7 @@ class BatchSchedule(Strict):
     @classmethod
     def _fields(cls, cron: str) -> str:
         if len(cron.split()) not in (5, 6):
-            raise ValueError(f"expected a cron expression of 5 fields (or 6, seconds first), got {cron!r}")
+            raise ValueError("expected a cron expression of 5 fields (or 6, seconds first)")
         return cron
 
 
