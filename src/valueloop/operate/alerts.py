@@ -18,10 +18,11 @@ from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
 from valueloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from valueloop.operate.spans import span
 from valueloop.operate.tables import Alert
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.spec import AlertRule, Operate, Route
+from valueloop.outcomes.spec import Operate, Route
 from valueloop.outcomes.usecases import get_usecase
 from valueloop.outcomes.users import get_user
 from valueloop.store import session as open_session
@@ -61,11 +62,6 @@ def _view(alert: Alert) -> AlertView:
     return AlertView.model_validate(alert, from_attributes=True)
 
 
-def _dedup_seconds(rule: AlertRule) -> int:
-    amount, unit = int(rule.dedup[:-1]), rule.dedup[-1]
-    return amount * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
-
-
 def evaluate(session: Session, usecase: str, operate: Operate, values: dict[str, float],
              actor: str) -> list[int]:
     """Fire every rule whose value crosses its threshold; a repeat within the rule's dedup window
@@ -79,7 +75,7 @@ def evaluate(session: Session, usecase: str, operate: Operate, values: dict[str,
         key = f"{usecase}:{rule.name}"
         recent = session.scalar(
             select(Alert).where(Alert.dedup_key == key).order_by(Alert.id.desc()).limit(1))
-        if recent is not None and (now - recent.created_at).total_seconds() < _dedup_seconds(rule):
+        if recent is not None and now - recent.created_at < span(rule.dedup):
             recent.occurrences += 1
             recent.last_seen_at, recent.value = now, value
             continue

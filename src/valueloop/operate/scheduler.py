@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from valueloop.config import Settings
 from valueloop.errors import ValueloopError
+from valueloop.operate.spans import span
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.roles import Role
 from valueloop.outcomes.usecases import spec_of
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("valueloop.scheduler")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Outcome(BaseModel):
@@ -42,7 +42,7 @@ def monitored(settings: Settings) -> dict[str, tuple[int, str | None]]:
             operate = spec_of(usecase).operate
             if operate is None or usecase.state == State.retired:
                 continue
-            seconds = int(operate.every[:-1]) * _SECONDS[operate.every[-1]]
+            seconds = int(span(operate.every).total_seconds())
             cron = operate.retrain.schedule if "schedule" in operate.retrain.triggers else None
             found[usecase.name] = (seconds, cron)
     return found

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from valueloop.operate import performance
 from valueloop.operate.drift import ColumnDrift, Method, column_drift, dataset_drift
+from valueloop.operate.spans import span
 from valueloop.operate.summary import ColumnSummary, summarize
 from valueloop.outcomes.spec import DriftPolicy, Window
 
@@ -85,12 +86,6 @@ class WindowReport(BaseModel):
         return flat
 
 
-def _step(window: Window) -> timedelta:
-    assert window.every is not None
-    amount, unit = int(window.every[:-1]), window.every[-1]
-    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: amount})
-
-
 def cut(log: pa.Table, window: Window) -> list[tuple[datetime, datetime, pa.Table]]:
     """The log's windows, oldest first: fixed time buckets aligned to the epoch, or runs of
     ``rows`` predictions in time order (the last may be short)."""
@@ -108,7 +103,8 @@ def cut(log: pa.Table, window: Window) -> list[tuple[datetime, datetime, pa.Tabl
             start, end = _moment(micros[offset]), _moment(micros[stop - 1] + 1)
             parts.append((start, end, log.slice(offset, stop - offset)))
         return parts
-    step = int(_step(window).total_seconds() * 1_000_000)
+    assert window.every is not None
+    step = int(span(window.every).total_seconds() * 1_000_000)
     buckets = micros // step
     for bucket in np.unique(buckets):
         rows = np.flatnonzero(buckets == bucket)
