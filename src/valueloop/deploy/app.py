@@ -17,11 +17,12 @@ A request of several rows logs row ``i`` under ``<request_id>/<i>``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
 import time
-import uuid
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -82,6 +83,12 @@ def _error_body(exc: ValueloopError) -> bytes:
 
 def _error(exc: ValueloopError) -> Response:
     return Response(_error_body(exc), status_code=exc.http_status, media_type="application/json")
+
+
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    """A metric's child for these label values, looked up once (``labels()`` costs a lock)."""
+    return metric.labels(*labels)
 
 
 class Access:
@@ -190,7 +197,7 @@ class Server:
         """Answer one prediction request: (status, body, extra headers)."""
         started = time.perf_counter()
         version = "none"
-        in_flight = IN_FLIGHT.labels(usecase)
+        in_flight = _child(IN_FLIGHT, usecase)
         in_flight.inc()
         try:
             deployment = self.deployment(usecase)
@@ -208,7 +215,7 @@ class Server:
                 batcher = deployment.champion
             version = batcher.model.version
             columns, given_id = parse(batcher, body, headers.get("content-type", "application/json"))
-            rid = given_id or headers.get("x-request-id") or uuid.uuid4().hex
+            rid = given_id or headers.get("x-request-id") or f"{random.getrandbits(128):032x}"
             future = batcher.submit(columns, protocols.rows_in(columns))
             timer = asyncio.get_running_loop().call_later(deployment.policy.timeout, future.cancel)
             try:
@@ -224,16 +231,16 @@ class Server:
             self._log(rid, batcher, columns, p, latency, "rest")
             if deployment.policy.shadow and deployment.challenger is not None and batcher is deployment.champion:
                 asyncio.get_running_loop().create_task(self._shadow(deployment.challenger, columns, rid))
-            REQUESTS.labels(usecase, version, "200").inc()
-            LATENCY.labels(usecase).observe(latency)
+            _child(REQUESTS, usecase, version, "200").inc()
+            _child(LATENCY, usecase).observe(latency)
             return 200, to_json(render(usecase, rid, version, p)), [
                 (b"x-request-id", rid.encode("latin-1", "replace")), (b"x-model-version", version.encode())]
         except ValueloopError as exc:
-            REQUESTS.labels(usecase, version, str(exc.http_status)).inc()
+            _child(REQUESTS, usecase, version, str(exc.http_status)).inc()
             return exc.http_status, _error_body(exc), []
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
             log.exception("prediction for %s failed", usecase)
-            REQUESTS.labels(usecase, version, "500").inc()
+            _child(REQUESTS, usecase, version, "500").inc()
             return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
         finally:
             in_flight.dec()
