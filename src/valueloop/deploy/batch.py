@@ -34,7 +34,6 @@ from valueloop.deploy import batch_tables
 from valueloop.deploy.batch_io import BatchInput, aligned_batches, open_input, parse_output
 from valueloop.errors import Conflict, InvalidInput, NotFound
 from valueloop.outcomes import audit
-from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
@@ -198,15 +197,11 @@ def _executor_name(options: BatchOptions) -> str:
 def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, output_text: str,
              options: BatchOptions) -> tuple[BatchJobView, Scorer, BatchInput, str | None]:
     """Check, load and open everything, then create (or take over) the job: all before any work."""
-    from valueloop.deploy.scoring import load_scorer
+    from valueloop.deploy.scoring import authorize, load_scorer
 
     output = parse_output(output_text)
     with session(settings) as s:
-        usecase = get_usecase(s, name)
-        acting = get_user(s, actor)
-        require(s, acting, Action.deploy, usecase)
-        if State(usecase.state) is State.retired:
-            raise Conflict(f"use case '{name}' is retired: its models no longer score")
+        acting = authorize(s, actor, name)
         if output.exists() and not options.overwrite:
             raise Conflict(f"--output {output_text!r} exists; pass --overwrite to replace it")
         job = _unfinished(s, name, str(output.path)) if options.resume else None
@@ -215,7 +210,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         if source.num_rows == 0:
             raise InvalidInput(f"--input {input_text!r} holds no rows")
         scorer.check(source.dataset.schema, f"--input {input_text!r}")
-        spec = spec_of(usecase)
+        spec = spec_of(get_usecase(s, name))
         identifiers = list((getattr(spec.model, "features", None) and spec.model.features.identifiers) or [])
         id_column = _id_column(options, identifiers, source.dataset.schema.names)
         if job is not None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from valueloop.config import Settings
+    from valueloop.store.models import User
 
 #: MLflow signature types by the kind of value they accept.
 _KINDS = {
@@ -150,6 +151,23 @@ def scorer_of(model: Any, usecase: str, version: str) -> Scorer:
     return Scorer(usecase=usecase, version=version, estimator=estimator, features=features,
                   wants_frame=hasattr(estimator, "feature_names_in_")
                   or any(f.kind != "number" for f in features))
+
+
+def authorize(session: Session, actor: str | None, usecase: str) -> User:
+    """The acting user, allowed to score the use case's data: :attr:`Action.deploy` (developers
+    and operations), on a use case that is not retired."""
+    from valueloop.errors import Conflict
+    from valueloop.outcomes.lifecycle import State
+    from valueloop.outcomes.roles import Action, require
+    from valueloop.outcomes.usecases import get_usecase
+    from valueloop.outcomes.users import get_user
+
+    found = get_usecase(session, usecase)
+    acting = get_user(session, actor)
+    require(session, acting, Action.deploy, found)
+    if State(found.state) is State.retired:
+        raise Conflict(f"use case '{usecase}' is retired: its models no longer score")
+    return acting
 
 
 def load_scorer(session: Session, settings: Settings, actor: str | None, usecase: str, ref: str) -> Scorer:

@@ -31,9 +31,6 @@ from pydantic import BaseModel, Field
 from valueloop.config import Settings
 from valueloop.errors import ValueloopError
 from valueloop.outcomes import audit
-from valueloop.outcomes.lifecycle import State
-from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.usecases import get_usecase
 from valueloop.outcomes.users import get_user
 from valueloop.store import session
 
@@ -315,14 +312,10 @@ class Consumer:
 
 
 def _start(settings: Settings, actor: str | None, name: str, options: StreamOptions, consumer: str) -> Scorer:
-    from valueloop.deploy.scoring import load_scorer
+    from valueloop.deploy.scoring import authorize, load_scorer
 
     with session(settings) as s:
-        usecase = get_usecase(s, name)
-        acting = get_user(s, actor)
-        require(s, acting, Action.deploy, usecase)
-        if State(usecase.state) is State.retired:
-            raise ValueloopError(f"use case '{name}' is retired: its models no longer score")
+        acting = authorize(s, actor, name)
         scorer = load_scorer(s, settings, acting.name, name, options.model)
         audit.record(s, acting.name, "stream.start", "stream_consumer", consumer, usecase=name,
                      after={"model_version": scorer.version, "group": options.group,
