@@ -161,7 +161,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         mlflow.end_run()
     except (Exception, KeyboardInterrupt) as exc:
         error = f"{type(exc).__name__}: {exc}"
-        mlflow.set_tag(tracking.TAG + "error", error[:5000])
+        tracking.client(job.settings).set_tag(run.info.run_id, tracking.TAG + "error", error[:5000])
         while mlflow.active_run() is not None:  # a failing search trial may still be open
             mlflow.end_run("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         if isinstance(exc, KeyboardInterrupt):
