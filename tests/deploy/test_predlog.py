@@ -73,8 +73,7 @@ def test_async_logger_batches_and_counts_drops_instead_of_blocking(settings: Set
 
     tiny = AsyncPredictionLogger(PredictionLog(settings, "tiny"), capacity=1, max_seconds=5)
     before = LOG_DROPPED.labels("tiny")._value.get()
-    tiny._stop.set()  # the writer stops draining: the queue fills and further records are dropped
-    tiny._thread.join()
+    tiny.close()  # the writer stops draining: the deque fills and further records are dropped
     for i in range(5):
         tiny.log(_record(i))
     assert LOG_DROPPED.labels("tiny")._value.get() - before == 4

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -224,8 +224,10 @@ def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str
 class AsyncPredictionLogger:
     """Gathers records from request handlers and writes them in micro-batches on its own thread.
 
-    :meth:`log` never blocks and never raises: a full queue or a failed write counts the lost
-    records in ``valueloop_prediction_log_dropped_total`` instead of slowing or failing a response.
+    :meth:`log` never blocks and never raises: it appends to a bounded deque (no lock, no thread
+    wake-up per record); a full deque or a failed write counts the lost records in
+    ``valueloop_prediction_log_dropped_total`` instead of slowing or failing a response. The
+    writer wakes every ``max_seconds``, or as soon as ``max_records`` wait, and writes them all.
     """
 
     def __init__(self, plog: PredictionLog, *, max_records: int = 1000, max_seconds: float = 1.0,
@@ -233,47 +235,38 @@ class AsyncPredictionLogger:
         from valueloop.deploy.metrics import LOG_DROPPED
 
         self.plog = plog
-        self.max_records, self.max_seconds = max_records, max_seconds
-        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(capacity)
+        self.max_records, self.max_seconds, self.capacity = max_records, max_seconds, capacity
+        self._records: deque[tuple[str, dict[str, Any]]] = deque()
         self._dropped = LOG_DROPPED.labels(plog.usecase)
-        self._stop, self._hurry = threading.Event(), threading.Event()
+        self._stop, self._wake = threading.Event(), threading.Event()
+        self._writing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"predlog-{plog.usecase}", daemon=True)
         self._thread.start()
 
     def log(self, record: dict[str, Any], source: str = "rest") -> None:
         try:
-            self._queue.put_nowait((source, record))
-        except Exception:  # noqa: BLE001 - queue.Full, or anything else: never fail the response
+            if len(self._records) >= self.capacity:
+                self._dropped.inc()
+                return
+            self._records.append((source, record))
+            if len(self._records) == self.max_records:
+                self._wake.set()
+        except Exception:  # noqa: BLE001 - whatever happens, never fail the response
             self._dropped.inc()
 
     def flush(self) -> None:
-        """Wait until everything logged so far is written (tests, shutdown)."""
-        self._hurry.set()
-        self._queue.join()
+        """Wait until everything logged so far is written (feedback, tests, shutdown)."""
+        while True:
+            self._wake.set()
+            with self._writing:  # a drained batch is written before the lock is released
+                if not self._records:
+                    return
+            time.sleep(0.005)
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join()
-
-    def _gather(self) -> list[tuple[str, dict[str, Any]]]:
-        try:
-            batch = [self._queue.get(timeout=0.1)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + self.max_seconds
-        while len(batch) < self.max_records:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._stop.is_set() or self._hurry.is_set():
-                try:
-                    batch.append(self._queue.get_nowait())
-                    continue
-                except queue.Empty:
-                    break
-            try:
-                batch.append(self._queue.get(timeout=min(remaining, 0.05)))
-            except queue.Empty:
-                continue
-        return batch
 
     def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         from valueloop.deploy.metrics import LOG_WRITTEN
@@ -289,11 +282,13 @@ class AsyncPredictionLogger:
                 self._dropped.inc(len(records))
 
     def _run(self) -> None:
-        while not (self._stop.is_set() and self._queue.empty()):
-            batch = self._gather()
-            if batch:
-                self._write(batch)
-                for _ in batch:
-                    self._queue.task_done()
-            elif self._queue.empty():
-                self._hurry.clear()
+        while True:
+            self._wake.wait(self.max_seconds)
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            with self._writing:
+                batch = [self._records.popleft() for _ in range(len(self._records))]
+                if batch:
+                    self._write(batch)
+            if stopping:
+                return
