@@ -53,11 +53,30 @@ app.command("stream")(stream.stream)
 serve.register(app)
 
 
+def _hoist_acting_user(argv: list[str]) -> list[str]:
+    """``--as USER`` belongs to the root command but reads naturally anywhere in the line."""
+    rest, hoisted, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if arg == "--as" and i + 1 < len(argv):
+            hoisted, i = ["--as", argv[i + 1]], i + 2
+            continue
+        if arg.startswith("--as="):
+            hoisted = [arg]
+        else:
+            rest.append(arg)
+        i += 1
+    return hoisted + rest
+
+
 def main() -> None:
     from valueloop.errors import ValueloopError
 
     try:
-        app(standalone_mode=False)
+        app(args=_hoist_acting_user(sys.argv[1:]), prog_name="valueloop", standalone_mode=False)
     except ValueloopError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)
@@ -66,10 +85,6 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # usage errors: click's own message and exit code
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
