@@ -193,3 +193,20 @@ def test_training_needs_the_role_and_an_approved_dpia(settings: Settings, churn)
         update_usecase(s, "ana", parse_spec(data))
     with pytest.raises(GateClosed, match="awaits the privacy officer"):
         _train(settings, name)
+
+
+def test_a_search_whose_every_trial_fails_fails_its_candidate_only(settings: Settings, churn) -> None:
+    import mlflow
+
+    name, _ = churn
+    set_model(settings, name, candidates=[FAST[0], {
+        "name": "bad_search", "kind": "lightgbm",
+        "search": {"n_trials": 2, "space": {"num_leaves": {"choices": [-5]}}}}])
+    report = _train(settings, name)
+
+    logistic, bad = report.results
+    assert logistic.status == "finished" and report.registered is not None
+    assert bad.status == "failed" and bad.trials == 0
+    assert (bad.error or "").startswith("RuntimeError: every one of 2 search trial(s) failed, the last with")
+    run = mlflow.MlflowClient(tracking_uri=settings.mlflow_uri).get_run(bad.run_id)
+    assert run.info.status == "FAILED" and "search trial(s) failed" in run.data.tags["valueloop.error"]
