@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import sys
+import importlib.util
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -38,12 +38,19 @@ class Staged:
     treatments: dict[str, Any]
 
 
+#: DuckDB's buffer pool: beyond it, aggregates spill to the work directory, so the memory an
+#: ingest takes does not grow with the data (unbounded, DuckDB keeps what it read cached)
+MEMORY_LIMIT = "512MB"
+
+
 @contextmanager
 def connect(work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB that spills to the work directory, not to the current one."""
+    """An in-memory DuckDB with bounded memory that spills to the work directory, not to the
+    current one, and prints no progress bar of its own."""
     import duckdb
 
-    con = duckdb.connect(config={"temp_directory": str(work / "spill")})
+    con = duckdb.connect(config={"temp_directory": str(work / "spill"), "memory_limit": MEMORY_LIMIT})
+    con.execute("SET enable_progress_bar = false")
     try:
         yield con
     finally:
@@ -65,14 +72,21 @@ def _sql_transform(section: DataSection, project_dir: Path) -> tuple[str, str]:
 
 
 def _python_transform(section: DataSection, project_dir: Path) -> tuple[Callable[..., Any], str]:
+    """The function ``module:function`` names: a module file of the project, loaded afresh (an
+    edited file must not be served from the import cache), or an installed module."""
     module_name, _, function_name = str(section.python).partition(":")
-    sys.path.insert(0, str(project_dir))
+    path = project_dir / (module_name.replace(".", "/") + ".py")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidInput(f"data.python: cannot import {module_name!r} from {project_dir}: {exc}") from None
-    finally:
-        sys.path.remove(str(project_dir))
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"valueloop_transform_{module_name}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure means the same to the user
+        raise InvalidInput(f"data.python: cannot load {module_name!r} from {project_dir}: "
+                           f"{type(exc).__name__}: {exc}") from None
     function = getattr(module, function_name, None)
     if not callable(function):
         raise InvalidInput(f"data.python: {module_name} has no function {function_name!r}")
@@ -87,7 +101,7 @@ def _query(con: duckdb.DuckDBPyConnection, section: DataSection, sources: list[S
         return _sql_transform(section, project_dir)
     if section.python:
         function, digest = _python_transform(section, project_dir)
-        readers = {s.name: con.sql(f"SELECT * FROM {treat.quote(s.name)}").fetch_record_batch()
+        readers = {s.name: con.sql(f"SELECT * FROM {treat.quote(s.name)}").to_arrow_reader()
                    for s in sources}
         try:
             result = function(readers)
