@@ -229,3 +229,27 @@ def test_generalize_to_month_of_a_date(settings: Settings, churn: Path) -> None:
     stored = read(settings, ingest(settings, churn).version).column("birth_date").to_pylist()
     raw: list[date] = [r["birth_date"] for r in _export(churn)]
     assert stored == [f"{d.year}-{d.month:02d}" for d in raw]
+
+
+def test_freshness_of_the_newest_row(settings: Settings, churn: Path) -> None:
+    transform = churn / "transform.sql"
+    transform.write_text(transform.read_text().replace("    churned\n", "    churned,\n    DATE '2020-01-31' AS extracted_on\n"))
+    update(settings, lambda d: d["data"]["checks"].append(
+        {"check": "freshness", "column": "extracted_on", "max_age": "30d"}))
+    with pytest.raises(InvalidInput, match=r"freshness\(extracted_on\) \(error\): newest extracted_on is 2020-01-31"):
+        ingest(settings, churn)
+    transform.write_text(transform.read_text().replace("DATE '2020-01-31'", "current_date"))
+    version = ingest(settings, churn)
+    assert next(c for c in version.quality["checks"] if c["check"] == "freshness")["status"] == "passed"
+
+
+def test_a_value_the_csv_reader_cannot_convert_is_named(settings: Settings, churn: Path) -> None:
+    from valueloop.examples import load_generator
+
+    csv = load_generator("churn").write(churn / "data", rows=30_000)  # beyond the reader's first block
+    lines = csv.read_text().splitlines()
+    lines[-1] = lines[-1].replace(lines[-1].split(",")[0], "not-a-number", 1)
+    csv.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidInput, match="sources.customers: cannot be read: In CSV column #0: Row #30001: CSV conversion error to int64: invalid value .not-a-number."):
+        ingest(settings, churn)
+    assert versions(settings) == []
