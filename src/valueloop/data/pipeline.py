@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from valueloop.data import treatments as treat
 from valueloop.data.sources import OnRows, Stream, open_stream
@@ -120,7 +120,7 @@ def _query(con: duckdb.DuckDBPyConnection, section: DataSection, sources: list[S
     return query, hashlib.sha256(query.encode()).hexdigest()
 
 
-def _raise_for(exc: Exception, streams: list[Stream], where: str) -> None:
+def _raise_for(exc: Exception, streams: list[Stream], where: str) -> NoReturn:
     for stream in streams:
         if stream.error is not None:
             raise stream.error from None

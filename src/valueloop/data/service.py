@@ -22,7 +22,7 @@ from valueloop.data.profile import profile as profile_of
 from valueloop.data.tables import DatasetVersion
 from valueloop.errors import InvalidInput, NotFound
 from valueloop.outcomes import audit
-from valueloop.outcomes.privacy import require_privacy_approval
+from valueloop.outcomes.privacy import AssessmentView, require_privacy_approval
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import DataSection
 from valueloop.outcomes.usecases import get_usecase, spec_of
@@ -30,6 +30,7 @@ from valueloop.outcomes.users import get_user
 from valueloop.store.models import UseCase
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 #: progress callback: the current step, and the rows read so far
@@ -103,7 +104,7 @@ class _Counter:
 
 
 def _prepare(session: Session, settings: Settings, actor: str | None, usecase_name: str,
-             project_dir: str | Path | None) -> tuple[UseCase, str, Any, Path]:
+             project_dir: str | Path | None) -> tuple[UseCase, str, AssessmentView, Path]:
     """Who may, whether the gate is open, and where the files are: all before any data is read."""
     usecase = get_usecase(session, usecase_name)
     acting = get_user(session, actor)
@@ -112,7 +113,8 @@ def _prepare(session: Session, settings: Settings, actor: str | None, usecase_na
     return usecase, acting.name, assessment, _project_dir(session, usecase, project_dir)
 
 
-def _stage(con: Any, settings: Settings, usecase: UseCase, assessment: Any, project: Path,
+def _stage(con: duckdb.DuckDBPyConnection, settings: Settings, usecase: UseCase,
+           assessment: AssessmentView, project: Path,
            work: Path, counter: _Counter, mode: str | None) -> tuple[pipeline.Staged, DataSection, str]:
     """Stage the new rows, then show the checks and the profile the version they would make:
     in append mode the current version's rows and the new ones together."""
