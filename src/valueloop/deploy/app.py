@@ -151,6 +151,8 @@ class Server:
         self.pool = ModelPool(settings, loader, options.poll_seconds, state)
         self.access = Access(settings, options.auth, options.auth_cache_seconds)
         self.loggers: dict[str, AsyncPredictionLogger] = {}
+        #: prediction requests in progress in this process (one alone skips the batching hop)
+        self.active = 0
 
     def logger(self, usecase: str) -> AsyncPredictionLogger:
         if usecase not in self.loggers:
@@ -199,6 +201,7 @@ class Server:
         version = "none"
         in_flight = _child(IN_FLIGHT, usecase)
         in_flight.inc()
+        self.active += 1
         try:
             deployment = self.deployment(usecase)
             await self.access.check(headers.get("authorization", ""), usecase)
@@ -216,7 +219,7 @@ class Server:
             version = batcher.model.version
             columns, given_id = parse(batcher, body, headers.get("content-type", "application/json"))
             rid = given_id or headers.get("x-request-id") or f"{random.getrandbits(128):032x}"
-            future = batcher.submit(columns, protocols.rows_in(columns))
+            future = batcher.submit(columns, protocols.rows_in(columns), alone=self.active == 1)
             timer = asyncio.get_running_loop().call_later(deployment.policy.timeout, future.cancel)
             try:
                 p = await future
@@ -244,6 +247,7 @@ class Server:
             return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
         finally:
             in_flight.dec()
+            self.active -= 1
 
 
 def _plain(batcher: MicroBatcher, body: bytes, _: str) -> tuple[protocols.Columns, None]:

@@ -31,6 +31,7 @@ class MicroBatcher:
         self._pending: deque[_Item] = deque()
         self._wake = asyncio.Event()
         self._closing = False
+        self._busy = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"predict-{model.usecase}-v{model.version}")
         self._batch_size = BATCH_SIZE.labels(model.usecase, model.version)
         self._task: asyncio.Task[None] | None = None
@@ -38,10 +39,21 @@ class MicroBatcher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def submit(self, columns: dict[str, list[Any]], rows: int) -> asyncio.Future[Prediction]:
+    def submit(self, columns: dict[str, list[Any]], rows: int, alone: bool = False) -> asyncio.Future[Prediction]:
         """Queue validated rows; the future resolves with their prediction. A caller that gives
-        up (a timeout) cancels the future and its rows are skipped if not yet predicted."""
+        up (a timeout) cancels the future and its rows are skipped if not yet predicted.
+
+        ``alone``: no other request is in flight, so nothing could join a batch; the rows are
+        predicted at once, saving the hops to the batching task and back.
+        """
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
+        if alone and not self._pending and not self._busy:
+            self._batch_size.observe(rows)
+            try:
+                future.set_result(self.model.predict(columns))
+            except Exception as exc:  # noqa: BLE001 - the caller answers with it
+                future.set_exception(exc)
+            return future
         self._pending.append((columns, rows, future))
         self._wake.set()
         return future
@@ -77,7 +89,11 @@ class MicroBatcher:
                 self._take(batch, rows)
             live = [item for item in batch if not item[2].done()]  # skip requests that timed out
             if live:
-                await self._call(loop, live)
+                self._busy = True
+                try:
+                    await self._call(loop, live)
+                finally:
+                    self._busy = False
 
     async def _call(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
         if len(batch) == 1:
