@@ -85,6 +85,16 @@ def _error(exc: ValueloopError) -> Response:
     return Response(_error_body(exc), status_code=exc.http_status, media_type="application/json")
 
 
+def _alone() -> bool:
+    """Nothing else is ready to run on the event loop, so no other request could join a batch.
+
+    A request whose body has arrived runs to this point without yielding, so a count of
+    requests in progress cannot tell; the loop's queue of ready callbacks (CPython's asyncio)
+    can: under load it holds the other connections' requests. Other loops: never alone.
+    """
+    return not getattr(asyncio.get_running_loop(), "_ready", True)
+
+
 @functools.cache
 def _child(metric: Any, *labels: str) -> Any:
     """A metric's child for these label values, looked up once (``labels()`` costs a lock)."""
@@ -151,8 +161,6 @@ class Server:
         self.pool = ModelPool(settings, loader, options.poll_seconds, state)
         self.access = Access(settings, options.auth, options.auth_cache_seconds)
         self.loggers: dict[str, AsyncPredictionLogger] = {}
-        #: prediction requests in progress in this process (one alone skips the batching hop)
-        self.active = 0
 
     def logger(self, usecase: str) -> AsyncPredictionLogger:
         if usecase not in self.loggers:
@@ -201,7 +209,6 @@ class Server:
         version = "none"
         in_flight = _child(IN_FLIGHT, usecase)
         in_flight.inc()
-        self.active += 1
         try:
             deployment = self.deployment(usecase)
             await self.access.check(headers.get("authorization", ""), usecase)
@@ -219,7 +226,7 @@ class Server:
             version = batcher.model.version
             columns, given_id = parse(batcher, body, headers.get("content-type", "application/json"))
             rid = given_id or headers.get("x-request-id") or f"{random.getrandbits(128):032x}"
-            future = batcher.submit(columns, protocols.rows_in(columns), alone=self.active == 1)
+            future = batcher.submit(columns, protocols.rows_in(columns), alone=_alone())
             timer = asyncio.get_running_loop().call_later(deployment.policy.timeout, future.cancel)
             try:
                 p = await future
@@ -247,7 +254,6 @@ class Server:
             return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
         finally:
             in_flight.dec()
-            self.active -= 1
 
 
 def _plain(batcher: MicroBatcher, body: bytes, _: str) -> tuple[protocols.Columns, None]:
