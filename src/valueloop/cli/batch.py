@@ -17,7 +17,9 @@ def batch(
         help="USECASE@N or USECASE@latest (a dataset version), a .parquet/.csv file or Parquet "
              "directory, delta:PATH, or sql:URL::QUERY.",
     ),
-    output: str = typer.Option(..., "--output", "-o", help="PATH.parquet, PATH.csv, PATH.delta or delta:PATH."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="PATH.parquet (a Parquet dataset directory), PATH.csv, PATH.delta or delta:PATH."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     resume: bool = typer.Option(
         False, "--resume", help="Finish the last unfinished job into this output, keeping its finished parts."

@@ -172,11 +172,8 @@ class _Staging:
         scratch.write_text(json.dumps(self.manifest))
         os.replace(scratch, self.manifest_path)
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        import pyarrow.parquet as pq
-
-        for index in sorted(self.done()):
-            yield from pq.ParquetFile(self.part_path(index)).iter_batches()
+    def parts(self) -> list[Path]:
+        return [self.part_path(index) for index in sorted(self.done())]
 
     def schema(self) -> pa.Schema:
         import pyarrow.parquet as pq
@@ -363,7 +360,7 @@ def run_batch(
     run = _run_on_dask if options.dask else _run_in_process
     try:
         run(job, scorer, source, id_column, options, staging, settings, advance)
-        parse_output(output_text).publish(staging.schema(), staging.batches(), staging.root,
+        parse_output(output_text).publish(staging.parts(), staging.schema(), staging.root,
                                           options.overwrite)
     except BaseException as exc:
         _finish(settings, job.id, "failed", str(exc) or exc.__class__.__name__)

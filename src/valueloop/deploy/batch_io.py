@@ -8,7 +8,8 @@ Inputs::
     delta:PATH | DIR/_delta_log    a Delta table (newest version)
     sql:URL::QUERY                 a SQLAlchemy URL and a query, materialized once to Parquet
 
-Outputs: ``PATH.parquet``, ``PATH.csv``, or a Delta table as ``delta:PATH`` or ``PATH.delta``.
+Outputs: ``PATH.parquet`` (a Parquet dataset: a directory of part files, read whole by pyarrow,
+pandas, Polars, DuckDB and Spark), ``PATH.csv``, or a Delta table as ``delta:PATH`` or ``PATH.delta``.
 
 Every input has a fingerprint (its files' names, sizes and modification times; a Delta table's
 version; a SQL result's content digest) so a resumed job can prove it reads the same rows.
@@ -176,37 +177,44 @@ class BatchOutput:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def publish(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch], staging: Path,
-                overwrite: bool) -> None:
-        """Write the whole output under ``staging`` and move it into place in one step; a Delta
-        table commits it in one transaction. Refuses an existing output unless ``overwrite``."""
-        import pyarrow as pa
+    def publish(self, parts: list[Path], schema: pa.Schema, staging: Path, overwrite: bool) -> None:
+        """Move the committed part files (in order) into place as one output, whole or not at all.
 
+        Parquet: the staging directory itself becomes the output, a Parquet dataset of its parts
+        (as Spark and Dask write it), in one rename. Delta: the parts become one new table
+        version in one commit. CSV: the parts are written out as one file, then renamed. Nothing
+        is decoded and written again except for CSV.
+        """
         if self.exists() and not overwrite:
             raise Conflict(f"--output {self.text!r} exists; pass --overwrite to replace it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "delta":
-            from deltalake import write_deltalake
+            from valueloop.data.delta import commit
 
-            write_deltalake(str(self.path), pa.RecordBatchReader.from_batches(schema, batches),
-                            mode="overwrite" if overwrite else "error")
+            commit(self.path, parts, schema, "overwrite" if self.exists() else "append")
             return
-        whole = staging / f"output.{self.format}"
         if self.format == "csv":
             import pyarrow.csv as pacsv
-
-            with pacsv.CSVWriter(whole, schema) as writer:
-                for batch in batches:
-                    writer.write_batch(batch)
-        else:
             import pyarrow.parquet as pq
 
-            with pq.ParquetWriter(whole, schema, compression="zstd") as writer:
-                for batch in batches:
-                    writer.write_batch(batch)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.is_dir():
-            shutil.rmtree(self.path)
+            whole = staging / "output.csv"
+            with pacsv.CSVWriter(whole, schema) as writer:
+                for part in parts:
+                    for batch in pq.ParquetFile(part).iter_batches():
+                        writer.write_batch(batch)
+        else:
+            whole = staging.with_name(staging.name + ".out")
+            whole.mkdir()
+            for part in parts:
+                os.replace(part, whole / part.name)
+        replaced = self.path.with_name(f".{self.path.name}.replaced-{staging.name}")
+        if self.exists():
+            os.replace(self.path, replaced)
         os.replace(whole, self.path)
+        if replaced.is_dir():
+            shutil.rmtree(replaced)
+        else:
+            replaced.unlink(missing_ok=True)
 
 
 def parse_output(text: str) -> BatchOutput:
