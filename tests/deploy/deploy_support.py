@@ -7,14 +7,12 @@ import io
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
-from valueloop.config import Settings, load_settings
+from valueloop.config import Settings
 
 FAST = [{"name": "logistic", "kind": "logistic", "baseline": True},
         {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 20}}]
@@ -81,26 +79,10 @@ class Served:
 
 
 def start_server(settings: Settings, **options: object) -> tuple[object, threading.Thread, str]:
-    import httpx
-    import uvicorn
+    from valueloop.deploy.local import serve_locally
 
-    from valueloop.deploy.app import ServeOptions, create_app
-
-    port = free_port()
-    app = create_app(settings, ServeOptions(poll_seconds=0.2, **options))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v2/health/ready").status_code == 200:
-                return server, thread, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("the server did not become ready in 240 s")
+    local = serve_locally(settings, poll_seconds=0.2, **options)
+    return local.server, local.thread, local.url
 
 
 def wait_for(check: object, seconds: float = 20) -> None:

@@ -5,7 +5,6 @@ request fails; then the server's Prometheus metrics."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -16,30 +15,6 @@ from valueloop.store import session
 
 REQUEST = {"birth_date": 1979, "postcode": "35", "contract": "month-to-month", "payment_method": "invoice",
            "tenure_months": 4, "monthly_charges": 89.5, "support_calls": 5, "total_charges": 358.0}
-
-
-def _start(ctx: DemoContext) -> tuple[Any, threading.Thread, str]:
-    import httpx
-    import uvicorn
-
-    from valueloop.deploy.app import ServeOptions, create_app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(ctx.settings, ServeOptions(poll_seconds=0.25))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(1200):
-        try:
-            if httpx.get(f"{url}/v2/health/ready").status_code == 200:
-                return server, thread, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the serving app did not become ready")
 
 
 def _champion_is(client: Any, version: int) -> bool:
@@ -57,13 +32,15 @@ def _wait(check: Any) -> None:
 def run(ctx: DemoContext) -> None:
     import httpx
 
+    from valueloop.deploy.local import serve_locally
     from valueloop.deploy.rollback import rollback
     from valueloop.learn import registry, training
     from valueloop.outcomes.users import create_token
 
     out, settings = ctx.console, ctx.settings
     ctx.chapter("4 · Deploy: serve the champion over REST, swap versions under traffic, roll back")
-    server, thread, url = _start(ctx)
+    local = serve_locally(settings, poll_seconds=0.25)
+    url = local.url
     with session(settings) as s:
         token = create_token(s, "devon", "demo-app").token
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -133,5 +110,4 @@ def run(ctx: DemoContext) -> None:
                 out.print(f"  {line}")
     finally:
         client.close()
-        server.should_exit = True
-        thread.join(15)
+        local.stop()
