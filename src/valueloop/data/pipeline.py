@@ -40,7 +40,7 @@ class Staged:
 
 #: DuckDB's buffer pool: beyond it, aggregates spill to the work directory, so the memory an
 #: ingest takes does not grow with the data (unbounded, DuckDB keeps what it read cached)
-MEMORY_LIMIT = "512MB"
+MEMORY_LIMIT = "2GB"
 
 
 @contextmanager
