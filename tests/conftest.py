@@ -124,14 +124,7 @@ def approved_usecase(tmp_path: Path) -> Callable[[Settings], tuple[str, Path]]:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess see exactly these settings."""
-    return {
-        "VALUELOOP_HOME": str(settings.home),
-        "VALUELOOP_DATABASE_URL": settings.database_url,
-        "VALUELOOP_MLFLOW_URI": settings.mlflow_uri,
-        "VALUELOOP_ARTIFACT_ROOT": settings.artifact_root,
-        "VALUELOOP_REDIS_URL": settings.redis_url,
-        "VALUELOOP_PSEUDONYM_KEY": settings.pseudonym_key,
-    }
+    return settings.as_env()
 
 
 @pytest.fixture

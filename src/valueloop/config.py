@@ -44,6 +44,10 @@ class Settings:
     pseudonym_key: str
     sources: dict[str, str]
 
+    def as_env(self) -> dict[str, str]:
+        """The ``VALUELOOP_*`` variables that make a subprocess see exactly these settings."""
+        return {f"VALUELOOP_{name.upper()}": str(getattr(self, name)) for name in FIELDS}
+
     def describe(self) -> dict[str, Setting]:
         shown = {}
         for name in FIELDS:
