@@ -80,7 +80,7 @@ def test_init_writes_a_file_that_create_accepts_and_never_overwrites(settings, r
     target = Path(tmp_path / "project" / "valueloop.yaml")
     assert target.read_text().startswith("# valueloop use case file")
     refused(run_cli(settings, "init", "project", cwd=tmp_path), 4,
-            "project/valueloop.yaml already exists; pass --force to overwrite it")
+            "project/valueloop.yaml already exist(s); pass --force to overwrite")
     target.write_text(target.read_text().replace("name: churn", "name: churn-b2b"))
     created = run_cli(settings, "usecase", "create", str(target), as_user="olivia")
     assert created.returncode == 0, created.stderr

@@ -12,19 +12,24 @@ usecase_app = group("Formulate use cases and move them through their lifecycle."
 
 
 def init(
-    directory: Path = typer.Argument(Path("."), help="Where to write valueloop.yaml."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing valueloop.yaml."),
+    directory: Path = typer.Argument(Path("."), help="Where to write the example project."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ) -> None:
-    """Write a complete, commented example use case file."""
+    """Write a complete, commented example project: valueloop.yaml, its SQL transform and a
+    generator for its data (`python generate.py` writes data/customers.csv)."""
     from valueloop.errors import Conflict
     from valueloop.examples import example_dir
 
-    target = directory / "valueloop.yaml"
-    if target.exists() and not force:
-        raise Conflict(f"{target} already exists; pass --force to overwrite it")
+    files = [p for p in sorted(example_dir("churn").iterdir()) if p.is_file() and p.suffix in (".yaml", ".sql", ".py")]
+    existing = [str(directory / p.name) for p in files if (directory / p.name).exists()]
+    if existing and not force:
+        raise Conflict(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
     directory.mkdir(parents=True, exist_ok=True)
-    target.write_text((example_dir("churn") / "valueloop.yaml").read_text())
-    console().print(f"wrote {target}: edit it, then `valueloop usecase create {target}`")
+    for source in files:
+        (directory / source.name).write_text(source.read_text())
+    target = directory / "valueloop.yaml"
+    console().print(f"wrote {', '.join(p.name for p in files)} to {directory}: edit {target}, then "
+                    f"`valueloop usecase create {target}`")
 
 
 def _render_detail(d) -> None:  # type: ignore[no-untyped-def]
