@@ -1,4 +1,4 @@
-"""``valueloop server``: the control-plane HTTP API."""
+"""``valueloop server``: the control-plane HTTP API and the in-process scheduler."""
 
 from __future__ import annotations
 
@@ -8,10 +8,23 @@ import typer
 def server(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8700, "--port"),
+    scheduler: bool = typer.Option(
+        True, "--scheduler/--no-scheduler",
+        help="Run the monitors, retraining policies and scheduled batch jobs in this process.",
+    ),
 ) -> None:
-    """Serve the control-plane API (OpenAPI docs at /docs); authenticate with bearer tokens."""
+    """Serve the control-plane API (OpenAPI docs at /docs) and run the loop's schedules."""
     import uvicorn
 
+    from valueloop.config import load_settings
+    from valueloop.deploy.schedule import start_scheduler
+    from valueloop.operate.scheduler import start_monitoring
     from valueloop.server.app import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    settings = load_settings()
+    running = [start_monitoring(settings), start_scheduler(settings)] if scheduler else []
+    try:
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    finally:
+        for background in running:
+            background.shutdown(wait=False)

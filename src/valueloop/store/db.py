@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +17,7 @@ from valueloop.errors import ValueloopError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
 
 
 def _alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
@@ -35,13 +38,29 @@ def migrate(engine: Engine) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    with engine.begin() as conn:
+    with _exclusive(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # serialize concurrent first starts
             conn.execute(text("SELECT pg_advisory_xact_lock(727172)"))
         cfg = _alembic_config(conn)
         heads = set(ScriptDirectory.from_config(cfg).get_heads())
         if set(MigrationContext.configure(conn).get_current_heads()) != heads:
             command.upgrade(cfg, "heads")
+
+
+@contextmanager
+def _exclusive(engine: Engine) -> Iterator[None]:
+    """One migrating process at a time on a SQLite file (PostgreSQL uses an advisory lock):
+    server workers and scheduler threads all start on a fresh home at once."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -54,19 +73,24 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
 
 def get_engine(url: str) -> Engine:
     """One engine per URL per process, migrated on first use."""
-    if url not in _engines:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        try:
-            migrate(engine)
-        except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
-            engine.dispose()
-            raise ValueloopError(f"metadata database {engine.url!r} is not usable: {exc}") from exc
-        _engines[url] = engine
-    return _engines[url]
+    with _engines_lock:
+        return _engines.get(url) or _new_engine(url)
+
+
+def _new_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        migrate(engine)
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
+        engine.dispose()
+        reason = str(exc).splitlines()[0]
+        raise ValueloopError(f"metadata database {engine.url!r} is not usable: {reason}") from exc
+    _engines[url] = engine
+    return engine
 
 
 @contextmanager
