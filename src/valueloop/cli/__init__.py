@@ -8,13 +8,9 @@ import sys
 
 import typer
 
-from valueloop.cli import admin, audit, demo, outcomes, privacy, server
-from valueloop.cli import data
-from valueloop.cli import learn
-from valueloop.cli import operate
-from valueloop.cli import batch
-from valueloop.cli import stream
-from valueloop.cli import serve
+from valueloop.cli import (
+    admin, audit, batch, data, demo, learn, operate, outcomes, privacy, serve, server, stream,
+)
 
 app = typer.Typer(
     name="valueloop",
@@ -36,21 +32,22 @@ def _root(
     ctx.obj = {"actor": as_user or os.environ.get("VALUELOOP_USER")}
 
 
-app.add_typer(outcomes.usecase_app, name="usecase")
-app.add_typer(privacy.app, name="privacy")
-app.add_typer(data.app, name="data")
+# In loop order, so `valueloop --help` reads like the loop.
+app.command("init")(outcomes.init)
+app.command("demo")(demo.demo)
+app.command("config")(admin.config)
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.tokens_app, name="tokens")
-app.command("init")(outcomes.init)
-app.command("config")(admin.config)
+app.add_typer(outcomes.usecase_app, name="usecase")
+app.add_typer(privacy.app, name="privacy")
 app.command("audit")(audit.audit)
-app.command("server")(server.server)
-app.command("demo")(demo.demo)
+app.add_typer(data.app, name="data")
 learn.register(app)
-operate.register(app)
+serve.register(app)
 app.command("batch")(batch.batch)
 app.command("stream")(stream.stream)
-serve.register(app)
+operate.register(app)
+app.command("server")(server.server)
 
 
 def _hoist_acting_user(argv: list[str]) -> list[str]:
