@@ -29,7 +29,7 @@ CASES = [
         "are: draft, privacy_review"]),
     (["usecase", "advance", "churn", "shipped"], "olivia", 2, [
         "error: state: unknown state 'shipped'; states are draft, formulated, privacy_review"]),
-    (["usecase", "advance", "churn"], "olivia", 2, ["Missing argument 'STATE'"]),
+    (["usecase", "advance", "churn"], "olivia", 2, ["Missing argument 'state'"]),
     (["usecase", "show", "fraud"], None, 3, ["use case 'fraud' does not exist; known use cases: churn"]),
     (["privacy", "submit", "churn"], "dave", 6, [
         "error: dave may not submit privacy on use case 'churn': requires role analyst or owner; "
