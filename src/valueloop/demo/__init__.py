@@ -24,9 +24,12 @@ class DemoContext:
     console: Console
     #: values chapters hand on to later ones (file paths, versions, ...)
     state: dict[str, Any] = field(default_factory=dict)
+    chapters_begun: int = 0
 
     def chapter(self, title: str) -> None:
-        self.console.rule(f"[bold]{title}")
+        """Open the next chapter; numbered by position, so reordering chapters needs no edits."""
+        self.chapters_begun += 1
+        self.console.rule(f"[bold]{self.chapters_begun} · {title}")
 
 
 def _chapters() -> list[Callable[[DemoContext], None]]:

@@ -17,7 +17,7 @@ ROWS = 4000
 
 def run(ctx: DemoContext) -> None:
     out, settings, project = ctx.console, ctx.settings, ctx.state["project"]
-    ctx.chapter("2 · Data: extract, treat, check and version the customer data")
+    ctx.chapter("Data: extract, treat, check and version the customer data")
 
     export = load_generator("churn").write(project / "data", rows=ROWS, seed=7)
     out.print(f"dave exported {ROWS} customers from the CRM to {export.relative_to(ctx.workspace)}")

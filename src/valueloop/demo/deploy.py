@@ -38,7 +38,7 @@ def run(ctx: DemoContext) -> None:
     from valueloop.outcomes.users import create_token
 
     out, settings = ctx.console, ctx.settings
-    ctx.chapter("4 · Deploy: serve the champion over REST, swap versions under traffic, roll back")
+    ctx.chapter("Deploy: serve the champion over REST, swap versions under traffic, roll back")
     local = serve_locally(settings, poll_seconds=0.25)
     url = local.url
     with session(settings) as s:

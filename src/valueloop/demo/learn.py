@@ -14,7 +14,7 @@ from valueloop.store import session
 
 def run(ctx: DemoContext) -> None:
     out, settings = ctx.console, ctx.settings
-    ctx.chapter("3 · Learn: train candidates, test them, accept and promote the winner")
+    ctx.chapter("Learn: train candidates, test them, accept and promote the winner")
 
     with Progress(console=out, transient=True) as progress, session(settings) as s:
         report = training.train(s, settings, "dana", "churn", dataset_version=ctx.state["dataset_version"],

@@ -28,7 +28,7 @@ PEOPLE = {
 
 def run(ctx: DemoContext) -> None:
     out, settings = ctx.console, ctx.settings
-    ctx.chapter("1 · Outcomes: formulate the use case and pass the privacy gate")
+    ctx.chapter("Outcomes: formulate the use case and pass the privacy gate")
 
     project = ctx.workspace / "churn"
     shutil.copytree(example_dir("churn"), project, ignore=shutil.ignore_patterns("data", "__pycache__"))
