@@ -101,10 +101,6 @@ def sync(scheduler: BackgroundScheduler, settings: Settings) -> None:
 
 def start_scheduler(settings: Settings) -> BackgroundScheduler:
     """Start a background scheduler running every declared batch job; the caller shuts it down."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+    from valueloop.scheduling import start_background
 
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(sync, "interval", minutes=1, args=[scheduler, settings], id=_SYNC_ID,
-                      next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
-    scheduler.start()
-    return scheduler
+    return start_background(settings, sync, _SYNC_ID)

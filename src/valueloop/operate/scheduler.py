@@ -118,10 +118,6 @@ def _sync(scheduler: BackgroundScheduler, settings: Settings) -> None:
 
 def start_monitoring(settings: Settings) -> BackgroundScheduler:
     """Start the scheduler in the background; the caller shuts it down (``scheduler.shutdown()``)."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+    from valueloop.scheduling import start_background
 
-    scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(_sync, "interval", minutes=1, args=[scheduler, settings], id="operate:sync",
-                      next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
-    scheduler.start()
-    return scheduler
+    return start_background(settings, _sync, "operate:sync")
