@@ -122,11 +122,6 @@ def approved_usecase(tmp_path: Path) -> Callable[[Settings], tuple[str, Path]]:
     return make
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a subprocess see exactly these settings."""
-    return settings.as_env()
-
-
 @pytest.fixture
 def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``valueloop ARGS`` as a subprocess on the given settings; output is captured."""
@@ -136,7 +131,7 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")}
-        env.update(settings_env(settings), COLUMNS="200", NO_COLOR="1")
+        env.update(settings.as_env(), COLUMNS="200", NO_COLOR="1")
         if as_user:
             env["VALUELOOP_USER"] = as_user
         return subprocess.run([sys.executable, "-m", "valueloop", *args], env=env, cwd=cwd,

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import deploy_support
 import pytest
 
 from valueloop.config import Settings, load_settings
-
-def _module(path: Path, name: str):  # type: ignore[no-untyped-def]
-    """A test helper module by path: this directory's conftest shadows the name ``conftest``."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = sys.modules[name] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TESTS = Path(__file__).parents[1]
-settings_env = _module(TESTS / "conftest.py", "valueloop_root_conftest").settings_env
-deploy_support = _module(TESTS / "deploy" / "deploy_support.py", "valueloop_deploy_support")
 
 
 @pytest.fixture(scope="session")

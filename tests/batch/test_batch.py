@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from conftest import settings_env
 
 from valueloop.config import Settings
 from valueloop.deploy.batch import BatchOptions, list_jobs, run_batch
@@ -92,7 +91,7 @@ def test_a_job_killed_mid_run_resumes_to_exactly_the_rows_of_an_uninterrupted_ru
     out = tmp_path / "resumed.parquet"
     args = [sys.executable, "-m", "valueloop", "batch", champion, "--input", str(source),
             "--output", str(out), "--part-rows", "6000", "--batch-size", "500"]
-    env = {**os.environ, **settings_env(settings), "VALUELOOP_USER": "devon"}
+    env = {**os.environ, **settings.as_env(), "VALUELOOP_USER": "devon"}
     job = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     manifests: list[Path] = []
     deadline = time.monotonic() + 120

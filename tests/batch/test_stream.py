@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import redis
-from conftest import deploy_support, settings_env
+import deploy_support
 
 from valueloop.config import Settings
 from valueloop.deploy.stream import StreamOptions, consume, send_events, stream_names
@@ -103,7 +103,7 @@ def test_events_are_scored_logged_and_acknowledged_and_malformed_ones_dead_lette
 
 
 def _consumer(settings: Settings, redis_url: str, name: str, port: int) -> subprocess.Popen[str]:
-    env = {**os.environ, **settings_env(settings), "VALUELOOP_USER": "oscar", "VALUELOOP_REDIS_URL": redis_url}
+    env = {**os.environ, **settings.as_env(), "VALUELOOP_USER": "oscar", "VALUELOOP_REDIS_URL": redis_url}
     return subprocess.Popen(
         [sys.executable, "-m", "valueloop", "stream", "churn", "--consumer", name, "--batch-size", "100",
          "--claim-idle-ms", "1000", "--block-ms", "50", "--metrics-port", str(port), "--json"],

@@ -19,8 +19,6 @@ from valueloop.config import Settings
 from valueloop.outcomes.users import create_token, list_users
 from valueloop.store import session
 
-ROOT_CONFTEST = Path(__file__).parents[1] / "conftest.py"
-
 
 @dataclass
 class Api:
@@ -37,10 +35,8 @@ class Api:
 
 
 @pytest.fixture
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[Settings], Api]]:
+def server(tmp_path: Path) -> Iterator[Callable[[Settings], Api]]:
     """Start ``uvicorn --factory valueloop.server.app:create_app`` on these settings."""
-    # every test directory's conftest is a module named "conftest": take the root one by its path
-    settings_env = request.config.pluginmanager.get_plugin(str(ROOT_CONFTEST)).settings_env
     running: list[subprocess.Popen[bytes]] = []
 
     def start(settings: Settings) -> Api:
@@ -52,7 +48,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "valueloop.server.app:create_app",
              "--host", "127.0.0.1", "--port", str(port)],
-            env={**env, **settings_env(settings)}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            env={**env, **settings.as_env()}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
         running.append(process)
         url = f"http://127.0.0.1:{port}"

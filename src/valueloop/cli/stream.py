@@ -23,6 +23,7 @@ def stream(
     metrics_port: int = typer.Option(None, "--metrics-port", help="Serve /metrics and /healthz on this port."),
     connect_timeout: float = typer.Option(30.0, "--connect-timeout", help="Seconds to retry an unreachable Redis."),
     idle_exit: float = typer.Option(None, "--idle-exit", help="Stop after this many seconds without events."),
+    threads: int = typer.Option(1, "--threads", help="Threads the model may use; scale out with more consumers."),
     as_json: bool = JsonOption,
 ) -> None:
     """Score the events of valueloop:USECASE:in into valueloop:USECASE:out, until SIGTERM.
@@ -40,7 +41,7 @@ def stream(
     options = StreamOptions(model=model, redis_url=redis_url, group=group, consumer=consumer,
                             batch_size=batch_size, block_ms=block_ms, claim_idle_ms=claim_idle_ms,
                             max_deliveries=max_deliveries, metrics_port=metrics_port,
-                            connect_timeout=connect_timeout, idle_exit=idle_exit)
+                            connect_timeout=connect_timeout, idle_exit=idle_exit, threads=threads)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

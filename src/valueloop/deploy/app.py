@@ -95,6 +95,18 @@ def _alone() -> bool:
     return not getattr(asyncio.get_running_loop(), "_ready", True)
 
 
+def _freeze_heap() -> None:
+    """Move what start-up made (modules, models) out of the garbage collector's sight.
+
+    The libraries a model needs leave millions of long-lived objects; every full collection
+    would walk them all, a pause of a tenth of a second that shows up in the latency's p99.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @functools.cache
 def _child(metric: Any, *labels: str) -> Any:
     """A metric's child for these label values, looked up once (``labels()`` costs a lock)."""
@@ -312,6 +324,7 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await server.pool.start()
+        _freeze_heap()
         yield
         await server.pool.stop()
         for logger in server.loggers.values():

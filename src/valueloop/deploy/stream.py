@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
+from pydantic_core import to_json
 
 from valueloop.config import Settings
 from valueloop.errors import ValueloopError
@@ -35,6 +36,8 @@ from valueloop.outcomes.users import get_user
 from valueloop.store import session
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
     import redis
 
     from valueloop.deploy.scoring import Scorer
@@ -59,6 +62,8 @@ class StreamOptions(BaseModel):
     metrics_port: int | None = None
     idle_exit: float | None = Field(None, gt=0, description="stop after this many seconds without events")
     log_predictions: bool = True
+    threads: int = Field(1, ge=1, description="threads the model may use (OpenMP, BLAS): consumers scale out "
+                         "by process, and several processes that each use every core slow each other down")
 
 
 class StreamSummary(BaseModel):
@@ -120,16 +125,18 @@ def send_events(client: redis.Redis, usecase: str, records: Iterable[dict[str, A
 
 #: Output entries, dead letters and the XACK of their inputs in one atomic step (a script runs
 #: whole, like MULTI), in one round trip: packing thousands of XADDs client-side costs more CPU
-#: than scoring them. KEYS: input, output, dead; ARGV: group, consumer, model version, payload.
+#: than scoring them. KEYS: input, output, dead; ARGV: group, consumer, model version, payload
+#: (JSON: ``ids``, ``predictions`` and ``probabilities`` as JSON texts, ``dead``, ``ack``).
 _COMMIT = """
 local batch = cjson.decode(ARGV[4])
-for _, o in ipairs(batch.out) do
-  if o[3] == '' then
-    redis.call('XADD', KEYS[2], '*', 'event_id', o[1], 'prediction', o[2], 'model_version', ARGV[3],
+local ids, predictions, probabilities = batch.ids, batch.predictions, batch.probabilities
+for i = 1, #ids do
+  if probabilities[i] == nil then
+    redis.call('XADD', KEYS[2], '*', 'event_id', ids[i], 'prediction', predictions[i], 'model_version', ARGV[3],
                'consumer', ARGV[2])
   else
-    redis.call('XADD', KEYS[2], '*', 'event_id', o[1], 'prediction', o[2], 'probability', o[3],
-               'model_version', ARGV[3], 'consumer', ARGV[2])
+    redis.call('XADD', KEYS[2], '*', 'event_id', ids[i], 'prediction', predictions[i],
+               'probability', probabilities[i], 'model_version', ARGV[3], 'consumer', ARGV[2])
   end
 end
 for _, d in ipairs(batch.dead) do
@@ -144,11 +151,41 @@ return #batch.ack
 
 @dataclass
 class _Batch:
-    """What becomes of the entries in hand: predictions, dead letters, and those left to retry."""
+    """The entries in hand: the events that match the signature (ids and features), and the
+    dead letters."""
 
     ids: list[str] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    features: pa.Table | None = None
     dead: list[tuple[str, str, bytes]] = field(default_factory=list)  # (id, reason, raw data)
+
+
+@dataclass
+class _Scored:
+    """The events the model answered, in order, with their features for the prediction log."""
+
+    ids: list[str]
+    features: pa.Table
+    predictions: np.ndarray
+    probabilities: np.ndarray | None
+
+
+def _json_texts(values: np.ndarray) -> list[str]:
+    """Each value as JSON text; integer labels, the common case, without a call per value."""
+    if values.dtype.kind in "iu":
+        return list(map(str, values.tolist()))
+    return [json.dumps(v) for v in values.tolist()]
+
+
+def _concat(parts: list[_Scored]) -> _Scored | None:
+    if not parts:
+        return None
+    import numpy as np
+    import pyarrow as pa
+
+    probabilities = [p.probabilities for p in parts]
+    return _Scored([i for p in parts for i in p.ids], pa.concat_tables([p.features for p in parts]),
+                   np.concatenate([p.predictions for p in parts]),
+                   None if probabilities[0] is None else np.concatenate(probabilities))
 
 
 class Consumer:
@@ -211,6 +248,7 @@ class Consumer:
     def _handle(self, entries: list[tuple[bytes, dict[bytes, bytes]]], deliveries: dict[str, int]) -> int:
         started = time.perf_counter()
         batch = _Batch()
+        fresh: list[tuple[str, bytes]] = []
         for raw_id, fields in entries:
             event_id = raw_id.decode()
             raw = fields.get(b"data", b"")
@@ -219,7 +257,23 @@ class Consumer:
                 error = self.last_error.pop(event_id, "the consumers that had it stopped before scoring it")
                 batch.dead.append((event_id, f"delivered {delivered} times without being scored; "
                                              f"last error: {error}", raw))
-                continue
+            else:
+                fresh.append((event_id, raw))
+        features = self.scorer.read_json([raw for _, raw in fresh])
+        if features is not None:
+            batch.ids, batch.features = [event_id for event_id, _ in fresh], features
+        else:
+            self._examine(fresh, batch)
+        scored = self._score(batch)
+        self._write(batch, scored)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return len(entries)
+
+    def _examine(self, fresh: list[tuple[str, bytes]], batch: _Batch) -> None:
+        """One event at a time, when the batch as a whole did not parse: each that does not
+        match the signature becomes a dead letter with the reason."""
+        rows = []
+        for event_id, raw in fresh:
             try:
                 record = json.loads(raw)
             except ValueError as exc:
@@ -232,72 +286,73 @@ class Consumer:
                                              f"{self.scorer.version}: {problem}", raw))
                 continue
             batch.ids.append(event_id)
-            batch.rows.append(record)
-        scored = self._score(batch)
-        self._write(batch, scored)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        return len(entries)
+            rows.append(record)
+        if rows:
+            batch.features = self.scorer.table_of(rows)
 
-    def _score(self, batch: _Batch) -> list[tuple[str, dict[str, Any], Any, float | None]]:
-        """(event id, record, prediction, probability) for every event that could be scored; an
-        event the model fails on stays pending, to be claimed and tried again."""
-        if not batch.rows:
-            return []
+    def _score(self, batch: _Batch) -> _Scored | None:
+        """The events that could be scored; an event the model fails on stays pending, to be
+        claimed and tried again."""
+        if batch.features is None:
+            return None
         try:
-            return self._predict(batch.ids, batch.rows)
+            return self._predict(batch.ids, batch.features)
         except Exception:  # noqa: BLE001 - find the events that fail, score the others
             scored = []
-            for event_id, record in zip(batch.ids, batch.rows, strict=True):
+            for i, event_id in enumerate(batch.ids):
                 try:
-                    scored += self._predict([event_id], [record])
+                    scored.append(self._predict([event_id], batch.features.slice(i, 1)))
                 except Exception as exc:  # noqa: BLE001 - the event is retried, then dead-lettered
                     self.last_error[event_id] = f"{exc.__class__.__name__}: {exc}"
                     self.metrics.error("model")
                     self.failed += 1
-            return scored
+            return _concat(scored)
 
-    def _predict(self, ids: list[str], rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any, float | None]]:
-        prediction, probability = self.scorer.predict(self.scorer.table_of(rows))
-        self.metrics.batch_size.observe(len(rows))
-        chances = probability.tolist() if probability is not None else [None] * len(rows)
-        return list(zip(ids, rows, prediction.tolist(), chances, strict=True))
+    def _predict(self, ids: list[str], features: pa.Table) -> _Scored:
+        prediction, probability = self.scorer.predict(features)
+        self.metrics.batch_size.observe(len(ids))
+        return _Scored(ids, features, prediction, probability)
 
-    def _write(self, batch: _Batch, scored: list[tuple[str, dict[str, Any], Any, float | None]]) -> None:
+    def _write(self, batch: _Batch, scored: _Scored | None) -> None:
         """Log, then output and acknowledge in one atomic script: an acknowledged event has its output."""
-        if self.log is not None and scored:
+        if self.log is not None and scored is not None:
             self.log.append(self._log_records(scored), source="stream")
-        done = [s[0] for s in scored] + [d[0] for d in batch.dead]
+        ids = scored.ids if scored is not None else []
+        done = ids + [d[0] for d in batch.dead]
         if done:
             payload = {
-                "out": [[i, json.dumps(p), "" if q is None else repr(q)] for i, _, p, q in scored],
+                "ids": ids,
+                "predictions": _json_texts(scored.predictions) if scored is not None else [],
+                "probabilities": (list(map(repr, scored.probabilities.tolist()))
+                                  if scored is not None and scored.probabilities is not None else []),
                 "dead": [[i, reason, raw.decode(errors="replace")] for i, reason, raw in batch.dead],
                 "ack": done,
             }
             self._commit(keys=[self.input, self.output, self.dead],
-                         args=[self.options.group, self.name, self.scorer.version, json.dumps(payload)])
-        self.predicted += len(scored)
+                         args=[self.options.group, self.name, self.scorer.version, to_json(payload)])
+        self.predicted += len(ids)
         self.dead_lettered += len(batch.dead)
-        self.batches += 1 if scored else 0
-        self.metrics.handled("predicted", len(scored))
+        self.batches += 1 if ids else 0
+        self.metrics.handled("predicted", len(ids))
         self.metrics.handled("dead_lettered", len(batch.dead))
         self.metrics.dead_letters.inc(len(batch.dead))
         self.metrics.last_batch = time.time()
 
-    def _log_records(self, scored: list[tuple[str, dict[str, Any], Any, float | None]]) -> Any:
+    def _log_records(self, scored: _Scored) -> pa.Table:
         """The prediction log's records: latency runs from the entry's id (Redis's clock, ms)."""
+        import numpy as np
         import pyarrow as pa
 
-        now = time.time()
-        features = self.scorer.table_of([s[1] for s in scored])
+        added = np.array([int(i.partition("-")[0]) for i in scored.ids], dtype=np.float64) / 1000
         columns = {
-            "request_id": [s[0] for s in scored],
-            "model_version": pa.repeat(pa.scalar(self.scorer.version), len(scored)),
-            "latency_seconds": [max(0.0, now - int(s[0].split("-")[0]) / 1000) for s in scored],
-            "prediction": [s[2] for s in scored],
+            "request_id": pa.array(scored.ids, pa.string()),
+            "model_version": pa.repeat(pa.scalar(self.scorer.version), len(scored.ids)),
+            "latency_seconds": np.maximum(0.0, time.time() - added),
+            "prediction": scored.predictions,
         }
-        if scored[0][3] is not None:
-            columns["probability"] = [s[3] for s in scored]
-        return pa.table({**columns, **{c: features[c] for c in features.column_names}})
+        if scored.probabilities is not None:
+            columns["probability"] = scored.probabilities
+        return pa.table({**columns, **{c: scored.features[c] for c in scored.features.column_names}})
 
     def _refresh_lag(self) -> None:
         for group in self.client.xinfo_groups(self.input):
@@ -329,6 +384,7 @@ def consume(settings: Settings, actor: str | None, usecase: str, options: Stream
     first), or no event came for ``idle_exit`` seconds; Redis lost for longer than
     ``connect_timeout`` raises :class:`RedisUnreachable`."""
     import redis
+    from threadpoolctl import threadpool_limits
 
     from valueloop.deploy import stream_health
 
@@ -342,6 +398,7 @@ def consume(settings: Settings, actor: str | None, usecase: str, options: Stream
     server = stream_health.serve(metrics, options.metrics_port) if options.metrics_port is not None else None
     worker = Consumer(settings, usecase, scorer, client, options, name, metrics)
     started = last_event = time.monotonic()
+    limits = threadpool_limits(options.threads)
     try:
         worker.ensure_group()
         while not stop.is_set():
@@ -356,6 +413,7 @@ def consume(settings: Settings, actor: str | None, usecase: str, options: Stream
                 metrics.error("redis")
                 wait_until_reachable(client, url, options.connect_timeout)
     finally:
+        limits.restore_original_limits()
         if server is not None:
             server.shutdown()
         client.close()
