@@ -18,20 +18,22 @@ import os
 import shutil
 import socket
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from valueloop.config import Settings
 from valueloop.deploy import batch_tables
-from valueloop.deploy.batch_io import BatchInput, aligned_batches, open_input, parse_output
+from valueloop.deploy.batch_io import BatchInput, aligned_batches, open_input, parse_output, read_batches
 from valueloop.errors import Conflict, InvalidInput, NotFound
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
@@ -49,6 +51,7 @@ BatchJob = batch_tables.BatchJob
 #: progress(rows done, rows in total)
 Progress = Callable[[int, int], None]
 ORDINAL = "row"
+_T = TypeVar("_T")
 
 
 class BatchOptions(BaseModel):
@@ -249,24 +252,42 @@ def _record_part(settings: Settings, job_id: str, staging: _Staging) -> None:
 def _scan(source: BatchInput, scorer: Scorer, id_column: str | None, batch_size: int,
           part_rows: int) -> Iterator[tuple[int, int, pa.RecordBatch]]:
     columns = list(dict.fromkeys([*scorer.columns, *([id_column] if id_column else [])]))
-    batches = source.dataset.to_batches(columns=columns, batch_size=batch_size,
-                                        batch_readahead=4, fragment_readahead=1)
-    return aligned_batches(iter(batches), part_rows)
+    return aligned_batches(read_batches(source.dataset, columns, batch_size), part_rows)
+
+
+def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
+    """``items``, with the next ``depth`` read by a thread meanwhile: decoding (Arrow releases
+    the GIL) overlaps scoring. One thread, so the iterator is never advanced twice at once."""
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="batch-read") as reader:
+        ahead = deque(reader.submit(next, items, end) for _ in range(depth))
+        while (item := ahead.popleft().result()) is not end:
+            ahead.append(reader.submit(next, items, end))
+            yield item  # type: ignore[misc]
 
 
 def _run_in_process(job: BatchJobView, scorer: Scorer, source: BatchInput, id_column: str | None,
                     options: BatchOptions, staging: _Staging, settings: Settings,
                     advance: Callable[[int], None]) -> None:
+    """Read ahead, score, and write behind: the model has the cores while Arrow decodes and
+    encodes Parquet in other threads; at most one batch waits to be written."""
     done = staging.done()
-    for part, items in groupby(_scan(source, scorer, id_column, options.batch_size, job.part_rows),
-                               key=itemgetter(0)):
-        if part in done:
-            continue
-        with staging.part(part) as write:
-            for _, first_row, batch in items:
-                write(score_batch(scorer, batch, id_column, first_row))
-                advance(batch.num_rows)
-        _record_part(settings, job.id, staging)
+    scan = _read_ahead(_scan(source, scorer, id_column, options.batch_size, job.part_rows))
+    with ThreadPoolExecutor(1, thread_name_prefix="batch-write") as writer:
+        for part, items in groupby(scan, key=itemgetter(0)):
+            if part in done:
+                continue
+            with staging.part(part) as write:
+                writing: Future[None] | None = None
+                for _, first_row, batch in items:
+                    scored = score_batch(scorer, batch, id_column, first_row)
+                    if writing is not None:
+                        writing.result()
+                    writing = writer.submit(write, scored)
+                    advance(batch.num_rows)
+                if writing is not None:
+                    writing.result()
+            _record_part(settings, job.id, staging)
 
 
 @contextmanager

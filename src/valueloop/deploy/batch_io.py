@@ -153,6 +153,32 @@ def open_input(session: Session, settings: Settings, usecase: str, text: str) ->
     return BatchInput(text, dataset, _files_fingerprint(dataset.files), num_rows)
 
 
+#: Bytes read from a Parquet file at a time: pages are decoded as the batches need them, so
+#: memory follows the batch size instead of the writer's row groups (which may be huge).
+READ_BUFFER = 1 << 20
+
+
+def read_batches(dataset: pads.Dataset, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """The dataset's rows in order, ``batch_size`` at a time.
+
+    Unpartitioned Parquet (files, directories, Delta tables) is streamed file by file; other
+    inputs go through the dataset scanner, which holds whole row groups.
+    """
+    import pyarrow.dataset as pads
+    import pyarrow.parquet as pq
+
+    fragments = list(dataset.get_fragments()) if isinstance(dataset, pads.FileSystemDataset) else []
+    if not (isinstance(dataset.format, pads.ParquetFileFormat) if fragments else False) or \
+            any(str(f.partition_expression) != "true" for f in fragments):
+        yield from dataset.to_batches(columns=columns, batch_size=batch_size, batch_readahead=4,
+                                      fragment_readahead=1)
+        return
+    for fragment in fragments:
+        with dataset.filesystem.open_input_file(fragment.path) as handle:
+            reader = pq.ParquetFile(handle, buffer_size=READ_BUFFER, pre_buffer=False)
+            yield from reader.iter_batches(batch_size=batch_size, columns=columns)
+
+
 def aligned_batches(
     batches: Iterator[pa.RecordBatch], part_rows: int
 ) -> Iterator[tuple[int, int, pa.RecordBatch]]:
