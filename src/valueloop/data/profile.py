@@ -2,8 +2,9 @@
 
 The bounds (row count, min and max) come from the Parquet footers' statistics, so the one full
 scan can already bin the numbers, finely enough to read the quantiles off the bins; it also
-takes every column's null and distinct counts, moments and top values. A last scan counts the top values of
-the categorical columns exactly, reading only those columns. The Operate phase compares new
+takes every column's null and distinct counts, moments and top values, and it is the scan the
+quality checks' aggregates ride along on (``Profiler.aggregates``). A last scan counts the top
+values of the categorical columns exactly, reading only those columns. The Operate phase compares new
 data against the stored histograms, so they keep their bin edges: ``counts[i]`` holds values in
 ``[edges[i], edges[i+1])``, the last bin also its right edge, as ``numpy.histogram`` does.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from valueloop.data.plain import plain
+from valueloop.data.plain import plain, scan
 from valueloop.data.treatments import quote
 
 if TYPE_CHECKING:
@@ -96,43 +97,52 @@ def _top_counts(column: str, top: list[Any]) -> str:
 
 
 def _values(con: duckdb.DuckDBPyConnection, table: str, items: list[tuple[str, str]]) -> list[Any]:
-    return list(con.execute(f"SELECT {', '.join(e for _, e in items)} FROM {table}").fetchone()) if items else []
+    return scan(con, table, [e for _, e in items])[0]
 
 
-def profile(con: duckdb.DuckDBPyConnection, table: str = "dataset") -> dict[str, Any]:
-    """Per column: nulls, distinct, min/max/mean/std, quantiles, histogram or top values."""
-    types = {name: duck_type for name, duck_type, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
-    kinds = {name: kind_of(duck_type) for name, duck_type in types.items()}
+class Profiler:
+    """A profile in two steps around its full scan, so that others' aggregates share that scan:
+    build it, compute ``aggregates`` over the table, then ``finish`` with their values."""
 
-    bound_items = [("rows", "count(*)")] + [(f"{c}\0{k}", e) for c in types for k, e in _bounds(c, kinds[c])]
-    found = dict(zip((k for k, _ in bound_items), _values(con, table, bound_items), strict=True))
-    total = found["rows"]
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: str = "dataset") -> None:
+        self._con, self._table = con, table
+        self._types = {name: duck_type for name, duck_type, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
+        self._kinds = {name: kind_of(duck_type) for name, duck_type in self._types.items()}
+        bound_items = [("rows", "count(*)")] + [(f"{c}\0{k}", e) for c in self._types
+                                                for k, e in _bounds(c, self._kinds[c])]
+        self._found = dict(zip((k for k, _ in bound_items), _values(con, table, bound_items), strict=True))
+        self._plans = {c: _scan(c, self._kinds[c], {"min": self._found.get(f"{c}\0min"),
+                                                     "max": self._found.get(f"{c}\0max")})
+                       for c in self._types}
+        self._keys = [f"{c}\0{k}" for c, items in self._plans.items() for k, _ in items]
+        self.aggregates = [e for items in self._plans.values() for _, e in items]
 
-    plans = {c: _scan(c, kinds[c], {"min": found.get(f"{c}\0min"), "max": found.get(f"{c}\0max")})
-             for c in types}
-    scan_items = [(f"{c}\0{k}", e) for c, items in plans.items() for k, e in items]
-    found |= dict(zip((k for k, _ in scan_items), _values(con, table, scan_items), strict=True))
+    def finish(self, values: list[Any]) -> dict[str, Any]:
+        """Per column: nulls, distinct, min/max/mean/std, quantiles, histogram or top values."""
+        found = self._found | dict(zip(self._keys, values, strict=True))
+        total = found["rows"]
+        columns: dict[str, dict[str, Any]] = {}
+        for column, items in self._plans.items():
+            got = {k: found[f"{column}\0{k}"] for k in ("min", "max") if f"{column}\0min" in found}
+            got |= {k: found[f"{column}\0{k}"] for k, _ in items}
+            count = got["count"]
+            stats: dict[str, Any] = {"type": self._types[column], "kind": self._kinds[column], "count": count,
+                                     "nulls": total - count,
+                                     "null_fraction": (total - count) / total if total else 0.0,
+                                     "distinct": min(got["distinct"], count)}  # the sketch may overshoot
+            stats |= {k: got[k] for k in ("min", "max", "mean", "std") if k in got}
+            if "bins" in got:
+                stats["histogram"], stats["quantiles"] = _from_fine(float(got["min"]), float(got["max"]), got["bins"])
+            if got.get("top") and stats["distinct"] <= count * IDENTIFIER_SHARE:
+                stats["top"] = got["top"]  # else nearly every value is unique: an identifier, no top values
+            columns[column] = stats
 
-    columns: dict[str, dict[str, Any]] = {}
-    for column, items in plans.items():
-        got = {k: found[f"{column}\0{k}"] for k in ("min", "max") if f"{column}\0min" in found}
-        got |= {k: found[f"{column}\0{k}"] for k, _ in items}
-        count = got["count"]
-        stats: dict[str, Any] = {"type": types[column], "kind": kinds[column], "count": count,
-                                 "nulls": total - count, "null_fraction": (total - count) / total if total else 0.0,
-                                 "distinct": min(got["distinct"], count)}  # the sketch may overshoot
-        stats |= {k: got[k] for k in ("min", "max", "mean", "std") if k in got}
-        if "bins" in got:
-            stats["histogram"], stats["quantiles"] = _from_fine(float(got["min"]), float(got["max"]), got["bins"])
-        if got.get("top") and stats["distinct"] <= count * IDENTIFIER_SHARE:
-            stats["top"] = got["top"]  # else nearly every value is unique: an identifier, no top values
-        columns[column] = stats
+        top_items = [(c, _top_counts(c, s["top"])) for c, s in columns.items() if "top" in s]
+        for (column, _), counts in zip(top_items, _values(self._con, self._table, top_items), strict=True):
+            stats = columns[column]
+            ranked = sorted((counts or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+            stats["top_values"] = [{"value": v, "count": int(n)} for v, n in ranked]
+            stats["other_count"] = stats["count"] - sum(n for _, n in ranked)
+            del stats["top"]
+        return plain({"rows": total, "columns": columns})
 
-    top_items = [(c, _top_counts(c, s["top"])) for c, s in columns.items() if "top" in s]
-    for (column, _), counts in zip(top_items, _values(con, table, top_items), strict=True):
-        stats = columns[column]
-        ranked = sorted((counts or {}).items(), key=lambda kv: (-kv[1], kv[0]))
-        stats["top_values"] = [{"value": v, "count": int(n)} for v, n in ranked]
-        stats["other_count"] = stats["count"] - sum(n for _, n in ranked)
-        del stats["top"]
-    return plain({"rows": total, "columns": columns})

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
 from valueloop.data import delta, pipeline, quality
-from valueloop.data.profile import profile as profile_of
+from valueloop.data.plain import scan
+from valueloop.data.profile import Profiler
 from valueloop.data.tables import DatasetVersion
 from valueloop.errors import InvalidInput, NotFound
 from valueloop.outcomes import audit
@@ -133,7 +134,6 @@ def _stage(con: duckdb.DuckDBPyConnection, settings: Settings, usecase: UseCase,
     delta.check_schema(table, staged.schema)
     kept = delta.current_files(table) if mode == "append" else []
     pipeline.register_dataset(con, kept + staged.files)
-    counter.step("checking quality")
     return staged, section, mode
 
 
@@ -143,7 +143,9 @@ def check(session: Session, settings: Settings, actor: str | None, usecase_name:
     """Run the whole ingest but the commit: the quality report of the version it would make."""
     usecase, _, assessment, project = _prepare(session, settings, actor, usecase_name, project_dir)
     with delta.staging(settings) as work, pipeline.connect(work) as con:
-        _, section, _ = _stage(con, settings, usecase, assessment, project, work, _Counter(progress), mode)
+        counter = _Counter(progress)
+        _, section, _ = _stage(con, settings, usecase, assessment, project, work, counter, mode)
+        counter.step("checking quality")
         return quality.run(con, list(section.checks))
 
 
@@ -156,15 +158,17 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
     table = delta.table_path(settings, usecase.name)
     with delta.staging(settings) as work, pipeline.connect(work) as con:
         staged, section, mode = _stage(con, settings, usecase, assessment, project, work, counter, mode)
-        report = quality.run(con, list(section.checks))
+        counter.step("checking quality and profiling")
+        checker, profiler = quality.Checker(con, list(section.checks)), Profiler(con)
+        checked, profiled = scan(con, "dataset", checker.aggregates, profiler.aggregates)
+        report = checker.report(checked)
         if not report["passed"]:
             raise InvalidInput(
                 f"ingest of '{usecase.name}' refused: {report['errors']} error-level check(s) failed "
                 f"on {report['rows']} rows; no version was written",
                 problems=quality.failures(report),
             )
-        counter.step("profiling")
-        profile = profile_of(con)
+        profile = profiler.finish(profiled)
         counter.step("committing")
         version = delta.commit(table, staged.files, staged.schema, mode)
     row = DatasetVersion(
