@@ -1,11 +1,13 @@
-"""The profile of a dataset version: one full scan, between two that read little.
+"""The profile of a dataset version: one full scan, and three that read little.
 
-The bounds (row count, min and max) come from the Parquet footers' statistics, so the one full
-scan can already bin the numbers, finely enough to read the quantiles off the bins; it also
-takes every column's null and distinct counts, moments and top values, and it is the scan the
-quality checks' aggregates ride along on (``Profiler.aggregates``). A last scan counts the top
-values of the categorical columns exactly, reading only those columns. The Operate phase compares new
-data against the stored histograms, so they keep their bin edges: ``counts[i]`` holds values in
+The bounds (row count, min and max) come from the Parquet footers' statistics. The one full
+scan takes every column's null and distinct counts, moments and top values, and it is the scan
+the quality checks' aggregates ride along on (``Profiler.aggregates``). The numeric columns are
+binned in a scan of their own, finely enough to read the quantiles off the bins: DuckDB plans a
+``histogram`` as a grouped subquery whose shared scan buffers the other columns, which made the
+full scan's memory grow with the rows. A last scan counts the top values of the categorical
+columns exactly, reading only those columns. The Operate phase compares new data against the
+stored histograms, so they keep their bin edges: ``counts[i]`` holds values in
 ``[edges[i], edges[i+1])``, the last bin also its right edge, as ``numpy.histogram`` does.
 """
 
@@ -77,14 +79,12 @@ def _name(q: float) -> str:
     return f"p{round(q * 100):02d}"
 
 
-def _scan(column: str, kind: str, bounds: dict[str, Any]) -> list[tuple[str, str]]:
+def _scan(column: str, kind: str) -> list[tuple[str, str]]:
     ref = quote(column)
     items = [("count", f"count({ref})"), ("distinct", f"approx_count_distinct({ref})")]
     if kind == "numeric":
         as_double = f"CAST({ref} AS DOUBLE)"
         items += [("mean", f"avg({as_double})"), ("std", f"stddev_samp({as_double})")]
-        if bounds["min"] is not None:
-            items.append(("bins", _fine_bins(column, float(bounds["min"]), float(bounds["max"]))))
     if kind == "categorical":
         items.append(("top", f"approx_top_k({ref}, {TOP_VALUES})"))
     return items
@@ -111,15 +111,16 @@ class Profiler:
         bound_items = [("rows", "count(*)")] + [(f"{c}\0{k}", e) for c in self._types
                                                 for k, e in _bounds(c, self._kinds[c])]
         self._found = dict(zip((k for k, _ in bound_items), _values(con, table, bound_items), strict=True))
-        self._plans = {c: _scan(c, self._kinds[c], {"min": self._found.get(f"{c}\0min"),
-                                                     "max": self._found.get(f"{c}\0max")})
-                       for c in self._types}
+        self._plans = {c: _scan(c, self._kinds[c]) for c in self._types}
+        self._bins = [(f"{c}\0bins", _fine_bins(c, float(self._found[f"{c}\0min"]), float(self._found[f"{c}\0max"])))
+                      for c, kind in self._kinds.items() if kind == "numeric" and self._found[f"{c}\0min"] is not None]
         self._keys = [f"{c}\0{k}" for c, items in self._plans.items() for k, _ in items]
         self.aggregates = [e for items in self._plans.values() for _, e in items]
 
     def finish(self, values: list[Any]) -> dict[str, Any]:
         """Per column: nulls, distinct, min/max/mean/std, quantiles, histogram or top values."""
         found = self._found | dict(zip(self._keys, values, strict=True))
+        found |= dict(zip((k for k, _ in self._bins), _values(self._con, self._table, self._bins), strict=True))
         total = found["rows"]
         columns: dict[str, dict[str, Any]] = {}
         for column, items in self._plans.items():
@@ -131,8 +132,9 @@ class Profiler:
                                      "null_fraction": (total - count) / total if total else 0.0,
                                      "distinct": min(got["distinct"], count)}  # the sketch may overshoot
             stats |= {k: got[k] for k in ("min", "max", "mean", "std") if k in got}
-            if "bins" in got:
-                stats["histogram"], stats["quantiles"] = _from_fine(float(got["min"]), float(got["max"]), got["bins"])
+            if f"{column}\0bins" in found:
+                stats["histogram"], stats["quantiles"] = _from_fine(float(got["min"]), float(got["max"]),
+                                                                    found[f"{column}\0bins"])
             if got.get("top") and stats["distinct"] <= count * IDENTIFIER_SHARE:
                 stats["top"] = got["top"]  # else nearly every value is unique: an identifier, no top values
             columns[column] = stats
