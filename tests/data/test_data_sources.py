@@ -84,3 +84,13 @@ def test_a_pseudonymized_key_still_joins_across_sources(settings: Settings, chur
     stored = read(settings, ingest(settings, churn).version)
     assert stored.num_rows == 50
     assert all(len(e) == 64 and "@" not in e for e in stored.column("email").to_pylist())
+
+
+def test_a_csv_glob_whose_files_differ_in_columns_is_refused(settings: Settings, churn: Path) -> None:
+    data = churn / "data"
+    first = (data / "customers.csv").read_text().splitlines()
+    (data / "customers_more.csv").write_text("\n".join([first[0] + ",extra"] + [line + ",1" for line in first[1:3]]) + "\n")
+    update(settings, lambda d: d["sources"][0].update(path="data/customers*.csv"))
+    with pytest.raises(InvalidInput, match=r"sources.customers: .*customers_more.csv has the columns .*extra; "
+                                           r".*customers.csv has customer_id"):
+        ingest(settings, churn)

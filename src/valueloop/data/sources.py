@@ -1,9 +1,11 @@
 """Extraction: every source as one stream of Arrow record batches, fingerprinted as it streams.
 
-Nothing here loads a source whole: files are scanned with ``pyarrow.dataset``, SQL results come
-through a server-side cursor in chunks, Delta tables through their Arrow dataset. The row count
-is counted on the stream; the content digest is the files' bytes (hashed beside the stream, as
-DVC does) or, for SQL and Delta, the batches' Arrow buffers.
+Nothing here loads a source whole: CSV files are parsed a block at a time as they are consumed
+(pyarrow's dataset scanner parsed ahead of a slower consumer without bound, so a pseudonymizing
+ingest's memory grew with the file), Parquet files are scanned with ``pyarrow.dataset``, SQL
+results come through a server-side cursor in chunks, Delta tables through their Arrow dataset.
+The row count is counted on the stream; the content digest is the files' bytes (hashed beside
+the stream, as DVC does) or, for SQL and Delta, the batches' Arrow buffers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from valueloop.outcomes.spec import CsvSource, DeltaSource, ParquetSource, Sourc
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.csv as pacsv
 
 SQL_CHUNK_ROWS = 50_000
 _HASH_BLOCK = 1 << 22
@@ -102,6 +105,28 @@ def _files(source: CsvSource | ParquetSource, project_dir: Path) -> list[Path]:
     return files
 
 
+def _open_csv(path: Path, column_types: pa.Schema | None = None) -> pacsv.CSVStreamingReader:
+    """A block at a time, parsed in the consuming thread: memory stays a block, and a value that
+    cannot be converted is named with its row number."""
+    import pyarrow.csv as pacsv
+
+    return pacsv.open_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+                          convert_options=pacsv.ConvertOptions(column_types=column_types or {}))
+
+
+def _csv_batches(source: CsvSource, files: list[Path],
+                 first: pacsv.CSVStreamingReader) -> Iterator[pa.RecordBatch]:
+    """The files' batches in order; the first file's column types hold for the others, as one
+    table needs."""
+    yield from first
+    for path in files[1:]:
+        reader = _open_csv(path, first.schema)
+        if reader.schema.names != first.schema.names:
+            raise InvalidInput(f"sources.{source.name}: {path} has the columns {', '.join(reader.schema.names)}; "
+                               f"{files[0]} has {', '.join(first.schema.names)}")
+        yield from reader
+
+
 def _file_stream(source: CsvSource | ParquetSource, project_dir: Path, on_rows: OnRows | None,
                  hasher: ThreadPoolExecutor) -> Stream:
     import pyarrow as pa
@@ -109,13 +134,18 @@ def _file_stream(source: CsvSource | ParquetSource, project_dir: Path, on_rows: 
 
     files = _files(source, project_dir)
     try:
-        dataset = ds.dataset([str(f) for f in files], format=source.kind)
+        if isinstance(source, CsvSource):
+            first = _open_csv(files[0])
+            schema, batches = first.schema, _csv_batches(source, files, first)
+        else:
+            dataset = ds.dataset([str(f) for f in files], format=source.kind)
+            schema, batches = dataset.schema, dataset.scanner().to_batches()
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInput(f"sources.{source.name}: {files[0]} is not valid {source.kind}: {exc}") from None
     digest = hasher.submit(_hash_files, files, project_dir)
     detail = {"files": [str(f.relative_to(project_dir)) if f.is_relative_to(project_dir) else str(f)
                         for f in files]}
-    return Stream(source, dataset.schema, dataset.scanner().to_batches(), on_rows, digest, detail)
+    return Stream(source, schema, batches, on_rows, digest, detail)
 
 
 def _delta_stream(source: DeltaSource, project_dir: Path, on_rows: OnRows | None) -> Stream:
