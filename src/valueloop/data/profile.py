@@ -1,13 +1,14 @@
 """The profile of a dataset version: one full scan, and three that read little.
 
 The bounds (row count, min and max) come from the Parquet footers' statistics. The one full
-scan takes every column's null and distinct counts, moments and top values, and it is the scan
-the quality checks' aggregates ride along on (``Profiler.aggregates``). The numeric columns are
-binned in a scan of their own, finely enough to read the quantiles off the bins: DuckDB plans a
+scan takes every column's null and distinct counts and moments, and it is the scan the quality
+checks' aggregates ride along on (``Profiler.aggregates``). The numeric columns are binned in a
+scan of their own, finely enough to read the quantiles off the bins: DuckDB plans a
 ``histogram`` as a grouped subquery whose shared scan buffers the other columns, which made the
-full scan's memory grow with the rows. A last scan counts the top values of the categorical
-columns exactly, reading only those columns. The Operate phase compares new data against the
-stored histograms, so they keep their bin edges: ``counts[i]`` holds values in
+full scan's memory grow with the rows. A last scan counts the values of the categorical columns
+exactly, reading only those columns and skipping identifiers (a top-k sketch over a column of
+unique pseudonyms cost a third of the full scan). The Operate phase compares new data against
+the stored histograms, so they keep their bin edges: ``counts[i]`` holds values in
 ``[edges[i], edges[i+1])``, the last bin also its right edge, as ``numpy.histogram`` does.
 """
 
@@ -29,6 +30,8 @@ QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 FINE_BINS = 100
 #: a text column with more distinct values than this share of its rows has no top values
 IDENTIFIER_SHARE = 0.5
+#: a text column with at most this many distinct values has them all counted at once
+FEW_VALUES = 10_000
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
             "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "DECIMAL")
@@ -49,10 +52,11 @@ def _bounds(column: str, kind: str) -> list[tuple[str, str]]:
 
 
 def _fine_bins(column: str, low: float, high: float) -> str:
-    """Counts per fine bin between ``low`` and ``high``: the histogram and the quantiles come from them."""
+    """Counts per fine bin between ``low`` and ``high``: the histogram and the quantiles come from
+    them. Nulls are filtered out, since ``least`` would put them in the last bin."""
     width = (high - low) / FINE_BINS or 1.0
     index = f"least(CAST(floor((CAST({quote(column)} AS DOUBLE) - {low!r}) / {width!r}) AS INTEGER), {FINE_BINS - 1})"
-    return f"histogram({index})"
+    return f"histogram({index}) FILTER (WHERE {quote(column)} IS NOT NULL)"
 
 
 def _from_fine(low: float, high: float, found: dict[int, int] | None) -> tuple[dict[str, Any], dict[str, float]]:
@@ -85,15 +89,25 @@ def _scan(column: str, kind: str) -> list[tuple[str, str]]:
     if kind == "numeric":
         as_double = f"CAST({ref} AS DOUBLE)"
         items += [("mean", f"avg({as_double})"), ("std", f"stddev_samp({as_double})")]
-    if kind == "categorical":
-        items.append(("top", f"approx_top_k({ref}, {TOP_VALUES})"))
     return items
 
 
-def _top_counts(column: str, top: list[Any]) -> str:
-    text = f"CAST({quote(column)} AS VARCHAR)"
-    values = ", ".join("'" + str(v).replace("'", "''") + "'" for v in top)
-    return f"histogram({text}) FILTER (WHERE {text} IN ({values}))"
+def _top_values(con: duckdb.DuckDBPyConnection, table: str,
+                columns: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Exact counts of the most frequent values of each categorical column but identifiers
+    (nearly every value unique). Columns with few values count them all in one scan that reads
+    only them; the rare other column ranks its values in a GROUP BY of its own."""
+    wanted = [c for c, s in columns.items()
+              if s["kind"] == "categorical" and 0 < s["distinct"] <= s["count"] * IDENTIFIER_SHARE]
+    few = [c for c in wanted if columns[c]["distinct"] <= FEW_VALUES]
+    text = {c: f"CAST({quote(c)} AS VARCHAR)" for c in wanted}
+    counts = dict(zip(few, _values(con, table, [(c, f"histogram({text[c]})") for c in few]), strict=True))
+    for column in wanted:
+        if column not in counts:
+            counts[column] = dict(con.execute(
+                f"SELECT {text[column]} AS value, count(*) AS n FROM {table} WHERE {quote(column)} IS NOT NULL "
+                f"GROUP BY value ORDER BY n DESC, value LIMIT {TOP_VALUES}").fetchall())
+    return counts
 
 
 def _values(con: duckdb.DuckDBPyConnection, table: str, items: list[tuple[str, str]]) -> list[Any]:
@@ -135,16 +149,11 @@ class Profiler:
             if f"{column}\0bins" in found:
                 stats["histogram"], stats["quantiles"] = _from_fine(float(got["min"]), float(got["max"]),
                                                                     found[f"{column}\0bins"])
-            if got.get("top") and stats["distinct"] <= count * IDENTIFIER_SHARE:
-                stats["top"] = got["top"]  # else nearly every value is unique: an identifier, no top values
             columns[column] = stats
 
-        top_items = [(c, _top_counts(c, s["top"])) for c, s in columns.items() if "top" in s]
-        for (column, _), counts in zip(top_items, _values(self._con, self._table, top_items), strict=True):
+        for column, counts in _top_values(self._con, self._table, columns).items():
             stats = columns[column]
-            ranked = sorted((counts or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
             stats["top_values"] = [{"value": v, "count": int(n)} for v, n in ranked]
             stats["other_count"] = stats["count"] - sum(n for _, n in ranked)
-            del stats["top"]
         return plain({"rows": total, "columns": columns})
-

@@ -1,0 +1,42 @@
+"""The profile's statistics against DuckDB's exact aggregates, on a table made here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import pytest
+
+from valueloop.data.plain import scan
+from valueloop.data.profile import FEW_VALUES, TOP_VALUES, Profiler
+
+
+def _profile(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    profiler = Profiler(con, "t")
+    return profiler.finish(scan(con, "t", profiler.aggregates)[0])
+
+
+def test_top_values_exact_for_few_and_many_values_none_for_identifiers_nulls_in_no_bin() -> None:
+    rows = 4 * FEW_VALUES
+    con = duckdb.connect()
+    con.execute(f"""CREATE TABLE t AS SELECT
+        'id' || i AS ident,
+        ['a', 'b', 'b', 'c'][i % 4 + 1] AS few,
+        CASE WHEN i % 10 = 0 THEN 'common' ELSE 'v' || (i % ({rows} // 3)) END AS many,
+        CASE WHEN i % 5 = 0 THEN NULL ELSE i % 3 END AS number
+        FROM range({rows}) r(i)""")
+    columns = _profile(con)["columns"]
+
+    assert "top_values" not in columns["ident"]
+    assert columns["few"]["top_values"] == [{"value": "b", "count": rows // 2}, {"value": "a", "count": rows // 4},
+                                            {"value": "c", "count": rows // 4}]
+    assert columns["few"]["other_count"] == 0
+    many = columns["many"]
+    assert many["distinct"] > FEW_VALUES  # ranked in a query of its own
+    assert len(many["top_values"]) == TOP_VALUES and many["top_values"][0] == {"value": "common", "count": rows // 10}
+    assert many["other_count"] == rows - sum(t["count"] for t in many["top_values"])
+
+    number = columns["number"]
+    mean, std = con.execute("SELECT avg(number), stddev_samp(number) FROM t").fetchone()
+    assert number["nulls"] == rows // 5 and number["mean"] == pytest.approx(mean) and number["std"] == pytest.approx(std)
+    assert sum(number["histogram"]["counts"]) == rows - rows // 5
