@@ -39,8 +39,10 @@ class Staged:
 
 
 #: DuckDB's buffer pool: beyond it, aggregates spill to the work directory, so the memory an
-#: ingest takes does not grow with the data (unbounded, DuckDB keeps what it read cached)
-MEMORY_LIMIT = "2GB"
+#: ingest takes does not grow with the data (unbounded, DuckDB keeps what it read cached; at
+#: 2 GB a unique check's hash table still grew with the rows: peak RSS 570 MiB at 10 M rows and
+#: 599 at 20 M with this limit, as fast)
+MEMORY_LIMIT = "512MB"
 
 
 @contextmanager
