@@ -1,4 +1,5 @@
-"""Ingest a large CSV three ways, side by side, each in its own process; print times, memory, ratios.
+"""Ingest a large CSV three ways, side by side, each in its own process; print times, memory,
+ratios, and how valueloop's time divides among its steps.
 
 (a) the floor: ``pyarrow.csv`` read plus one Parquet write; (b) the usual glue: pandas
 ``read_csv``, the same checks in pandas, ``to_parquet``; (c) valueloop's ingest through its
@@ -141,14 +142,22 @@ def valueloop_setup(csv: Path, work: Path) -> None:
         privacy.approve(s, "pia", "churn", [region])
 
 
+#: valueloop's steps as its progress callback names them, with the wall seconds each began at
+STEPS: list[tuple[str, float]] = []
+
+
 def valueloop_ingest(csv: Path, work: Path) -> None:
     from valueloop.config import load_settings
     from valueloop.data import ingest
     from valueloop.store import session
 
+    def progress(step: str, rows: int) -> None:
+        if not STEPS or STEPS[-1][0] != step:
+            STEPS.append((step, time.perf_counter()))
+
     settings = load_settings({"VALUELOOP_HOME": str(work / "home")})
     with session(settings) as s:
-        ingest(s, settings, "dave", "churn", project_dir=work)
+        ingest(s, settings, "dave", "churn", project_dir=work, progress=progress)
 
 
 METHODS = {"floor": floor, "pandas": pandas_glue, "valueloop": valueloop_ingest}
@@ -161,10 +170,12 @@ def child(method: str, csv: Path, work: Path) -> None:
     cpu_before = before.ru_utime + before.ru_stime
     started = time.perf_counter()
     METHODS[method](csv, work)
-    seconds = time.perf_counter() - started
+    ended = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime - cpu_before,
-                      "peak_mb": usage.ru_maxrss / 1024}))  # ru_maxrss is in KiB on Linux
+    ends = [at for _, at in STEPS[1:]] + [ended]  # the last step ends with the method
+    print(json.dumps({"seconds": ended - started, "cpu": usage.ru_utime + usage.ru_stime - cpu_before,
+                      "peak_mb": usage.ru_maxrss / 1024,  # ru_maxrss is in KiB on Linux
+                      "steps": {step: end - at for (step, at), end in zip(STEPS, ends, strict=False)}}))
 
 
 def measure(method: str, csv: Path, base: Path) -> dict[str, float]:
@@ -204,6 +215,8 @@ def main() -> None:
               "valueloop": "(c) valueloop: treat, check, version, profile"}
     for method, result in results.items():
         print(f"{labels[method]:<46}{result['seconds']:>9.2f}{result['cpu']:>8.2f}{result['peak_mb']:>14,.0f}")
+    steps = results["valueloop"]["steps"]
+    print("valueloop's steps: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in steps.items()))
     fl, pd_, vl = (results[m]["seconds"] for m in ("floor", "pandas", "valueloop"))
     cpu = {m: results[m]["cpu"] for m in results}
     print(f"valueloop / floor  = {vl / fl:.2f}x wall, {cpu['valueloop'] / cpu['floor']:.2f}x CPU   (goal <= 1.5x)")
