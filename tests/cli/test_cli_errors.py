@@ -46,6 +46,11 @@ CASES = [
     (["users", "add", "Eve Smith"], "admin", 2, [
         'name: must match the pattern ^[a-z][a-z0-9._-]{0,63}$, got "Eve Smith"']),
     (["users", "add", "mallory", "--admin"], "dana", 6, ["dana may not administer: requires role admin"]),
+    (["batch", "churn", "--input", "FILE", "--output", "out.parquet", "--part-rows", "0"], "devon", 2, [
+        "error: invalid option(s):", "  - --part-rows: Input should be greater than or equal to 1, got 0"]),
+    (["stream", "churn", "--threads", "0", "--batch-size", "-5"], "oscar", 2, [
+        "  - --batch-size: Input should be greater than or equal to 1, got -5",
+        "  - --threads: Input should be greater than or equal to 1, got 0"]),
 ]
 
 

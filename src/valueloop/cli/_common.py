@@ -6,22 +6,39 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
-from typing import Any
-
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from valueloop.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from rich.console import Console
+
+    _Options = TypeVar("_Options", bound=BaseModel)
+
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 def actor(ctx: typer.Context) -> str | None:
     return (ctx.find_root().obj or {}).get("actor")
+
+
+def parse_options(kind: type[_Options], /, **values: Any) -> _Options:
+    """A command's options as the service's pydantic model; a broken rule is named by its flag
+    (``--batch-size: Input should be greater than or equal to 1, got 0``)."""
+    from pydantic import ValidationError
+
+    from valueloop.validation import describe_errors
+
+    try:
+        return kind(**values)
+    except ValidationError as exc:
+        flagged = (line.partition(": ") for line in describe_errors(exc))
+        problems = [f"--{field.replace('_', '-')}{sep}{rule}" for field, sep, rule in flagged]
+        raise InvalidInput("invalid option(s):", problems=problems) from None
 
 
 def group(help: str) -> typer.Typer:

@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from valueloop.cli._common import JsonOption, actor, console, show
+from valueloop.cli._common import JsonOption, actor, console, parse_options, show
 
 
 def batch(
@@ -43,8 +43,8 @@ def batch(
     from valueloop.config import load_settings
     from valueloop.deploy.batch import BatchOptions, run_batch
 
-    options = BatchOptions(model=model, batch_size=batch_size, part_rows=part_rows, overwrite=overwrite,
-                           resume=resume, dask=dask, id_column=id_column)
+    options = parse_options(BatchOptions, model=model, batch_size=batch_size, part_rows=part_rows,
+                            overwrite=overwrite, resume=resume, dask=dask, id_column=id_column)
     started = time.perf_counter()
     with Progress(TextColumn(f"scoring {usecase}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("rows"), TimeRemainingColumn(), console=console(), transient=True,

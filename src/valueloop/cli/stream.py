@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from valueloop.cli._common import JsonOption, actor, console, show
+from valueloop.cli._common import JsonOption, actor, console, parse_options, show
 
 
 def stream(
@@ -38,7 +38,7 @@ def stream(
     from valueloop.config import load_settings
     from valueloop.deploy.stream import StreamOptions, consume
 
-    options = StreamOptions(model=model, redis_url=redis_url, group=group, consumer=consumer,
+    options = parse_options(StreamOptions, model=model, redis_url=redis_url, group=group, consumer=consumer,
                             batch_size=batch_size, block_ms=block_ms, claim_idle_ms=claim_idle_ms,
                             max_deliveries=max_deliveries, metrics_port=metrics_port,
                             connect_timeout=connect_timeout, idle_exit=idle_exit, threads=threads)
