@@ -50,3 +50,16 @@ def test_close_finishes_what_is_queued() -> None:
         return all(f.done() and len(f.result().labels) == 2 for f in pending)
 
     assert asyncio.run(scenario())
+
+
+def test_a_request_that_reaches_a_closed_batcher_is_still_answered() -> None:
+    """A request that picked a version before a swap may submit after its batcher closed."""
+
+    async def scenario() -> list[int]:
+        batcher = MicroBatcher(_model(), max_batch_size=64)
+        batcher.start()
+        await batcher.close()
+        return (await asyncio.wait_for(batcher.submit({"x": [39.0]}, 1), timeout=5)).labels
+
+    assert asyncio.run(scenario()) == [1]
+

@@ -225,6 +225,7 @@ class Server:
             deployment = self.deployment(usecase)
             await self.access.check(headers.get("authorization", ""), usecase)
             body = await read_body(receive, headers.get("content-length"), self.options.max_body_bytes)
+            deployment = self.deployment(usecase)  # a swap may have happened while the body arrived
             if wanted is not None:
                 batcher = deployment.by_version(wanted)
                 if batcher is None:

@@ -44,10 +44,12 @@ class MicroBatcher:
         up (a timeout) cancels the future and its rows are skipped if not yet predicted.
 
         ``alone``: no other request is in flight, so nothing could join a batch; the rows are
-        predicted at once, saving the hops to the batching task and back.
+        predicted at once, saving the hops to the batching task and back. So are the rows of a
+        request that reaches a batcher already closed by a swap: no task is left to take them.
         """
         future: asyncio.Future[Prediction] = asyncio.get_running_loop().create_future()
-        if alone and not self._pending and not self._busy:
+        closed = self._task is not None and self._task.done()
+        if closed or (alone and not self._pending and not self._busy):
             self._batch_size.observe(rows)
             try:
                 future.set_result(self.model.predict(columns))
