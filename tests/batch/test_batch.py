@@ -128,20 +128,28 @@ def test_dask_workers_and_in_process_give_identical_outputs(settings: Settings, 
     assert pq.read_table(dask)["customer_id"].to_pylist() == pq.read_table(local)["customer_id"].to_pylist()
 
 
-def test_sql_input_and_csv_and_delta_outputs_agree(settings: Settings, champion: str,
-                                                   churn_parquet: Path, tmp_path: Path) -> None:
+def test_sql_and_csv_inputs_and_csv_and_delta_outputs_agree(settings: Settings, champion: str,
+                                                             churn_parquet: Path, tmp_path: Path) -> None:
+    """Parquet, SQL and CSV inputs (streamed page by page, materialized, scanned) score alike."""
     import sqlite3
+
+    import pyarrow.csv as pacsv
 
     frame = pq.read_table(churn_parquet).to_pandas()
     with sqlite3.connect(tmp_path / "crm.db") as conn:
         frame.to_sql("customers", conn, index=False)
+    pacsv.write_csv(pq.read_table(churn_parquet), tmp_path / "customers.csv")
     reference = tmp_path / "ref.parquet"
     run_batch(settings, "devon", champion, str(churn_parquet), str(reference))
     sql = f"sql:sqlite:///{tmp_path / 'crm.db'}::SELECT * FROM customers"
     run_batch(settings, "devon", champion, sql, str(tmp_path / "out.csv"))
     run_batch(settings, "devon", champion, str(churn_parquet), f"delta:{tmp_path / 'out.delta'}")
+    run_batch(settings, "devon", champion, str(tmp_path / "customers.csv"), str(tmp_path / "from-csv.parquet"))
     expected = _rows(reference)
     assert _rows(tmp_path / "out.delta").equals(expected)
+    scanned = _rows(tmp_path / "from-csv.parquet")
+    assert scanned["customer_id"].to_pylist() == expected["customer_id"].to_pylist()
+    np.testing.assert_allclose(scanned["probability"].to_numpy(), expected["probability"].to_numpy())
     from_csv = _rows(tmp_path / "out.csv")
     assert from_csv["customer_id"].to_pylist() == expected["customer_id"].to_pylist()
     np.testing.assert_allclose(from_csv["probability"].to_numpy(), expected["probability"].to_numpy())

@@ -206,7 +206,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
             raise Conflict(f"--output {output_text!r} exists; pass --overwrite to replace it")
         job = _unfinished(s, name, str(output.path)) if options.resume else None
         scorer = load_scorer(s, settings, acting.name, name, job.model_version if job else options.model)
-        source = open_input(s, settings, name, input_text)
+        source = open_input(s, settings, name, input_text, scorer.column_types)
         if source.num_rows == 0:
             raise InvalidInput(f"--input {input_text!r} holds no rows")
         scorer.check(source.dataset.schema, f"--input {input_text!r}")

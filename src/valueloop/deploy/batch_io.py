@@ -129,8 +129,12 @@ def _sql_schema(conn, query: str) -> pa.Schema:  # type: ignore[no-untyped-def]
     return pa.Table.from_pylist(head).schema
 
 
-def open_input(session: Session, settings: Settings, usecase: str, text: str) -> BatchInput:
-    """The input named by ``text`` as a lazily read Arrow dataset with its fingerprint."""
+def open_input(session: Session, settings: Settings, usecase: str, text: str,
+               csv_types: dict[str, str] | None = None) -> BatchInput:
+    """The input named by ``text`` as a lazily read Arrow dataset with its fingerprint; a CSV's
+    columns named in ``csv_types`` are read as those Arrow types instead of guessed."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
     import pyarrow.dataset as pads
 
     if text.startswith("sql:"):
@@ -143,8 +147,11 @@ def open_input(session: Session, settings: Settings, usecase: str, text: str) ->
     if text.startswith("delta:") or os.path.isdir(os.path.join(path, "_delta_log")):
         return _delta(path, None, text)
     fmt = "csv" if path.endswith(".csv") else "parquet"
+    types = {name: pa.type_for_alias(alias) for name, alias in (csv_types or {}).items()}
+    file_format = pads.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types)) \
+        if fmt == "csv" else fmt
     try:
-        dataset = pads.dataset(path, format=fmt)
+        dataset = pads.dataset(path, format=file_format)
         num_rows = dataset.count_rows()
     except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
         raise InvalidInput(f"--input {text!r}: not readable as {fmt}: {exc}") from None
@@ -168,8 +175,9 @@ def read_batches(dataset: pads.Dataset, columns: list[str], batch_size: int) -> 
     import pyarrow.parquet as pq
 
     fragments = list(dataset.get_fragments()) if isinstance(dataset, pads.FileSystemDataset) else []
-    if not (isinstance(dataset.format, pads.ParquetFileFormat) if fragments else False) or \
-            any(str(f.partition_expression) != "true" for f in fragments):
+    streamable = bool(fragments) and isinstance(dataset.format, pads.ParquetFileFormat) and \
+        all(str(f.partition_expression) == "true" for f in fragments)
+    if not streamable:
         yield from dataset.to_batches(columns=columns, batch_size=batch_size, batch_readahead=4,
                                       fragment_readahead=1)
         return

@@ -80,6 +80,12 @@ class Scorer:
     def columns(self) -> list[str]:
         return [f.name for f in self.features]
 
+    @property
+    def column_types(self) -> dict[str, str]:
+        """The Arrow type of each feature that has a fixed one: how an input without types (CSV)
+        is read, so that a postcode of digits stays the string the model was trained on."""
+        return {f.name: _ARROW[f.type] for f in self.features if f.type in _ARROW}
+
     def check(self, schema: pa.Schema, origin: str) -> None:
         """Refuse input whose columns do not match the model's signature, naming each column."""
         problems = []
