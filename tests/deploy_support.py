@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,3 +93,17 @@ def wait_for(check: object, seconds: float = 20) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 240) -> None:
+    """Until the server in ``process`` answers /v2/health/ready, or the process has exited."""
+    import httpx
+
+    def ready() -> bool:
+        try:
+            return httpx.get(url + "/v2/health/ready").status_code == 200
+        except httpx.TransportError:
+            return process.poll() is not None
+
+    wait_for(ready, seconds)
+

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from deploy_support import free_port, wait_for
+from deploy_support import free_port, wait_until_ready
 from test_serve import ROW
 
 from valueloop.config import Settings
@@ -35,13 +35,7 @@ def test_bundle_serves_the_champion(workspace: tuple[Settings, list[int]], tmp_p
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(url + "/v2/health/ready").status_code == 200
-            except httpx.TransportError:
-                return proc.poll() is not None
-        wait_for(ready, 240)
+        wait_until_ready(url, proc)
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         answer = httpx.post(url + "/predict/churn", json=ROW, timeout=30)
         assert answer.status_code == 200, answer.text

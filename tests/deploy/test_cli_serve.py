@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from deploy_support import free_port, wait_for
+from deploy_support import free_port, wait_until_ready
 from test_serve import ROW
 
 from valueloop.config import Settings
@@ -25,12 +25,7 @@ def test_serve_command_with_two_workers(workspace: tuple[Settings, list[int]], t
                              "--no-auth"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        def ready() -> bool:
-            try:
-                return httpx.get(url + "/v2/health/ready").status_code == 200
-            except httpx.TransportError:
-                return proc.poll() is not None
-        wait_for(ready, 240)
+        wait_until_ready(url, proc)
         assert proc.poll() is None
         for _ in range(20):
             assert httpx.post(url + "/predict/churn", json=ROW, timeout=30).status_code == 200
