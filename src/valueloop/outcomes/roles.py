@@ -41,6 +41,7 @@ class Action(StrEnum):
     promote = "promote"
     deploy = "deploy"
     operate = "operate"
+    label = "label"
     review = "review"
     decide_cycle = "decide_cycle"
     manage_members = "manage_members"
@@ -61,6 +62,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.promote: frozenset({Role.data_scientist, Role.operations}),
     Action.deploy: frozenset({Role.developer, Role.operations}),
     Action.operate: frozenset({Role.operations}),
+    # labels drive monitoring and retraining: only those who know the ground truth send them
+    Action.label: frozenset({Role.analyst, Role.expert, Role.developer, Role.operations}),
     Action.review: frozenset({Role.owner, Role.analyst}),
     Action.decide_cycle: frozenset({Role.owner, Role.sponsor}),
     Action.manage_members: frozenset({Role.owner, Role.admin}),
