@@ -18,6 +18,7 @@ from valueloop.errors import InvalidInput
 FIELDS: dict[str, str] = {
     "home": "directory holding valueloop's local state",
     "database_url": "SQLAlchemy URL of the metadata database",
+    "migration_database_url": "SQLAlchemy URL that migrations run as, the schema owner (empty: database_url)",
     "mlflow_uri": "MLflow tracking and registry URI",
     "artifact_root": "directory (or URI) for model and dataset artifacts",
     "redis_url": "Redis URL for streaming",
@@ -38,6 +39,7 @@ class Settings:
 
     home: Path
     database_url: str
+    migration_database_url: str
     mlflow_uri: str
     artifact_root: str
     redis_url: str
@@ -61,6 +63,8 @@ class Settings:
 def _defaults(home: Path) -> dict[str, str]:
     return {
         "database_url": f"sqlite:///{home / 'valueloop.db'}",
+        # On PostgreSQL the server runs as a role that may not alter the audit table.
+        "migration_database_url": "",
         "mlflow_uri": f"sqlite:///{home / 'mlflow.db'}",
         "artifact_root": str(home / "artifacts"),
         "redis_url": "redis://127.0.0.1:6379/0",
