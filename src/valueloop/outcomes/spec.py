@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Hashable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -621,21 +622,41 @@ def parse_spec(data: Any, origin: str = "use case") -> UseCaseSpec:
         raise InvalidInput(f"{origin} is invalid ({len(problems)} problem(s)):", problems=problems) from None
 
 
+#: a use case file is a few kilobytes; these bound what a crafted one can cost to parse
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32
+
+
 def load_spec(path: str | Path) -> UseCaseSpec:
     """Read and validate a use case file, listing every problem with its path."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open("rb") as file:
+            content = file.read(MAX_FILE_BYTES + 1)  # never more than the limit, whatever the file
     except FileNotFoundError:
         raise InvalidInput(f"use case file {path}: no such file") from None
     except OSError as exc:
         raise InvalidInput(f"use case file {path}: cannot be read ({exc.strerror})") from None
-    return parse_spec(parse_yaml(text, str(path)), str(path))
+    return parse_spec(parse_yaml(content, str(path)), str(path))
 
 
-def parse_yaml(text: str, origin: str) -> Any:
+def parse_yaml(content: bytes, origin: str) -> Any:
+    """The data of one YAML document of UTF-8 bytes, from a file or an upload named ``origin``.
+
+    Refused as InvalidInput naming ``origin`` and the place: more than MAX_FILE_BYTES, bytes that
+    are not UTF-8, anchors and aliases (an alias bomb of 4 KB expands to gigabytes), nesting deeper
+    than MAX_DEPTH, a duplicate key, and a value YAML cannot construct (a 30th of February).
+    """
+    if len(content) > MAX_FILE_BYTES:
+        raise InvalidInput(f"{origin}: larger than the limit of {MAX_FILE_BYTES} bytes")
     try:
-        return yaml.safe_load(text)
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"{origin}: not UTF-8 at byte {exc.start} ({content[exc.start]:#04x}); save the file as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader, made stricter
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -643,3 +664,41 @@ def parse_yaml(text: str, origin: str) -> Any:
         raise InvalidInput(f"{origin}: not valid YAML{where}: {problem}") from None
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases, with bounded nesting and unique keys."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            raise yaml.composer.ComposerError(
+                None, None, f"anchors and aliases are not allowed ({sign}{event.anchor})", event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # e.g. 2020-02-30, or an integer of 5,000 digits
+            raise yaml.constructor.ConstructorError(None, None, str(exc), node.start_mark) from None
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else []:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # refused below, by PyYAML's own check
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
