@@ -42,10 +42,12 @@ def with_phone() -> UseCaseSpec:
 
 
 def add_people(settings: Settings) -> None:
-    """The demo's people; ``admin`` comes first and so becomes the administrator."""
+    """The demo's people; ``admin`` comes first and so becomes the administrator, who appoints
+    pia privacy officer."""
     with session(settings) as s:
         for name in PEOPLE:
-            users.add_user(s, "admin", users.NewUser(name=name, email=f"{name}@example.com"))
+            users.add_user(s, "admin", users.NewUser(name=name, email=f"{name}@example.com",
+                                                     is_privacy_officer=name == "pia"))
 
 
 def formulated(settings: Settings, *, submitted: bool = False) -> str:

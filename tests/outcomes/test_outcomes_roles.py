@@ -31,7 +31,7 @@ def test_every_action_is_allowed_exactly_to_its_roles(db_settings):
               Role.privacy_officer: "pia", Role.operations: "oscar", Role.admin: "admin"}
     with session(db_settings) as s:
         usecases.create_usecase(s, "olivia", churn_spec(
-            name="fraud", sponsor=None, members={"analyst": ["ana"], "privacy_officer": ["pia"]}))
+            name="fraud", sponsor=None, members={"analyst": ["ana"]}))
     allowed: dict[Action, set[Role]] = {}
     with session(db_settings) as s:
         churn, fraud = usecases.get_usecase(s, "churn"), usecases.get_usecase(s, "fraud")
@@ -70,7 +70,7 @@ def test_only_the_owner_or_an_analyst_named_in_the_file_formulates(db_settings):
     with pytest.raises(InvalidInput, match="names unknown user\\(s\\): ghost, zoe; add them first"):
         with session(db_settings) as s:
             usecases.create_usecase(s, "olivia", churn_spec(members={"analyst": ["zoe"],
-                                                                      "privacy_officer": ["ghost"]}))
+                                                                      "expert": ["ghost"]}))
     assert db_state(db_settings) == before
 
     with session(db_settings) as s:

@@ -17,7 +17,7 @@ def test_the_bundled_example_is_a_complete_use_case():
     assert [k.name for k in spec.kpis] == ["churn_rate", "retention_calls", "recall", "auc"]
     assert {k.kind for k in spec.kpis} == {"business", "model"}
     assert [c.column for c in spec.privacy.columns] == ["name", "email", "birth_date", "postcode"]
-    assert spec.members.privacy_officer == ["pia"]
+    assert spec.members.data_engineer == ["dave"]
 
 
 def test_every_problem_is_listed_with_its_path(tmp_path):
@@ -27,7 +27,7 @@ def test_every_problem_is_listed_with_its_path(tmp_path):
     data["name"] = "Churn!"
     data["colour"] = "blue"
     del data["business_goal"]
-    data["members"]["privacy_officer"] = []
+    data["members"]["privacy_officer"] = ["ana"]
     data["privacy"]["columns"][3]["justification"] = ""
     data["privacy"]["columns"][0]["legal_basis"] = "because"
     data["sources"][0]["kind"] = "excel"
@@ -44,6 +44,8 @@ def test_every_problem_is_listed_with_its_path(tmp_path):
         'name: must match the pattern ^[a-z][a-z0-9_-]{1,63}$, got "Churn!"',
         "colour: unknown field",
         "business_goal: required field is missing",
+        "members: privacy_officer: privacy officers are appointed by the admin (`valueloop users appoint "
+        "NAME`), never by the use case's own file; remove this line",
         "privacy.columns[3]: keeping personal column 'postcode' needs a justification",
         "privacy.columns[0].legal_basis: Input should be 'consent', 'contract', 'legal_obligation', "
         "'vital_interest', 'public_task' or 'legitimate_interest', got \"because\"",
@@ -56,7 +58,6 @@ def test_every_problem_is_listed_with_its_path(tmp_path):
         assert problem in problems
     # the cross-field checks run once the fields themselves are valid
     data = churn_data()
-    data["members"]["privacy_officer"] = []
     data["kpis"][1]["name"] = "churn_rate"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(InvalidInput) as invalid:

@@ -64,7 +64,7 @@ def server(tmp_path: Path) -> Iterator[Callable[[Settings], Api]]:
         else:
             pytest.fail(f"uvicorn did not answer on {url}:\n{log.read_text()}")
         with session(settings) as s:
-            return Api(url, {u.name: create_token(s, u.name, "tests").token for u in list_users(s)})
+            return Api(url, {u.name: create_token(s, u.name, "tests").token for u in list_users(s, "admin")})
 
     yield start
     for process in running:

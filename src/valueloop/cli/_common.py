@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from valueloop.errors import InvalidInput
+from valueloop.errors import AuthenticationFailed, InvalidInput
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -23,7 +23,14 @@ JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table."
 
 
 def actor(ctx: typer.Context) -> str | None:
-    return (ctx.find_root().obj or {}).get("actor")
+    """The acting user of ``--as`` or ``VALUELOOP_USER``; never an automated principal."""
+    from valueloop.outcomes.users import SYSTEM_PREFIX
+
+    name = (ctx.find_root().obj or {}).get("actor")
+    if name and name.startswith(SYSTEM_PREFIX):
+        raise AuthenticationFailed(f"{name} is an automated principal: it acts only under its own "
+                                   "standing authorization, never from the command line")
+    return name
 
 
 def parse_options(kind: type[_Options], /, **values: Any) -> _Options:

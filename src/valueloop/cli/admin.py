@@ -26,6 +26,7 @@ def add(
     name: str,
     email: str = typer.Option(None, "--email"),
     admin: bool = typer.Option(False, "--admin", help="May administer users and tokens."),
+    privacy_officer: bool = typer.Option(False, "--privacy-officer", help="Appointed to decide DPIAs."),
     as_json: bool = JsonOption,
 ) -> None:
     """Add a user (an admin may; the very first user becomes the admin)."""
@@ -37,31 +38,51 @@ def add(
     from valueloop.validation import describe_errors
 
     try:
-        new = NewUser(name=name, email=email, is_admin=admin)
+        new = NewUser(name=name, email=email, is_admin=admin, is_privacy_officer=privacy_officer)
     except ValidationError as exc:
         raise InvalidInput("user is invalid:", problems=describe_errors(exc)) from None
     with session() as s:
         u = add_user(s, actor(ctx), new)
-    show(u, as_json, lambda: console().print(f"added user {u.name}" + (" (admin)" if u.is_admin else "")))
+    show(u, as_json, lambda: console().print(f"added user {u.name}" + (" (admin)" if u.is_admin else "")
+                                             + (" (privacy officer)" if u.is_privacy_officer else "")))
+
+
+@users_app.command("appoint")
+def appoint(
+    ctx: typer.Context,
+    name: str,
+    relieve: bool = typer.Option(False, "--relieve", help="End the appointment instead."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Appoint NAME a privacy officer (the admin may): they decide the DPIA of every use case
+    on which they hold no other role."""
+    from valueloop.outcomes.users import appoint as appoint_
+    from valueloop.store import session
+
+    with session() as s:
+        u = appoint_(s, actor(ctx), name, privacy_officer=not relieve)
+    show(u, as_json, lambda: console().print(
+        f"{u.name} is {'now' if u.is_privacy_officer else 'no longer'} a privacy officer"))
 
 
 @users_app.command("list")
-def list_users(as_json: bool = JsonOption) -> None:
-    """Every user."""
+def list_users(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Every user (e-mail addresses are shown to the admin only)."""
     from valueloop.outcomes.users import list_users as list_
     from valueloop.store import session
 
     with session() as s:
-        rows = list_(s)
-    show(rows, as_json, lambda: table("users", ["name", "email", "admin", "since"],
-                                      [(u.name, u.email, "yes" if u.is_admin else "", f"{u.created_at:%Y-%m-%d}") for u in rows]))
+        rows = list_(s, actor(ctx))
+    show(rows, as_json, lambda: table(
+        "users", ["name", "email", "role", "since"],
+        [(u.name, u.email, "admin" if u.is_admin else "privacy officer" if u.is_privacy_officer else "",
+          f"{u.created_at:%Y-%m-%d}") for u in rows]))
 
 
 @tokens_app.command("create")
 def create_token(
     ctx: typer.Context,
     name: str = typer.Option("default", "--name", help="A label to recognise the token by."),
-    user: str = typer.Option(None, "--user", help="Issue it for another user (admin only)."),
     expires_in: str = typer.Option(None, "--expires-in", help="e.g. 90m, 12h, 30d; default never."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -71,7 +92,7 @@ def create_token(
 
     ttl = parse_duration(expires_in, "--expires-in") if expires_in else None
     with session() as s:
-        t = create_(s, actor(ctx), name, for_user=user, expires_in=ttl)
+        t = create_(s, actor(ctx), name, expires_in=ttl)
     show(t, as_json, lambda: console().print(
         f"token {t.id} for {t.user} ({t.name}), expires {t.expires_at or 'never'}:\n{t.token}\n"
         "[yellow]This is the only time the token is shown.[/yellow]"))

@@ -72,26 +72,26 @@ def update(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
 
 
 @usecase_app.command("list")
-def list_(as_json: bool = JsonOption) -> None:
-    """Every use case with its state, cycle and DPIA status."""
+def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """The use cases you may see, with their state, cycle and DPIA status."""
     from valueloop.outcomes.usecases import list_usecases
     from valueloop.store import session
 
     with session() as s:
-        rows = list_usecases(s)
+        rows = list_usecases(s, actor(ctx))
     show(rows, as_json, lambda: table(
         "use cases", ["name", "title", "state", "cycle", "owner", "DPIA"],
         [(u.name, u.title, u.state, u.cycle or "-", u.owner, u.privacy) for u in rows]))
 
 
 @usecase_app.command("show")
-def show_(name: str, as_json: bool = JsonOption) -> None:
+def show_(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
     """One use case: targets, members, cycles with their outcomes and decisions."""
-    from valueloop.outcomes.usecases import detail, get_usecase
+    from valueloop.outcomes.usecases import show_usecase
     from valueloop.store import session
 
     with session() as s:
-        d = detail(get_usecase(s, name))
+        d = show_usecase(s, actor(ctx), name)
     show(d, as_json, lambda: _render_detail(d))
 
 
@@ -140,13 +140,13 @@ def outcomes(
 
 
 @usecase_app.command("members")
-def members(name: str, as_json: bool = JsonOption) -> None:
+def members(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
     """Who holds which role on a use case."""
-    from valueloop.outcomes.usecases import get_usecase, view
+    from valueloop.outcomes.usecases import list_members
     from valueloop.store import session
 
     with session() as s:
-        rows = view(get_usecase(s, name)).members
+        rows = list_members(s, actor(ctx), name)
     show(rows, as_json, lambda: table(f"members of {name}", ["user", "role"], [(m.user, m.role) for m in rows]))
 
 

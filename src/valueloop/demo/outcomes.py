@@ -38,7 +38,10 @@ def run(ctx: DemoContext) -> None:
     with session(settings) as s:
         for name, who in PEOPLE.items():
             users.add_user(s, "admin", users.NewUser(name=name, email=f"{name}@example.com"))
+        users.appoint(s, "admin", "pia", privacy_officer=True)
     out.print(f"users: {', '.join(f'{n} ({w})' for n, w in PEOPLE.items())}")
+    out.print("admin appointed pia privacy officer: she decides the DPIA of every use case on which "
+              "she holds no other role; the use case's own file cannot name its officer")
 
     spec = load_spec(spec_path)
     with session(settings) as s:

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
-from valueloop.errors import Conflict, GateClosed, InvalidInput, NotFound
+from valueloop.errors import Conflict, GateClosed, InvalidInput, NotFound, PermissionDenied
 from valueloop.learn import tracking
 from valueloop.learn.model_tests import TestResult
 from valueloop.learn.tables import ModelVersion, TrainingRun
@@ -169,6 +169,10 @@ def accept(session: Session, actor: str | None, usecase: str, version: int, *, a
     if not comment.strip():
         raise InvalidInput("comment: the owner's decision needs a comment saying why")
     row = _row(session, found.name, version)
+    trainer = session.scalar(select(TrainingRun.actor).where(TrainingRun.run_id == row.run_id))
+    if trainer == acting.name and not acting.is_system:  # a policy accepts under the owner's standing rule
+        raise PermissionDenied(f"{acting.name} may not accept model {found.name} v{row.version}: "
+                               f"{acting.name} trained it, and nobody judges their own work")
     before = {"acceptance": row.acceptance, "by": row.accepted_by}
     row.acceptance = "accepted" if accepted else "rejected"
     row.accepted_by, row.acceptance_comment, row.accepted_at = acting.name, comment, utcnow()

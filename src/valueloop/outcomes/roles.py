@@ -2,8 +2,9 @@
 
 Every state-changing service asks :func:`require` before it acts; nothing else decides who may
 do what. Roles are held per use case (a :class:`~valueloop.store.models.Member`); ``admin`` is a
-global flag on the user and administers users and tokens, but decides nothing in the loop:
-segregation of duties keeps the DPIA decision with the privacy officer.
+global flag on the user and administers users and tokens, but decides nothing in the loop;
+``privacy_officer`` is a global appointment by the admin (see :func:`roles_of`): segregation of
+duties keeps the DPIA decision with an officer who has no other stake in the use case.
 """
 
 from __future__ import annotations
@@ -72,10 +73,15 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 
 
 def roles_of(session: Session, user: User, usecase: UseCase | None) -> set[Role]:
+    """The user's roles on the use case. An appointed privacy officer is the privacy officer of
+    every use case on which they hold no other role: nobody decides on their own work."""
     roles = {Role.admin} if user.is_admin else set()
     if usecase is not None:
         rows = session.query(Member.role).filter_by(usecase_id=usecase.id, user_id=user.id)
-        roles |= {Role(r) for (r,) in rows}
+        held = {Role(r) for (r,) in rows}
+        if user.is_privacy_officer and not held:
+            held = {Role.privacy_officer}
+        roles |= held
     return roles
 
 

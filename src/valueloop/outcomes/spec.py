@@ -528,8 +528,16 @@ class Members(Strict):
     data_engineer: list[str] = Field(default_factory=list)
     data_scientist: list[str] = Field(default_factory=list)
     developer: list[str] = Field(default_factory=list)
-    privacy_officer: list[str] = Field(default_factory=list)
     operations: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_privacy_officer(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "privacy_officer" in data:
+            raise ValueError("privacy_officer: privacy officers are appointed by the admin "
+                             "(`valueloop users appoint NAME`), never by the use case's own file; "
+                             "remove this line")
+        return data
 
 
 class Deploy(Strict):
@@ -593,8 +601,6 @@ class UseCaseSpec(Strict):
         sources = [s.name for s in self.sources]
         if len(set(sources)) != len(sources):
             raise ValueError("sources: each source needs a unique name")
-        if not self.members.privacy_officer:
-            raise ValueError("members.privacy_officer: at least one privacy officer must decide the DPIA")
         return self
 
     def memberships(self) -> list[tuple[str, Role]]:

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from valueloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from valueloop.outcomes import audit
+from valueloop.outcomes import audit, duties
 from valueloop.outcomes.lifecycle import OWNED_BY_COMMAND, State, allowed_from, check_transition
-from valueloop.outcomes.roles import Action, Role, require
+from valueloop.outcomes.roles import Action, Role, require, roles_of
 from valueloop.outcomes.spec import KPI, UseCaseSpec
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import Cycle, Member, UseCase, User, utcnow
@@ -109,23 +109,53 @@ def _declared_users(session: Session, spec: UseCaseSpec) -> dict[str, User]:
             f"use case '{spec.name}' names unknown user(s): {', '.join(missing)}; "
             "add them first with `valueloop users add NAME`"
         )
+    for user in users.values():
+        _may_hold_a_role(user)
     return users
 
 
-def _sync_members(session: Session, usecase: UseCase, spec: UseCaseSpec) -> None:
-    """The file wins: memberships it does not declare are removed on update."""
-    users = _declared_users(session, spec)
-    wanted = {(users[u].id, role.value) for u, role in spec.memberships()}
-    for member in list(usecase.members):
-        if (member.user_id, member.role) not in wanted:
-            usecase.members.remove(member)
-    have = {(m.user_id, m.role) for m in usecase.members}
-    for user_id, role in sorted(wanted - have):
-        usecase.members.append(Member(user_id=user_id, role=role))
+def _may_hold_a_role(user: User) -> None:
+    if user.is_privacy_officer:
+        raise PermissionDenied(f"{user.name} is a privacy officer and may hold no role on a use case: "
+                               "the officer decides the DPIA of use cases they have no stake in")
+    if user.is_system:
+        raise PermissionDenied(f"{user.name} is an automated principal and holds no membership")
 
 
-def list_usecases(session: Session) -> list[UseCaseView]:
-    return [view(u) for u in session.scalars(select(UseCase).order_by(UseCase.name))]
+def members_by_role(usecase: UseCase) -> dict[Role, list[str]]:
+    """The stored members, each role's users in the order they joined."""
+    found: dict[Role, list[str]] = {}
+    for member in sorted(usecase.members, key=lambda m: m.id or 0):
+        found.setdefault(Role(member.role), []).append(member.user.name)
+    return found
+
+
+def _members_into_file(usecase: UseCase) -> None:
+    """The stored file follows a membership change, so that it can be uploaded again as it is."""
+    members = members_by_role(usecase)
+    spec = dict(usecase.spec)
+    spec["owner"] = members[Role.owner][0]
+    spec["sponsor"] = (members.get(Role.sponsor) or [None])[0]
+    spec["members"] = {role: members.get(Role(role), []) for role in spec["members"]}
+    usecase.spec, usecase.spec_digest = spec, UseCaseSpec.model_validate(spec).digest()
+
+
+def list_usecases(session: Session, actor: str | None) -> list[UseCaseView]:
+    """The use cases the actor may see: their own, and every one for the admin and the privacy
+    officers who hold no role on it."""
+    acting = get_user(session, actor)
+    found = session.scalars(select(UseCase).order_by(UseCase.name))
+    return [view(u) for u in found if roles_of(session, acting, u)]
+
+
+def show_usecase(session: Session, actor: str | None, name: str) -> UseCaseDetail:
+    usecase = get_usecase(session, name)
+    require(session, get_user(session, actor), Action.view, usecase)
+    return detail(usecase)
+
+
+def list_members(session: Session, actor: str | None, name: str) -> list[MemberView]:
+    return show_usecase(session, actor, name).members
 
 
 def create_usecase(session: Session, actor: str | None, spec: UseCaseSpec) -> UseCaseDetail:
@@ -133,19 +163,25 @@ def create_usecase(session: Session, actor: str | None, spec: UseCaseSpec) -> Us
     acting = get_user(session, actor)
     if session.scalar(select(UseCase.id).where(UseCase.name == spec.name)) is not None:
         raise Conflict(f"use case '{spec.name}' already exists; change it with `valueloop usecase update`")
-    _declared_users(session, spec)
+    users = _declared_users(session, spec)
     formulators = {u for u, role in spec.memberships() if role in (Role.owner, Role.analyst)}
     if acting.name not in formulators:
         raise PermissionDenied(
             f"{acting.name} may not formulate use case '{spec.name}': requires role owner or "
             f"analyst in the file; those are {', '.join(sorted(formulators))}"
         )
+    members: dict[Role, list[str]] = {}
+    for user, role in spec.memberships():
+        members.setdefault(role, []).append(user)
+    held = {role for role, names in members.items() if acting.name in names}
+    duties.check_changes(acting.name, held, None, spec, members)
     usecase = UseCase(
         name=spec.name, title=spec.title, state=State.draft, spec=spec.model_dump(mode="json"),
         spec_digest=spec.digest(),
     )
     session.add(usecase)
-    _sync_members(session, usecase, spec)
+    for user, role in dict.fromkeys(spec.memberships()):
+        usecase.members.append(Member(user_id=users[user].id, role=role))
     session.flush()
     audit.record(session, acting.name, "usecase.create", "usecase", spec.name, usecase=spec.name,
                  after={"state": State.draft, "spec_digest": usecase.spec_digest})
@@ -153,19 +189,24 @@ def create_usecase(session: Session, actor: str | None, spec: UseCaseSpec) -> Us
 
 
 def update_usecase(session: Session, actor: str | None, spec: UseCaseSpec) -> UseCaseDetail:
-    """Replace the use case file. A changed privacy section opens a new DPIA version to decide."""
+    """Replace the use case file. A changed privacy section opens a new DPIA version to decide.
+
+    Who may upload depends on what changed (see :mod:`valueloop.outcomes.duties`); members never
+    change through the file."""
     from valueloop.outcomes import privacy
 
     usecase = get_usecase(session, spec.name)
     acting = get_user(session, actor)
-    require(session, acting, Action.formulate, usecase)
+    require(session, acting, Action.view, usecase)
     if State(usecase.state) is State.retired:
         raise Conflict(f"use case '{spec.name}' is retired and can no longer change")
     if spec.digest() == usecase.spec_digest:
         return detail(usecase)
+    members = members_by_role(usecase)
+    duties.check_membership(members, spec)
+    duties.check_changes(acting.name, roles_of(session, acting, usecase), spec_of(usecase), spec, members)
     before = {"spec_digest": usecase.spec_digest}
     usecase.spec, usecase.spec_digest, usecase.title = spec.model_dump(mode="json"), spec.digest(), spec.title
-    _sync_members(session, usecase, spec)
     session.flush()
     audit.record(session, acting.name, "usecase.update", "usecase", spec.name, usecase=spec.name,
                  before=before, after={"spec_digest": usecase.spec_digest})
@@ -257,11 +298,19 @@ def add_member(session: Session, actor: str | None, name: str, user: str, role: 
     require(session, acting, Action.manage_members, usecase)
     if role is Role.admin:
         raise InvalidInput("role: admin is a user flag (`valueloop users add --admin`), not a membership")
+    if role is Role.privacy_officer:
+        raise InvalidInput("role: privacy_officer: privacy officers are appointed by the admin "
+                           "(`valueloop users appoint NAME`), not added to a use case")
     member_user = get_user(session, user)
+    if member_user.id == acting.id and acting.is_admin and Role.owner not in roles_of(session, acting, usecase):
+        raise PermissionDenied(f"{acting.name} may not give their own account a role on use case '{name}': "
+                               "the admin administers and decides nothing")
+    _may_hold_a_role(member_user)
     if any(m.user_id == member_user.id and m.role == role for m in usecase.members):
         raise Conflict(f"{user} is already {role} of '{name}'")
     usecase.members.append(Member(user_id=member_user.id, role=role))
     session.flush()
+    _members_into_file(usecase)
     audit.record(session, acting.name, "member.add", "member", f"{user}:{role}", usecase=name,
                  after={"user": user, "role": role})
     return view(usecase).members
@@ -278,6 +327,7 @@ def remove_member(session: Session, actor: str | None, name: str, user: str, rol
         raise Conflict(f"'{name}' must keep an owner; add the new owner before removing {user}")
     usecase.members.remove(member)
     session.flush()
+    _members_into_file(usecase)
     audit.record(session, acting.name, "member.remove", "member", f"{user}:{role}", usecase=name,
                  before={"user": user, "role": role})
     return view(usecase).members

@@ -10,19 +10,22 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from valueloop.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound
+from valueloop.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
 from valueloop.store.models import ApiToken, User, utcnow
 
 TOKEN_PREFIX = "vl_"
+#: names of automated principals; a person's name never has a colon (USER_NAME_RULE)
+SYSTEM_PREFIX = "policy:"
 USER_NAME_RULE = r"^[a-z][a-z0-9._-]{0,63}$"
 
 
 class UserView(BaseModel):
     name: str
-    email: str | None
+    email: str | None = Field(description="shown to the admin and to the user themself only")
     is_admin: bool
+    is_privacy_officer: bool
     created_at: datetime
 
 
@@ -30,6 +33,7 @@ class NewUser(BaseModel):
     name: str = Field(pattern=USER_NAME_RULE)
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
     is_admin: bool = False
+    is_privacy_officer: bool = Field(False, description="appointed to decide DPIAs; never an admin too")
 
 
 class TokenView(BaseModel):
@@ -88,15 +92,51 @@ def add_user(session: Session, actor: str | None, new: NewUser) -> UserView:
         actor_name = acting.name
     if session.scalar(select(User.id).where(User.name == new.name)) is not None:
         raise Conflict(f"user '{new.name}' already exists")
-    user = User(name=new.name, email=new.email, is_admin=new.is_admin)
+    if new.is_admin and new.is_privacy_officer:
+        raise InvalidInput(f"{new.name}: an admin is never a privacy officer (the admin decides nothing)")
+    user = User(name=new.name, email=new.email, is_admin=new.is_admin,
+                is_privacy_officer=new.is_privacy_officer)
     session.add(user)
     session.flush()
     audit.record(session, actor_name, "user.add", "user", new.name, after=new.model_dump())
     return _user_view(user)
 
 
-def list_users(session: Session) -> list[UserView]:
-    return [_user_view(u) for u in session.scalars(select(User).order_by(User.name))]
+def list_users(session: Session, actor: str | None) -> list[UserView]:
+    """Every person; e-mail addresses only for the admin (and each user's own)."""
+    acting = get_user(session, actor)
+    people = session.scalars(select(User).where(User.is_system.is_(False)).order_by(User.name))
+    return [_user_view(u) if acting.is_admin or u.id == acting.id
+            else _user_view(u).model_copy(update={"email": None}) for u in people]
+
+
+def appoint(session: Session, actor: str | None, name: str, *, privacy_officer: bool) -> UserView:
+    """Appoint (or relieve) a privacy officer: the admin's act, never on their own account."""
+    acting = get_user(session, actor)
+    require(session, acting, Action.administer)
+    user = get_user(session, name)
+    if user.id == acting.id:
+        raise PermissionDenied(f"{acting.name} may not appoint their own account")
+    if privacy_officer and user.is_admin:
+        raise InvalidInput(f"{name}: an admin is never a privacy officer (the admin decides nothing)")
+    if user.is_privacy_officer != privacy_officer:
+        user.is_privacy_officer = privacy_officer
+        audit.record(session, acting.name, "user.appoint" if privacy_officer else "user.relieve", "user",
+                     name, before={"privacy_officer": not privacy_officer},
+                     after={"privacy_officer": privacy_officer})
+    return _user_view(user)
+
+
+def system_user(session: Session, name: str) -> User:
+    """The principal an automated step acts as (``policy:retrain``); created on first use, it
+    holds no token and cannot be named with ``--as``."""
+    assert name.startswith(SYSTEM_PREFIX)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        user = User(name=name, is_system=True)
+        session.add(user)
+        session.flush()
+    return user
 
 
 def _hash(token: str) -> str:
@@ -115,8 +155,11 @@ def create_token(
     acting = get_user(session, actor)
     owner = acting
     if for_user and for_user != acting.name:
-        require(session, acting, Action.administer)
-        owner = get_user(session, for_user)
+        # a token is an identity: whoever holds another's token acts as them, the admin included
+        raise PermissionDenied(f"{acting.name} may issue tokens for their own account only; "
+                               f"{for_user} creates their own with `valueloop tokens create`")
+    if acting.is_system:
+        raise PermissionDenied(f"{acting.name} is an automated principal and holds no token")
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidInput(f"expires_in: must be positive, got {expires_in}")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -17,13 +17,23 @@ router = APIRouter(prefix="/api")
 
 class NewToken(BaseModel):
     name: str = "default"
-    user: str | None = Field(default=None, description="issue for another user (admin only)")
+    user: str | None = Field(default=None, description="refused unless it names the caller: a token is "
+                             "its holder's identity, issued to no one else, not even by the admin")
     expires_in_seconds: int | None = Field(default=None, gt=0)
 
 
 @router.get("/users", tags=["users"])
-def list_users(s: DB, _: Actor) -> list[users.UserView]:
-    return users.list_users(s)
+def list_users(s: DB, actor: Actor) -> list[users.UserView]:
+    return users.list_users(s, actor)
+
+
+class Appointment(BaseModel):
+    privacy_officer: bool = Field(description="true appoints a privacy officer, false relieves them")
+
+
+@router.put("/users/{name}/appointment", tags=["users"])
+def appoint(name: str, body: Appointment, s: DB, actor: Actor) -> users.UserView:
+    return users.appoint(s, actor, name, privacy_officer=body.privacy_officer)
 
 
 @router.post("/users", tags=["users"], status_code=201)

@@ -8,9 +8,8 @@ from pydantic import BaseModel, Field
 from valueloop.errors import InvalidInput
 from valueloop.outcomes import privacy, usecases
 from valueloop.outcomes.lifecycle import State
-from valueloop.outcomes.roles import Action, Role, require
+from valueloop.outcomes.roles import Role
 from valueloop.outcomes.spec import ColumnTreatment, UseCaseSpec
-from valueloop.outcomes.users import get_user
 from valueloop.server.deps import DB, Actor
 
 router = APIRouter(prefix="/api/usecases", tags=["use cases"])
@@ -40,8 +39,8 @@ class Rejection(BaseModel):
 
 
 @router.get("")
-def list_usecases(s: DB, _: Actor) -> list[usecases.UseCaseView]:
-    return usecases.list_usecases(s)
+def list_usecases(s: DB, actor: Actor) -> list[usecases.UseCaseView]:
+    return usecases.list_usecases(s, actor)
 
 
 @router.post("", status_code=201)
@@ -51,9 +50,7 @@ def create_usecase(spec: UseCaseSpec, s: DB, actor: Actor) -> usecases.UseCaseDe
 
 @router.get("/{name}")
 def show_usecase(name: str, s: DB, actor: Actor) -> usecases.UseCaseDetail:
-    usecase = usecases.get_usecase(s, name)
-    require(s, get_user(s, actor), Action.view, usecase)
-    return usecases.detail(usecase)
+    return usecases.show_usecase(s, actor, name)
 
 
 @router.put("/{name}")
@@ -75,9 +72,7 @@ def record_outcomes(name: str, body: Outcomes, s: DB, actor: Actor) -> usecases.
 
 @router.get("/{name}/members")
 def members(name: str, s: DB, actor: Actor) -> list[usecases.MemberView]:
-    usecase = usecases.get_usecase(s, name)
-    require(s, get_user(s, actor), Action.view, usecase)
-    return usecases.view(usecase).members
+    return usecases.list_members(s, actor, name)
 
 
 @router.post("/{name}/members", status_code=201)

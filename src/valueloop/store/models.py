@@ -43,6 +43,10 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(default=False)
+    #: appointed by the admin; decides the DPIA of any use case on which the officer holds no role
+    is_privacy_officer: Mapped[bool] = mapped_column(default=False)
+    #: an automated principal such as ``policy:retrain``: no tokens, acts under a standing authorization
+    is_system: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
