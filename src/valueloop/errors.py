@@ -61,3 +61,20 @@ class GateClosed(ValueloopError):
 
     http_status = 409
     exit_code = 7
+
+
+class TooLarge(InvalidInput):
+    """A request body past its limit, refused before the rest of it is read."""
+
+    http_status = 413
+
+
+class TooManyRequests(ValueloopError):
+    """Too many failed attempts from one client; it may try again after ``retry_after`` seconds."""
+
+    http_status = 429
+    exit_code = 8
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

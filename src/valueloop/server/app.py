@@ -1,4 +1,4 @@
-"""Build the FastAPI application and map errors to HTTP once, here."""
+"""Build the FastAPI application, guard its edge, and map errors to HTTP once, here."""
 
 from __future__ import annotations
 
@@ -7,16 +7,81 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from valueloop.errors import ValueloopError
+from valueloop.errors import AuthenticationFailed, TooManyRequests, ValueloopError
+from valueloop.security.body import read_body
+from valueloop.security.ratelimit import AuthenticationThrottle
+from valueloop.server.deps import ACTOR, user_of
 from valueloop.validation import describe_errors
 
 log = logging.getLogger("valueloop.server")
 
+#: the largest request body the control plane reads: a use case file as JSON is a few kilobytes
+MAX_BODY_BYTES = 1 << 20
+#: every route under this prefix needs a bearer token
+PROTECTED = "/api/"
 
-def _error(status: int, kind: str, message: str, problems: list[str] | None = None) -> JSONResponse:
+
+def _error(status: int, kind: str, message: str, problems: list[str] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"type": kind, "message": message, "problems": problems or []}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _refusal(exc: ValueloopError, headers: dict[str, str] | None = None) -> JSONResponse:
+    if isinstance(exc, TooManyRequests):
+        headers = {**(headers or {}), "Retry-After": str(exc.retry_after)}
+    return _error(exc.http_status, type(exc).__name__, exc.message, exc.problems, headers)
+
+
+class Edge:
+    """Pure ASGI in front of the routes: under /api the token is checked, and failed attempts
+    throttled per client, then every body is bounded, all before a byte of the body is read (a
+    200 MB anonymous upload used to be read whole before its 401)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.throttle = AuthenticationThrottle()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            if scope["path"].startswith(PROTECTED):
+                scope[ACTOR] = await self._authenticate(scope, headers.get("authorization", ""))
+            body = await read_body(receive, headers.get("content-length"), MAX_BODY_BYTES)
+        except ValueloopError as exc:
+            # close the connection: the unread rest of the body is not worth draining
+            await _refusal(exc, {"Connection": "close"})(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _authenticate(self, scope: Scope, header: str) -> str:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("missing bearer token: send 'Authorization: Bearer <token>'")
+        client = scope["client"][0] if scope.get("client") else "unknown"
+        self.throttle.check(client)
+        try:
+            return await run_in_threadpool(user_of, token.strip())
+        except AuthenticationFailed:
+            self.throttle.failed(client)
+            raise
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the routes the body the edge read, then waits for the disconnect."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def create_app() -> FastAPI:
@@ -28,10 +93,11 @@ def create_app() -> FastAPI:
         "Authenticate with `Authorization: Bearer <token>` from `valueloop tokens create`.",
         version="0.1.0",
     )
+    app.add_middleware(Edge)
 
     @app.exception_handler(ValueloopError)
     async def _valueloop_error(_: Request, exc: ValueloopError) -> JSONResponse:
-        return _error(exc.http_status, type(exc).__name__, exc.message, exc.problems)
+        return _refusal(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""Defences the platform's HTTP edges share: bounded request bodies, throttled authentication."""
