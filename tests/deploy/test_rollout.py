@@ -22,9 +22,9 @@ from valueloop.deploy.routing import to_challenger
 SOAK_SECONDS = 30
 
 
-def _client(served: Served) -> httpx.Client:
+def _client(served: Served, user: str = "dana") -> httpx.Client:
     return httpx.Client(base_url=served.url, timeout=30,
-                        headers={"Authorization": f"Bearer {served.tokens['dana']}"})
+                        headers={"Authorization": f"Bearer {served.tokens[user]}"})
 
 
 def _set_deploy(served: Served, **deploy: Any) -> None:
@@ -35,7 +35,7 @@ def _set_deploy(served: Served, **deploy: Any) -> None:
     with session(served.settings) as s:
         data = get_usecase(s, "churn").spec
         data["deploy"] = deploy or None
-        update_usecase(s, "ana", parse_spec(data))
+        update_usecase(s, "olivia", parse_spec(data))  # a rollout is the owner's decision
 
 
 def _promote(served: Served, version: int, alias: str = "champion") -> None:
@@ -144,6 +144,7 @@ def test_canary_and_shadow_over_http(served: Served) -> None:
 def test_feedback_by_request_id(served: Served) -> None:
     with _client(served) as client:
         client.post("/predict/churn", json=ROW, headers={"X-Request-Id": "fb-1"})
+    with _client(served, "eve") as client:  # an expert may label; dana, who trains, may not
         answer = client.post("/feedback/churn", json=[{"request_id": "fb-1", "label": 1},
                                                       {"request_id": "never-seen", "label": 0}])
         assert answer.status_code == 200, answer.text

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from outcomes.support import update_as_team
 
 from valueloop.config import Settings
 from valueloop.demo.operate import requests_of
 from valueloop.examples import load_generator
-from valueloop.outcomes.spec import parse_spec
-from valueloop.outcomes.usecases import get_usecase, spec_of, update_usecase
+from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.store import session
 
 
@@ -29,12 +29,13 @@ def free_port() -> int:
 
 
 def set_operate(settings: Settings, operate: dict[str, Any], name: str = "churn", **model: Any) -> None:
-    """Replace the use case's operate section (and parts of its model section) as ana."""
+    """Replace the use case's operate section (and parts of its model section), each field by
+    the role it belongs to."""
     with session(settings) as s:
         spec = spec_of(get_usecase(s, name)).model_dump(mode="json", by_alias=True)
-        spec["operate"] = operate
-        spec["model"] |= model
-        update_usecase(s, "ana", parse_spec(spec))
+    spec["operate"] = operate
+    spec["model"] |= model
+    update_as_team(settings, spec)
 
 
 def write_month(project: Path, rows: int, seed: int, period: int) -> None:

@@ -41,9 +41,15 @@ def test_the_loop_closes_and_a_challenger_that_does_not_win_is_not_promoted(
         usecase = detail(get_usecase(s, "churn"))
         assert usecase.state == "in_production" and [c.number for c in usecase.cycles] == [1, 2]
         assert usecase.cycles[0].decision == "next_cycle" and "trigger drift" in usecase.cycles[0].decision_comment
-        steps = [e.after["step"] for e in audit.events(s, usecase="churn", action="retrain.step")]
+        step_events = audit.events(s, usecase="churn", action="retrain.step")
+        steps = [e.after["step"] for e in step_events]
         actions = [e.action for e in audit.events(s, usecase="churn")]
+        accepted = audit.events(s, usecase="churn", action="model.accept")
     assert steps == ["cycle", "ingest", "train", "compare", "accept", "promote", "production"]
+    # the policy acted, under the owner's standing authorization; olivia did nothing and is not named
+    assert {e.after["performed_as"] for e in step_events} == {"policy:retrain"}
+    assert {e.after["authorized_by"]["owner"] for e in step_events} == {"olivia"}
+    assert [e.actor for e in accepted][-1] == "policy:retrain"
     assert {"retrain.start", "data.ingest", "model.train", "model.accept", "model.promote",
             "retrain.finish"} <= set(actions)
     assert _aliases(settings) == {1: [], 2: ["champion"]}

@@ -61,6 +61,23 @@ def formulated(settings: Settings, *, submitted: bool = False) -> str:
     return "churn"
 
 
+def update_as_team(settings: Settings, data: dict[str, Any]) -> None:
+    """Upload a changed use case file as the team does, each field by its role: oscar
+    (operations) the retraining triggers and schedule, olivia (owner and formulator) the rest."""
+    new = copy.deepcopy(data)
+    with session(settings) as s:
+        old = usecases.spec_of(usecases.get_usecase(s, new["name"])).model_dump(mode="json")
+    kept = ((old.get("operate") or {}).get("retrain")) or {"triggers": ["manual"], "schedule": None}
+    first = copy.deepcopy(new)
+    if first.get("operate"):
+        first["operate"]["retrain"] = {**first["operate"].get("retrain", {}),
+                                       "triggers": kept["triggers"], "schedule": kept["schedule"]}
+    with session(settings) as s:
+        usecases.update_usecase(s, "olivia", parse_spec(first))
+    with session(settings) as s:
+        usecases.update_usecase(s, "oscar", parse_spec(new))
+
+
 def db_state(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in primary-key order."""
     with get_engine(settings.database_url).connect() as conn:

@@ -166,3 +166,29 @@ def test_the_state_only_moves_for_the_roles_of_the_matrix_after_all(db_settings)
         privacy.approve(s, "pia", "churn")
         usecases.advance(s, "olivia", "churn", State.in_development)
         assert usecases.get_usecase(s, "churn").state == State.in_development
+
+
+@pytest.mark.parametrize("field,value", [
+    ("output", "../../../../tmp/owned.parquet"), ("output", "/tmp/owned.parquet"),
+    ("output", "delta:../elsewhere"), ("input", "/etc/passwd"), ("input", "../../secrets.csv"),
+    ("output", "s3://bucket/x.parquet"),
+])
+def test_a_scheduled_job_reads_and_writes_only_inside_its_batch_folder(field, value):
+    """Attack 3: output paths with ``../`` or absolute paths were written by the server's cron."""
+    data = churn_data()
+    data["batch"] = [{"name": "nightly", "cron": "0 2 * * *", "input": "churn@latest", "output": "s.parquet",
+                      "run_as": "oscar"} | {field: value}]
+    with pytest.raises(InvalidInput, match=rf"batch\[0\]\.{field}: must be a relative path inside "
+                                           r"<home>/batch/<use case>/"):
+        parse_spec(data)
+
+
+def test_a_symlink_cannot_lead_a_scheduled_job_out_of_its_folder(settings, tmp_path):
+    from valueloop.deploy.schedule import _path
+
+    folder = settings.home / "batch" / "churn"
+    folder.mkdir(parents=True)
+    (folder / "out").symlink_to(tmp_path)
+    with pytest.raises(InvalidInput, match="leads outside"):
+        _path(settings, "churn", "out/scores.parquet")
+    assert _path(settings, "churn", "scores.parquet") == str(folder.resolve() / "scores.parquet")

@@ -10,7 +10,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from valueloop.demo import DemoContext
-from valueloop.errors import Conflict
+from valueloop.errors import Conflict, PermissionDenied
 from valueloop.examples import load_generator
 from valueloop.outcomes import audit, usecases
 from valueloop.outcomes.lifecycle import State
@@ -87,17 +87,28 @@ def run(ctx: DemoContext) -> None:
         if not _has_champion(s):
             raise Conflict("the Operate chapter needs a champion of 'churn' (the Learn chapter promotes one)")
         spec = usecases.spec_of(usecase).model_dump(mode="json", by_alias=True)
-        usecases.update_usecase(s, "ana", parse_spec(spec | {"operate": POLICY}))
         if usecase.state == State.in_development:
             usecases.advance(s, "devon", "churn", State.in_production, "champion served by valueloop serve")
             out.print("devon put churn in production: the champion answers the CRM's requests")
-    out.print("ana added the operate section: windows of 1000 predictions, an alert when 30 % of the "
-              "features drift, and retraining on drift with automatic promotion by a margin of 0.005 AUC")
+    # each field of the policy is changed by the role it belongs to (valueloop/outcomes/duties.py)
+    monitoring = POLICY | {"retrain": {k: v for k, v in POLICY["retrain"].items() if k != "triggers"}}
+    try:
+        with session(settings) as s:
+            usecases.update_usecase(s, "ana", parse_spec(spec | {"operate": POLICY}))
+    except PermissionDenied as refused:
+        out.print(f"[yellow]refused:[/yellow] {refused}")
+    with session(settings) as s:
+        usecases.update_usecase(s, "olivia", parse_spec(spec | {"operate": monitoring}))
+    with session(settings) as s:
+        usecases.update_usecase(s, "oscar", parse_spec(spec | {"operate": POLICY}))
+    out.print("olivia added the operate section: windows of 1000 predictions, an alert when 30 % of the "
+              "features drift, automatic promotion by a margin of 0.005 AUC; oscar (operations) made "
+              "drift and performance trigger the retraining")
 
     ids = serve_month(ctx, 2000, 11, period=1)
     out.print(f"a month later: the champion scored {len(ids)} customers of the new month into the prediction log")
-    feedback = record_feedback(settings, "churn", [(i, ctx.state["outcomes"][i]) for i in ids])
-    out.print(f"the CRM reported {feedback.recorded} outcomes (churned or not) by request id")
+    feedback = record_feedback(settings, "churn", [(i, ctx.state["outcomes"][i]) for i in ids], labeled_by="devon")
+    out.print(f"devon's CRM integration reported {feedback.recorded} outcomes (churned or not) by request id")
     project = ctx.state["project"]
     (project / "data").mkdir(exist_ok=True)
     pacsv.write_csv(load_generator("churn").generate(3000, 12, 1), project / "data" / "customers.csv")

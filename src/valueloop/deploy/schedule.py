@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from valueloop.config import Settings
-from valueloop.errors import ValueloopError
+from valueloop.errors import InvalidInput, ValueloopError
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.spec import BatchSchedule
 from valueloop.outcomes.usecases import spec_of
@@ -58,12 +58,17 @@ def scheduled(settings: Settings) -> dict[str, tuple[str, BatchSchedule, str]]:
 
 
 def _path(settings: Settings, usecase: str, text: str) -> str:
-    """Relative file paths live under ``<home>/batch/<use case>/``; other forms pass through."""
+    """File paths (relative, as the file's schema demands) resolve under ``<home>/batch/<use case>/``
+    and must stay there through any symlink; datasets and SQL pass through."""
     prefix = "delta:" if text.startswith("delta:") else ""
     bare = text.removeprefix(prefix)
-    if text.startswith("sql:") or "@" in bare or Path(bare).is_absolute():
+    if text.startswith("sql:") or "@" in bare:
         return text
-    return prefix + str(settings.home / "batch" / usecase / bare)
+    root = (settings.home / "batch" / usecase).resolve()
+    path = (root / bare).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidInput(f"batch: {text!r} leads outside {root}, where scheduled jobs read and write")
+    return prefix + str(path)
 
 
 def run_scheduled(settings: Settings, usecase: str, entry: BatchSchedule, actor: str) -> BatchJobView | None:
@@ -71,8 +76,8 @@ def run_scheduled(settings: Settings, usecase: str, entry: BatchSchedule, actor:
     from valueloop.deploy.batch import BatchOptions, run_batch
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    output = _path(settings, usecase, entry.output.replace("{ts}", stamp))
     try:
+        output = _path(settings, usecase, entry.output.replace("{ts}", stamp))
         Path(output.removeprefix("delta:")).parent.mkdir(parents=True, exist_ok=True)
         job = run_batch(settings, actor, usecase, _path(settings, usecase, entry.input), output,
                         BatchOptions(model=entry.model, overwrite=entry.overwrite))

@@ -3,10 +3,10 @@ new dataset version (the DPIA gate checked again by ingest), a challenger traine
 registered, compared with the champion on the same recent labeled predictions, and promoted only
 when the policy allows it and the challenger wins by the margin; otherwise the owner is asked.
 
-Each step runs as the use case member who holds the step's role (data engineer ingests, data
-scientist trains, operations promote, the owner decides the cycle and accepts the model): the
-retraining policy in the owner's use case file is the standing decision that lets the loop act
-for them, and every step is audited with who asked for the retraining.
+Each step runs as the automated principal ``policy:retrain``, never as a person who did nothing:
+the retraining policy of the use case file, whose powers (auto-promotion, margin, rollout) only the
+owner sets, is the standing authorization it acts under, and every step's audit event names it
+(the owner and the file's digest) and who asked for the retraining.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from valueloop.operate.monitor import operate_of
 from valueloop.operate.tables import Alert, RetrainRequest
 from valueloop.outcomes import audit, usecases
 from valueloop.outcomes.lifecycle import State
-from valueloop.outcomes.roles import Action, Role, require
+from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import LOWER_IS_BETTER, UseCaseSpec
 from valueloop.outcomes.usecases import get_usecase, spec_of
-from valueloop.outcomes.users import get_user
+from valueloop.outcomes.users import get_user, system_user
 from valueloop.store import session as open_session
 from valueloop.store.models import utcnow
 
@@ -72,32 +72,27 @@ def _view(row: RetrainRequest) -> RetrainView:
     return RetrainView.model_validate(row, from_attributes=True)
 
 
-def holder(session: Session, usecase: str, role: Role) -> str:
-    """The first member holding ``role``, who performs that role's steps of the loop."""
-    found = get_usecase(session, usecase)
-    member = next((m for m in sorted(found.members, key=lambda m: m.id) if m.role == role), None)
-    if member is None:
-        raise Conflict(f"retraining '{usecase}' needs a member with role {role}; add one with "
-                       f"`valueloop usecase add-member {usecase} USER {role}`")
-    return member.user.name
+POLICY = "policy:retrain"
 
 
 class _Loop:
     """One run of the loop; each step commits on its own and is recorded on the request."""
 
-    def __init__(self, settings: Settings, request_id: int, usecase: str, requested_by: str) -> None:
+    def __init__(self, settings: Settings, request_id: int, usecase: str, requested_by: str,
+                 authorization: dict[str, str]) -> None:
         self.settings, self.request_id, self.usecase, self.requested_by = settings, request_id, usecase, requested_by
+        self.authorization = authorization
 
-    def step(self, name: str, role: Role | None, work: Callable[[Session, str | None], dict[str, Any]]) -> dict[str, Any]:
+    def step(self, name: str, work: Callable[[Session, str], dict[str, Any]]) -> dict[str, Any]:
         with open_session(self.settings) as s:
-            performer = holder(s, self.usecase, role) if role is not None else None
-            detail = work(s, performer)
+            detail = work(s, POLICY)
             row = s.get(RetrainRequest, self.request_id)
             assert row is not None
-            row.steps = [*row.steps, Step(step=name, at=utcnow(), performed_as=performer,
+            row.steps = [*row.steps, Step(step=name, at=utcnow(), performed_as=POLICY,
                                           detail=detail).model_dump(mode="json")]
             audit.record(s, self.requested_by, "retrain.step", "retrain", self.request_id, usecase=self.usecase,
-                         after={"step": name, "performed_as": performer, **detail})
+                         after={"step": name, "performed_as": POLICY, "authorized_by": self.authorization,
+                                **detail})
         log.info("retrain %s #%s: %s %s", self.usecase, self.request_id, name, detail)
         return detail
 
@@ -141,13 +136,13 @@ def _start(settings: Settings, actor: str | None, name: str, trigger: str) -> tu
         return row.id, acting.name
 
 
-def _open_cycle(loop: _Loop, trigger: str) -> Callable[[Session, str | None], dict[str, Any]]:
-    def work(s: Session, owner: str | None) -> dict[str, Any]:
+def _open_cycle(loop: _Loop, trigger: str) -> Callable[[Session, str], dict[str, Any]]:
+    def work(s: Session, who: str) -> dict[str, Any]:
         usecase = get_usecase(s, loop.usecase)
         reason = f"retraining by policy (trigger {trigger}, requested by {loop.requested_by})"
         if State(usecase.state) is State.in_production:
-            usecases.advance(s, owner, loop.usecase, State.in_review, reason)
-            usecases.advance(s, owner, loop.usecase, State.in_development, f"next cycle: {reason}")
+            usecases.advance(s, who, loop.usecase, State.in_review, reason)
+            usecases.advance(s, who, loop.usecase, State.in_development, f"next cycle: {reason}")
         return {"state": usecase.state, "cycle": usecase.cycles[-1].number if usecase.cycles else None,
                 "reason": reason}
     return work
@@ -196,9 +191,8 @@ def _score(settings: Settings, s: Session, who: str, name: str, version: int, wi
 
 
 def _compare(loop: _Loop, spec: UseCaseSpec, champion: int | None, challenger: int, margin: float,
-             min_labels: int) -> Callable[[Session, str | None], dict[str, Any]]:
-    def work(s: Session, who: str | None) -> dict[str, Any]:
-        assert who is not None
+             min_labels: int) -> Callable[[Session, str], dict[str, Any]]:
+    def work(s: Session, who: str) -> dict[str, Any]:
         metric = spec.model.primary_metric
         window = _labeled_window(loop.settings, loop.usecase)
         result: dict[str, Any] = {"metric": metric, "margin": margin, "labeled_rows": window.num_rows}
@@ -243,19 +237,23 @@ def retrain(settings: Settings, actor: str | None, name: str, trigger: str = "ma
     from valueloop.learn.training import train
 
     request_id, requested_by = _start(settings, actor, name, trigger)
-    loop = _Loop(settings, request_id, name, requested_by)
+    with open_session(settings) as s:
+        usecase = get_usecase(s, name)
+        system_user(s, POLICY)
+        authorization = {"owner": spec_of(usecase).owner, "spec_digest": usecase.spec_digest}
+    loop = _Loop(settings, request_id, name, requested_by, authorization)
     try:
         with open_session(settings) as s:
             spec = spec_of(get_usecase(s, name))
             champion = next((r.version for r in s.scalars(select(ModelVersion).where(ModelVersion.usecase == name))
                              if "champion" in r.aliases), None)
         policy = operate_of(spec).retrain
-        opened = loop.step("cycle", Role.owner, _open_cycle(loop, trigger))
+        opened = loop.step("cycle", _open_cycle(loop, trigger))
         loop.update(cycle=opened["cycle"], champion_version=str(champion) if champion else None)
-        ingested = loop.step("ingest", Role.data_engineer, lambda s, who: {
+        ingested = loop.step("ingest", lambda s, who: {
             "dataset_version": (v := ingest(s, settings, who, name)).version, "rows": v.row_count})
         loop.update(dataset_version=ingested["dataset_version"])
-        trained = loop.step("train", Role.data_scientist, lambda s, who: _trained(
+        trained = loop.step("train", lambda s, who: _trained(
             train(s, settings, who, name, dataset_version=ingested["dataset_version"],
                   candidates=policy.candidates or None)))
         if trained["registered"] is None:
@@ -263,29 +261,28 @@ def retrain(settings: Settings, actor: str | None, name: str, trigger: str = "ma
                            ask_owner=True)
         challenger = int(trained["registered"])
         loop.update(challenger_version=str(challenger))
-        comparison = loop.step("compare", Role.data_scientist, _compare(loop, spec, champion, challenger, policy.margin,
+        comparison = loop.step("compare", _compare(loop, spec, champion, challenger, policy.margin,
                                                           policy.min_labels))
         loop.update(comparison=comparison)
         if not comparison["wins"] or not policy.auto_promote:
-            loop.step("challenger", Role.operations,
-                      lambda s, who: {"alias": promote(s, settings, who, name, challenger, "challenger").aliases})
+            loop.step("challenger", lambda s, who: {"alias": promote(s, settings, who, name, challenger, "challenger").aliases})
             why = (comparison.get("reason") or f"the challenger does not beat the champion by the margin "
                    f"{policy.margin:g} on {comparison['metric']}") if not comparison["wins"] else \
                 "the policy does not promote automatically (retrain.auto_promote: false)"
             return _finish(loop, "awaiting_owner", f"v{challenger} set as challenger, not promoted: {why}; "
                            f"the owner decides", ask_owner=True)
         if policy.rollout != "direct":
-            loop.step("challenger", Role.operations, lambda s, who: {
+            loop.step("challenger", lambda s, who: {
                 "alias": promote(s, settings, who, name, challenger, "challenger").aliases,
                 "rollout": policy.rollout})
-        loop.step("accept", Role.owner, lambda s, who: {"acceptance": accept(
+        loop.step("accept", lambda s, who: {"acceptance": accept(
             s, who, name, challenger, accepted=True,
-            comment=f"accepted by the retraining policy: beats v{champion} on {comparison['metric']} by "
+            comment=f"accepted by the retraining policy under the standing authorization of the owner "
+                    f"{authorization['owner']} (retrain.auto_promote): beats v{champion} on {comparison['metric']} by "
                     f"{comparison['gain']:.4f} (margin {policy.margin:g}) over {comparison['labeled_rows']} "
                     "recent labeled predictions").acceptance})
-        loop.step("promote", Role.operations,
-                  lambda s, who: {"alias": promote(s, settings, who, name, challenger, "champion").aliases})
-        loop.step("production", Role.operations, lambda s, who: _back_in_production(s, who, name, challenger))
+        loop.step("promote", lambda s, who: {"alias": promote(s, settings, who, name, challenger, "champion").aliases})
+        loop.step("production", lambda s, who: _back_in_production(s, who, name, challenger))
         return _finish(loop, "promoted", f"v{challenger} promoted to champion: it beats v{champion} on "
                        f"{comparison['metric']} by {comparison['gain']:.4f} (margin {policy.margin:g})")
     except ValueloopError as exc:
@@ -298,7 +295,7 @@ def _trained(report: Any) -> dict[str, Any]:
             "candidates": {r.candidate: r.primary for r in report.results}}
 
 
-def _back_in_production(s: Session, who: str | None, name: str, version: int) -> dict[str, Any]:
+def _back_in_production(s: Session, who: str, name: str, version: int) -> dict[str, Any]:
     usecase = get_usecase(s, name)
     if State(usecase.state) is State.in_development:
         usecases.advance(s, who, name, State.in_production, f"v{version} promoted by the retraining policy")

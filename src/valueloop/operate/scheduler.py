@@ -17,7 +17,6 @@ from valueloop.config import Settings
 from valueloop.errors import ValueloopError
 from valueloop.operate.spans import span
 from valueloop.outcomes.lifecycle import State
-from valueloop.outcomes.roles import Role
 from valueloop.outcomes.usecases import spec_of
 from valueloop.store import session as open_session
 from valueloop.store.models import UseCase
@@ -48,11 +47,15 @@ def monitored(settings: Settings) -> dict[str, tuple[int, str | None]]:
     return found
 
 
+#: who runs a use case's monitor on the scheduler: the operate policy of its file, not a person
+SCHEDULER = "policy:schedule"
+
+
 def _operator(settings: Settings, name: str) -> str:
-    from valueloop.operate.retrain import holder
+    from valueloop.outcomes.users import system_user
 
     with open_session(settings) as s:
-        return holder(s, name, Role.operations)
+        return system_user(s, SCHEDULER).name
 
 
 def monitor_usecase(settings: Settings, name: str) -> Outcome:

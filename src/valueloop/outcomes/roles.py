@@ -72,17 +72,27 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 }
 
 
+#: the roles an automated principal holds on a use case whose file has an ``operate`` section:
+#: the standing authorization of that policy, whose powers only their owners set (outcomes/duties.py)
+STANDING: dict[str, frozenset[Role]] = {
+    "policy:schedule": frozenset({Role.operations}),
+    "policy:retrain": frozenset({Role.owner, Role.data_engineer, Role.data_scientist, Role.operations}),
+}
+
+
 def roles_of(session: Session, user: User, usecase: UseCase | None) -> set[Role]:
     """The user's roles on the use case. An appointed privacy officer is the privacy officer of
     every use case on which they hold no other role: nobody decides on their own work."""
     roles = {Role.admin} if user.is_admin else set()
-    if usecase is not None:
-        rows = session.query(Member.role).filter_by(usecase_id=usecase.id, user_id=user.id)
-        held = {Role(r) for (r,) in rows}
-        if user.is_privacy_officer and not held:
-            held = {Role.privacy_officer}
-        roles |= held
-    return roles
+    if usecase is None:
+        return roles
+    if user.is_system:
+        return set(STANDING.get(user.name, ())) if usecase.spec.get("operate") else set()
+    rows = session.query(Member.role).filter_by(usecase_id=usecase.id, user_id=user.id)
+    held = {Role(r) for (r,) in rows}
+    if user.is_privacy_officer and not held:
+        held = {Role.privacy_officer}
+    return roles | held
 
 
 def require(session: Session, user: User, action: Action, usecase: UseCase | None = None) -> None:

@@ -9,11 +9,13 @@ import hashlib
 import json
 from collections.abc import Hashable
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.roles import Role
@@ -559,7 +561,8 @@ class Deploy(Strict):
 
 class BatchSchedule(Strict):
     """A batch scoring job that ``valueloop server`` runs on a cron schedule (deploy/schedule.py).
-    Relative input and output paths are under ``<home>/batch/<use case>/``."""
+    Its files are relative paths under ``<home>/batch/<use case>/``: the file's author chooses
+    what the server reads and writes, so nothing outside that folder."""
 
     name: Name
     cron: str = Field(description="5 fields (minute hour day month weekday), or 6 with seconds first")
@@ -575,6 +578,17 @@ class BatchSchedule(Strict):
         if len(cron.split()) not in (5, 6):
             raise ValueError("expected a cron expression of 5 fields (or 6, seconds first)")
         return cron
+
+    @field_validator("input", "output")
+    @classmethod
+    def _in_batch_folder(cls, text: str, info: ValidationInfo) -> str:
+        if info.field_name == "input" and (text.startswith("sql:") or "@" in text):
+            return text
+        bare = PurePosixPath(text.removeprefix("delta:"))
+        if not bare.parts or bare.is_absolute() or ".." in bare.parts or "\\" in text or ":" in str(bare):
+            raise ValueError(f"must be a relative path inside <home>/batch/<use case>/ (no '..', no absolute "
+                             f"path, no URL), got {text!r}")
+        return text
 
 
 class UseCaseSpec(Strict):
