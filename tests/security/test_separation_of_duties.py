@@ -192,3 +192,16 @@ def test_a_symlink_cannot_lead_a_scheduled_job_out_of_its_folder(settings, tmp_p
     with pytest.raises(InvalidInput, match="leads outside"):
         _path(settings, "churn", "out/scores.parquet")
     assert _path(settings, "churn", "scores.parquet") == str(folder.resolve() / "scores.parquet")
+
+
+def test_nobody_acts_as_an_automated_principal_from_the_command_line(settings, run_cli):
+    add_people(settings)
+    with session(settings) as s:
+        users.system_user(s, "policy:retrain")
+    refused = run_cli(settings, "usecase", "list", as_user="policy:retrain")
+    assert refused.returncode == 5, refused.stderr
+    assert "policy:retrain is an automated principal" in refused.stderr
+    with pytest.raises(PermissionDenied, match="automated principal and holds no token"), session(settings) as s:
+        users.create_token(s, "policy:retrain")
+    appointed = run_cli(settings, "users", "appoint", "eve", as_user="admin")
+    assert appointed.returncode == 0 and "eve is now a privacy officer" in appointed.stdout
