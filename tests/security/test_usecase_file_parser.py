@@ -1,16 +1,19 @@
 """The use case file parser against crafted files (issue 14, the edge): an alias bomb, deep nesting,
 a duplicate key, bytes that are not UTF-8 and an oversized file are each refused as InvalidInput
-naming the file and the place, on the CLI without a traceback."""
+naming the file and the place, on the CLI without a traceback; and fuzzed, the parser gives a
+UseCaseSpec or an InvalidInput, never another exception."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from outcomes.support import churn_data
 
 from valueloop.errors import InvalidInput
 from valueloop.examples import example_dir
-from valueloop.outcomes.spec import MAX_DEPTH, MAX_FILE_BYTES, load_spec
+from valueloop.outcomes.spec import MAX_DEPTH, MAX_FILE_BYTES, UseCaseSpec, load_spec, parse_spec, parse_yaml
 
 
 def _alias_bomb() -> str:
@@ -107,3 +110,48 @@ def test_the_cli_refuses_a_crafted_file_without_a_traceback(settings, run_cli, t
         result = run_cli(settings, "usecase", "create", str(path), as_user="olivia")
         assert result.returncode == 2, result.stderr
         assert f"{path}: " in result.stderr and "Traceback" not in result.stderr + result.stdout
+
+
+FUZZ = settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+#: what YAML is made of: its indicators, quotes, escapes, spaces and line breaks, and a few letters
+YAMLISH = st.text(st.sampled_from(list("-?:,[]{}#&*!|>'\"%@`\\ \t\n.0123456789eEaxz_~+") + ["é", "\x00", "\ufeff"]),
+                  max_size=200)
+
+
+def _parsed(content: bytes) -> None:
+    """The whole path of a file: a UseCaseSpec or an InvalidInput, never another exception."""
+    try:
+        assert isinstance(parse_spec(parse_yaml(content, "fuzz.yaml"), "fuzz.yaml"), UseCaseSpec)
+    except InvalidInput as refused:
+        assert str(refused).startswith("fuzz.yaml")
+
+
+@FUZZ
+@given(st.one_of(YAMLISH.map(str.encode), st.binary(max_size=200)))
+def test_random_yamlish_text_is_a_spec_or_invalid_input(content):
+    _parsed(content)
+
+
+@st.composite
+def _mutated_example(draw: st.DrawFn) -> bytes:
+    """The example file with a few random cuts, insertions and repeats, at bytes or at lines."""
+    content = bytearray((example_dir("churn") / "valueloop.yaml").read_bytes())
+    for _ in range(draw(st.integers(1, 4))):
+        start = draw(st.integers(0, len(content)))
+        end = draw(st.integers(start, min(len(content), start + 300)))
+        match draw(st.sampled_from(["cut", "insert", "repeat", "replace"])):
+            case "cut":
+                del content[start:end]
+            case "insert":
+                content[start:start] = draw(YAMLISH).encode()
+            case "repeat":
+                content[start:start] = content[start:end]
+            case "replace":
+                content[start:end] = draw(st.binary(max_size=8))
+    return bytes(content)
+
+
+@FUZZ
+@given(_mutated_example())
+def test_mutations_of_the_example_are_a_spec_or_invalid_input(content):
+    _parsed(content)
