@@ -26,7 +26,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[
 @pytest.fixture(scope="session")
 def served(workspace: tuple[Settings, list[int]]) -> Iterator[Served]:
     """The server with authentication on; ``tokens`` holds one for dana (a member of the use
-    case) and one for zoe (a user with no role on it)."""
+    case), eve (a member who may label) and zoe (a user with no role on it)."""
     from valueloop.outcomes.users import NewUser, add_user, create_token
     from valueloop.store import session
 
@@ -34,7 +34,7 @@ def served(workspace: tuple[Settings, list[int]]) -> Iterator[Served]:
     server, thread, url = start_server(settings)
     with session(settings) as s:
         add_user(s, "admin", NewUser(name="zoe"))
-        tokens = {u: create_token(s, u, f"t-{uuid.uuid4().hex[:6]}").token for u in ("dana", "zoe")}
+        tokens = {u: create_token(s, u, f"t-{uuid.uuid4().hex[:6]}").token for u in ("dana", "eve", "zoe")}
     yield Served(settings, url, versions, server, thread, tokens)
     server.should_exit = True  # type: ignore[attr-defined]
     thread.join(10)

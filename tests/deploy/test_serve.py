@@ -27,7 +27,7 @@ def _post(served: Served, path: str, **kwargs: object) -> httpx.Response:
 def test_health_and_model_metadata(served: Served) -> None:
     assert httpx.get(served.url + "/v2/health/live").json() == {"live": True}
     assert httpx.get(served.url + "/v2/health/ready").status_code == 200
-    assert httpx.get(served.url + "/v2/models/churn/ready").json()["ready"] is True
+    assert httpx.get(served.url + "/v2/models/churn/ready", headers=_auth(served)).json()["ready"] is True
     meta = httpx.get(served.url + "/v2/models/churn", headers=_auth(served)).json()
     assert meta["name"] == "churn" and meta["versions"][0] == str(served.versions[0])
     contract = next(i for i in meta["inputs"] if i["name"] == "contract")
@@ -129,12 +129,14 @@ def test_tokens_are_required_and_checked(served: Served) -> None:
     assert httpx.post(served.url + "/predict/churn", json=ROW).status_code == 401
     bad = httpx.post(served.url + "/predict/churn", json=ROW, headers={"Authorization": "Bearer vl_nope"})
     assert bad.status_code == 401 and "unknown token" in bad.text
-    assert _post(served, "/predict/churn", json=ROW, headers=_auth(served, "zoe")).status_code == 403
+    hidden = _post(served, "/predict/churn", json=ROW, headers=_auth(served, "zoe"))
+    assert hidden.status_code == 404 and "served to zoe: none" in hidden.text  # no role: not even its name
 
 
 def test_metrics_are_exposed(served: Served) -> None:
     _post(served, "/predict/churn", json=ROW)
-    text = httpx.get(served.url + "/metrics").text
+    assert httpx.get(served.url + "/metrics").status_code == 401
+    text = httpx.get(served.url + "/metrics", headers=_auth(served)).text
     version = served.versions[0]
     assert f'valueloop_requests_total{{model_version="{version}",status="200",usecase="churn"}}' in text
     for name in ("valueloop_request_duration_seconds_bucket", "valueloop_batch_size_bucket",

@@ -21,9 +21,11 @@ def serve(
     max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1, help="Larger bodies get 413."),
     poll_seconds: float = typer.Option(1.0, "--poll-seconds", min=0.05,
                                        help="How often to look for promotions and rollbacks."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                     help="Also serve /metrics without a token on 127.0.0.1:PORT, for a scraper."),
 ) -> None:
     """Serve the champion (and challenger) of every use case that has one: Open Inference
-    Protocol v2, MLflow scoring and plain JSON; metrics at /metrics."""
+    Protocol v2, MLflow scoring and plain JSON; metrics at /metrics (with a token)."""
     import uvicorn
 
     from valueloop.deploy.app import OPTIONS_ENV
@@ -32,6 +34,11 @@ def serve(
     os.environ[OPTIONS_ENV] = json.dumps(options)
     if workers > 1:  # each worker writes its samples here; /metrics adds them up
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="valueloop-metrics-"))
+    if metrics_port is not None:
+        from valueloop.deploy.metrics import serve_on_loopback
+
+        serve_on_loopback(metrics_port)
+        console().print(f"metrics without a token on http://127.0.0.1:{metrics_port}/metrics")
     console().print(f"serving on http://{host}:{port} with {workers} worker(s)"
                     f"{'' if options['auth'] else ' [yellow]without authentication[/yellow]'}")
     uvicorn.run("valueloop.deploy.app:app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -7,6 +7,12 @@ Routes (``{name}`` is the use case):
 - MLflow scoring: ``POST /invocations/{name}`` and ``/models/{name}/invocations``
 - plain: ``POST /predict/{name}``; labels: ``POST /feedback/{name}``
 - ``GET /models`` (what is served), ``GET /metrics`` (Prometheus), ``GET /health/live|ready``
+- ``GET /openapi.json``: these routes as an OpenAPI document
+
+Every route but the probes (``/health/*``, ``/v2/health/*``, ``/v2``) and ``/openapi.json`` needs
+a bearer token, checked before the route is looked up and before any body is read: an anonymous
+caller learns nothing, not even which models are served. A caller sees only the models of use
+cases they hold a role on (:mod:`valueloop.deploy.access`).
 
 A Starlette app rather than FastAPI: the hot path reads bytes, validates with the model's
 compiled validator and writes bytes, with no per-request model classes. Every answer carries
@@ -37,18 +43,24 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from valueloop.config import Settings, load_settings
-from valueloop.deploy import protocols
+from valueloop.deploy import openapi, protocols
+from valueloop.deploy.access import Access, Caller, not_served, require
 from valueloop.deploy.batching import MicroBatcher
-from valueloop.deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS
+from valueloop.deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS, exposition, usecase_label
 from valueloop.deploy.model import Prediction
 from valueloop.deploy.pool import Deployment, Loader, ModelPool, State, registry_state
 from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
 from valueloop.deploy.routing import to_challenger
-from valueloop.errors import AuthenticationFailed, InvalidInput, NotFound, ValueloopError
+from valueloop.errors import InvalidInput, NotFound, ValueloopError
+from valueloop.outcomes.roles import Action
 
 log = logging.getLogger("valueloop.deploy.app")
 
 OPTIONS_ENV = "VALUELOOP_SERVE_OPTIONS"
+#: the routes that answer without a token: probes, and the OpenAPI document
+OPEN = frozenset({"/v2", "/v2/health/live", "/v2/health/ready", "/health/live", "/health/ready", "/openapi.json"})
+#: where the authenticated :class:`Caller` waits in the ASGI scope for the routes
+CALLER = "valueloop.caller"
 
 
 class TooLarge(ValueloopError):
@@ -70,7 +82,7 @@ class ServeOptions:
     poll_seconds: float = 1.0
     log_predictions: bool = True
     #: how long a token's check is remembered; a revoked token stops working within this
-    auth_cache_seconds: float = 10.0
+    auth_cache_seconds: float = 1.0
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -113,36 +125,6 @@ def _child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
-class Access:
-    """Bearer tokens of valueloop users; calling a use case's model needs a role on it."""
-
-    def __init__(self, settings: Settings, enabled: bool, ttl: float) -> None:
-        self.settings, self.enabled, self.ttl = settings, enabled, ttl
-        self._granted: dict[tuple[str, str], float] = {}
-
-    def _check(self, token: str | None, usecase: str) -> None:
-        from valueloop.outcomes.roles import Action, require
-        from valueloop.outcomes.usecases import get_usecase
-        from valueloop.outcomes.users import authenticate
-        from valueloop.store import session
-
-        with session(self.settings) as s:
-            require(s, authenticate(s, token), Action.view, get_usecase(s, usecase))
-
-    async def check(self, header: str, usecase: str) -> None:
-        """``header`` is the request's Authorization header ("" when absent)."""
-        if not self.enabled:
-            return
-        scheme, _, token = header.partition(" ")
-        if header and scheme.lower() != "bearer":
-            raise AuthenticationFailed("authorization: expected 'Bearer <token>'")
-        key = (token.strip(), usecase)
-        if self._granted.get(key, 0.0) > time.monotonic():
-            return
-        await asyncio.to_thread(self._check, key[0] or None, usecase)
-        self._granted[key] = time.monotonic() + self.ttl
-
-
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The whole body from the ASGI ``receive``, refused with 413 past ``limit`` bytes."""
     if declared and declared.isdigit() and int(declared) > limit:
@@ -179,13 +161,14 @@ class Server:
             self.loggers[usecase] = AsyncPredictionLogger(PredictionLog(self.settings, usecase))
         return self.loggers[usecase]
 
-    def deployment(self, usecase: str) -> Deployment:
+    def deployment(self, caller: Caller, usecase: str) -> Deployment:
+        """The use case's deployment; 404 (naming only the caller's models) unless it is served
+        and the caller may view it."""
         found = self.pool.deployments.get(usecase)
-        if found is None:
+        if found is None or not caller.may(Action.view, usecase):
             if not self.pool.ready:
                 raise NotReady("the server is still loading its models")
-            known = ", ".join(sorted(self.pool.deployments)) or "none"
-            raise NotFound(f"model '{usecase}' is not served (no champion); served: {known}")
+            raise not_served(caller, usecase, self.pool.deployments)
         return found
 
     def _log(self, rid: str, batcher: MicroBatcher, columns: protocols.Columns, p: Prediction,
@@ -214,22 +197,22 @@ class Server:
             return
         self._log(rid, challenger, columns, p, time.perf_counter() - started, "shadow")
 
-    async def infer(self, usecase: str, wanted: str | None, headers: dict[str, str], receive: Receive,
-                    parse: Parse, render: Render) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """Answer one prediction request: (status, body, extra headers)."""
+    async def infer(self, caller: Caller, usecase: str, wanted: str | None, headers: dict[str, str],
+                    receive: Receive, parse: Parse, render: Render) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Answer one prediction request of an authenticated caller: (status, body, extra headers)."""
         started = time.perf_counter()
         version = "none"
-        in_flight = _child(IN_FLIGHT, usecase)
+        label = usecase_label(usecase, self.pool.deployments)
+        in_flight = _child(IN_FLIGHT, label)
         in_flight.inc()
         try:
-            deployment = self.deployment(usecase)
-            await self.access.check(headers.get("authorization", ""), usecase)
+            deployment = self.deployment(caller, usecase)
             body = await read_body(receive, headers.get("content-length"), self.options.max_body_bytes)
-            deployment = self.deployment(usecase)  # a swap may have happened while the body arrived
+            deployment = self.deployment(caller, usecase)  # a swap may have happened while the body arrived
             if wanted is not None:
                 batcher = deployment.by_version(wanted)
                 if batcher is None:
-                    raise NotFound(f"model '{usecase}' version {wanted} is not served; served: "
+                    raise NotFound(f"model '{usecase}' version {wanted[:64]} is not served; served: "
                                    f"{', '.join(deployment.versions)}")
             elif deployment.challenger is not None and \
                     to_challenger(deployment.policy.canary, headers.get("x-request-key")):
@@ -254,16 +237,16 @@ class Server:
             self._log(rid, batcher, columns, p, latency, "rest")
             if deployment.policy.shadow and deployment.challenger is not None and batcher is deployment.champion:
                 asyncio.get_running_loop().create_task(self._shadow(deployment.challenger, columns, rid))
-            _child(REQUESTS, usecase, version, "200").inc()
-            _child(LATENCY, usecase).observe(latency)
+            _child(REQUESTS, label, version, "200").inc()
+            _child(LATENCY, label).observe(latency)
             return 200, to_json(render(usecase, rid, version, p)), [
                 (b"x-request-id", rid.encode("latin-1", "replace")), (b"x-model-version", version.encode())]
         except ValueloopError as exc:
-            _child(REQUESTS, usecase, version, str(exc.http_status)).inc()
+            _child(REQUESTS, label, version, str(exc.http_status)).inc()
             return exc.http_status, _error_body(exc), []
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
             log.exception("prediction for %s failed", usecase)
-            _child(REQUESTS, usecase, version, "500").inc()
+            _child(REQUESTS, label, version, "500").inc()
             return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
         finally:
             in_flight.dec()
@@ -304,17 +287,6 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
     return guarded
 
 
-def _metrics_text() -> bytes:
-    from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
-
-
 def create_app(settings: Settings | None = None, options: ServeOptions | None = None,
                loader: Loader | None = None, state: State = registry_state) -> Predictions:
     """The app over the registry (or, in a bundle, over a fixed ``state`` and ``loader``)."""
@@ -341,35 +313,40 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
         return _json({"name": "valueloop", "version": "0.1.0", "extensions": []})
 
     async def model_ready(request: Request) -> Response:
-        deployment = server.deployment(request.path_params["name"])
+        deployment = server.deployment(request.scope[CALLER], request.path_params["name"])
         version = request.path_params.get("version")
         ok = version is None or deployment.by_version(version) is not None
         return _json({"name": deployment.usecase, "ready": ok}, 200 if ok else 404)
 
     async def model_metadata(request: Request) -> Response:
-        deployment = server.deployment(request.path_params["name"])
-        await server.access.check(request.headers.get("authorization", ""), deployment.usecase)
+        deployment = server.deployment(request.scope[CALLER], request.path_params["name"])
         version = request.path_params.get("version")
         batcher = deployment.champion if version is None else deployment.by_version(version)
         if batcher is None:
-            raise NotFound(f"model '{deployment.usecase}' version {version} is not served; served: "
+            raise NotFound(f"model '{deployment.usecase}' version {version[:64]} is not served; served: "
                            f"{', '.join(deployment.versions)}")
         return _json(protocols.oip_metadata(deployment.usecase, deployment.versions, batcher.model.validator))
 
-    async def models(_: Request) -> Response:
+    async def models(request: Request) -> Response:
+        caller: Caller = request.scope[CALLER]
+        shown = caller.visible(server.pool.deployments)
         return _json([{"name": d.usecase, "champion": d.champion.model.version,
                        "challenger": d.challenger.model.version if d.challenger else None,
-                       "deploy": d.policy.model_dump()} for d in server.pool.deployments.values()]
-                     + [{"name": u, "failed_version": v, "error": e} for (u, v), e in server.pool.failures.items()])
+                       "deploy": d.policy.model_dump()} for d in map(server.pool.deployments.get, shown) if d]
+                     + [{"name": u, "failed_version": v, "error": e} for (u, v), e in server.pool.failures.items()
+                        if caller.may(Action.view, u)])
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(_metrics_text(), media_type=CONTENT_TYPE_LATEST)
+        caller: Caller = request.scope[CALLER]
+        text = exposition(None if caller.unrestricted else lambda u: caller.may(Action.view, u))
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     async def feedback(request: Request) -> Response:
+        caller: Caller = request.scope[CALLER]
         usecase = request.path_params["name"]
-        await server.access.check(request.headers.get("authorization", ""), usecase)
+        require(caller, await server.access.roles(caller, usecase), Action.label, usecase, server.pool.deployments)
         doc = protocols.parse_json(await read_body(request.receive, request.headers.get("content-length"),
                                                    server.options.max_body_bytes))
         if not isinstance(doc, list) or not all(isinstance(d, dict) for d in doc):
@@ -380,18 +357,21 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
         for logger in server.loggers.values():  # labels may follow their predictions closely
             await asyncio.to_thread(logger.flush)
         result = await asyncio.to_thread(record_feedback, server.settings, usecase,
-                                         [(d["request_id"], d["label"]) for d in doc])
+                                         [(d["request_id"], d["label"]) for d in doc], labeled_by=caller.name)
         return _json(result.model_dump())
+
+    async def openapi_document(_: Request) -> Response:
+        return Response(openapi.document(), media_type="application/json")
 
     routes = [
         Route("/v2", v2), Route("/v2/health/live", live), Route("/v2/health/ready", ready),
-        Route("/health/live", live), Route("/health/ready", ready),
+        Route("/health/live", live), Route("/health/ready", ready), Route("/openapi.json", openapi_document),
         Route("/v2/models/{name}", _guarded(model_metadata)),
         Route("/v2/models/{name}/versions/{version}", _guarded(model_metadata)),
         Route("/v2/models/{name}/ready", _guarded(model_ready)),
         Route("/v2/models/{name}/versions/{version}/ready", _guarded(model_ready)),
         Route("/feedback/{name}", _guarded(feedback), methods=["POST"]),
-        Route("/models", models), Route("/metrics", metrics),
+        Route("/models", _guarded(models)), Route("/metrics", _guarded(metrics)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.server = server
@@ -406,26 +386,52 @@ _PROTOCOLS: dict[str, tuple[Parse, Render]] = {
 }
 
 
+async def _answer(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class Predictions:
-    """The ASGI app: prediction requests go straight to :meth:`Server.infer` (no router, no
-    request object: this is the hot path); everything else to the Starlette app."""
+    """The ASGI app: the caller is authenticated before anything else (no route, no model name,
+    no body is looked at for an anonymous caller); then prediction requests go straight to
+    :meth:`Server.infer` (no router, no request object: this is the hot path) and everything
+    else to the Starlette app."""
 
     def __init__(self, server: Server, app: Starlette) -> None:
         self.server, self.app = server, app
 
+    async def _caller(self, headers: dict[str, str]) -> Caller | tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """The authenticated caller, or the answer that refuses the request."""
+        try:
+            return await self.server.access.caller(headers.get("authorization", ""), self.server.pool.deployments)
+        except ValueloopError as exc:
+            return exc.http_status, _error_body(exc), [(b"www-authenticate", b"Bearer")]
+        except Exception:  # noqa: BLE001 - e.g. the database is down: the trace goes to the log
+            log.exception("checking a token failed")
+            return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PREDICT.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if match is None:
+        if scope["type"] != "http" or scope["path"] in OPEN:
             await self.app(scope, receive, send)
             return
-        kind = next(k for k in _PROTOCOLS if match.group(k) is not None)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        match = _PREDICT.match(scope["path"]) if scope["method"] == "POST" else None
+        kind = next(k for k in _PROTOCOLS if match.group(k) is not None) if match else ""
+        caller = await self._caller(headers)
+        if not isinstance(caller, Caller):
+            if match is not None:
+                label = usecase_label(match.group(kind), self.server.pool.deployments)
+                _child(REQUESTS, label, "none", str(caller[0])).inc()
+            await _answer(send, *caller)
+            return
+        if match is None:
+            scope[CALLER] = caller
+            await self.app(scope, receive, send)
+            return
         parse, render = _PROTOCOLS[kind]
-        status, body, extra = await self.server.infer(match.group(kind), match.group("version"), headers, receive,
-                                                      parse, render)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-        await send({"type": "http.response.body", "body": body})
+        await _answer(send, *await self.server.infer(caller, match.group(kind), match.group("version"), headers,
+                                                     receive, parse, render))
 
 
 def app_from_env() -> Predictions:

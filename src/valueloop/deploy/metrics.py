@@ -3,9 +3,18 @@
 With several uvicorn workers, ``valueloop serve`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any
 worker imports this module, so every worker writes its samples to that directory and
 ``/metrics`` aggregates them (prometheus_client's multiprocess mode).
+
+Label values are bounded: a use case label is a served use case or ``unknown``, a version label
+a loaded version or ``none``, whatever names requests make up (each new value is a new series).
+``/metrics`` on the serving port needs a token and shows the caller's use cases only;
+``--metrics-port`` serves the whole text without a token, on loopback only, for a scraper.
 """
 
 from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Collection
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -45,3 +54,45 @@ LOG_WRITTEN = Counter(
     "valueloop_prediction_log_records_total", "Prediction records written to the prediction log.",
     ["usecase", "source"],
 )
+
+UNKNOWN = "unknown"
+_USECASE = re.compile(rb'usecase="([^"]*)"')
+
+
+def usecase_label(usecase: str, served: Collection[str]) -> str:
+    """The use case as a label value: a served one, else ``unknown``."""
+    return usecase if usecase in served else UNKNOWN
+
+
+def _registry() -> object:
+    from prometheus_client import REGISTRY, CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
+
+
+def exposition(visible: Callable[[str], bool] | None = None) -> bytes:
+    """The Prometheus text of every worker, keeping only series whose use case is ``visible``
+    (series of no use case, and of ``unknown`` ones, are kept)."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest(_registry())  # type: ignore[arg-type]
+    if visible is None:
+        return text
+
+    def shown(line: bytes) -> bool:
+        found = _USECASE.search(line)
+        return found is None or found[1] == UNKNOWN.encode() or visible(found[1].decode())
+
+    return b"\n".join(line for line in text.split(b"\n") if shown(line))
+
+
+def serve_on_loopback(port: int) -> None:
+    """Serve :func:`exposition` without a token on ``127.0.0.1:port`` (a daemon thread)."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr="127.0.0.1", registry=_registry())  # type: ignore[arg-type]

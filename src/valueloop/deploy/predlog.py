@@ -4,7 +4,8 @@ written by REST serving, batch and stream scoring, read by the Operate phase.
 Layout under ``<home>/predictions/<usecase>/``::
 
     date=YYYY-MM-DD/part-<utc time>-<uuid>.parquet   predictions (one file per flush)
-    labels/part-<utc time>-<uuid>.parquet            ground truth by request id (feedback)
+    labels/part-<utc time>-<uuid>.parquet            ground truth by request id (feedback), with
+                                                     who sent it (``labeled_by``)
 
 Files are immutable: each is written under a hidden temporary name, fsynced, then renamed, so a
 reader never sees half a file and a crash loses at most the batch being written. Several
@@ -15,6 +16,7 @@ Feature columns keep their types; files whose types differ are unified on read (
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -172,14 +174,18 @@ class PredictionLog:
         return set() if table is None else set(table["request_id"].to_pylist())
 
     def read_labels(self) -> pa.Table:
-        """Every label received (request_id, label, ts), oldest first; a later label for the same
-        request id corrects an earlier one."""
+        """Every label received (request_id, label, ts, labeled_by), oldest first; a later label
+        for the same request id corrects an earlier one. Labels stored before their sender was
+        kept have a null ``labeled_by``."""
         import pyarrow as pa
 
         table = _read_files(_parts(self.root / "labels"))
         if table is None:
             return pa.table({"request_id": pa.array([], pa.string()), "label": pa.array([], pa.null()),
-                             "ts": pa.array([], pa.timestamp("us", tz="UTC"))})
+                             "ts": pa.array([], pa.timestamp("us", tz="UTC")),
+                             "labeled_by": pa.array([], pa.string())})
+        if "labeled_by" not in table.column_names:
+            table = table.append_column("labeled_by", pa.nulls(table.num_rows, pa.string()))
         return table.sort_by("ts")
 
 
@@ -189,19 +195,29 @@ class FeedbackResult(BaseModel):
     unknown: list[str]
 
 
-def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str, Any]]) -> FeedbackResult:
-    """Store ground-truth labels for logged predictions. Labels for request ids the log does not
-    hold are not stored and are returned in ``unknown``, so the caller can resend them later
-    (a prediction reaches the log within the logger's flush interval)."""
+def _label_problem(label: Any) -> str | None:
+    if label is None:
+        return "required, got null"
+    if not isinstance(label, str | int | float) or isinstance(label, float) and not math.isfinite(label):
+        return f"expected a string, a finite number or a boolean, got {label!r:.60}"
+    return None
+
+
+def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str, Any]], *,
+                    labeled_by: str) -> FeedbackResult:
+    """Store ground-truth labels for logged predictions, with who sent them; the caller has
+    checked that ``labeled_by`` may label (:attr:`Action.label`). Labels for request ids the log
+    does not hold are not stored and are returned in ``unknown``, so the caller can resend them
+    later (a prediction reaches the log within the logger's flush interval)."""
     import pyarrow as pa
 
     pairs = list(labels)
     problems = []
     for i, (request_id, label) in enumerate(pairs):
         if not isinstance(request_id, str) or not request_id:
-            problems.append(f"[{i}].request_id: expected a non-empty string, got {request_id!r}")
-        if label is None:
-            problems.append(f"[{i}].label: required, got null")
+            problems.append(f"[{i}].request_id: expected a non-empty string, got {request_id!r:.60}")
+        if (problem := _label_problem(label)) is not None:
+            problems.append(f"[{i}].label: {problem}")
     if problems:
         raise InvalidInput(f"feedback for '{usecase}' is invalid ({len(problems)} problem(s)):", problems=problems)
     plog = PredictionLog(settings, usecase)
@@ -214,8 +230,9 @@ def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str
                 "request_id": pa.array([r for r, _ in accepted], pa.string()),
                 "label": pa.array([lab for _, lab in accepted]),
                 "ts": pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), len(accepted)),
+                "labeled_by": pa.repeat(pa.scalar(labeled_by), len(accepted)),
             })
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             raise InvalidInput(f"label: all labels must have one type (numbers, booleans or strings): {exc}") from None
         _write_atomically(table, plog.root / "labels")
     return FeedbackResult(usecase=usecase, recorded=len(accepted), unknown=unknown)
@@ -228,6 +245,8 @@ class AsyncPredictionLogger:
     wake-up per record); a full deque or a failed write counts the lost records in
     ``valueloop_prediction_log_dropped_total`` instead of slowing or failing a response. The
     writer wakes every ``max_seconds``, or as soon as ``max_records`` wait, and writes them all.
+    A record that Arrow cannot take (an integer past 64 bits) costs only itself, never the other
+    callers' records of its batch.
     """
 
     def __init__(self, plog: PredictionLog, *, max_records: int = 1000, max_seconds: float = 1.0,
@@ -276,10 +295,27 @@ class AsyncPredictionLogger:
             by_source.setdefault(source, []).append(record)
         for source, records in by_source.items():
             try:
-                LOG_WRITTEN.labels(self.plog.usecase, source).inc(self.plog.append(records, source=source))
+                LOG_WRITTEN.labels(self.plog.usecase, source).inc(self._append(records, source))
             except Exception:  # noqa: BLE001 - a bad disk must not stop the thread
                 log.exception("prediction log %s: %d record(s) lost", self.plog.usecase, len(records))
                 self._dropped.inc(len(records))
+
+    def _append(self, records: list[dict[str, Any]], source: str) -> int:
+        """Append the records; a batch Arrow cannot convert is halved until each record that
+        breaks it stands alone and is dropped. Returns the records written."""
+        import pyarrow as pa
+
+        try:
+            table = pa.Table.from_pylist(records)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+            if len(records) == 1:
+                log.warning("prediction log %s: record %.60r not logged: %s", self.plog.usecase,
+                            records[0].get("request_id"), exc)
+                self._dropped.inc()
+                return 0
+            half = len(records) // 2
+            return self._append(records[:half], source) + self._append(records[half:], source)
+        return self.plog.append(table, source=source)
 
     def _run(self) -> None:
         while True:

@@ -6,10 +6,11 @@ Coercion rules (what a request may send for each signature type):
 ========================  =====================================================================
 signature type            accepted values
 ========================  =====================================================================
-double, float             JSON numbers (integers become floats); ``NaN`` only when the column
-                          is optional; booleans and strings are refused
-long, integer             JSON integers, and floats with no fraction (``3.0`` → ``3``);
-                          ``3.5``, booleans and strings are refused
+double, float             finite JSON numbers (integers become floats); ``NaN`` only when the
+                          column is optional; ``Infinity``, ``1e309``, booleans and strings are
+                          refused
+long, integer             JSON integers within 64 (long) or 32 (integer) bits, and floats with
+                          no fraction (``3.0`` → ``3``); ``3.5``, booleans and strings are refused
 boolean                   ``true`` / ``false`` only (not 0/1, not "yes")
 string                    JSON strings; when the model's fitted encoder knows the column's
                           categories, only those (an unknown category is refused)
@@ -53,15 +54,25 @@ class Column:
         return shown
 
 
+_INFINITE = (math.inf, -math.inf)
+
+
 def _number(required: bool) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         t = type(v)
         if t is float:
-            if v != v and required:
-                raise _Refused("NaN is not allowed in a required column")
+            if v != v:
+                if required:
+                    raise _Refused("NaN is not allowed in a required column")
+                return v
+            if v in _INFINITE:
+                raise _Refused("must be a finite number")
             return v
         if t is int:
-            return float(v)
+            try:
+                return float(v)
+            except OverflowError:
+                raise _Refused("must be a finite number") from None
         if v is None:
             if required:
                 raise _Refused("required, must not be null")
@@ -70,13 +81,17 @@ def _number(required: bool) -> Callable[[Any], Any]:
     return check
 
 
-def _integer(required: bool) -> Callable[[Any], Any]:
+def _integer(required: bool, bits: int) -> Callable[[Any], Any]:
+    low, high, rule = -(1 << (bits - 1)), (1 << (bits - 1)) - 1, f"must be a {bits}-bit integer"
+
     def check(v: Any) -> Any:
         t = type(v)
-        if t is int:
-            return v
         if t is float and v.is_integer():
-            return int(v)
+            v, t = int(v), int
+        if t is int:
+            if not low <= v <= high:
+                raise _Refused(rule)
+            return v
         if v is None:
             if required:
                 raise _Refused("required, must not be null")
@@ -128,7 +143,7 @@ def _checker(column: Column) -> Callable[[Any], Any]:
     if kind in ("double", "float"):
         return _number(column.required)
     if kind in ("long", "integer"):
-        return _integer(column.required)
+        return _integer(column.required, 64 if kind == "long" else 32)
     if kind == "boolean":
         return _boolean(column.required)
     if kind == "string":
