@@ -93,3 +93,38 @@ def test_a_retraining_left_running_blocks_until_it_is_abandoned(settings: Settin
     assert second.status == "failed" and "nope" in second.decision
     with session(settings) as s:
         assert s.get(RetrainRequest, 1).decision.startswith("abandoned: still running after 6:00:00")
+
+
+def test_a_retraining_that_fails_unexpectedly_ends_failed_and_says_no_more(settings: Settings,
+                                                                          in_production: Path) -> None:
+    """Any failure, not only valueloop's own errors, ends the request: left ``running`` it would
+    block every retraining of the use case for hours. Its text may hold data, so members read
+    only the kind of failure; the server log has the rest."""
+    from valueloop.operate.tables import RetrainRequest
+
+    log = settings.home / "predictions" / "churn" / "date=2026-01-01"
+    log.mkdir(parents=True)
+    (log / "part-broken.parquet").write_bytes(b"customer 4711, secret@example.com: not parquet")
+    failed = retrain(settings, "oscar", "churn")
+    assert failed.status == "failed"
+    assert failed.decision.startswith("unexpected ") and "the server log has the details" in failed.decision
+    assert "secret@example.com" not in failed.decision
+    with session(settings) as s:
+        assert s.scalar(select(RetrainRequest.status).where(RetrainRequest.id == failed.id)) == "failed"
+
+
+def test_two_retrainings_of_one_use_case_cannot_run_at_once(db_settings: Settings, approved_usecase) -> None:
+    """The database keeps them apart, not a SELECT that two processes can both pass."""
+    from sqlalchemy.exc import IntegrityError
+
+    from valueloop.operate.tables import RetrainRequest
+
+    approved_usecase(db_settings)
+    with pytest.raises(IntegrityError), session(db_settings) as s:
+        for _ in range(2):
+            s.add(RetrainRequest(usecase="churn", trigger="manual", requested_by="oscar", status="running", steps=[]))
+            s.flush()
+    with session(db_settings) as s:  # finished ones are many
+        for status in ("failed", "failed", "promoted", "running"):
+            s.add(RetrainRequest(usecase="churn", trigger="manual", requested_by="oscar", status=status, steps=[]))
+            s.flush()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
@@ -128,9 +129,14 @@ def _start(settings: Settings, actor: str | None, name: str, trigger: str) -> tu
             running.decision = f"abandoned: still running after {ABANDONED_AFTER}"
             audit.record(s, acting.name, "retrain.finish", "retrain", running.id, usecase=name,
                          after={"status": "failed", "decision": running.decision})
+            s.flush()
         row = RetrainRequest(usecase=name, trigger=trigger, requested_by=acting.name, status="running", steps=[])
         s.add(row)
-        s.flush()
+        try:
+            s.flush()
+        except IntegrityError:  # another process started one between our check and this insert
+            raise Conflict(f"a retraining of '{name}' was started at the same moment; it runs, this one "
+                           "does not") from None
         audit.record(s, acting.name, "retrain.start", "retrain", row.id, usecase=name,
                      after={"trigger": trigger, "policy": policy.model_dump(mode="json")})
         return row.id, acting.name
@@ -287,6 +293,10 @@ def retrain(settings: Settings, actor: str | None, name: str, trigger: str = "ma
                        f"{comparison['metric']} by {comparison['gain']:.4f} (margin {policy.margin:g})")
     except ValueloopError as exc:
         return _finish(loop, "failed", str(exc), ask_owner=True)
+    except Exception as exc:  # noqa: BLE001 - left running, the request would block retraining for hours
+        log.exception("retraining #%s of %s failed", request_id, name)
+        return _finish(loop, "failed", f"unexpected {type(exc).__name__}; the server log has the details",
+                       ask_owner=True)
 
 
 def _trained(report: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from valueloop.store.models import Base, utcnow
@@ -79,6 +79,9 @@ class RetrainRequest(Base):
     """One turn of the retraining loop, step by step, with the comparison and the decision."""
 
     __tablename__ = "retrain_requests"
+    # two processes that both pass the "is one running?" check cannot both insert
+    __table_args__ = (Index("ix_retrain_requests_one_running", "usecase", unique=True,
+                            sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     usecase: Mapped[str] = mapped_column(String(64), index=True)
