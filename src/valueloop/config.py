@@ -23,8 +23,20 @@ FIELDS: dict[str, str] = {
     "artifact_root": "directory (or URI) for model and dataset artifacts",
     "redis_url": "Redis URL for streaming",
     "pseudonym_key": "secret key for keyed pseudonymization (HMAC-SHA256)",
+    "allow_development_key": "true: ingest may pseudonymize with the development key outside the demo",
+    "url_variables": "environment variables a SQL source's URL may name as ${VAR} (comma-separated)",
+    "hook_modules": "Python modules a use case file may name as hooks; @project: the project folder's own",
 }
 SECRET_FIELDS = {"pseudonym_key"}
+#: Settings that hold a list (comma-separated in the environment) or a yes/no.
+LIST_FIELDS = {"url_variables", "hook_modules"}
+FLAG_FIELDS = {"allow_development_key"}
+_FLAGS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
+          "0": False, "": False}
+#: The key a fresh home starts with: published, so its pseudonyms are reversed by a dictionary.
+DEVELOPMENT_KEY = "valueloop-development-key-change-me"
+#: A file in a home that the demo made: its synthetic data may be pseudonymized with the development key.
+DEMO_MARKER = "demo-workspace"
 
 
 @dataclass(frozen=True)
@@ -44,20 +56,57 @@ class Settings:
     artifact_root: str
     redis_url: str
     pseudonym_key: str
+    allow_development_key: bool
+    url_variables: tuple[str, ...]
+    hook_modules: tuple[str, ...]
     sources: dict[str, str]
 
     def as_env(self) -> dict[str, str]:
         """The ``VALUELOOP_*`` variables that make a subprocess see exactly these settings."""
-        return {f"VALUELOOP_{name.upper()}": str(getattr(self, name)) for name in FIELDS}
+        return {f"VALUELOOP_{name.upper()}": _text(getattr(self, name)) for name in FIELDS}
 
     def describe(self) -> dict[str, Setting]:
+        """Each value as it may be shown: a secret as ``***`` unless it is the default, and a
+        URL without its password."""
         shown = {}
         for name in FIELDS:
-            value = str(getattr(self, name))
+            value = hide_password(_text(getattr(self, name)))
             if name in SECRET_FIELDS and self.sources[name] != "default":
                 value = "***"
             shown[name] = Setting(value, self.sources[name])
         return shown
+
+
+def _text(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _typed(name: str, text: str, source: str) -> Any:
+    if name in LIST_FIELDS:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    if name in FLAG_FIELDS:
+        if text.strip().lower() not in _FLAGS:
+            raise InvalidInput(f"{name} ({source}): must be true or false, got {text!r}")
+        return _FLAGS[text.strip().lower()]
+    return text
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password shown as ``***``, as SQLAlchemy renders it; text that is no URL
+    comes back as it is, and a URL SQLAlchemy cannot parse is shown by its scheme only."""
+    if "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url.partition("://")[0] + "://***"
 
 
 def _defaults(home: Path) -> dict[str, str]:
@@ -69,7 +118,12 @@ def _defaults(home: Path) -> dict[str, str]:
         "artifact_root": str(home / "artifacts"),
         "redis_url": "redis://127.0.0.1:6379/0",
         # A fixed development key: fine for the demo, flagged by `valueloop config`.
-        "pseudonym_key": "valueloop-development-key-change-me",
+        "pseudonym_key": DEVELOPMENT_KEY,
+        "allow_development_key": "false",
+        # Nothing by default: a use case file must not read the server's environment or run
+        # the server's Python unless its operator says so.
+        "url_variables": "",
+        "hook_modules": "",
     }
 
 
@@ -86,13 +140,13 @@ def _read_file(path: Path) -> dict[str, Any]:
             f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
             f"known: {', '.join(FIELDS)}"
         )
-    return {k: str(v) for k, v in data.items()}
+    return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in data.items()}
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read the settings from the environment (``os.environ`` unless given) and the config file."""
     env = dict(os.environ) if env is None else env
-    values: dict[str, str] = {}
+    values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
     if "VALUELOOP_HOME" in env:
@@ -115,4 +169,24 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             values[name], sources[name] = from_file[name], f"file {config_path}"
         else:
             values[name], sources[name] = default, "default"
+        values[name] = _typed(name, values[name], sources[name])
     return Settings(home=home, sources=sources, **values)
+
+
+def key_id(key: str) -> str:
+    """A pseudonym key's public fingerprint for the lineage: tells keys apart, reveals none."""
+    import hashlib
+    import hmac
+
+    return hmac.new(key.encode(), b"valueloop pseudonym key id", hashlib.sha256).hexdigest()[:16]
+
+
+def mark_demo(home: Path) -> None:
+    """Mark ``home`` as the demo's: its data is synthetic, so the development key may treat it."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / DEMO_MARKER).write_text("Made by `valueloop demo`: its synthetic data may be pseudonymized "
+                                    "with the development key.\n")
+
+
+def is_demo(home: Path) -> bool:
+    return (home / DEMO_MARKER).is_file()

@@ -25,10 +25,14 @@ def test_config_names_the_source_of_each_value(tmp_path, refused):
     assert json.loads(shown.stdout) == {
         "home": {"value": str(home), "source": "env VALUELOOP_HOME"},
         "database_url": {"value": f"sqlite:///{home}/valueloop.db", "source": "default"},
+        "migration_database_url": {"value": "", "source": "default"},
         "mlflow_uri": {"value": "http://mlflow:5000", "source": f"file {home}/config.yaml"},
         "artifact_root": {"value": f"{home}/artifacts", "source": "default"},
         "redis_url": {"value": "redis://queue:6379/2", "source": "env VALUELOOP_REDIS_URL"},
         "pseudonym_key": {"value": "valueloop-development-key-change-me", "source": "default"},
+        "allow_development_key": {"value": "false", "source": "default"},
+        "url_variables": {"value": "", "source": "default"},
+        "hook_modules": {"value": "", "source": "default"},
     }
     table = config(home, VALUELOOP_PSEUDONYM_KEY="s3cret").stdout
     assert "env VALUELOOP_PSEUDONYM_KEY" in table and "s3cret" not in table

@@ -16,7 +16,7 @@ from data_support import add_rows, approve, files_under, ingest, personal, read,
 from valueloop import data
 from valueloop.config import Settings
 from valueloop.data.delta import datasets_root, table_path
-from valueloop.data.treatments import hmac_sql
+from valueloop.data.treatments import hmac_params, hmac_sql
 from valueloop.errors import Conflict, GateClosed, InvalidInput, PermissionDenied
 from valueloop.outcomes import audit, privacy
 from valueloop.store import session
@@ -70,7 +70,8 @@ def test_pseudonyms_are_stable_under_one_key_and_differ_under_another(settings: 
 @pytest.mark.parametrize("key", ["short", "k" * 64, "a much longer key than one SHA-256 block " * 3])
 def test_hmac_in_sql_is_rfc_2104_hmac_sha256(key: str) -> None:
     values = ["anna@example.com", "", "ünïcødé", None]
-    got = duckdb.sql(f"SELECT {hmac_sql('v', key)} FROM unnest(?) t(v)", params=[values]).fetchall()
+    got = duckdb.sql(f"SELECT {hmac_sql('v')} FROM unnest($values) t(v)",
+                     params={"values": values, **hmac_params(key)}).fetchall()
     expected = [None if v is None else hmac.new(key.encode(), v.encode(), hashlib.sha256).hexdigest()
                 for v in values]
     assert [g for (g,) in got] == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_a_python_transform(settings: Settings, churn: Path) -> None:
         " table['tenure_months']))\n"
     )
     update(settings, lambda d: d["data"].update(transform=None, python="features:build"))
-    version = ingest(settings, churn)
+    version = ingest(dataclasses.replace(settings, hook_modules=("@project",)), churn)
     stored = read(settings, version.version)
     assert "calls_per_year" in stored.column_names and "name" not in stored.column_names
     assert version.transform_hash == hashlib.sha256((churn / "features.py").read_bytes() + b"build").hexdigest()
@@ -63,7 +64,7 @@ def test_a_failing_python_transform_is_named(settings: Settings, churn: Path) ->
     (churn / "features.py").write_text("def build(sources):\n    return sources['nope']\n")
     update(settings, lambda d: d["data"].update(transform=None, python="features:build"))
     with pytest.raises(InvalidInput, match="data.python: features:build failed: KeyError: 'nope'"):
-        ingest(settings, churn)
+        ingest(dataclasses.replace(settings, hook_modules=("@project",)), churn)
 
 
 def test_two_sources_need_a_transform(settings: Settings, churn: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,12 @@ from valueloop.errors import InvalidInput
 from valueloop.examples import load_generator
 
 ROWS = 600
+
+
+@pytest.fixture
+def pg_settings(pg_settings: Settings) -> Settings:
+    """The PostgreSQL settings whose SQL source URLs may read ${CRM_URL}."""
+    return dataclasses.replace(pg_settings, url_variables=("CRM_URL",))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,7 @@ def test_crashing_custom_candidate_is_recorded_and_the_others_go_on(
         "    return make_pipeline(prep, DecisionTreeClassifier(**params)).fit(X, y)\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    settings = dataclasses.replace(settings, hook_modules=("mymodels",))  # the operator allows them
     set_model(settings, name, threshold=0.6, candidates=[
         FAST[0],
         {"name": "broken", "kind": "custom", "function": "mymodels:broken"},

@@ -23,6 +23,9 @@ def test_each_value_comes_from_env_file_or_default(tmp_path):
         "artifact_root": (f"{home}/artifacts", "default"),
         "redis_url": ("redis://env:6379/1", "env VALUELOOP_REDIS_URL"),
         "pseudonym_key": ("***", f"file {home}/config.yaml"),  # a secret is never shown
+        "allow_development_key": ("false", "default"),
+        "url_variables": ("", "default"),
+        "hook_modules": ("", "default"),
     }
     assert settings.pseudonym_key == "from-the-file"
 

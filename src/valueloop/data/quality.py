@@ -5,6 +5,9 @@ counted in one scan, so checks cost one pass however many there are and never lo
 (pandera's pyarrow backend took 5.8 s for four checks on 2 M rows, where this scan takes under
 one); an ingest counts them in its profile's scan, so they cost no pass of their own. Failing
 checks then fetch a few failing rows as the sample.
+
+A ``sql`` check is the use case file's own SQL: it runs in the sandbox (see ``sandbox``), which
+holds the staged dataset and nothing else, so what it returns are treated values.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from valueloop.data.plain import plain, rows, scan
+from valueloop.data.sandbox import one_select
 from valueloop.data.treatments import quote
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.spec import (
@@ -132,8 +136,11 @@ class Checker:
     """The checks in two steps around one scan, so that the profile can share it: build it,
     compute ``aggregates`` over the table, then ``report`` with their values."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, checks: list[Check], table: str = "dataset") -> None:
-        self._con, self._checks, self._table = con, checks, table
+    def __init__(self, con: duckdb.DuckDBPyConnection, user: duckdb.DuckDBPyConnection, checks: list[Check],
+                 table: str = "dataset") -> None:
+        """``con`` runs valueloop's own queries, ``user`` (a sandbox with the same ``table``) the
+        checks' SQL."""
+        self._con, self._user, self._checks, self._table = con, user, checks, table
         self._types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
         _validate(checks, self._types)
         self.aggregates = ["count(*)"]
@@ -174,10 +181,11 @@ class Checker:
                         f"GROUP BY ALL HAVING count(*) > 1 ORDER BY copies DESC LIMIT {SAMPLE_ROWS}"))
                 results.append(_result(check, failing, f"{failing} row(s) repeat a value of {', '.join(check.columns)}", sample))
             elif isinstance(check, SqlCheck):
-                query = check.query.strip().rstrip(";")
+                query = one_select(check.query, f"data.checks[{i}] {label(check)}")
                 try:
-                    failing = con.execute(f"SELECT count(*) FROM ({query})").fetchone()[0]
-                    sample = rows(con.execute(f"SELECT * FROM ({query}) LIMIT {SAMPLE_ROWS}")) if failing else []
+                    failing = self._user.execute(f"SELECT count(*) FROM ({query}\n)").fetchone()[0]
+                    sample = rows(self._user.execute(
+                        f"SELECT * FROM ({query}\n) LIMIT {SAMPLE_ROWS}")) if failing else []
                 except duckdb.Error as exc:
                     raise InvalidInput(f"data.checks[{i}] {label(check)}: the query fails: {exc}") from None
                 results.append(_result(check, failing, f"{failing} row(s) returned by the query", sample))
@@ -195,9 +203,10 @@ class Checker:
                       "warnings": len(warnings), "checks": results})
 
 
-def run(con: duckdb.DuckDBPyConnection, checks: list[Check], table: str = "dataset") -> dict[str, Any]:
+def run(con: duckdb.DuckDBPyConnection, user: duckdb.DuckDBPyConnection, checks: list[Check],
+        table: str = "dataset") -> dict[str, Any]:
     """Run every check on ``table``; the report says which failed, how often, and shows failing rows."""
-    checker = Checker(con, checks, table)
+    checker = Checker(con, user, checks, table)
     return checker.report(scan(con, table, checker.aggregates)[0])
 
 

@@ -7,7 +7,8 @@ Anything that fails before the commit leaves no version and no file behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,16 +17,17 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from valueloop.config import Settings
-from valueloop.data import delta, pipeline, quality
+from valueloop.config import DEVELOPMENT_KEY, Settings, is_demo, key_id
+from valueloop.data import delta, pipeline, quality, sandbox
 from valueloop.data.plain import scan
 from valueloop.data.profile import Profiler
 from valueloop.data.tables import DatasetVersion
+from valueloop.data.treatments import key_ids
 from valueloop.errors import InvalidInput, NotFound
 from valueloop.outcomes import audit
 from valueloop.outcomes.privacy import AssessmentView, require_privacy_approval
 from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.spec import DataSection
+from valueloop.outcomes.spec import DataSection, Treatment
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import UseCase
@@ -114,27 +116,61 @@ def _prepare(session: Session, settings: Settings, actor: str | None, usecase_na
     return usecase, acting.name, assessment, _project_dir(session, usecase, project_dir)
 
 
-def _stage(con: duckdb.DuckDBPyConnection, settings: Settings, usecase: UseCase,
-           assessment: AssessmentView, project: Path,
-           work: Path, counter: _Counter, mode: str | None) -> tuple[pipeline.Staged, DataSection, str]:
+def _usable_key(settings: Settings) -> None:
+    """The development key is published, so its pseudonyms are reversed by hashing a list of
+    likely values: only the demo's synthetic data, or an explicit setting, may use it."""
+    if settings.pseudonym_key == DEVELOPMENT_KEY and not settings.allow_development_key and not is_demo(settings.home):
+        raise InvalidInput(
+            "pseudonym_key: is the development key, which is published: anyone who guesses a value "
+            "can find its pseudonym. Set a secret key of your own (VALUELOOP_PSEUDONYM_KEY, or "
+            "pseudonym_key in the config file), or set allow_development_key (VALUELOOP_ALLOW_DEVELOPMENT_KEY) "
+            "to true for data that needs no protection"
+        )
+
+
+def _keeps_key(settings: Settings, previous: DatasetVersion) -> None:
+    """An append keeps the current version's key: rows under two keys would no longer join."""
+    current, used = key_id(settings.pseudonym_key), key_ids(previous.treatments)
+    if used - {current}:
+        raise InvalidInput(
+            f"mode: append would mix pseudonyms of two keys: version {previous.version} was "
+            f"pseudonymized under key {', '.join(sorted(used))}, the key now is {current}; after a key "
+            "rotation, ingest with --mode overwrite, which pseudonymizes every row under the new key"
+        )
+
+
+def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings, usecase: UseCase,
+           assessment: AssessmentView, project: Path, work: Path, counter: _Counter,
+           mode: str | None) -> tuple[pipeline.Staged, DataSection, str, list[Path]]:
     """Stage the new rows, then show the checks and the profile the version they would make:
-    in append mode the current version's rows and the new ones together."""
+    in append mode the current version's rows and the new ones together (its files returned)."""
     spec = spec_of(usecase)
     section = spec.data or DataSection()
     mode = mode or section.mode
     if mode not in MODES:
         raise InvalidInput(f"mode: must be append or overwrite, got {mode!r}")
+    if any(t.treatment is Treatment.pseudonymize for t in assessment.treatments.values()):
+        _usable_key(settings)
+        if mode == "append" and (previous := _rows(session, usecase)):
+            _keeps_key(settings, previous[-1])
     counter.step("reading, treating and transforming")
     staged = pipeline.stage(
-        con, list(spec.sources), section, project, assessment.treatments,
-        [c.column for c in assessment.content.columns], settings.pseudonym_key, work,
-        counter.add,
+        settings, list(spec.sources), section, project, assessment.treatments,
+        [c.column for c in assessment.content.columns], work, counter.add,
     )
     table = delta.table_path(settings, usecase.name)
     delta.check_schema(table, staged.schema)
-    kept = delta.current_files(table) if mode == "append" else []
-    pipeline.register_dataset(con, kept + staged.files)
-    return staged, section, mode
+    files = (delta.current_files(table) if mode == "append" else []) + staged.files
+    pipeline.register_dataset(con, files)
+    return staged, section, mode, files
+
+
+@contextmanager
+def _user_sql(work: Path, files: list[Path]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The sandbox the checks' own SQL runs in, holding the dataset the version would."""
+    with sandbox.sandbox(work, files) as user:
+        pipeline.register_dataset(user, files)
+        yield user
 
 
 def check(session: Session, settings: Settings, actor: str | None, usecase_name: str, *,
@@ -142,11 +178,12 @@ def check(session: Session, settings: Settings, actor: str | None, usecase_name:
           progress: Progress | None = None) -> dict[str, Any]:
     """Run the whole ingest but the commit: the quality report of the version it would make."""
     usecase, _, assessment, project = _prepare(session, settings, actor, usecase_name, project_dir)
-    with delta.staging(settings) as work, pipeline.connect(work) as con:
+    with delta.staging(settings) as work, sandbox.connect(work) as con:
         counter = _Counter(progress)
-        _, section, _ = _stage(con, settings, usecase, assessment, project, work, counter, mode)
+        _, section, _, files = _stage(con, session, settings, usecase, assessment, project, work, counter, mode)
         counter.step("checking quality")
-        return quality.run(con, list(section.checks))
+        with _user_sql(work, files) as user:
+            return quality.run(con, user, list(section.checks))
 
 
 def ingest(session: Session, settings: Settings, actor: str | None, usecase_name: str, *,
@@ -156,12 +193,14 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
     usecase, acting, assessment, project = _prepare(session, settings, actor, usecase_name, project_dir)
     counter = _Counter(progress)
     table = delta.table_path(settings, usecase.name)
-    with delta.staging(settings) as work, pipeline.connect(work) as con:
-        staged, section, mode = _stage(con, settings, usecase, assessment, project, work, counter, mode)
+    with delta.staging(settings) as work, sandbox.connect(work) as con:
+        staged, section, mode, files = _stage(con, session, settings, usecase, assessment, project, work,
+                                              counter, mode)
         counter.step("checking quality and profiling")
-        checker, profiler = quality.Checker(con, list(section.checks)), Profiler(con)
-        checked, profiled = scan(con, "dataset", checker.aggregates, profiler.aggregates)
-        report = checker.report(checked)
+        with _user_sql(work, files) as user:
+            checker, profiler = quality.Checker(con, user, list(section.checks)), Profiler(con)
+            checked, profiled = scan(con, "dataset", checker.aggregates, profiler.aggregates)
+            report = checker.report(checked)
         if not report["passed"]:
             raise InvalidInput(
                 f"ingest of '{usecase.name}' refused: {report['errors']} error-level check(s) failed "

@@ -6,6 +6,10 @@ ingest's memory grew with the file), Parquet files are scanned with ``pyarrow.da
 results come through a server-side cursor in chunks, Delta tables through their Arrow dataset.
 The row count is counted on the stream; the content digest is the files' bytes (hashed beside
 the stream, as DVC does) or, for SQL and Delta, the batches' Arrow buffers.
+
+A use case file names the sources, so it must not reach further than its project: file paths
+(and a SQLite database) resolve inside the project folder, and ``${VAR}`` in a URL reads only
+the environment variables the setting ``url_variables`` allows, never valueloop's own.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.spec import CsvSource, DeltaSource, ParquetSource, Source, SqlSource
+from valueloop.project import inside
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -96,8 +101,11 @@ class Stream:
 
 
 def _files(source: CsvSource | ParquetSource, project_dir: Path) -> list[Path]:
+    """The files the path or glob matches, each resolved inside the project folder."""
     pattern = source.path if os.path.isabs(source.path) else str(project_dir / source.path)
-    files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    field = f"sources.{source.name}.path"
+    matches = [inside(project_dir, p, field) for p in glob.glob(pattern, recursive=True)]
+    files = sorted(p for p in matches if p.is_file())
     if not files:
         raise InvalidInput(
             f"sources.{source.name}.path: no file matches {source.path!r} in {project_dir}"
@@ -152,7 +160,9 @@ def _delta_stream(source: DeltaSource, project_dir: Path, on_rows: OnRows | None
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
 
-    uri = source.path if "://" in source.path or os.path.isabs(source.path) else str(project_dir / source.path)
+    remote = "://" in source.path and not source.path.startswith("file://")
+    uri = source.path if remote else str(inside(project_dir, source.path.removeprefix("file://"),
+                                                f"sources.{source.name}.path"))
     try:
         table = DeltaTable(uri, version=source.version)
     except (DeltaError, OSError) as exc:
@@ -162,25 +172,46 @@ def _delta_stream(source: DeltaSource, project_dir: Path, on_rows: OnRows | None
                   detail={"table_version": table.version()})
 
 
-def _sql_url(source: SqlSource) -> str:
-    try:
-        return Template(source.url).substitute(os.environ)
-    except KeyError as exc:
-        raise InvalidInput(
-            f"sources.{source.name}.url: environment variable {exc.args[0]} is not set"
-        ) from None
-    except ValueError as exc:
-        raise InvalidInput(f"sources.{source.name}.url: {exc}") from None
+def _expand(source: SqlSource, allowed: tuple[str, ...]) -> str:
+    """The URL with its ``${VAR}`` read from the environment, for the allowed variables only."""
+    field = f"sources.{source.name}.url"
+    template = Template(source.url)
+    if not template.is_valid():
+        raise InvalidInput(f"{field}: a $ that names no variable; write $$ for a $ of its own")
+    for name in template.get_identifiers():
+        if name.startswith("VALUELOOP_"):
+            raise InvalidInput(f"{field}: ${{{name}}} is one of valueloop's own settings, which a URL "
+                               "never expands")
+        if name not in allowed:
+            raise InvalidInput(f"{field}: ${{{name}}} is not among the variables the setting url_variables "
+                               f"(VALUELOOP_URL_VARIABLES) allows: {', '.join(allowed) or 'none'}")
+        if name not in os.environ:
+            raise InvalidInput(f"{field}: environment variable {name} is not set")
+    return template.substitute({name: os.environ[name] for name in template.get_identifiers()})
 
 
-def _sql_stream(source: SqlSource, on_rows: OnRows | None) -> Stream:
+def _sql_url(source: SqlSource, allowed: tuple[str, ...], project_dir: Path) -> Any:
+    """The parsed URL; a SQLite database is a file, so it resolves inside the project folder."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(_expand(source, allowed))
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = url.database.removeprefix("file:").partition("?")[0]
+        resolved = inside(project_dir, path, f"sources.{source.name}.url")
+        if not url.database.startswith("file:"):
+            url = url.set(database=str(resolved))
+    return url
+
+
+def _sql_stream(source: SqlSource, allowed: tuple[str, ...], project_dir: Path,
+                on_rows: OnRows | None) -> Stream:
     """Rows through a server-side cursor, ``SQL_CHUNK_ROWS`` at a time; the first chunk fixes the types."""
     import pyarrow as pa
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     try:
-        engine = create_engine(_sql_url(source))
+        engine = create_engine(_sql_url(source, allowed, project_dir))
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise InvalidInput(f"sources.{source.name}.url: not a usable SQLAlchemy URL: {exc}") from None
     where = engine.url.render_as_string(hide_password=True)
@@ -231,11 +262,11 @@ def _sql_stream(source: SqlSource, on_rows: OnRows | None) -> Stream:
     return Stream(source, schema, batches(), on_rows, detail={"database": where}, on_close=close)
 
 
-def open_stream(source: Source, project_dir: Path, on_rows: OnRows | None,
-                hasher: ThreadPoolExecutor) -> Stream:
+def open_stream(source: Source, project_dir: Path, url_variables: tuple[str, ...],
+                on_rows: OnRows | None, hasher: ThreadPoolExecutor) -> Stream:
     """Open a source for one streaming read; bad paths, URLs and queries fail here, by name."""
     if isinstance(source, CsvSource | ParquetSource):
         return _file_stream(source, project_dir, on_rows, hasher)
     if isinstance(source, DeltaSource):
         return _delta_stream(source, project_dir, on_rows)
-    return _sql_stream(source, on_rows)
+    return _sql_stream(source, url_variables, project_dir, on_rows)

@@ -3,6 +3,9 @@
 Treating the sources rather than the transform's output means no transform ever sees a raw
 personal value or can rename one past its treatment, and a pseudonymized key still joins
 across sources, since the same value always gives the same pseudonym under one key.
+
+The key's HMAC pads are query parameters, never SQL text: a view definition, a query log or an
+error message that quotes the query cannot give the key away.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING, Any
 
+from valueloop.config import key_id
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.spec import ColumnTreatment, Treatment
 
@@ -24,19 +28,24 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def hmac_sql(value_sql: str, key: str) -> str:
-    """Keyed HMAC-SHA256 (RFC 2104) in lowercase hex, vectorized in DuckDB from its ``sha256``.
+def hmac_sql(value_sql: str) -> str:
+    """Keyed HMAC-SHA256 (RFC 2104) in lowercase hex, vectorized in DuckDB from its ``sha256``;
+    the key's pads are the parameters ``hmac_params`` gives.
 
     Equal to ``hmac.new(key, value, sha256).hexdigest()`` (a test holds it to that); NULL stays NULL.
     """
+    return (f"sha256(unhex($hmac_outer) || unhex(sha256(unhex($hmac_inner) || "
+            f"encode(CAST({value_sql} AS VARCHAR)))))")
+
+
+def hmac_params(key: str) -> dict[str, str]:
+    """The parameters of ``hmac_sql``: the key's inner and outer pads in hex."""
     secret = key.encode()
     if len(secret) > _BLOCK:
         secret = hashlib.sha256(secret).digest()
     secret = secret.ljust(_BLOCK, b"\0")
-    inner = bytes(b ^ 0x36 for b in secret).hex()
-    outer = bytes(b ^ 0x5C for b in secret).hex()
-    return (f"sha256(unhex('{outer}') || unhex(sha256(unhex('{inner}') || "
-            f"encode(CAST({value_sql} AS VARCHAR)))))")
+    return {"hmac_inner": bytes(b ^ 0x36 for b in secret).hex(),
+            "hmac_outer": bytes(b ^ 0x5C for b in secret).hex()}
 
 
 def pseudonym(value: str, key: str) -> str:
@@ -87,27 +96,37 @@ def check_coverage(treatments: dict[str, ColumnTreatment], personal: list[str],
         )
 
 
-def select_list(schema: pa.Schema, treatments: dict[str, ColumnTreatment], key: str,
-                source: str) -> list[str]:
-    """The SELECT items that give a source's columns their treatments; dropped ones are left out."""
-    items = []
+def treating_query(schema: pa.Schema, treatments: dict[str, ColumnTreatment], key: str, source: str,
+                   table: str) -> tuple[str, dict[str, str]]:
+    """The SELECT from ``table`` that gives a source's columns their treatments (dropped ones are
+    left out), and its parameters."""
+    items, pseudonymized = [], False
     for field in schema:
         rule = treatments.get(field.name)
         if rule is None or rule.treatment is Treatment.keep:
             items.append(quote(field.name))
         elif rule.treatment is Treatment.pseudonymize:
-            items.append(f"{hmac_sql(quote(field.name), key)} AS {quote(field.name)}")
+            items.append(f"{hmac_sql(quote(field.name))} AS {quote(field.name)}")
+            pseudonymized = True
         elif rule.treatment is Treatment.generalize:
             items.append(f"{_generalize(field.name, field, rule.params, source)} AS {quote(field.name)}")
     if not items:
         raise InvalidInput(f"privacy: every column of source {source} is dropped; nothing is left to ingest")
-    return items
+    return f"SELECT {', '.join(items)} FROM {quote(table)}", hmac_params(key) if pseudonymized else {}
 
 
-def applied(treatments: dict[str, ColumnTreatment], schemas: dict[str, pa.Schema]) -> dict[str, Any]:
-    """What was done to which column in which source: stored with the version as its lineage."""
-    return {
-        column: {"treatment": rule.treatment.value, "params": rule.params,
-                 "sources": sorted(s for s, schema in schemas.items() if column in schema.names)}
-        for column, rule in sorted(treatments.items())
-    }
+def applied(treatments: dict[str, ColumnTreatment], schemas: dict[str, pa.Schema], key: str) -> dict[str, Any]:
+    """What was done to which column in which source, stored with the version as its lineage; a
+    pseudonym names its key by the key's id, so a rotation shows."""
+    lineage = {}
+    for column, rule in sorted(treatments.items()):
+        lineage[column] = {"treatment": rule.treatment.value, "params": rule.params,
+                           "sources": sorted(s for s, schema in schemas.items() if column in schema.names)}
+        if rule.treatment is Treatment.pseudonymize:
+            lineage[column]["key_id"] = key_id(key)
+    return lineage
+
+
+def key_ids(lineage: dict[str, Any]) -> set[str]:
+    """The ids of the keys a version's pseudonyms were made under (none before key ids were kept)."""
+    return {t["key_id"] for t in lineage.values() if "key_id" in t}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+from valueloop.config import mark_demo
 from valueloop.demo import DemoContext
 from valueloop.errors import GateClosed, PermissionDenied
 from valueloop.examples import example_dir
@@ -30,6 +31,7 @@ def run(ctx: DemoContext) -> None:
     out, settings = ctx.console, ctx.settings
     ctx.chapter("Outcomes: formulate the use case and pass the privacy gate")
 
+    mark_demo(settings.home)  # its data is synthetic: the development key may pseudonymize it
     project = ctx.workspace / "churn"
     shutil.copytree(example_dir("churn"), project, ignore=shutil.ignore_patterns("data", "__pycache__"))
     ctx.state["project"] = project

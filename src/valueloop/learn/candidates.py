@@ -1,12 +1,15 @@
 """Candidates: each kind becomes one scikit-learn Pipeline (preprocessing + estimator), so the
-whole is one artifact; a custom candidate is the user's ``train(data, params) -> estimator``."""
+whole is one artifact; a custom candidate is the user's ``train(data, params) -> estimator``,
+from a module the setting ``hook_modules`` allows (see ``valueloop.hooks``)."""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from valueloop import hooks
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.spec import Candidate, ModelObjective, ParamRange
 
@@ -107,41 +110,34 @@ def make_preprocessor(numeric: list[str], categorical: list[str]) -> ColumnTrans
     ])
 
 
-def _load(dotted: str, field: str) -> Callable[..., Any]:
+def _estimator(dotted: str) -> Callable[..., Any]:
     module_name, _, attr = dotted.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidInput(f"{field}: cannot import module '{module_name}' ({exc}); "
-                           "put it on PYTHONPATH") from None
-    found = getattr(module, attr, None)
-    if not callable(found):
-        raise InvalidInput(f"{field}: module '{module_name}' has no function '{attr}'")
-    return found
+    return getattr(importlib.import_module(module_name), attr)
 
 
-def custom_source(candidate: Candidate) -> str | None:
+def _custom(candidate: Candidate, hook_modules: tuple[str, ...]) -> tuple[Callable[..., Any], Path | None]:
+    """A custom candidate's training function and its module's file, from an allowed module."""
+    return hooks.resolve(candidate.function or "", f"candidate '{candidate.name}' function", hook_modules)
+
+
+def custom_source(candidate: Candidate, hook_modules: tuple[str, ...]) -> str | None:
     """The file of a custom candidate's module, shipped with the model so it loads anywhere."""
-    import inspect
-
-    assert candidate.function is not None
-    module = importlib.import_module(candidate.function.partition(":")[0])
-    try:
-        return inspect.getfile(module)
-    except TypeError:
-        return None
+    path = _custom(candidate, hook_modules)[1]
+    return str(path) if path else None
 
 
 def fit(candidate: Candidate, params: dict[str, Any], task: str, seed: int,
-        numeric: list[str], categorical: list[str], X: pd.DataFrame, y: pd.Series) -> BaseEstimator:
-    """Fit one candidate with these params; a custom one gets the training frame with its target."""
+        numeric: list[str], categorical: list[str], X: pd.DataFrame, y: pd.Series, *,
+        hook_modules: tuple[str, ...] = ()) -> BaseEstimator:
+    """Fit one candidate with these params; a custom one gets the training frame with its target,
+    if the setting ``hook_modules`` allows its module."""
     if candidate.kind == "custom":
-        train = _load(candidate.function or "", f"candidate '{candidate.name}' function")
+        train = _custom(candidate, hook_modules)[0]
         data = X.assign(**{str(y.name): y.to_numpy()})
         return train(data, dict(params))
     from sklearn.pipeline import Pipeline
 
-    estimator_class = _load(_ESTIMATORS[candidate.kind][task], "estimator")
+    estimator_class = _estimator(_ESTIMATORS[candidate.kind][task])
     settings = _DEFAULTS[candidate.kind] | ({"random_state": seed} if candidate.kind in _SEEDED else {})
     settings |= params
     if "hidden_layer_sizes" in settings:

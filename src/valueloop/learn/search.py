@@ -28,7 +28,7 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamRange) -> Any:
 
 def search(candidate: Candidate, task: str, metric: str, seed: int, numeric: list[str],
            categorical: list[str], X: pd.DataFrame, y: pd.Series,
-           progress: Progress | None) -> tuple[dict[str, Any], int]:
+           progress: Progress | None, hook_modules: tuple[str, ...]) -> tuple[dict[str, Any], int]:
     """The best params found within the budget (merged over the declared ones) and the trial count."""
     import mlflow
     import optuna
@@ -52,7 +52,8 @@ def search(candidate: Candidate, task: str, metric: str, seed: int, numeric: lis
                               run_name=f"{candidate.name}-trial-{trial.number}"):
             mlflow.log_params(params)
             try:
-                model = kinds.fit(candidate, params, task, seed, numeric, categorical, X_fit, y_fit)
+                model = kinds.fit(candidate, params, task, seed, numeric, categorical, X_fit, y_fit,
+                                  hook_modules=hook_modules)
                 value = metrics(y_val.to_numpy(), scores(model, X_val, task), task)[metric]
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")

@@ -135,10 +135,11 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
             params = dict(candidate.params)
             if candidate.search is not None:
                 params, trials = search(candidate, objective.task, objective.primary_metric, seed,
-                                        prepared.numeric, prepared.categorical, X, y, job.progress)
+                                        prepared.numeric, prepared.categorical, X, y, job.progress,
+                                        job.settings.hook_modules)
         mlflow.log_params({f"model.{k}": v for k, v in params.items()})
         model = kinds.fit(candidate, params, objective.task, seed, prepared.numeric,
-                          prepared.categorical, X, y)
+                          prepared.categorical, X, y, hook_modules=job.settings.hook_modules)
         evaluated, figures = _evaluate(model, job)
         mlflow.log_metrics({k: v for k, v in evaluated["metrics"].items() if not math.isnan(v)})
         if evaluated["calibration"]:
@@ -155,7 +156,8 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
         mlflow.set_tag(tracking.TAG + "tests_passed", str(all(t.passed for t in tests)).lower())
-        code = [path] if candidate.kind == "custom" and (path := kinds.custom_source(candidate)) else None
+        hooked = candidate.kind == "custom" and kinds.custom_source(candidate, job.settings.hook_modules)
+        code = [hooked] if hooked else None
         example = job.test_rows[0][prepared.features].head(5)
         model_uri = tracking.log_model(model, candidate.kind, example, objective.task, code).model_uri
         mlflow.end_run()
