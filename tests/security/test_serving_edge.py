@@ -189,6 +189,21 @@ def test_a_revoked_token_stops_working_within_a_second(edge: Edge) -> None:
     assert answer.status_code == 401 and "revoked" in answer.text
 
 
+def test_a_client_guessing_tokens_is_throttled(edge: Edge) -> None:
+    """Issue 14: token attempts are rate-limited; a guesser is refused before the database is asked."""
+    server, thread, url = start_server(edge.settings)  # a server of its own: its own count of failures
+    try:
+        guesses = [httpx.post(url + "/predict/churn", json=ROW, headers={"Authorization": f"Bearer vl_guess{i}"})
+                   for i in range(21)]
+        assert [g.status_code for g in guesses] == [401] * 20 + [429]
+        assert int(guesses[-1].headers["retry-after"]) >= 1 and "too many failed" in guesses[-1].text
+        right = httpx.post(url + "/predict/churn", json=ROW, headers=edge.auth("dana"))
+        assert right.status_code == 429  # while it waits, a right token tells the client nothing either
+    finally:
+        server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(10)
+
+
 def test_labels_need_the_label_permission_and_record_who_sent_them(edge: Edge) -> None:
     """Attack 6.10: any member who could view posted labels, and no actor was kept."""
     from valueloop.deploy.predlog import PredictionLog

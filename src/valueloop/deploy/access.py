@@ -3,7 +3,9 @@
 A token's check (its user, and the roles the user holds on each use case served at the time) is
 kept in a bounded TTL cache for ``ttl`` seconds: a revoked token stops working within ``ttl``,
 and the hot path makes at most one round of queries per token per ``ttl``. Requests that carry
-the same unchecked token wait for one check instead of each querying the database.
+the same unchecked token wait for one check instead of each querying the database. A client whose
+tokens keep failing is throttled before the database is asked (429, see
+:class:`~valueloop.security.ratelimit.AuthenticationThrottle`).
 
 Roles come from :func:`valueloop.outcomes.roles.roles_of` and are judged by its one matrix,
 ``PERMISSIONS``. A use case on which the caller may not even view is treated as one that does
@@ -21,6 +23,7 @@ from cachetools import TTLCache
 from valueloop.config import Settings
 from valueloop.errors import AuthenticationFailed, NotFound, PermissionDenied
 from valueloop.outcomes.roles import PERMISSIONS, Action, Role
+from valueloop.security.ratelimit import AuthenticationThrottle
 
 #: how many checked tokens are remembered at most
 CACHE_SIZE = 10_000
@@ -83,6 +86,7 @@ class Access:
         self.settings, self.enabled = settings, enabled
         self._checked: TTLCache[str, Caller] = TTLCache(maxsize=CACHE_SIZE, ttl=ttl)
         self._checking: dict[str, asyncio.Future[Caller]] = {}
+        self.throttle = AuthenticationThrottle()
 
     def _check(self, token: str, served: list[str]) -> Caller:
         from sqlalchemy import select
@@ -98,9 +102,10 @@ class Access:
             held = {u.name: frozenset(roles_of(s, user, u)) for u in usecases}
             return Caller(user.name, {name: held.get(name, frozenset()) for name in served})
 
-    async def caller(self, header: str, served: Collection[str]) -> Caller:
-        """The caller a request's ``Authorization`` header names; 401 for none or a bad one.
-        A use case served since the token's check makes it checked again."""
+    async def caller(self, header: str, served: Collection[str], client: str) -> Caller:
+        """The caller a request's ``Authorization`` header names; 401 for none or a bad one, 429
+        while ``client`` (its address) is throttled. A use case served since the token's check
+        makes it checked again."""
         if not self.enabled:
             return ANONYMOUS
         token = bearer(header)
@@ -109,10 +114,15 @@ class Access:
             return found
         checking = self._checking.get(token)
         if checking is None:
+            self.throttle.check(client)
             checking = asyncio.ensure_future(asyncio.to_thread(self._check, token, list(served)))
             self._checking[token] = checking
             checking.add_done_callback(lambda done: self._remember(token, done))
-        return await asyncio.shield(checking)
+        try:
+            return await asyncio.shield(checking)
+        except AuthenticationFailed:
+            self.throttle.failed(client)
+            raise
 
     def _remember(self, token: str, done: asyncio.Future[Caller]) -> None:
         self._checking.pop(token, None)

@@ -51,8 +51,9 @@ from valueloop.deploy.model import Prediction
 from valueloop.deploy.pool import Deployment, Loader, ModelPool, State, registry_state
 from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
 from valueloop.deploy.routing import to_challenger
-from valueloop.errors import InvalidInput, NotFound, ValueloopError
+from valueloop.errors import InvalidInput, NotFound, TooManyRequests, ValueloopError
 from valueloop.outcomes.roles import Action
+from valueloop.security.body import read_body
 
 log = logging.getLogger("valueloop.deploy.app")
 
@@ -61,10 +62,6 @@ OPTIONS_ENV = "VALUELOOP_SERVE_OPTIONS"
 OPEN = frozenset({"/v2", "/v2/health/live", "/v2/health/ready", "/health/live", "/health/ready", "/openapi.json"})
 #: where the authenticated :class:`Caller` waits in the ASGI scope for the routes
 CALLER = "valueloop.caller"
-
-
-class TooLarge(ValueloopError):
-    http_status = 413
 
 
 class TimedOut(ValueloopError):
@@ -125,24 +122,8 @@ def _child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
-async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
-    """The whole body from the ASGI ``receive``, refused with 413 past ``limit`` bytes."""
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"body of {int(declared)} bytes is larger than the limit of {limit} bytes")
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ValueloopError("the client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
+#: an answer written straight to ASGI: status, body, extra headers
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 Parse = Callable[[MicroBatcher, bytes, str], tuple[protocols.Columns, str | None]]
 Render = Callable[[str, str, str, Prediction], dict[str, Any]]
 
@@ -198,7 +179,7 @@ class Server:
         self._log(rid, challenger, columns, p, time.perf_counter() - started, "shadow")
 
     async def infer(self, caller: Caller, usecase: str, wanted: str | None, headers: dict[str, str],
-                    receive: Receive, parse: Parse, render: Render) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+                    receive: Receive, parse: Parse, render: Render) -> Answer:
         """Answer one prediction request of an authenticated caller: (status, body, extra headers)."""
         started = time.perf_counter()
         version = "none"
@@ -401,12 +382,18 @@ class Predictions:
     def __init__(self, server: Server, app: Starlette) -> None:
         self.server, self.app = server, app
 
-    async def _caller(self, headers: dict[str, str]) -> Caller | tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        """The authenticated caller, or the answer that refuses the request."""
+    async def _caller(self, scope: Scope, headers: dict[str, str]) -> Caller | Answer:
+        """The authenticated caller, or the answer that refuses the request (and closes the
+        connection: the unread rest of a body is not worth draining)."""
+        client = scope["client"][0] if scope.get("client") else "unknown"
         try:
-            return await self.server.access.caller(headers.get("authorization", ""), self.server.pool.deployments)
+            return await self.server.access.caller(headers.get("authorization", ""), self.server.pool.deployments,
+                                                   client)
         except ValueloopError as exc:
-            return exc.http_status, _error_body(exc), [(b"www-authenticate", b"Bearer")]
+            extra = [(b"www-authenticate", b"Bearer"), (b"connection", b"close")]
+            if isinstance(exc, TooManyRequests):
+                extra.append((b"retry-after", str(exc.retry_after).encode()))
+            return exc.http_status, _error_body(exc), extra
         except Exception:  # noqa: BLE001 - e.g. the database is down: the trace goes to the log
             log.exception("checking a token failed")
             return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
@@ -418,7 +405,7 @@ class Predictions:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         match = _PREDICT.match(scope["path"]) if scope["method"] == "POST" else None
         kind = next(k for k in _PROTOCOLS if match.group(k) is not None) if match else ""
-        caller = await self._caller(headers)
+        caller = await self._caller(scope, headers)
         if not isinstance(caller, Caller):
             if match is not None:
                 label = usecase_label(match.group(kind), self.server.pool.deployments)
