@@ -1,0 +1,74 @@
+"""An existing database upgrades with its rows: built at the first schema revision with the data
+an early valueloop wrote, then migrated to the newest revisions as `valueloop` does on first use."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from outcomes.support import churn_data
+from sqlalchemy import create_engine, text
+
+from valueloop.config import Settings
+from valueloop.outcomes import audit, privacy, usecases
+from valueloop.outcomes.roles import Role, roles_of
+from valueloop.outcomes.spec import digest_of, parse_spec
+from valueloop.outcomes.users import get_user
+from valueloop.store import get_engine, session
+from valueloop.store.db import _alembic_config
+
+PEOPLE = [("admin", True), ("olivia", False), ("ana", False), ("pia", False), ("dave", False)]
+AT = datetime(2025, 3, 1, 9, 30)
+
+
+def _foundation_database(url: str) -> dict:
+    """The schema of revision 0001 with a team, a use case whose file names its privacy officer
+    (as files did then), its members and audit events; returns the file as stored."""
+    from alembic import command
+
+    spec = parse_spec(churn_data()).model_dump(mode="json")  # stored as the parsed file, then and now
+    spec["members"]["privacy_officer"] = ["pia"]
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0001")
+        for name, is_admin in PEOPLE:
+            conn.execute(text("INSERT INTO users (name, email, is_admin, created_at) VALUES (:n, :e, :a, :t)"),
+                         {"n": name, "e": f"{name}@example.com", "a": is_admin, "t": AT})
+        conn.execute(text("INSERT INTO usecases (name, title, state, spec, spec_digest, created_at, updated_at) "
+                          "VALUES ('churn', 'Predict churn', 'formulated', :spec, :digest, :t, :t)"),
+                     {"spec": json.dumps(spec), "digest": digest_of(spec), "t": AT})
+        for user, role in [("olivia", "owner"), ("ana", "analyst"), ("pia", "privacy_officer"),
+                           ("dave", "data_engineer")]:
+            conn.execute(text("INSERT INTO members (usecase_id, user_id, role) SELECT u.id, p.id, :r "
+                              "FROM usecases u, users p WHERE u.name = 'churn' AND p.name = :p"),
+                         {"r": role, "p": user})
+        for actor, action in [("admin", "user.add"), ("olivia", "usecase.create"), ("ana", "usecase.advance")]:
+            conn.execute(text("INSERT INTO audit_events (at, actor, action, object_type, object_id, usecase) "
+                              "VALUES (:t, :a, :x, 'usecase', 'churn', 'churn')"), {"t": AT, "a": actor, "x": action})
+    engine.dispose()
+    return spec
+
+
+def test_a_foundation_database_upgrades_with_its_rows_and_works(db_settings: Settings) -> None:
+    _foundation_database(db_settings.database_url)
+    get_engine(db_settings.database_url)  # migrates to the newest revisions, as on first use
+
+    with session(db_settings) as s:
+        churn = usecases.get_usecase(s, "churn")
+        stored = usecases.spec_of(churn)  # the file still validates: its privacy officer became an appointment
+        assert "privacy_officer" not in churn.spec["members"] and churn.spec_digest == stored.digest()
+        assert get_user(s, "pia").is_privacy_officer and not get_user(s, "olivia").is_privacy_officer
+        assert usecases.members_by_role(churn) == {Role.owner: ["olivia"], Role.analyst: ["ana"],
+                                                   Role.data_engineer: ["dave"]}
+        assert roles_of(s, get_user(s, "pia"), churn) == {Role.privacy_officer}
+        trail = audit.events(s, usecase="churn")
+        assert [(e.actor, e.action, e.at.replace(tzinfo=None)) for e in trail] == [
+            ("admin", "user.add", AT), ("olivia", "usecase.create", AT), ("ana", "usecase.advance", AT)]
+    # ... and the loop goes on from there: the DPIA is submitted and decided by the officer
+    with session(db_settings) as s:
+        privacy.submit(s, "olivia", "churn")
+        assert privacy.approve(s, "pia", "churn").status == "approved"
+        assert usecases.get_usecase(s, "churn").state == "approved"
