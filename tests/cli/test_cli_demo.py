@@ -16,7 +16,8 @@ def test_the_demo_runs_end_to_end(settings, run_cli, tmp_path):
         in result.stdout
     # the demo keeps its state in its workspace, apart from the user's own home
     demo = load_settings({"VALUELOOP_HOME": str(workspace)})
-    trail = json.loads(run_cli(demo, "audit", "churn", "--action", "privacy.approve", "--json").stdout)
+    trail = json.loads(run_cli(demo, "audit", "churn", "--action", "privacy.approve", "--json",
+                               as_user="admin").stdout)
     assert [(e["actor"], e["after"]["conditions"][0]["column"]) for e in trail] == [
         ("pia", "postcode"), ("pia", "postcode")]
     assert not settings.home.joinpath("valueloop.db").exists()

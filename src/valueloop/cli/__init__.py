@@ -40,7 +40,7 @@ app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(outcomes.usecase_app, name="usecase")
 app.add_typer(privacy.app, name="privacy")
-app.command("audit")(audit.audit)
+app.add_typer(audit.app, name="audit")
 app.add_typer(data.app, name="data")
 learn.register(app)
 serve.register(app)
@@ -73,7 +73,8 @@ def main() -> None:
     from valueloop.errors import ValueloopError
 
     try:
-        app(args=_hoist_acting_user(sys.argv[1:]), prog_name="valueloop", standalone_mode=False)
+        # click hands back a command's typer.Exit code instead of exiting, outside standalone mode
+        code = app(args=_hoist_acting_user(sys.argv[1:]), prog_name="valueloop", standalone_mode=False)
     except ValueloopError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)
@@ -85,3 +86,4 @@ def main() -> None:
     except typer.TyperException as exc:  # usage errors: click's own message and exit code
         exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    sys.exit(code if isinstance(code, int) else 0)

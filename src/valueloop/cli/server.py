@@ -19,10 +19,13 @@ def server(
     from valueloop.config import load_settings
     from valueloop.deploy.schedule import start_scheduler
     from valueloop.operate.scheduler import start_monitoring
+    from valueloop.outcomes.audit import start_head_export
     from valueloop.server.app import create_app
 
     settings = load_settings()
-    running = [start_monitoring(settings), start_scheduler(settings)] if scheduler else []
+    # the audit's head is exported whatever runs the schedules: it is how a truncation shows
+    running = [start_head_export(settings)]
+    running += [start_monitoring(settings), start_scheduler(settings)] if scheduler else []
     try:
         uvicorn.run(create_app(), host=host, port=port, log_level="info")
     finally:

@@ -7,9 +7,8 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from valueloop.config import load_settings
 from valueloop.outcomes import audit, users
-from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.usecases import get_usecase
 from valueloop.server.deps import DB, Actor
 
 router = APIRouter(prefix="/api")
@@ -72,10 +71,12 @@ def audit_log(
     since: datetime | None = None,
     limit: int | None = Query(None, gt=0),
 ) -> list[audit.AuditEntry]:
-    """Members see their use case's trail; the whole log needs an admin."""
-    acting = users.get_user(s, actor)
-    if usecase:
-        require(s, acting, Action.view, get_usecase(s, usecase))
-    else:
-        require(s, acting, Action.administer)
-    return audit.events(s, usecase=usecase, actor=by, action=action, since=since, limit=limit)
+    """What the caller did and the trail of the use cases they may view; the admin sees all."""
+    return audit.trail(s, actor, usecase=usecase, actor=by, action=action, since=since, limit=limit)
+
+
+@router.get("/audit/verify", tags=["audit"])
+def verify_audit(s: DB, actor: Actor) -> audit.Verification:
+    """Check the hash chain and the heads the server exported; ``ok`` is false when it is broken."""
+    users.get_user(s, actor)
+    return audit.verify(s, audit.exported_heads(load_settings()))

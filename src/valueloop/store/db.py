@@ -71,20 +71,24 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def
     cur.close()
 
 
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process, migrated on first use."""
+def get_engine(url: str, owner_url: str = "") -> Engine:
+    """One engine per URL per process, migrated on first use: as ``owner_url`` when given, which
+    then grants the role of ``url`` what the server needs, and no power over the audit."""
     with _engines_lock:
-        return _engines.get(url) or _new_engine(url)
+        return _engines.get(url) or _new_engine(url, owner_url)
 
 
-def _new_engine(url: str) -> Engine:
+def _new_engine(url: str, owner_url: str) -> Engine:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        migrate(engine)
+        if owner_url and owner_url != url:
+            _migrate_as_owner(owner_url, engine.url.username or "")
+        else:
+            migrate(engine)
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
         engine.dispose()
         reason = str(exc).splitlines()[0]
@@ -93,10 +97,55 @@ def _new_engine(url: str) -> Engine:
     return engine
 
 
+def _migrate_as_owner(owner_url: str, app_role: str) -> None:
+    """Migrate as the schema's owner, then grant the server's role its rows (PostgreSQL only)."""
+    owner = create_engine(owner_url)
+    try:
+        if owner.dialect.name != "postgresql":
+            raise ValueloopError("migration_database_url: a separate owner needs PostgreSQL, "
+                                 f"got {owner.dialect.name}")
+        migrate(owner)
+        with owner.begin() as conn:
+            grant_app_role(conn, app_role)
+    finally:
+        owner.dispose()
+
+
+def grant_app_role(conn: Connection, role: str) -> None:
+    """Grant the server's role the rows it works with: on ``audit_events`` only SELECT and INSERT,
+    and no DELETE of the chain head. A role that owns the table or its schema, or a superuser,
+    could switch the triggers off or drop the table, and is refused."""
+    q = conn.dialect.identifier_preparer.quote
+    powerful = conn.execute(text(
+        "SELECT r.rolsuper, pg_has_role(r.oid, c.relowner, 'USAGE'), "
+        "pg_has_role(r.oid, n.nspowner, 'USAGE') "
+        "FROM pg_roles r, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE r.rolname = :role AND c.oid = 'audit_events'::regclass"), {"role": role}).one_or_none()
+    if powerful is None:
+        raise ValueloopError(f"database_url: role {role!r} does not exist")
+    if any(powerful):
+        what = ("a superuser", "an owner of audit_events", "an owner of its schema")
+        held = ", ".join(w for w, yes in zip(what, powerful, strict=True) if yes)
+        raise ValueloopError(f"database_url: role {role!r} may alter the audit table: it is {held}; "
+                             "connect the server as a role that is none of these")
+    schema = q(conn.execute(text("SELECT current_schema()")).scalar_one())
+    role = q(role)
+    for statement in (
+        f"GRANT USAGE ON SCHEMA {schema} TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_events FROM {role}",
+        f"REVOKE DELETE, TRUNCATE, REFERENCES, TRIGGER ON audit_chain_head FROM {role}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON alembic_version FROM {role}",
+    ):
+        conn.execute(text(statement))
+
+
 @contextmanager
 def session(settings: Settings | None = None) -> Iterator[Session]:
     """A unit of work: commits on success, rolls everything back on any error."""
     settings = settings or load_settings()
-    factory = sessionmaker(get_engine(settings.database_url), expire_on_commit=False)
+    engine = get_engine(settings.database_url, settings.migration_database_url)
+    factory = sessionmaker(engine, expire_on_commit=False)
     with factory.begin() as s:
         yield s

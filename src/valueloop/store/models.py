@@ -146,11 +146,12 @@ class PrivacyAssessment(Base):
 
 
 class AuditEvent(Base):
-    """Append-only: a database trigger refuses UPDATE and DELETE."""
+    """Append-only: database triggers refuse UPDATE, DELETE and TRUNCATE. Tamper-evident: each
+    event is chained to the one before by ``prev_hash``; ``hash`` covers its content and that link."""
 
     __tablename__ = "audit_events"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(64), index=True)
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -159,3 +160,16 @@ class AuditEvent(Base):
     usecase: Mapped[str | None] = mapped_column(String(64), index=True)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHead(Base):
+    """The one row naming the newest audit event and its hash. Appending updates it first, which
+    takes its row lock: concurrent appends queue up instead of forking the chain."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
