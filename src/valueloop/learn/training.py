@@ -156,8 +156,9 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
         mlflow.set_tag(tracking.TAG + "tests_passed", str(all(t.passed for t in tests)).lower())
-        hooked = candidate.kind == "custom" and kinds.custom_source(candidate, job.settings.hook_modules)
-        code = [hooked] if hooked else None
+        custom = candidate.kind == "custom"
+        source = kinds.custom_source(candidate, job.settings.hook_modules) if custom else None
+        code = [source] if source else None
         example = job.test_rows[0][prepared.features].head(5)
         model_uri = tracking.log_model(model, candidate.kind, example, objective.task, code).model_uri
         mlflow.end_run()
