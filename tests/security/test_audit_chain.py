@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from outcomes.support import add_people
+from outcomes.support import add_people, formulated
+from server.conftest import server  # noqa: F401 - the real-uvicorn fixture of the API tests
 from sqlalchemy import Connection, MetaData, Table, create_engine, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -304,3 +305,27 @@ def test_the_trail_needs_an_acting_user_and_shows_what_they_may_see(settings, ap
     assert trail("dana", "churn") == [e for e in everything if e["usecase"] == "churn"]
     refused = run_cli(settings, "audit", "churn", as_user="zoe")
     assert refused.returncode == 6 and "zoe may not view on use case 'churn'" in refused.stderr
+
+
+def test_over_http_the_trail_is_filtered_and_the_chain_verified(settings, server):  # noqa: F811
+    formulated(settings)
+    with session(settings) as s:
+        users.add_user(s, "admin", users.NewUser(name="zoe"))
+    api = server(settings)  # a token for each user: a token.create event each
+
+    everything = api("GET", "/api/audit", "admin").json()
+    assert [(e["actor"], e["action"]) for e in api("GET", "/api/audit", "zoe").json()] == [
+        ("zoe", "token.create")]
+    assert api("GET", "/api/audit", "ana").json() == [
+        e for e in everything if e["usecase"] == "churn" or e["actor"] == "ana"]
+    refused = api("GET", "/api/audit?usecase=churn", "zoe")
+    assert refused.status_code == 403 and "zoe may not view on use case 'churn'" in refused.text
+    assert api("GET", "/api/audit/verify").status_code == 401
+
+    verified = api("GET", "/api/audit/verify", "zoe").json()
+    assert (verified["ok"], verified["events"]) == (True, len(everything))
+    with _as_owner(settings) as (conn, table):
+        _update(conn, table)
+    broken = api("GET", "/api/audit/verify", "zoe").json()
+    assert (broken["ok"], broken["first_broken"]) == (False, 3)
+    assert broken["problem"] == "event #3 does not match its content hash: it was changed"
