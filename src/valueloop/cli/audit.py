@@ -61,7 +61,7 @@ def verify(
     """Check the hash chain: name the first event changed, deleted, inserted or moved, and any
     truncation since the last exported head. Exits 1 when the chain is broken."""
     from valueloop.config import load_settings
-    from valueloop.outcomes.audit import append_head, exported_heads
+    from valueloop.outcomes.audit import append_head, exported_heads, heads_file
     from valueloop.outcomes.audit import verify as verify_
     from valueloop.outcomes.users import get_user
     from valueloop.store import session
@@ -70,12 +70,13 @@ def verify(
     with session(settings) as s:
         get_user(s, actor(ctx))
         result = verify_(s, exported_heads(settings))
-    if export and result.ok:
-        append_head(settings, result.head)
+    exported = export and result.ok and append_head(settings, result.head)
     show(result, as_json, lambda: console().print(
         f"audit chain holds: {result.events} events, head #{result.head.position} sha256:{result.head.hash}"
         + (f"; agrees with the head exported at {result.exported.at:%Y-%m-%d %H:%M:%S} UTC"
            if result.exported and result.exported.at else "; no head exported yet")
         if result.ok else f"[red]audit chain broken at event #{result.first_broken}:[/red] {result.problem}"))
+    if exported and not as_json:
+        console().print(f"exported the head to {heads_file(settings)}")
     if not result.ok:
         raise typer.Exit(1)
