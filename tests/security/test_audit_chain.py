@@ -17,6 +17,7 @@ import pytest
 from outcomes.support import add_people, formulated
 from server.conftest import server  # noqa: F401 - the real-uvicorn fixture of the API tests
 from sqlalchemy import Connection, MetaData, Table, create_engine, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from valueloop.config import Settings, load_settings
@@ -268,6 +269,21 @@ def test_the_server_role_cannot_switch_off_or_truncate_the_audit(split_roles, ru
     finally:
         engine.dispose()
     assert _verify(run_cli, split_roles)[1]["events"] == 11
+
+
+def test_the_server_needs_no_owner_credentials_once_the_owner_migrated(split_roles, run_cli):
+    """Migrations are a deploy step of their own; the server's role alone cannot migrate."""
+    app_only = load_settings({"VALUELOOP_HOME": str(split_roles.home),
+                              "VALUELOOP_DATABASE_URL": split_roles.database_url})
+    with pytest.raises(ValueloopError, match="permission denied .* run `valueloop db migrate` with "
+                                             "VALUELOOP_MIGRATION_DATABASE_URL"):
+        add_people(app_only)
+    migrated = run_cli(split_roles, "db", "migrate", "--json")
+    assert migrated.returncode == 0, migrated.stderr
+    report = json.loads(migrated.stdout)
+    assert "0007" in report["revisions"] and report["server_role"] == make_url(app_only.database_url).username
+    add_people(app_only)
+    assert _verify(run_cli, app_only)[1]["ok"]
 
 
 def test_a_server_role_that_could_alter_the_audit_is_refused(split_roles, postgres_server):

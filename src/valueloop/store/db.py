@@ -47,6 +47,14 @@ def migrate(engine: Engine) -> None:
             command.upgrade(cfg, "heads")
 
 
+def schema_revisions(engine: Engine) -> list[str]:
+    """The revisions the database is at, one per branch."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return sorted(MigrationContext.configure(conn).get_current_heads())
+
+
 @contextmanager
 def _exclusive(engine: Engine) -> Iterator[None]:
     """One migrating process at a time on a SQLite file (PostgreSQL uses an advisory lock):
@@ -92,6 +100,9 @@ def _new_engine(url: str, owner_url: str) -> Engine:
     except Exception as exc:  # noqa: BLE001 - any driver error means the same to the user
         engine.dispose()
         reason = str(exc).splitlines()[0]
+        if "permission denied" in reason and not owner_url:
+            reason += ("; the schema needs migrating by its owner: run `valueloop db migrate` with "
+                       "VALUELOOP_MIGRATION_DATABASE_URL")
         raise ValueloopError(f"metadata database {engine.url!r} is not usable: {reason}") from exc
     _engines[url] = engine
     return engine
