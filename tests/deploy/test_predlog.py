@@ -10,7 +10,7 @@ import pytest
 from valueloop.config import Settings
 from valueloop.deploy.metrics import LOG_DROPPED
 from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
-from valueloop.errors import InvalidInput
+from valueloop.errors import InvalidInput, PermissionDenied
 
 
 def _record(i: int, ts: datetime | None = None) -> dict:
@@ -49,8 +49,12 @@ def test_bad_records_are_refused_whole(settings: Settings) -> None:
     assert plog.read().num_rows == 0
 
 
-def test_feedback_stores_known_ids_and_reports_unknown(settings: Settings) -> None:
+def test_feedback_stores_known_ids_and_reports_unknown(settings: Settings, approved_usecase) -> None:
+    approved_usecase(settings)
     PredictionLog(settings, "churn").append([_record(1), _record(2)], source="rest")
+    # labels drive monitoring and retraining: the service itself checks who may send them
+    with pytest.raises(PermissionDenied, match="dana may not label on use case 'churn'"):
+        record_feedback(settings, "churn", [("r1", 1)], labeled_by="dana")
     result = record_feedback(settings, "churn", [("r1", 1), ("nope", 0), ("r2", 0)], labeled_by="eve")
     assert (result.recorded, result.unknown) == (2, ["nope"])
     labels = PredictionLog(settings, "churn").read_labels()

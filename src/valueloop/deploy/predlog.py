@@ -205,12 +205,19 @@ def _label_problem(label: Any) -> str | None:
 
 def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str, Any]], *,
                     labeled_by: str) -> FeedbackResult:
-    """Store ground-truth labels for logged predictions, with who sent them; the caller has
-    checked that ``labeled_by`` may label (:attr:`Action.label`). Labels for request ids the log
-    does not hold are not stored and are returned in ``unknown``, so the caller can resend them
-    later (a prediction reaches the log within the logger's flush interval)."""
+    """Store ground-truth labels for logged predictions, with who sent them, who must hold the
+    label permission (:attr:`Action.label`): labels drive monitoring and retraining. Labels for
+    request ids the log does not hold are not stored and are returned in ``unknown``, so the
+    caller can resend them later (a prediction reaches the log within the logger's flush interval)."""
     import pyarrow as pa
 
+    from valueloop.outcomes.roles import Action, require
+    from valueloop.outcomes.usecases import get_usecase
+    from valueloop.outcomes.users import get_user
+    from valueloop.store import session
+
+    with session(settings) as s:
+        require(s, get_user(s, labeled_by), Action.label, get_usecase(s, usecase))
     pairs = list(labels)
     problems = []
     for i, (request_id, label) in enumerate(pairs):
