@@ -56,6 +56,18 @@ class PermissionDenied(ValueloopError):
     exit_code = 6
 
 
+class InternalError(ValueloopError):
+    """A failure valueloop did not expect: the server's fault, not the caller's. The client gets
+    an id and no detail; the trace is in the server log under that id."""
+
+    http_status = 500
+    exit_code = 70  # EX_SOFTWARE
+
+    def __init__(self, incident: str) -> None:
+        super().__init__(f"internal error {incident}; the server log has the details under this id")
+        self.incident = incident
+
+
 class GateClosed(ValueloopError):
     """A gate of the loop is not passed yet, e.g. no approved DPIA before touching data."""
 

@@ -143,3 +143,36 @@ def test_metrics_are_exposed(served: Served) -> None:
                  "valueloop_requests_in_flight", "valueloop_model_load_seconds_count",
                  "valueloop_model_swaps_total", "valueloop_prediction_log_dropped_total"):
         assert name in text, name
+
+
+def test_an_unexpected_failure_is_a_500_with_an_id_never_a_400(served: Served) -> None:
+    """A failure valueloop did not expect is the server's fault: 500, an id to find the trace by
+    in the log, and no detail. It was a 400, which told the client that it had erred."""
+    import time
+    import uuid
+
+    rid = f"broken-{uuid.uuid4().hex[:8]}"
+    dana, eve = ({"Authorization": f"Bearer {served.tokens[u]}"} for u in ("dana", "eve"))
+    assert httpx.post(f"{served.url}/predict/churn", json=ROW, headers=dana | {"X-Request-Id": rid}).status_code == 200
+    labels = served.settings.home / "predictions" / "churn" / "labels"
+    kept = labels.with_name("labels.kept")
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    if labels.exists():
+        labels.rename(kept)
+    labels.write_text("a file where the labels' folder should be")  # writing a label now fails
+    try:
+        deadline = time.monotonic() + 20  # until the prediction reaches the log
+        while True:
+            failed = httpx.post(f"{served.url}/feedback/churn", json=[{"request_id": rid, "label": 1}],
+                                headers=eve | {"X-Request-Id": f"{rid}-feedback"})
+            if failed.json().get("unknown") != [rid] or time.monotonic() > deadline:
+                break
+    finally:
+        labels.unlink()
+        if kept.exists():
+            kept.rename(labels)
+    assert failed.status_code == 500, failed.text
+    error = failed.json()["error"]
+    assert error["type"] == "InternalError"
+    assert error["message"] == f"internal error {rid}-feedback; the server log has the details under this id"
+    assert "labels" not in failed.text and "Traceback" not in failed.text

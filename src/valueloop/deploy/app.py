@@ -29,7 +29,7 @@ import os
 import re
 import time
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,7 +51,7 @@ from valueloop.deploy.model import Prediction
 from valueloop.deploy.pool import Deployment, Loader, ModelPool, State, registry_state
 from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
 from valueloop.deploy.routing import to_challenger
-from valueloop.errors import InvalidInput, NotFound, TooManyRequests, ValueloopError
+from valueloop.errors import InternalError, InvalidInput, NotFound, TooManyRequests, ValueloopError
 from valueloop.outcomes.roles import Action
 from valueloop.security.body import read_body
 
@@ -92,6 +92,19 @@ def _error_body(exc: ValueloopError) -> bytes:
 
 def _error(exc: ValueloopError) -> Response:
     return Response(_error_body(exc), status_code=exc.http_status, media_type="application/json")
+
+
+_PLAIN_ID = re.compile(r"[\w.:-]{1,128}")
+
+
+def _unexpected(what: str, headers: Mapping[str, str]) -> InternalError:
+    """Log the trace of a failure valueloop did not expect under an incident id, and return the
+    error that gives the client only that id: its own request id when it is a plain token (a log
+    line holds no caller-made line breaks), else a new one."""
+    given = headers.get("x-request-id", "")
+    incident = given if _PLAIN_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
+    log.exception("%s failed (incident %s)", what, incident)
+    return InternalError(incident)
 
 
 def _alone() -> bool:
@@ -226,9 +239,8 @@ class Server:
             _child(REQUESTS, label, version, str(exc.http_status)).inc()
             return exc.http_status, _error_body(exc), []
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
-            log.exception("prediction for %s failed", usecase)
             _child(REQUESTS, label, version, "500").inc()
-            return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
+            return 500, _error_body(_unexpected(f"prediction for {usecase}", headers)), []
         finally:
             in_flight.dec()
 
@@ -261,9 +273,8 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
             return await handler(request)
         except ValueloopError as exc:
             return _error(exc)
-        except Exception:  # noqa: BLE001
-            log.exception("%s %s failed", request.method, request.url.path)
-            return _error(ValueloopError("internal error; the server log has the details"))
+        except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
+            return _error(_unexpected(f"{request.method} {request.url.path}", request.headers))
 
     return guarded
 
@@ -395,8 +406,7 @@ class Predictions:
                 extra.append((b"retry-after", str(exc.retry_after).encode()))
             return exc.http_status, _error_body(exc), extra
         except Exception:  # noqa: BLE001 - e.g. the database is down: the trace goes to the log
-            log.exception("checking a token failed")
-            return 500, _error_body(ValueloopError("internal error; the server log has the details")), []
+            return 500, _error_body(_unexpected("checking a token", headers)), []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN:
