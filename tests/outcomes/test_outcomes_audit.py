@@ -45,6 +45,10 @@ def test_an_event_is_written_in_the_same_transaction_as_its_change(db_settings):
     before = db_state(db_settings)
     with pytest.raises(RuntimeError), session(db_settings) as s:
         users.create_token(s, "dana")
-        assert audit.events(s, action="token.")  # visible inside the transaction
         raise RuntimeError("the request fails after the change")
     assert db_state(db_settings) == before
+    with session(db_settings) as s:
+        users.create_token(s, "ana")
+    with session(db_settings) as s:  # chained as the transaction committed
+        assert [e.after["user"] for e in audit.events(s, action="token.")] == ["ana"]
+        assert audit.verify(s).ok

@@ -213,6 +213,7 @@ def test_the_migration_chains_the_events_already_there(db_settings):
         engine.dispose()
     with session(db_settings) as s:
         users.add_user(s, None, users.NewUser(name="admin"))
+    with session(db_settings) as s:
         report = audit.verify(s)
     assert (report.ok, report.events, report.head.position) == (True, 6, 6)
 

@@ -1,7 +1,8 @@
 """The append-only, tamper-evident audit log. Services call :func:`record` inside their own
-transaction. Each event carries the hash of the event before it and of its own content, so
-:func:`verify` finds any change made behind the database's triggers; heads exported to
-``<home>/audit/heads.jsonl`` reveal a truncation, which no chain can show by itself."""
+transaction; its events are written as it commits. Each event carries the hash of the event
+before it and of its own content, so :func:`verify` finds any change made behind the database's
+triggers; heads exported to ``<home>/audit/heads.jsonl`` reveal a truncation, which no chain can
+show by itself."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select, update
+from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
 from valueloop.store.models import AuditChainHead, AuditEvent, Member, UseCase, User, utcnow
@@ -31,9 +32,7 @@ GENESIS = "0" * 64
 _CONTENT = ("id", "at", "actor", "action", "object_type", "object_id", "usecase", "before", "after",
             "prev_hash")
 _HEAD = AuditChainHead.__table__
-# taking the head's row lock first serializes appends on PostgreSQL and SQLite alike
-_ADVANCE = (update(_HEAD).where(_HEAD.c.id == 1).values(position=_HEAD.c.position + 1)
-            .returning(_HEAD.c.position, _HEAD.c.hash))
+_PENDING = "valueloop.audit.pending"
 
 
 class AuditEntry(BaseModel):
@@ -84,15 +83,41 @@ def record(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
 ) -> None:
-    """Append an event to the chain, in the caller's transaction (which holds the head until it ends)."""
-    position, prev_hash = session.execute(_ADVANCE).one()
-    fields = {"id": position, "at": utcnow(), "actor": actor, "action": action,
-              "object_type": object_type, "object_id": str(object_id), "usecase": usecase,
-              "before": before, "after": after, "prev_hash": prev_hash}
-    digest = content_hash(fields)
-    session.add(AuditEvent(**fields, hash=digest))
-    session.flush()  # written as hashed, whatever the caller does to before/after next
-    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=digest))
+    """Add an event to the caller's transaction; it is chained as the transaction commits."""
+    session.info.setdefault(_PENDING, []).append({
+        "at": utcnow(), "actor": actor, "action": action, "object_type": object_type,
+        "object_id": str(object_id), "usecase": usecase,
+        # as the JSON column gives it back, and safe from the caller's later changes
+        "before": _as_stored(before), "after": _as_stored(after),
+    })
+
+
+def _as_stored(change: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if change is None else json.loads(json.dumps(change))
+
+
+@event.listens_for(Session, "before_commit")
+def _chain(session: Session) -> None:
+    """Chain the transaction's events. The chain head's row lock is the transaction's last lock,
+    taken after its other changes are flushed: concurrent commits queue on it, in id order, and
+    nothing can be waiting on a lock the head's holder wants (no deadlock)."""
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    session.flush()
+    advance = (update(_HEAD).where(_HEAD.c.id == 1).values(position=_HEAD.c.position + len(pending))
+               .returning(_HEAD.c.position, _HEAD.c.hash))
+    last, prev_hash = session.execute(advance).one()
+    for position, fields in enumerate(pending, start=last - len(pending) + 1):
+        fields |= {"id": position, "prev_hash": prev_hash}
+        prev_hash = content_hash(fields)
+        session.add(AuditEvent(**fields, hash=prev_hash))
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev_hash))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget(session: Session, _previous: Any) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def events(
