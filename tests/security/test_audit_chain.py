@@ -194,6 +194,44 @@ def test_concurrent_appends_never_fork_the_chain(db_settings):
     assert ids == list(range(1, 43))
 
 
+def test_a_change_recorded_before_a_row_lock_does_not_deadlock(pg_settings):
+    """One transaction records and then updates a row, another updates that row and then records:
+    the chain head is taken as a transaction commits, so neither waits on the other's head."""
+    add_people(pg_settings)
+    recorded, updated = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def record_then_update() -> None:
+        try:
+            with session(pg_settings) as s:
+                audit.record(s, "admin", "test.first", "user", "dana")
+                recorded.set()
+                assert updated.wait(60)  # a bound, not a measurement
+                s.execute(text("UPDATE users SET email = 'dana@first.example' WHERE name = 'dana'"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def update_then_record() -> None:
+        try:
+            assert recorded.wait(60)
+            with session(pg_settings) as s:
+                s.execute(text("UPDATE users SET email = 'dana@second.example' WHERE name = 'dana'"))
+                updated.set()
+                audit.record(s, "admin", "test.second", "user", "dana")
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=record_then_update), threading.Thread(target=update_then_record)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with session(pg_settings) as s:
+        assert [e.action for e in audit.events(s, action="test.")] == ["test.second", "test.first"]
+        assert audit.verify(s).ok
+
+
 def test_the_migration_chains_the_events_already_there(db_settings):
     """A database from before the chain: its events are chained when it is upgraded."""
     db_settings.home.mkdir(parents=True)
