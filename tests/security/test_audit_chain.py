@@ -120,6 +120,28 @@ def test_a_truncation_is_detected_against_the_last_exported_head(db_settings, ru
     assert f"the log ends at event #{keep}" in report["problem"] and "truncated" in report["problem"]
 
 
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_chain_head SET position = 0", "DELETE FROM audit_chain_head", "TRUNCATE audit_chain_head"])
+def test_the_chain_head_never_moves_back(db_settings, statement):
+    """Rewinding the head to hide a deleted tail needs the triggers off, like changing an event."""
+    add_people(db_settings)
+    if statement.startswith("TRUNCATE") and db_settings.database_url.startswith("sqlite"):
+        statement = "DELETE FROM audit_chain_head WHERE id = 1"  # SQLite has no TRUNCATE
+    with pytest.raises(DBAPIError, match="audit chain head only moves forward"):
+        with get_engine(db_settings.database_url).begin() as conn:
+            conn.execute(text(statement))
+
+
+def test_a_damaged_heads_file_is_named(settings, run_cli):
+    add_people(settings)
+    heads = settings.home / "audit" / "heads.jsonl"
+    heads.parent.mkdir()
+    heads.write_text('{"position": 10, "hash": "ab"}\nnot json\n')
+    result = run_cli(settings, "audit", "verify", as_user="admin")
+    assert (result.returncode, result.stderr.splitlines()[0]) == (
+        2, f"error: {heads} line 2: not an exported head; expected JSON with position and hash")
+
+
 def test_the_server_exports_the_head_and_refuses_to_export_a_broken_chain(db_settings, caplog):
     """The export ``valueloop server`` runs every minute: a log line and a line in heads.jsonl. It
     checks what was appended since the last exported head (a full check is ``audit verify``)."""

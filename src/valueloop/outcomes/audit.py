@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import event, or_, select, update
 from sqlalchemy.orm import Session
 
+from valueloop.errors import InvalidInput
 from valueloop.store.models import AuditChainHead, AuditEvent, Member, UseCase, User, utcnow
 
 if TYPE_CHECKING:
@@ -249,7 +250,16 @@ def exported_heads(settings: Settings) -> list[Head]:
     path = heads_file(settings)
     if not path.exists():
         return []
-    return [Head.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+    return [_head(path, number, line) for number, line in enumerate(path.read_text().splitlines(), 1)
+            if line.strip()]
+
+
+def _head(path: Path, number: int, line: str) -> Head:
+    try:
+        return Head.model_validate_json(line)
+    except ValidationError:
+        raise InvalidInput(f"{path} line {number}: not an exported head; "
+                           "expected JSON with position and hash") from None
 
 
 def append_head(settings: Settings, head: Head) -> bool:
