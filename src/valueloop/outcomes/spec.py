@@ -26,7 +26,8 @@ Name = Annotated[str, Field(pattern=NAME_RULE)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .inf or 1e309 as a target would pass (or fail) every comparison, and break the stored JSON
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Comparator(StrEnum):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from valueloop.config import load_settings
 from valueloop.outcomes import audit, users
-from valueloop.server.deps import DB, Actor
+from valueloop.server.deps import DB, Actor, Moment, RowId
 
 router = APIRouter(prefix="/api")
 
@@ -18,7 +18,8 @@ class NewToken(BaseModel):
     name: str = "default"
     user: str | None = Field(default=None, description="refused unless it names the caller: a token is "
                              "its holder's identity, issued to no one else, not even by the admin")
-    expires_in_seconds: int | None = Field(default=None, gt=0)
+    expires_in_seconds: int | None = Field(default=None, gt=0, le=10 * 366 * 86400,
+                                           description="at most ten years")
 
 
 @router.get("/users", tags=["users"])
@@ -57,7 +58,7 @@ def list_tokens(s: DB, actor: Actor, every_user: bool = Query(False, alias="all"
 
 
 @router.delete("/tokens/{token_id}", tags=["tokens"])
-def revoke_token(token_id: int, s: DB, actor: Actor) -> users.TokenView:
+def revoke_token(token_id: RowId, s: DB, actor: Actor) -> users.TokenView:
     return users.revoke_token(s, actor, token_id)
 
 
@@ -68,7 +69,7 @@ def audit_log(
     usecase: str | None = None,
     by: str | None = Query(None, alias="actor"),
     action: str | None = None,
-    since: datetime | None = None,
+    since: Moment | None = None,
     limit: int | None = Query(None, gt=0),
 ) -> list[audit.AuditEntry]:
     """What the caller did and the trail of the use cases they may view; the admin sees all."""

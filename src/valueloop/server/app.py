@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from valueloop.errors import AuthenticationFailed, TooManyRequests, ValueloopError
+from valueloop.errors import AuthenticationFailed, InvalidInput, TooManyRequests, ValueloopError
 from valueloop.security.body import read_body
 from valueloop.security.ratelimit import AuthenticationThrottle
 from valueloop.server.deps import ACTOR, user_of
@@ -23,6 +26,8 @@ log = logging.getLogger("valueloop.server")
 MAX_BODY_BYTES = 1 << 20
 #: every route under this prefix needs a bearer token
 PROTECTED = "/api/"
+#: a NUL in a JSON body: raw, or escaped after an even number of backslashes
+_JSON_NUL = re.compile(rb"\x00|(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _error(status: int, kind: str, message: str, problems: list[str] | None = None,
@@ -55,6 +60,7 @@ class Edge:
             if scope["path"].startswith(PROTECTED):
                 scope[ACTOR] = await self._authenticate(scope, headers.get("authorization", ""))
             body = await read_body(receive, headers.get("content-length"), MAX_BODY_BYTES)
+            _refuse_nul(scope, body)
         except ValueloopError as exc:
             # close the connection: the unread rest of the body is not worth draining
             await _refusal(exc, {"Connection": "close"})(scope, receive, send)
@@ -72,6 +78,16 @@ class Edge:
         except AuthenticationFailed:
             self.throttle.failed(client)
             raise
+
+
+def _refuse_nul(scope: Scope, body: bytes) -> None:
+    """No name, reason or message needs a NUL character, and PostgreSQL stores none in text: a
+    request with one is refused here, the same on SQLite, instead of failing in the database."""
+    for part, found in [("path", "\x00" in scope["path"]),
+                        ("query", b"%00" in scope["query_string"] or b"\x00" in scope["query_string"]),
+                        ("body", _JSON_NUL.search(body) is not None)]:
+        if found:
+            raise InvalidInput(f"{part}: text may not contain the NUL character (U+0000)")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -98,6 +114,12 @@ def create_app() -> FastAPI:
     @app.exception_handler(ValueloopError)
     async def _valueloop_error(_: Request, exc: ValueloopError) -> JSONResponse:
         return _refusal(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        # routing's own refusals (no such route, a body that is not JSON) in the same shape
+        kind = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+        return _error(exc.status_code, kind, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

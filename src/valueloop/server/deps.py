@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
 from valueloop.errors import AuthenticationFailed
@@ -46,3 +48,19 @@ def current_user(
 
 
 Actor = Annotated[str, Depends(current_user)]
+
+
+#: the largest id a row can have (PostgreSQL's integer); a larger one is a 422, not a 500
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    """A time without a zone is UTC; one the store cannot hold in UTC is refused, not a 500."""
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError("must lie within the years 1 to 9999 in UTC") from None
+
+
+#: a point in time a client sends: in UTC when it names no zone
+Moment = Annotated[datetime, AfterValidator(_in_utc)]

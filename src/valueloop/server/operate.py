@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from valueloop.config import load_settings
 from valueloop.operate import alerts, kpis, retrain
 from valueloop.operate.monitor import MonitorReport, view_monitor
-from valueloop.server.deps import DB, Actor
+from valueloop.server.deps import DB, Actor, Moment, RowId
 
 router = APIRouter(tags=["operate"])
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["operate"])
 class KpiReport(BaseModel):
     metric: str
     value: float
-    at: datetime | None = None
+    at: Moment | None = None
 
 
 class Acknowledgement(BaseModel):
@@ -57,7 +57,7 @@ def list_alerts(s: DB, actor: Actor, usecase: str | None = None, status: str | N
 
 
 @router.post("/api/alerts/{alert_id}/ack")
-def acknowledge(alert_id: int, body: Acknowledgement, s: DB, actor: Actor) -> alerts.AlertView:
+def acknowledge(alert_id: RowId, body: Acknowledgement, s: DB, actor: Actor) -> alerts.AlertView:
     return alerts.acknowledge(s, actor, alert_id, body.comment)
 
 

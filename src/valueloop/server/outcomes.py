@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, FiniteFloat
 
 from valueloop.errors import InvalidInput
 from valueloop.outcomes import privacy, usecases
@@ -21,7 +21,7 @@ class Advance(BaseModel):
 
 
 class Outcomes(BaseModel):
-    kpis: dict[str, float] = Field(description="measured value per KPI name")
+    kpis: dict[str, FiniteFloat] = Field(description="measured value per KPI name")
 
 
 class Membership(BaseModel):
