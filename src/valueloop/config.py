@@ -23,9 +23,9 @@ FIELDS: dict[str, str] = {
     "artifact_root": "directory (or URI) for model and dataset artifacts",
     "redis_url": "Redis URL for streaming",
     "pseudonym_key": "secret key for keyed pseudonymization (HMAC-SHA256)",
-    "allow_development_key": "true: ingest may pseudonymize with the development key outside the demo",
-    "url_variables": "environment variables a SQL source's URL may name as ${VAR} (comma-separated)",
-    "hook_modules": "Python modules a use case file may name as hooks; @project: the project folder's own",
+    "allow_development_key": "true: ingest may use the development key outside the demo",
+    "url_variables": "variables a SQL source's URL may expand as ${VAR} (comma-separated)",
+    "hook_modules": "modules a use case may name as Python hooks (@project: its folder's)",
 }
 SECRET_FIELDS = {"pseudonym_key"}
 #: Settings that hold a list (comma-separated in the environment) or a yes/no.

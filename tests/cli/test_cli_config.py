@@ -13,7 +13,7 @@ def config(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
     """``valueloop config`` with only these VALUELOOP_* variables set."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")}
     return subprocess.run([sys.executable, "-m", "valueloop", "config", *args], capture_output=True,
-                          text=True, env={**clean, "VALUELOOP_HOME": str(home), "COLUMNS": "250", **env})
+                          text=True, env={**clean, "VALUELOOP_HOME": str(home), "COLUMNS": "400", **env})
 
 
 def test_config_names_the_source_of_each_value(tmp_path, refused):

@@ -137,13 +137,13 @@ def stage(settings: Settings, sources: list[Source], section: DataSection, proje
             streams.append(stream)
         schemas = {s.source.name: s.reader.schema for s in streams}
         treat.check_coverage(treatments, personal, schemas)
-        readers = closing.enter_context(_treated(streams, treatments, settings.pseudonym_key, work))
-        user = closing.enter_context(sandbox(work, [out]))
-        for name, reader in readers.items():
-            user.register(name, reader)
-        query, transform_hash = _query(user, section, sources, project_dir, settings, readers)
         where = f"data.transform {section.transform}" if section.transform else "data"
-        try:
+        try:  # DuckDB may read a source to its end, and fail, as soon as its stream is opened
+            readers = closing.enter_context(_treated(streams, treatments, settings.pseudonym_key, work))
+            user = closing.enter_context(sandbox(work, [out]))
+            for name, reader in readers.items():
+                user.register(name, reader)
+            query, transform_hash = _query(user, section, sources, project_dir, settings, readers)
             user.execute(f"COPY ({query}\n) TO {literal(out)} (FORMAT parquet)")
         except duckdb.Error as exc:
             _raise_for(exc, streams, where)
