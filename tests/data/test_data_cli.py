@@ -59,7 +59,8 @@ def test_ingest_versions_show_diff_and_profile(settings: Settings, churn: Path, 
 
 def test_check_prints_the_report_and_fails_on_errors(settings: Settings, churn: Path, run_cli: Cli) -> None:
     good = run_cli(settings, "data", "check", "churn", "--project", str(churn), as_user="dave")
-    assert good.returncode == 0, good.stderr and "0 error(s)" in good.stdout
+    assert good.returncode == 0, good.stderr
+    assert "0 error(s)" in good.stdout
     transform = churn / "transform.sql"
     transform.write_text(transform.read_text().replace("    contract,", "    'weekly' AS contract,"))
     bad = run_cli(settings, "data", "check", "churn", "--project", str(churn), as_user="dave")

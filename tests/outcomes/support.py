@@ -19,6 +19,12 @@ from valueloop.outcomes.spec import UseCaseSpec, parse_spec
 from valueloop.store import get_engine, session
 from valueloop.store.models import Base
 
+# every phase's tables, so that db_state sees every table whichever test files were collected
+import valueloop.data.tables  # noqa: E402,F401
+import valueloop.deploy.batch_tables  # noqa: E402,F401
+import valueloop.learn.tables  # noqa: E402,F401
+import valueloop.operate.tables  # noqa: E402,F401
+
 PHONE = {
     "column": "phone", "category": "contact", "purpose": "retention calls", "legal_basis": "contract",
     "retention": "24 months", "treatment": "pseudonymize",
