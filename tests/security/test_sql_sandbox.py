@@ -98,6 +98,22 @@ def test_a_transform_cannot_read_the_raw_file(settings: Settings, churn: Path) -
     assert "@example" not in str(refused.value)
 
 
+def test_a_value_that_fails_its_treatment_is_not_quoted(settings: Settings, churn: Path) -> None:
+    """DuckDB's cast error quoted the raw birth date that generalize could not read."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    export = churn / "data" / "customers.csv"
+    table = pacsv.read_csv(export)
+    dates = table.column("birth_date").cast(pa.string()).to_pylist()
+    dates[7] = "born-on-a-secret-day"
+    pacsv.write_csv(table.set_column(table.schema.get_field_index("birth_date"), "birth_date", pa.array(dates)), export)
+    with pytest.raises(InvalidInput, match=r"generalize of 'birth_date' \(source customers\): a value is not an "
+                                           r"ISO date") as refused:
+        ingest(settings, churn)
+    assert "born-on-a-secret-day" not in str(refused.value)
+
+
 def test_a_transform_still_reads_the_treated_sources(settings: Settings, churn: Path) -> None:
     """The sandbox keeps what transforms are for: the sources by name, already treated."""
     version = ingest(settings, churn)

@@ -53,6 +53,10 @@ def pseudonym(value: str, key: str) -> str:
     return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
+def _cut_date(date_sql: str, to: str) -> str:
+    return f"year({date_sql})" if to == "year" else f"strftime({date_sql}, '%Y-%m')"
+
+
 def _generalize(column: str, field: pa.Field, params: dict[str, Any], source: str) -> str:
     import pyarrow.types as t
 
@@ -61,12 +65,16 @@ def _generalize(column: str, field: pa.Field, params: dict[str, Any], source: st
     if "to" in params:
         if not (t.is_date(kind) or t.is_timestamp(kind) or t.is_string(kind) or t.is_large_string(kind)):
             raise InvalidInput(f"{where}: to: {params['to']} needs a date, a timestamp or an ISO date text")
-        as_date = ref if t.is_date(kind) or t.is_timestamp(kind) else f"CAST({ref} AS DATE)"
-        if params["to"] == "year":
-            return f"year({as_date})"
-        if params["to"] == "month":
-            return f"strftime({as_date}, '%Y-%m')"
-        raise InvalidInput(f"{where}: to must be year or month, got {params['to']!r}")
+        if params["to"] not in ("year", "month"):
+            raise InvalidInput(f"{where}: to must be year or month, got {params['to']!r}")
+        if t.is_date(kind) or t.is_timestamp(kind):
+            return _cut_date(ref, params["to"])
+        # DuckDB's own cast error quotes the value, which is personal data: name the rule instead
+        refused = (f"privacy: generalize of '{column}' (source {source}): a value is not an ISO date "
+                   "(YYYY-MM-DD); it is not shown, being personal data").replace("'", "''")
+        as_date = f"TRY_CAST({ref} AS DATE)"
+        return (f"CASE WHEN {ref} IS NOT NULL AND {as_date} IS NULL THEN error('{refused}') "
+                f"ELSE {_cut_date(as_date, params['to'])} END")
     if "bucket" in params:
         width = params["bucket"]
         if isinstance(width, bool) or not isinstance(width, int | float) or width <= 0:
