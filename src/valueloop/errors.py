@@ -5,6 +5,11 @@ Every message names what is wrong and, where it helps, what would be allowed ins
 
 from __future__ import annotations
 
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+
 
 class ValueloopError(Exception):
     """Base of every error valueloop raises on purpose."""
@@ -66,6 +71,19 @@ class InternalError(ValueloopError):
     def __init__(self, incident: str) -> None:
         super().__init__(f"internal error {incident}; the server log has the details under this id")
         self.incident = incident
+
+    @classmethod
+    def logged(cls, what: str, headers: Mapping[str, str]) -> InternalError:
+        """Log the current exception's trace under an incident id and return the error that gives
+        the client only that id: its own request id when it is a plain token (a log line holds
+        no caller-made line breaks), else a new one. Every HTTP surface answers the same way."""
+        given = headers.get("x-request-id", "")
+        incident = given if _PLAIN_ID.fullmatch(given) else secrets.token_hex(8)
+        logging.getLogger("valueloop").exception("%s failed (incident %s)", what, incident)
+        return cls(incident)
+
+
+_PLAIN_ID = re.compile(r"[\w.:-]{1,128}")
 
 
 class GateClosed(ValueloopError):

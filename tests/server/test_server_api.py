@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httpx
 import pytest
 from outcomes.support import PHONE, add_people, churn_data, db_state, formulated
 from sqlalchemy import update
@@ -156,3 +157,18 @@ def test_the_openapi_docs_are_served(settings, server):
     assert "swagger-ui" in api("GET", "/docs").text
     paths = api("GET", "/openapi.json").json()["paths"]
     assert {"/api/usecases", "/api/usecases/{name}/privacy/approve", "/api/tokens", "/api/audit"} <= set(paths)
+
+
+def test_an_unexpected_failure_is_a_500_with_an_incident_id(settings, server, tmp_path):
+    """The same answer as serving's: 500, an id to find the trace by in the server log, no detail."""
+    from valueloop.store.models import UseCase
+
+    formulated(settings)
+    api = server(settings)
+    with session(settings) as s:  # a stored file the schema no longer reads: a bug, not bad input
+        s.execute(update(UseCase).values(spec={"name": "churn", "secret": "olivia@example.com"}))
+    broken = httpx.get(api.url + "/api/usecases/churn", headers={
+        "Authorization": f"Bearer {api.tokens['olivia']}", "X-Request-Id": "incident-42"})
+    assert error(broken, 500) == "internal error incident-42; the server log has the details under this id"
+    assert broken.json()["error"]["type"] == "InternalError" and "olivia@example.com" not in broken.text
+    assert "incident incident-42" in next(tmp_path.glob("uvicorn-*.log")).read_text()

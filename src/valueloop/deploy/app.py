@@ -29,7 +29,7 @@ import os
 import re
 import time
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -92,19 +92,6 @@ def _error_body(exc: ValueloopError) -> bytes:
 
 def _error(exc: ValueloopError) -> Response:
     return Response(_error_body(exc), status_code=exc.http_status, media_type="application/json")
-
-
-_PLAIN_ID = re.compile(r"[\w.:-]{1,128}")
-
-
-def _unexpected(what: str, headers: Mapping[str, str]) -> InternalError:
-    """Log the trace of a failure valueloop did not expect under an incident id, and return the
-    error that gives the client only that id: its own request id when it is a plain token (a log
-    line holds no caller-made line breaks), else a new one."""
-    given = headers.get("x-request-id", "")
-    incident = given if _PLAIN_ID.fullmatch(given) else f"{random.getrandbits(64):016x}"
-    log.exception("%s failed (incident %s)", what, incident)
-    return InternalError(incident)
 
 
 def _alone() -> bool:
@@ -240,7 +227,7 @@ class Server:
             return exc.http_status, _error_body(exc), []
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
             _child(REQUESTS, label, version, "500").inc()
-            return 500, _error_body(_unexpected(f"prediction for {usecase}", headers)), []
+            return 500, _error_body(InternalError.logged(f"prediction for {usecase}", headers)), []
         finally:
             in_flight.dec()
 
@@ -274,7 +261,7 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
         except ValueloopError as exc:
             return _error(exc)
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
-            return _error(_unexpected(f"{request.method} {request.url.path}", request.headers))
+            return _error(InternalError.logged(f"{request.method} {request.url.path}", request.headers))
 
     return guarded
 
@@ -406,7 +393,7 @@ class Predictions:
                 extra.append((b"retry-after", str(exc.retry_after).encode()))
             return exc.http_status, _error_body(exc), extra
         except Exception:  # noqa: BLE001 - e.g. the database is down: the trace goes to the log
-            return 500, _error_body(_unexpected("checking a token", headers)), []
+            return 500, _error_body(InternalError.logged("checking a token", headers)), []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN:

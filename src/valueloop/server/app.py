@@ -14,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from valueloop.errors import AuthenticationFailed, InvalidInput, TooManyRequests, ValueloopError
+from valueloop.errors import AuthenticationFailed, InternalError, InvalidInput, TooManyRequests, ValueloopError
 from valueloop.security.body import read_body
 from valueloop.security.ratelimit import AuthenticationThrottle
 from valueloop.server.deps import ACTOR, user_of
@@ -129,9 +129,9 @@ def create_app() -> FastAPI:
         return _error(422, "InvalidInput", f"request is invalid ({len(problems)} problem(s))", problems)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")  # the trace goes to the log, never to the client
-        return _error(500, "InternalError", "internal error; the server log has the details")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        error = InternalError.logged(f"{request.method} {request.url.path}", request.headers)
+        return _error(error.http_status, "InternalError", error.message)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:
