@@ -66,14 +66,14 @@ class Settings:
         return {f"VALUELOOP_{name.upper()}": _text(getattr(self, name)) for name in FIELDS}
 
     def describe(self) -> dict[str, Setting]:
-        """Each value as it may be shown: a secret as ``***`` unless it is the default, and a
-        URL without its password."""
+        """Each value as it may be shown: a secret as ``***`` with its key id (which the dataset
+        versions' lineage names) unless it is the default, and a URL without its password."""
         shown = {}
         for name in FIELDS:
-            value = hide_password(_text(getattr(self, name)))
-            if name in SECRET_FIELDS and self.sources[name] != "default":
-                value = "***"
-            shown[name] = Setting(value, self.sources[name])
+            value = _text(getattr(self, name))
+            secret = name in SECRET_FIELDS and self.sources[name] != "default"
+            shown[name] = Setting(f"*** (key id {key_id(value)})" if secret else hide_password(value),
+                                  self.sources[name])
         return shown
 
 

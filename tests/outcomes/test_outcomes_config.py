@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from valueloop.config import load_settings
+from valueloop.config import key_id, load_settings
 from valueloop.errors import InvalidInput
 
 
@@ -22,7 +22,7 @@ def test_each_value_comes_from_env_file_or_default(tmp_path):
         "mlflow_uri": ("http://mlflow:5000", f"file {home}/config.yaml"),
         "artifact_root": (f"{home}/artifacts", "default"),
         "redis_url": ("redis://env:6379/1", "env VALUELOOP_REDIS_URL"),
-        "pseudonym_key": ("***", f"file {home}/config.yaml"),  # a secret is never shown
+        "pseudonym_key": (f"*** (key id {key_id('from-the-file')})", f"file {home}/config.yaml"),  # never shown
         "allow_development_key": ("false", "default"),
         "url_variables": ("", "default"),
         "hook_modules": ("", "default"),
