@@ -9,7 +9,7 @@ import sys
 import typer
 
 from valueloop.cli import (
-    admin, audit, batch, data, db, demo, learn, operate, outcomes, privacy, serve, server, stream,
+    admin, audit, batch, data, db, demo, learn, operate, outcomes, privacy, remote, serve, server, stream,
 )
 
 app = typer.Typer(
@@ -36,6 +36,8 @@ def _root(
 app.command("init")(outcomes.init)
 app.command("demo")(demo.demo)
 app.command("config")(admin.config)
+app.command("login")(admin.login)
+app.command("logout")(admin.logout)
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(outcomes.usecase_app, name="usecase")
@@ -73,9 +75,12 @@ def _hoist_acting_user(argv: list[str]) -> list[str]:
 def main() -> None:
     from valueloop.errors import ValueloopError
 
+    args = _hoist_acting_user(sys.argv[1:])
     try:
+        command = typer.main.get_command(app)
+        remote.refuse_local(command, args)  # type: ignore[arg-type]
         # click hands back a command's typer.Exit code instead of exiting, outside standalone mode
-        code = app(args=_hoist_acting_user(sys.argv[1:]), prog_name="valueloop", standalone_mode=False)
+        code = command.main(args=args, prog_name="valueloop", standalone_mode=False)
     except ValueloopError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(exc.exit_code)

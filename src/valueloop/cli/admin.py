@@ -1,10 +1,13 @@
-"""``valueloop config``, ``valueloop users ...`` and ``valueloop tokens ...``."""
+"""``valueloop config``, ``login``/``logout``, ``valueloop users ...`` and ``valueloop tokens ...``."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from valueloop.cli._common import JsonOption, group, actor, console, parse_duration, show, table
+from valueloop.cli._common import JsonOption, group, console, parse_duration, show, table
+from valueloop.cli.remote import Route, Server, call, credentials_path, keep_credentials, request, segment, served
 
 users_app = group("People who take part in the loop.")
 tokens_app = group("API tokens for the HTTP API (shown once, stored hashed).")
@@ -20,7 +23,35 @@ def config(as_json: bool = JsonOption) -> None:
                                       [(k, v.value, v.source, FIELDS[k]) for k, v in described.items()]))
 
 
+@served
+def login(url: str = typer.Argument(..., help="The control plane, e.g. https://valueloop.example.com.")) -> None:
+    """Enter server mode: check a token (asked for, or read from stdin) against the control plane
+    at URL, and keep both in a file only you can read. Every command then acts as the token's user."""
+    from valueloop.errors import InvalidInput
+
+    secret = (typer.prompt("token", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()).strip()
+    if not secret:
+        raise InvalidInput("token: empty; create one with `valueloop tokens create` (on the server's machine, "
+                           "or by the admin) and paste it")
+    target = Server(url.rstrip("/"), secret)
+    me = request(Route("GET", "/api/me"), target).json()
+    path = keep_credentials(target)
+    console().print(f"logged in to {target.url} as {me['name']}; credentials kept in {path}")
+
+
+@served
+def logout() -> None:
+    """Leave server mode: forget the URL and token that `valueloop login` kept."""
+    path = credentials_path()
+    if not path.exists():
+        console().print("not logged in")
+        return
+    path.unlink()
+    console().print("logged out; the token still works until revoked (`valueloop tokens revoke ID`)")
+
+
 @users_app.command("add")
+@served
 def add(
     ctx: typer.Context,
     name: str,
@@ -34,20 +65,19 @@ def add(
 
     from valueloop.errors import InvalidInput
     from valueloop.outcomes.users import NewUser, add_user
-    from valueloop.store import session
     from valueloop.validation import describe_errors
 
     try:
         new = NewUser(name=name, email=email, is_admin=admin, is_privacy_officer=privacy_officer)
     except ValidationError as exc:
         raise InvalidInput("user is invalid:", problems=describe_errors(exc)) from None
-    with session() as s:
-        u = add_user(s, actor(ctx), new)
+    u = call(ctx, Route("POST", "/api/users", json=new.model_dump(mode="json")), add_user, new)
     show(u, as_json, lambda: console().print(f"added user {u.name}" + (" (admin)" if u.is_admin else "")
                                              + (" (privacy officer)" if u.is_privacy_officer else "")))
 
 
 @users_app.command("appoint")
+@served
 def appoint(
     ctx: typer.Context,
     name: str,
@@ -57,22 +87,20 @@ def appoint(
     """Appoint NAME a privacy officer (the admin may): they decide the DPIA of every use case
     on which they hold no other role."""
     from valueloop.outcomes.users import appoint as appoint_
-    from valueloop.store import session
 
-    with session() as s:
-        u = appoint_(s, actor(ctx), name, privacy_officer=not relieve)
+    u = call(ctx, Route("PUT", f"/api/users/{segment(name)}/appointment", json={"privacy_officer": not relieve}),
+             appoint_, name, privacy_officer=not relieve)
     show(u, as_json, lambda: console().print(
         f"{u.name} is {'now' if u.is_privacy_officer else 'no longer'} a privacy officer"))
 
 
 @users_app.command("list")
+@served
 def list_users(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Every user (e-mail addresses are shown to the admin only)."""
     from valueloop.outcomes.users import list_users as list_
-    from valueloop.store import session
 
-    with session() as s:
-        rows = list_(s, actor(ctx))
+    rows = call(ctx, Route("GET", "/api/users"), list_)
     show(rows, as_json, lambda: table(
         "users", ["name", "email", "role", "since"],
         [(u.name, u.email, "admin" if u.is_admin else "privacy officer" if u.is_privacy_officer else "",
@@ -80,6 +108,7 @@ def list_users(ctx: typer.Context, as_json: bool = JsonOption) -> None:
 
 
 @tokens_app.command("create")
+@served
 def create_token(
     ctx: typer.Context,
     name: str = typer.Option("default", "--name", help="A label to recognise the token by."),
@@ -88,17 +117,18 @@ def create_token(
 ) -> None:
     """Create an API token. The secret is printed once; store it now."""
     from valueloop.outcomes.users import create_token as create_
-    from valueloop.store import session
 
     ttl = parse_duration(expires_in, "--expires-in") if expires_in else None
-    with session() as s:
-        t = create_(s, actor(ctx), name, expires_in=ttl)
+    seconds = int(ttl.total_seconds()) if ttl else None
+    t = call(ctx, Route("POST", "/api/tokens", json={"name": name, "expires_in_seconds": seconds}),
+             create_, name, expires_in=ttl)
     show(t, as_json, lambda: console().print(
         f"token {t.id} for {t.user} ({t.name}), expires {t.expires_at or 'never'}:\n{t.token}\n"
         "[yellow]This is the only time the token is shown.[/yellow]"))
 
 
 @tokens_app.command("list")
+@served
 def list_tokens(
     ctx: typer.Context,
     every_user: bool = typer.Option(False, "--all", help="Every user's tokens (admin only)."),
@@ -106,20 +136,17 @@ def list_tokens(
 ) -> None:
     """Your tokens (never their secrets)."""
     from valueloop.outcomes.users import list_tokens as list_
-    from valueloop.store import session
 
-    with session() as s:
-        rows = list_(s, actor(ctx), every_user=every_user)
+    rows = call(ctx, Route("GET", "/api/tokens", params={"all": every_user}), list_, every_user=every_user)
     show(rows, as_json, lambda: table("tokens", ["id", "user", "name", "prefix", "status", "expires"],
                                       [(t.id, t.user, t.name, t.prefix + "…", t.status, t.expires_at or "never") for t in rows]))
 
 
 @tokens_app.command("revoke")
+@served
 def revoke(ctx: typer.Context, token_id: int, as_json: bool = JsonOption) -> None:
     """Revoke a token at once."""
     from valueloop.outcomes.users import revoke_token
-    from valueloop.store import session
 
-    with session() as s:
-        t = revoke_token(s, actor(ctx), token_id)
+    t = call(ctx, Route("DELETE", f"/api/tokens/{token_id}"), revoke_token, token_id)
     show(t, as_json, lambda: console().print(f"token {t.id} ({t.prefix}…) of {t.user} is {t.status}"))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 import typer
 from typer.core import TyperGroup
 
-from valueloop.cli._common import JsonOption, actor, console, show, table
+from valueloop.cli._common import JsonOption, console, show, table
+from valueloop.cli.remote import Route, answer, call, served, server
+
+if TYPE_CHECKING:
+    from valueloop.outcomes.audit import Verification
 
 
 class _TrailByDefault(TyperGroup):
@@ -29,6 +36,7 @@ def _brief(change: dict | None) -> str:  # type: ignore[type-arg]
 
 
 @app.command("trail")
+@served
 def trail(
     ctx: typer.Context,
     usecase: str = typer.Argument(None, help="Only this use case."),
@@ -40,10 +48,10 @@ def trail(
     """Who changed what, when (the default): what you did and the trail of the use cases you may
     view; the admin sees everything."""
     from valueloop.outcomes.audit import trail as trail_
-    from valueloop.store import session
 
-    with session() as s:
-        rows = trail_(s, actor(ctx), usecase=usecase, actor=user, action=action, limit=limit)
+    query = {"usecase": usecase, "actor": user, "action": action, "limit": limit}
+    rows = call(ctx, Route("GET", "/api/audit", params=query), trail_,
+                usecase=usecase, actor=user, action=action, limit=limit)
     show(rows, as_json, lambda: table(
         "audit trail" + (f" of {usecase}" if usecase else ""),
         ["#", "time (UTC)", "actor", "action", "object", "before", "after"],
@@ -52,6 +60,7 @@ def trail(
 
 
 @app.command("verify")
+@served
 def verify(
     ctx: typer.Context,
     export: bool = typer.Option(
@@ -60,23 +69,43 @@ def verify(
 ) -> None:
     """Check the hash chain: name the first event changed, deleted, inserted or moved, and any
     truncation since the last exported head. Exits 1 when the chain is broken."""
-    from valueloop.config import load_settings
-    from valueloop.outcomes.audit import append_head, exported_heads, heads_file
-    from valueloop.outcomes.audit import verify as verify_
-    from valueloop.outcomes.users import get_user
-    from valueloop.store import session
+    from valueloop.errors import InvalidInput
+    from valueloop.outcomes.audit import Verification
 
-    settings = load_settings()
-    with session(settings) as s:
-        get_user(s, actor(ctx))
-        result = verify_(s, exported_heads(settings))
-    exported = export and result.ok and append_head(settings, result.head)
+    if export and server():
+        raise InvalidInput("--export: the heads file is in the home of the server, which exports its heads "
+                           "itself; run `valueloop audit verify --export` there, in local mode")
+    result = answer(ctx, Route("GET", "/api/audit/verify"), Verification, _verify)
+    exported = export and result.ok and _export(result)
     show(result, as_json, lambda: console().print(
         f"audit chain holds: {result.events} events, head #{result.head.position} sha256:{result.head.hash}"
         + (f"; agrees with the head exported at {result.exported.at:%Y-%m-%d %H:%M:%S} UTC"
            if result.exported and result.exported.at else "; no head exported yet")
         if result.ok else f"[red]audit chain broken at event #{result.first_broken}:[/red] {result.problem}"))
     if exported and not as_json:
-        console().print(f"exported the head to {heads_file(settings)}")
+        console().print(f"exported the head to {exported}")
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _verify(who: str | None) -> Verification:
+    """The chain, checked against the heads exported from this home, for a known user."""
+    from valueloop.config import load_settings
+    from valueloop.outcomes.audit import exported_heads
+    from valueloop.outcomes.audit import verify as verify_
+    from valueloop.outcomes.users import get_user
+    from valueloop.store import session
+
+    settings = load_settings()
+    with session(settings) as s:
+        get_user(s, who)
+        return verify_(s, exported_heads(settings))
+
+
+def _export(result: Verification) -> Path | None:
+    """Append the head to this home's heads file; where, or None when it was there already."""
+    from valueloop.config import load_settings
+    from valueloop.outcomes.audit import append_head, heads_file
+
+    settings = load_settings()
+    return heads_file(settings) if append_head(settings, result.head) else None

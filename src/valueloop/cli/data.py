@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from valueloop.cli._common import JsonOption, actor, console, group, show, table
+from valueloop.cli.remote import Route, call, segment, served
 
 if TYPE_CHECKING:
     from valueloop.data import DatasetVersionView
@@ -131,15 +132,12 @@ def check(ctx: typer.Context, usecase: str, project: Path = ProjectOption, as_js
 
 
 @app.command("versions")
+@served
 def versions(ctx: typer.Context, usecase: str, as_json: bool = JsonOption) -> None:
     """Every dataset version of a use case, oldest first."""
-    from valueloop.data import list_versions
-    from valueloop.data.service import viewable
-    from valueloop.store import session
+    from valueloop.data.service import visible_versions
 
-    with session() as s:
-        viewable(s, actor(ctx), usecase)
-        found = list_versions(s, usecase)
+    found = call(ctx, Route("GET", f"/api/usecases/{segment(usecase)}/datasets"), visible_versions, usecase)
     show(found, as_json, lambda: table(
         f"dataset versions of {usecase}",
         ["version", "created", "by", "mode", "rows", "columns", "DPIA", "quality", "transform"],
@@ -149,19 +147,20 @@ def versions(ctx: typer.Context, usecase: str, as_json: bool = JsonOption) -> No
 
 
 @app.command("show")
+@served
 def show_(
     ctx: typer.Context,
     dataset: str = typer.Argument(..., metavar="USECASE@N"),
-    rows: int = typer.Option(5, "--rows", help="How many first rows to print."),
+    rows: int = typer.Option(5, "--rows", min=0, help="How many first rows to print."),
     as_json: bool = JsonOption,
 ) -> None:
     """A version's schema, lineage, quality and profile, and its first rows (read back from Delta)."""
-    from valueloop.data import read_version
-    from valueloop.store import session
+    from valueloop.data.service import sample
 
-    with session() as s:
-        v = _visible(s, ctx, dataset)
-        head = read_version(s, v.usecase, v.version).slice(0, rows).to_pylist()
+    name, number = parse_ref(dataset)
+    path = f"/api/usecases/{segment(name)}/datasets/" + ("newest" if number is None else str(number))
+    found = call(ctx, Route("GET", path, params={"rows": rows}), sample, name, number, rows)
+    v, head = found.version, found.rows
 
     def render() -> None:
         _render_version(v)
@@ -173,7 +172,7 @@ def show_(
         if head:
             table(f"first {len(head)} rows", list(head[0]), [list(r.values()) for r in head])
 
-    show({"version": v, "rows": head}, as_json, render)
+    show(found, as_json, render)
 
 
 @app.command("diff")

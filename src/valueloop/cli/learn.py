@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from valueloop.cli._common import JsonOption, actor, console, show, table
+from valueloop.cli.remote import Route, answer, call, segment, served
 
 
 def _number(value: float | None) -> str:
@@ -77,13 +78,12 @@ def reproduce(ctx: typer.Context, run: str, as_json: bool = JsonOption) -> None:
         raise typer.Exit(1)
 
 
+@served
 def runs(ctx: typer.Context, usecase: str, as_json: bool = JsonOption) -> None:
     """Every training run of a use case: candidate, dataset version, status, metrics."""
     from valueloop.learn.training import list_runs
-    from valueloop.store import session
 
-    with session() as s:
-        found = list_runs(s, actor(ctx), usecase)
+    found = call(ctx, Route("GET", f"/api/usecases/{segment(usecase)}/runs"), list_runs, usecase)
     show(found, as_json, lambda: table(
         f"training runs of {usecase}", ["run", "when", "candidate", "dataset", "status", "metrics", "by"],
         [(r.run_id, f"{r.created_at:%Y-%m-%d %H:%M}", r.candidate, f"v{r.dataset_version}", r.status,
@@ -104,18 +104,19 @@ def _render_version(m: Any) -> None:
                                                        for t in m.tests])
 
 
+@served
 def models(ctx: typer.Context, usecase: str,
            version: str = typer.Argument(None, help="A version or alias: show its evaluation."),
            as_json: bool = JsonOption) -> None:
     """Registered model versions with tests, acceptance and aliases; one in detail when named."""
     from valueloop.learn.registry import get_model, list_models
-    from valueloop.store import session
 
-    with session() as s:
-        found = [get_model(s, actor(ctx), usecase, version)] if version else list_models(s, actor(ctx), usecase)
+    path = f"/api/usecases/{segment(usecase)}/models"
     if version:
-        show(found[0], as_json, lambda: _render_version(found[0]))
+        m = call(ctx, Route("GET", f"{path}/{segment(version)}"), get_model, usecase, version)
+        show(m, as_json, lambda: _render_version(m))
         return
+    found = call(ctx, Route("GET", path), list_models, usecase)
     show(found, as_json, lambda: table(
         f"model versions of {usecase}", ["version", "candidate", "dataset", "tests", "acceptance", "aliases", "created"],
         [(f"v{m.version}", m.candidate, f"v{m.dataset_version}", "passed" if m.tests_passed else "failed",
@@ -123,6 +124,7 @@ def models(ctx: typer.Context, usecase: str,
           f"{m.created_at:%Y-%m-%d %H:%M}") for m in found]))
 
 
+@served
 def accept(
     ctx: typer.Context,
     usecase: str,
@@ -133,13 +135,14 @@ def accept(
 ) -> None:
     """The owner accepts (or rejects) a model version against the business targets."""
     from valueloop.learn.registry import accept as accept_
-    from valueloop.store import session
 
-    with session() as s:
-        m = accept_(s, actor(ctx), usecase, version, accepted=not reject, comment=comment)
+    body = {"accepted": not reject, "comment": comment}
+    m = call(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/models/{version}/acceptance", json=body),
+             accept_, usecase, version, accepted=not reject, comment=comment)
     show(m, as_json, lambda: _render_version(m))
 
 
+@served
 def promote(
     ctx: typer.Context,
     usecase: str,
@@ -148,13 +151,19 @@ def promote(
     as_json: bool = JsonOption,
 ) -> None:
     """Set the champion or challenger alias (tests passed; champion also needs the owner's acceptance)."""
-    from valueloop.config import load_settings
     from valueloop.learn.registry import promote as promote_
-    from valueloop.store import session
+    from valueloop.learn.views import ModelVersionView
 
-    settings = load_settings()
-    with session(settings) as s:
-        m = promote_(s, settings, actor(ctx), usecase, version, alias)
+    def local(who: str | None) -> ModelVersionView:
+        from valueloop.config import load_settings
+        from valueloop.store import session
+
+        settings = load_settings()
+        with session(settings) as s:
+            return promote_(s, settings, who, usecase, version, alias)
+
+    route = Route("POST", f"/api/usecases/{segment(usecase)}/models/{version}/promotion", json={"alias": alias})
+    m = answer(ctx, route, ModelVersionView, local)
     show(m, as_json, lambda: console().print(
         f"{m.registered_name} v{m.version} is now {alias} (aliases: {', '.join(m.aliases)})"))
 

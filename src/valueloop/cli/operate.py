@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from valueloop.cli._common import JsonOption, actor, console, group, show, table
+from valueloop.cli._common import JsonOption, console, group, show, table
+from valueloop.cli.remote import Route, answer, call, segment, served
 
 kpi_app = group("Business KPIs reported by the owner's systems, tracked against the targets.")
 alerts_app = group("Alerts raised by the monitors: list them, acknowledge them.")
@@ -34,6 +35,7 @@ def _moment(text: str | None, field: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+@served
 def monitor(
     ctx: typer.Context,
     usecase: str,
@@ -44,22 +46,22 @@ def monitor(
 ) -> None:
     """Run the monitor over the prediction log: drift, performance, health, alerts (operations)."""
     from valueloop.config import load_settings
-    from valueloop.operate.monitor import run_monitor
+    from valueloop.operate.monitor import MonitorReport, run_monitor
 
-    settings = load_settings()
-    result = run_monitor(settings, actor(ctx), usecase, _moment(since, "--since"), _moment(until, "--until"))
+    start, end = _moment(since, "--since"), _moment(until, "--until")
+    window = {"since": start and start.isoformat(), "until": end and end.isoformat()}
+    result = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/monitor", params=window), MonitorReport,
+                    lambda who: run_monitor(load_settings(), who, usecase, start, end))
     if report is not None:
-        _write_report(settings, actor(ctx), usecase, result, report)
+        _write_report(ctx, usecase, result, report)
     show(result, as_json, lambda: _render(result, report))
 
 
-def _write_report(settings, who, usecase, result, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _write_report(ctx: typer.Context, usecase: str, result, path: Path) -> None:  # type: ignore[no-untyped-def]
     from valueloop.operate.kpis import list_kpis
     from valueloop.operate.report import render
-    from valueloop.store import session
 
-    with session(settings) as s:
-        history = list_kpis(s, who, usecase)
+    history = call(ctx, Route("GET", f"/api/usecases/{segment(usecase)}/kpis"), list_kpis, usecase)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(result, history))
 
@@ -91,6 +93,7 @@ def _render(result, report: Path | None) -> None:  # type: ignore[no-untyped-def
 
 
 @kpi_app.command("record")
+@served
 def kpi_record(
     ctx: typer.Context,
     usecase: str,
@@ -101,24 +104,25 @@ def kpi_record(
 ) -> None:
     """Record one measured value of a business KPI (owner or analyst)."""
     from valueloop.operate.kpis import record_kpi
-    from valueloop.store import session
 
-    with session() as s:
-        row = record_kpi(s, actor(ctx), usecase, metric, value, _moment(at, "--at"))
+    moment = _moment(at, "--at")
+    body = {"metric": metric, "value": value, "at": moment and moment.isoformat()}
+    row = call(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/kpis", json=body),
+               record_kpi, usecase, metric, value, moment)
     show(row, as_json, lambda: console().print(
         f"{row.metric} = {row.value:g} on cycle {row.cycle}: target {row.target} "
         + ("[green]met[/green]" if row.met else "[red]missed[/red]")))
 
 
 @kpi_app.command("list")
+@served
 def kpi_list(ctx: typer.Context, usecase: str, metric: str = typer.Option(None, "--metric"),
              as_json: bool = JsonOption) -> None:
     """Every reported value, oldest first, against its target."""
     from valueloop.operate.kpis import list_kpis
-    from valueloop.store import session
 
-    with session() as s:
-        rows = list_kpis(s, actor(ctx), usecase, metric)
+    rows = call(ctx, Route("GET", f"/api/usecases/{segment(usecase)}/kpis", params={"metric": metric}),
+                list_kpis, usecase, metric)
     show(rows, as_json, lambda: table(
         f"business KPIs of {usecase}", ["at", "metric", "value", "target", "met", "cycle", "by"],
         [(f"{r.at:%Y-%m-%d %H:%M}", r.metric, f"{r.value:g}", r.target, "yes" if r.met else "no", r.cycle,
@@ -126,6 +130,7 @@ def kpi_list(ctx: typer.Context, usecase: str, metric: str = typer.Option(None, 
 
 
 @alerts_app.command("list")
+@served
 def alerts_list(
     ctx: typer.Context,
     usecase: str = typer.Argument(None, help="Only this use case's alerts."),
@@ -134,10 +139,9 @@ def alerts_list(
 ) -> None:
     """Alerts of the use cases you are a member of."""
     from valueloop.operate.alerts import list_alerts
-    from valueloop.store import session
 
-    with session() as s:
-        rows = list_alerts(s, actor(ctx), usecase, status)
+    rows = call(ctx, Route("GET", "/api/alerts", params={"usecase": usecase, "status": status}),
+                list_alerts, usecase, status)
     show(rows, as_json, lambda: table(
         "alerts", ["id", "use case", "rule", "message", "status", "seen", "deliveries", "raised"],
         [(a.id, a.usecase, a.rule, a.message, a.status, a.occurrences,
@@ -147,17 +151,18 @@ def alerts_list(
 
 
 @alerts_app.command("ack")
+@served
 def alerts_ack(ctx: typer.Context, alert_id: int, comment: str = typer.Option(None, "--comment", "-m"),
                as_json: bool = JsonOption) -> None:
     """Acknowledge an alert (operations)."""
     from valueloop.operate.alerts import acknowledge
-    from valueloop.store import session
 
-    with session() as s:
-        row = acknowledge(s, actor(ctx), alert_id, comment)
+    row = call(ctx, Route("POST", f"/api/alerts/{alert_id}/ack", json={"comment": comment}),
+               acknowledge, alert_id, comment)
     show(row, as_json, lambda: console().print(f"alert {row.id} acknowledged by {row.acknowledged_by}"))
 
 
+@served
 def retrain(
     ctx: typer.Context,
     usecase: str,
@@ -166,9 +171,11 @@ def retrain(
     """Run the retraining loop now: new cycle, new data, challenger, comparison, promotion or the
     owner's decision (operations)."""
     from valueloop.config import load_settings
+    from valueloop.operate.retrain import RetrainView
     from valueloop.operate.retrain import retrain as run
 
-    result = run(load_settings(), actor(ctx), usecase, "manual")
+    result = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/retrain"), RetrainView,
+                    lambda who: run(load_settings(), who, usecase, "manual"))
 
     def render() -> None:
         table(f"retraining #{result.id} of {usecase}", ["step", "as", "detail"],

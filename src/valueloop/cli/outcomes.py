@@ -6,11 +6,13 @@ from pathlib import Path
 
 import typer
 
-from valueloop.cli._common import JsonOption, group, actor, console, parse_pairs, show, table
+from valueloop.cli._common import JsonOption, group, console, parse_pairs, show, table
+from valueloop.cli.remote import Route, call, segment, served
 
 usecase_app = group("Formulate use cases and move them through their lifecycle.")
 
 
+@served
 def init(
     directory: Path = typer.Argument(Path("."), help="Where to write the example project."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
@@ -51,51 +53,53 @@ def _render_detail(d) -> None:  # type: ignore[no-untyped-def]
 def _apply_file(ctx: typer.Context, file: Path, as_json: bool, *, create: bool) -> None:
     from valueloop.outcomes.spec import load_spec
     from valueloop.outcomes.usecases import create_usecase, update_usecase
-    from valueloop.store import session
 
-    spec = load_spec(file)
-    with session() as s:
-        d = (create_usecase if create else update_usecase)(s, actor(ctx), spec)
+    spec = load_spec(file)  # read here, refused here: the server gets the spec, never the file
+    body = spec.model_dump(mode="json", by_alias=True)
+    route = (Route("POST", "/api/usecases", json=body) if create
+             else Route("PUT", f"/api/usecases/{segment(spec.name)}", json=body))
+    d = call(ctx, route, create_usecase if create else update_usecase, spec)
     show(d, as_json, lambda: _render_detail(d))
 
 
 @usecase_app.command("create")
+@served
 def create(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
     """Create a use case from its valueloop.yaml (the acting user must be its owner or analyst)."""
     _apply_file(ctx, file, as_json, create=True)
 
 
 @usecase_app.command("update")
+@served
 def update(ctx: typer.Context, file: Path, as_json: bool = JsonOption) -> None:
     """Replace a use case's file; a changed privacy section needs a new DPIA decision."""
     _apply_file(ctx, file, as_json, create=False)
 
 
 @usecase_app.command("list")
+@served
 def list_(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """The use cases you may see, with their state, cycle and DPIA status."""
     from valueloop.outcomes.usecases import list_usecases
-    from valueloop.store import session
 
-    with session() as s:
-        rows = list_usecases(s, actor(ctx))
+    rows = call(ctx, Route("GET", "/api/usecases"), list_usecases)
     show(rows, as_json, lambda: table(
         "use cases", ["name", "title", "state", "cycle", "owner", "DPIA"],
         [(u.name, u.title, u.state, u.cycle or "-", u.owner, u.privacy) for u in rows]))
 
 
 @usecase_app.command("show")
+@served
 def show_(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
     """One use case: targets, members, cycles with their outcomes and decisions."""
     from valueloop.outcomes.usecases import show_usecase
-    from valueloop.store import session
 
-    with session() as s:
-        d = show_usecase(s, actor(ctx), name)
+    d = call(ctx, Route("GET", f"/api/usecases/{segment(name)}"), show_usecase, name)
     show(d, as_json, lambda: _render_detail(d))
 
 
 @usecase_app.command("advance")
+@served
 def advance(
     ctx: typer.Context,
     name: str,
@@ -107,16 +111,16 @@ def advance(
     from valueloop.errors import InvalidInput
     from valueloop.outcomes.lifecycle import State
     from valueloop.outcomes.usecases import advance as advance_
-    from valueloop.store import session
 
     if state not in State.__members__:
         raise InvalidInput(f"state: unknown state {state!r}; states are {', '.join(State)}")
-    with session() as s:
-        d = advance_(s, actor(ctx), name, State(state), reason)
+    d = call(ctx, Route("POST", f"/api/usecases/{segment(name)}/advance", json={"state": state, "reason": reason}),
+             advance_, name, State(state), reason)
     show(d, as_json, lambda: console().print(f"{name} is now [cyan]{d.state}[/cyan] (cycle {d.cycle or '-'})"))
 
 
 @usecase_app.command("outcomes")
+@served
 def outcomes(
     ctx: typer.Context,
     name: str,
@@ -126,7 +130,6 @@ def outcomes(
     """Record measured KPI values on the current cycle, judged against the targets."""
     from valueloop.errors import InvalidInput
     from valueloop.outcomes.usecases import record_outcomes
-    from valueloop.store import session
 
     values = {}
     for key, raw in parse_pairs(kpi, "--kpi").items():
@@ -134,19 +137,18 @@ def outcomes(
             values[key] = float(raw)
         except ValueError:
             raise InvalidInput(f"--kpi {key}: expected a number, got {raw!r}") from None
-    with session() as s:
-        d = record_outcomes(s, actor(ctx), name, values)
+    d = call(ctx, Route("POST", f"/api/usecases/{segment(name)}/outcomes", json={"kpis": values}),
+             record_outcomes, name, values)
     show(d, as_json, lambda: _render_detail(d))
 
 
 @usecase_app.command("members")
+@served
 def members(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
     """Who holds which role on a use case."""
     from valueloop.outcomes.usecases import list_members
-    from valueloop.store import session
 
-    with session() as s:
-        rows = list_members(s, actor(ctx), name)
+    rows = call(ctx, Route("GET", f"/api/usecases/{segment(name)}/members"), list_members, name)
     show(rows, as_json, lambda: table(f"members of {name}", ["user", "role"], [(m.user, m.role) for m in rows]))
 
 
@@ -154,22 +156,25 @@ def _membership(ctx: typer.Context, name: str, user: str, role: str, add: bool) 
     from valueloop.errors import InvalidInput
     from valueloop.outcomes.roles import Role
     from valueloop.outcomes.usecases import add_member, remove_member
-    from valueloop.store import session
 
     if role not in Role.__members__:
         raise InvalidInput(f"role: unknown role {role!r}; roles are {', '.join(Role)}")
-    with session() as s:
-        rows = (add_member if add else remove_member)(s, actor(ctx), name, user, Role(role))
+    members = f"/api/usecases/{segment(name)}/members"
+    route = (Route("POST", members, json={"user": user, "role": role}) if add
+             else Route("DELETE", f"{members}/{segment(user)}/{segment(role)}"))
+    rows = call(ctx, route, add_member if add else remove_member, name, user, Role(role))
     table(f"members of {name}", ["user", "role"], [(m.user, m.role) for m in rows])
 
 
 @usecase_app.command("add-member")
+@served
 def add_member(ctx: typer.Context, name: str, user: str, role: str) -> None:
     """Give USER the ROLE on a use case (the owner or an admin may)."""
     _membership(ctx, name, user, role, add=True)
 
 
 @usecase_app.command("remove-member")
+@served
 def remove_member(ctx: typer.Context, name: str, user: str, role: str) -> None:
     """Take the ROLE on a use case away from USER."""
     _membership(ctx, name, user, role, add=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from valueloop.cli._common import JsonOption, group, actor, console, show, table
+from valueloop.cli._common import JsonOption, group, console, show, table
+from valueloop.cli.remote import Route, call, segment, served
 
 app = group("The Data Privacy Impact Assessment and the privacy officer's decision.")
 
@@ -44,17 +45,17 @@ def _render(a) -> None:  # type: ignore[no-untyped-def]
 
 
 @app.command("submit")
+@served
 def submit(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
     """Submit the use case's privacy section for the privacy officer's decision."""
     from valueloop.outcomes.privacy import submit as submit_
-    from valueloop.store import session
 
-    with session() as s:
-        a = submit_(s, actor(ctx), name)
+    a = call(ctx, Route("POST", f"/api/usecases/{segment(name)}/privacy/submit"), submit_, name)
     show(a, as_json, lambda: _render(a))
 
 
 @app.command("approve")
+@served
 def approve(
     ctx: typer.Context,
     name: str,
@@ -67,15 +68,16 @@ def approve(
 ) -> None:
     """Approve the pending DPIA, optionally with conditions (privacy officer only)."""
     from valueloop.outcomes.privacy import approve as approve_
-    from valueloop.store import session
 
     conditions = [parse_condition(c) for c in condition]
-    with session() as s:
-        a = approve_(s, actor(ctx), name, conditions, comment)
+    body = {"conditions": [c.model_dump(mode="json") for c in conditions], "comment": comment}
+    a = call(ctx, Route("POST", f"/api/usecases/{segment(name)}/privacy/approve", json=body),
+             approve_, name, conditions, comment)
     show(a, as_json, lambda: _render(a))
 
 
 @app.command("reject")
+@served
 def reject(
     ctx: typer.Context,
     name: str,
@@ -84,21 +86,19 @@ def reject(
 ) -> None:
     """Reject the pending DPIA with a reason; the use case goes back to the team."""
     from valueloop.outcomes.privacy import reject as reject_
-    from valueloop.store import session
 
-    with session() as s:
-        a = reject_(s, actor(ctx), name, reason)
+    a = call(ctx, Route("POST", f"/api/usecases/{segment(name)}/privacy/reject", json={"reason": reason}),
+             reject_, name, reason)
     show(a, as_json, lambda: _render(a))
 
 
 @app.command("show")
+@served
 def show_(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
     """Every DPIA version of a use case with its decision."""
     from valueloop.outcomes.privacy import history
-    from valueloop.store import session
 
-    with session() as s:
-        versions = history(s, actor(ctx), name)
+    versions = call(ctx, Route("GET", f"/api/usecases/{segment(name)}/privacy"), history, name)
 
     def render() -> None:
         table(f"DPIA of {name}", ["version", "status", "submitted by", "decided by", "conditions", "comment"],

@@ -261,3 +261,25 @@ def read_version(session: Session, usecase_name: str, version: int | None = None
 def viewable(session: Session, actor: str | None, usecase_name: str) -> None:
     """Reading datasets needs a role in the use case, like every view."""
     require(session, get_user(session, actor), Action.view, get_usecase(session, usecase_name))
+
+
+class DatasetSample(BaseModel):
+    """A version's record and its first rows, as ``valueloop data show`` prints them."""
+
+    version: DatasetVersionView
+    rows: list[dict[str, Any]]
+
+
+def visible_versions(session: Session, actor: str | None, usecase_name: str) -> list[DatasetVersionView]:
+    """Every version of a use case, oldest first, for a member of it."""
+    viewable(session, actor, usecase_name)
+    return list_versions(session, usecase_name)
+
+
+def sample(session: Session, actor: str | None, usecase_name: str, version: int | None = None,
+           rows: int = 5) -> DatasetSample:
+    """A version (the newest when ``version`` is None) and its first ``rows`` rows, for a member."""
+    viewable(session, actor, usecase_name)
+    found = get_version(session, usecase_name, version)
+    head = read_version(session, usecase_name, found.version).slice(0, rows).to_pylist()
+    return DatasetSample(version=found, rows=head)

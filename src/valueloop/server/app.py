@@ -139,7 +139,9 @@ def create_app() -> FastAPI:
 
     app.include_router(outcomes.router)
     app.include_router(admin.router)
-    from valueloop.server import operate
+    from valueloop.server import data, learn, operate
 
     app.include_router(operate.router)
+    app.include_router(data.router)
+    app.include_router(learn.router)
     return app

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from valueloop.config import load_settings
 from valueloop.operate import alerts, kpis, retrain
-from valueloop.operate.monitor import MonitorReport, view_monitor
+from valueloop.operate.monitor import MonitorReport, run_monitor, view_monitor
 from valueloop.server.deps import DB, Actor, Moment, RowId
 
 router = APIRouter(tags=["operate"])
@@ -40,6 +40,14 @@ def list_kpis(name: str, s: DB, actor: Actor, metric: str | None = None) -> list
 @router.get("/api/usecases/{name}/monitor")
 def monitor(name: str, actor: Actor, since: datetime | None = None, until: datetime | None = None) -> MonitorReport:
     return view_monitor(load_settings(), actor, name, since, until)
+
+
+@router.post("/api/usecases/{name}/monitor")
+def run_monitoring(name: str, actor: Actor, since: datetime | None = None,
+                   until: datetime | None = None) -> MonitorReport:
+    """Run the monitor as `valueloop monitor` does: store the windows, raise and deliver alerts
+    (operations)."""
+    return run_monitor(load_settings(), actor, name, since, until)
 
 
 @router.get("/api/usecases/{name}/monitor/report", response_class=HTMLResponse)
