@@ -140,7 +140,7 @@ def valueloop_setup(csv: Path, work: Path) -> None:
     region = ColumnTreatment(column="postcode", treatment="generalize", params={"prefix": 2})
     with session(load_settings(_env(work))) as s:
         for name in ("admin", "olivia", "sam", "ana", "eve", "dave", "dana", "devon", "pia", "oscar"):
-            users.add_user(s, "admin", users.NewUser(name=name))
+            users.add_user(s, "admin", users.NewUser(name=name, is_privacy_officer=name == "pia"))
         usecases.create_usecase(s, "olivia", parse_spec(spec))
         usecases.advance(s, "ana", "churn", State.formulated)
         privacy.submit(s, "olivia", "churn")
