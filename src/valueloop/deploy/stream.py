@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
 
-from valueloop.config import Settings
+from valueloop.config import Settings, hide_password
 from valueloop.errors import ValueloopError
 from valueloop.outcomes import audit
 from valueloop.outcomes.users import get_user
@@ -103,7 +103,7 @@ def wait_until_reachable(client: redis.Redis, url: str, timeout: float) -> None:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if time.monotonic() + pause > deadline:
                 raise RedisUnreachable(
-                    f"Redis at {url} is unreachable after {timeout:g} s ({exc}); start redis-server "
+                    f"Redis at {hide_password(url)} is unreachable after {timeout:g} s ({exc}); start redis-server "
                     "or point VALUELOOP_REDIS_URL (or --redis-url) at a running one") from None
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
