@@ -18,6 +18,10 @@ from valueloop.config import Settings
 FAST = [{"name": "logistic", "kind": "logistic", "baseline": True},
         {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 20}}]
 
+#: A bound on prediction time that no runner misses, however busy: fixtures must register their
+#: models (the gate itself is tested on a given clock, in tests/learn/test_model_gates.py).
+UNTIMED = {"max_seconds_per_row": 60.0}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -41,7 +45,7 @@ def make_usecase(settings: Settings, workspace: Path) -> Path:
     project = ctx.state["project"]
     with session(settings) as s:
         data = get_usecase(s, "churn").spec
-        data["model"] = data["model"] | {"candidates": FAST}
+        data["model"] = data["model"] | {"candidates": FAST, "tests": data["model"]["tests"] | UNTIMED}
         update_usecase(s, "ana", parse_spec(data))
     load_generator("churn").write(project / "data", 1200, 7)
     with session(settings) as s:
@@ -107,3 +111,63 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], seconds: float 
 
     wait_for(ready, seconds)
 
+
+
+def set_deploy(settings: Settings, **deploy: object) -> None:
+    """The owner sets churn's deploy section (none given: the defaults, no rollout)."""
+    from valueloop.outcomes.spec import parse_spec
+    from valueloop.outcomes.usecases import get_usecase, update_usecase
+    from valueloop.store import session
+
+    with session(settings) as s:
+        data = get_usecase(s, "churn").spec
+        if (data.get("deploy") or None) == (deploy or None):
+            return
+        data["deploy"] = deploy or None
+        update_usecase(s, "olivia", parse_spec(data))  # a rollout is the owner's decision
+
+
+def promote_version(settings: Settings, version: int, alias: str = "champion") -> None:
+    from valueloop.learn.registry import promote
+    from valueloop.store import session
+
+    with session(settings) as s:
+        promote(s, settings, "dana", "churn", version, alias)
+
+
+def registry_state(settings: Settings) -> tuple[str, str | None, dict[str, object]]:
+    """churn's champion, challenger and deploy policy as the registry and its spec hold them."""
+    from valueloop.deploy.pool import registry_state as wanted
+
+    found = wanted(settings)["churn"]
+    return found.champion, found.challenger, found.policy.model_dump()
+
+
+def served_state(url: str, token: str) -> tuple[str, str | None, dict[str, object]]:
+    """The same three as the server at ``url`` serves them."""
+    import httpx
+
+    served = httpx.get(url + "/models", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    churn = next(m for m in served if m.get("name") == "churn")
+    return churn["champion"], churn["challenger"], churn["deploy"]
+
+
+def restore_baseline(served: Served) -> None:
+    """Put churn back as the fixtures made it: the first version champion, no challenger, the
+    default deploy section; then wait until the server serves exactly that."""
+    first = served.versions[0]
+    set_deploy(served.settings)
+    champion, challenger, _ = registry_state(served.settings)
+    if challenger is not None:
+        promote_version(served.settings, int(challenger))  # the only way to take the alias off it
+    if challenger is not None or champion != str(first):
+        promote_version(served.settings, first)
+    baseline = baseline_state(served)
+    assert registry_state(served.settings) == baseline
+    wait_for(lambda: served_state(served.url, served.tokens["dana"]) == baseline)
+
+
+def baseline_state(served: Served) -> tuple[str, str | None, dict[str, object]]:
+    from valueloop.outcomes.spec import Deploy
+
+    return str(served.versions[0]), None, Deploy().model_dump()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from learn_support import FAST, ingest, set_model
+from learn_support import FAST, ingest, set_model, untimed
 
 from valueloop.config import Settings
 
@@ -26,14 +26,14 @@ def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_churn(approved_usecase: Callable[[Settings], tuple[str, Path]],
                empty_mlflow_db: Path) -> Callable[[Settings], tuple[str, Path]]:
     """Make the approved churn use case with its first dataset version (1,500 rows), two fast
-    candidates and a threshold they reach on so few rows."""
+    candidates, a threshold they reach on so few rows and no prediction time to miss."""
 
     def make(settings: Settings) -> tuple[str, Path]:
         name, project = approved_usecase(settings)
         target = Path(settings.mlflow_uri.removeprefix("sqlite:///"))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(empty_mlflow_db, target)
-        set_model(settings, name, candidates=FAST, threshold=0.65)
+        set_model(settings, name, candidates=FAST, threshold=0.65, tests=untimed(settings, name))
         ingest(settings, name, project, rows=1500)
         return name, project
 

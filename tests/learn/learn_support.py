@@ -12,6 +12,17 @@ FAST = [{"name": "logistic", "kind": "logistic", "baseline": True},
         {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 40}}]
 
 
+def untimed(settings: Settings, name: str) -> dict[str, Any]:
+    """The use case's model tests with a prediction-time bound no runner misses, however busy:
+    fixtures must register their models (the gate itself is tested on a given clock)."""
+    from deploy_support import UNTIMED
+    from valueloop.outcomes.usecases import get_usecase
+    from valueloop.store import session
+
+    with session(settings) as s:
+        return get_usecase(s, name).spec["model"]["tests"] | UNTIMED
+
+
 def set_model(settings: Settings, name: str, **changes: Any) -> None:
     """Replace fields of the use case's model section."""
     from valueloop.outcomes.spec import parse_spec
