@@ -210,3 +210,14 @@ def test_a_custom_candidate_from_a_module_not_allowed_is_refused(
     assert refused.status == "failed"
     assert "module evil is not allowed" in (refused.error or "") and "hook_modules" in (refused.error or "")
     assert not imported.exists()
+
+
+def test_an_unreachable_redis_is_named_without_its_password() -> None:
+    import redis
+
+    from valueloop.deploy.stream import RedisUnreachable, wait_until_reachable
+
+    url = "redis://:hunter2@127.0.0.1:1/0"  # nothing listens on port 1
+    with pytest.raises(RedisUnreachable) as refused:
+        wait_until_reachable(redis.Redis.from_url(url, socket_connect_timeout=0.2), url, 0.3)
+    assert "hunter2" not in str(refused.value) and "redis://:***@127.0.0.1:1/0" in str(refused.value)
