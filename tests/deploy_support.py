@@ -112,7 +112,6 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], seconds: float 
     wait_for(ready, seconds)
 
 
-
 def set_deploy(settings: Settings, **deploy: object) -> None:
     """The owner sets churn's deploy section (none given: the defaults, no rollout)."""
     from valueloop.outcomes.spec import parse_spec

@@ -3,8 +3,8 @@ feedback, all against the real server and the Learn phase's registry."""
 
 from __future__ import annotations
 
+import random
 import threading
-import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -12,14 +12,13 @@ from typing import Any
 import httpx
 import pyarrow.compute as pc
 import pytest
-from deploy_support import Served, wait_for
+from deploy_support import Served, promote_version, set_deploy, wait_for
 from test_serve import ROW
 
 from valueloop.deploy.predlog import PredictionLog
 from valueloop.deploy.routing import to_challenger
 
-
-SOAK_SECONDS = 30
+SWAPS = 10  # issue 5: ten promotions and ten rollbacks under load
 
 
 def _client(served: Served, user: str = "dana") -> httpx.Client:
@@ -27,80 +26,76 @@ def _client(served: Served, user: str = "dana") -> httpx.Client:
                         headers={"Authorization": f"Bearer {served.tokens[user]}"})
 
 
-def _set_deploy(served: Served, **deploy: Any) -> None:
-    from valueloop.outcomes.spec import parse_spec
-    from valueloop.outcomes.usecases import get_usecase, update_usecase
-    from valueloop.store import session
-
-    with session(served.settings) as s:
-        data = get_usecase(s, "churn").spec
-        data["deploy"] = deploy or None
-        update_usecase(s, "olivia", parse_spec(data))  # a rollout is the owner's decision
-
-
-def _promote(served: Served, version: int, alias: str = "champion") -> None:
-    from valueloop.learn.registry import promote
-    from valueloop.store import session
-
-    with session(served.settings) as s:
-        promote(s, served.settings, "dana", "churn", version, alias)
-
-
 def _served_versions(client: httpx.Client) -> dict[str, Any]:
     return next(m for m in client.get("/models").json() if m["name"] == "churn")
 
 
 def test_swaps_and_rollbacks_under_load_drop_no_request(served: Served, run_cli: Any) -> None:
+    """Each swap is followed until the load has been answered by the new version, so the test
+    passes on a slow machine as on a fast one: what it asserts is that every answer was a 200."""
     from valueloop.deploy.rollback import rollback
     from valueloop.errors import PermissionDenied
     from valueloop.store import session
 
     first, second = served.versions
-    stop, statuses, versions = threading.Event(), Counter(), Counter()
-    started = time.monotonic()
+    stop = threading.Event()
+    answers: list[tuple[int | str, str | None]] = []  # (status or transport error, model version)
 
     def load() -> None:
         with _client(served) as client:
             while not stop.is_set():
-                answer = client.post("/predict/churn", json=ROW)
-                statuses[answer.status_code] += 1
-                versions[answer.json().get("model_version")] += 1
+                try:
+                    answer = client.post("/predict/churn", json=ROW)
+                    answers.append((answer.status_code, answer.json().get("model_version")))
+                except httpx.HTTPError as exc:
+                    answers.append((type(exc).__name__, None))
+
+    def swap(change: Any, version: int) -> None:
+        """Change the champion under load; wait until the server has it and the load sees it."""
+        with _client(served) as client:
+            change()
+            wait_for(lambda: _served_versions(client)["champion"] == str(version))
+        since = len(answers)
+        wait_for(lambda: any(v == str(version) for _, v in answers[since:]))
+
+    def roll_back() -> None:
+        with session(served.settings) as s:
+            done = rollback(s, served.settings, "oscar", "churn")
+        assert (done.rolled_back, done.champion) == (second, first)
 
     threads = [threading.Thread(target=load) for _ in range(8)]
     for t in threads:
         t.start()
     try:
-        with _client(served) as client:
-            for _ in range(10):  # issue 5: 10 promotions and 10 rollbacks under load
-                _promote(served, second)
-                wait_for(lambda: _served_versions(client)["champion"] == str(second))
-                with session(served.settings) as s:
-                    done = rollback(s, served.settings, "oscar", "churn")
-                assert (done.rolled_back, done.champion) == (second, first)
-                wait_for(lambda: _served_versions(client)["champion"] == str(first))
-            stop.wait(max(0.0, SOAK_SECONDS - (time.monotonic() - started)))  # the load lasts 30 s at least
+        for _ in range(SWAPS):
+            swap(lambda: promote_version(served.settings, second), second)
+            swap(roll_back, first)
     finally:
         stop.set()
         for t in threads:
             t.join()
+    statuses = Counter(status for status, _ in answers)
     assert set(statuses) == {200}, statuses
-    assert versions[str(first)] > 0 and versions[str(second)] > 0, versions
-    assert sum(statuses.values()) > 1000
 
     with pytest.raises(PermissionDenied, match="requires role data_scientist or operations"):
         with session(served.settings) as s:
             rollback(s, served.settings, "ana", "churn")
-    _promote(served, second)
+    promote_version(served.settings, second)
     done = run_cli(served.settings, "rollback", "churn", "--json", as_user="oscar")
     assert done.returncode == 0, done.stderr
     assert f'"champion": {first}' in done.stdout
 
 
 def test_canary_share_is_kept_and_sticky() -> None:
-    keys = [uuid.uuid4().hex for _ in range(10_000)]
-    for share in (0.05, 0.2, 0.5):
-        assert abs(sum(to_challenger(share, k) for k in keys) / len(keys) - share) < 0.02
-        assert abs(sum(to_challenger(share) for _ in keys) / len(keys) - share) < 0.02
+    keys = [f"customer-{i}" for i in range(10_000)]
+    state = random.getstate()
+    random.seed(18)  # a request without a key is routed by chance: this chance, on every run
+    try:
+        for share in (0.05, 0.2, 0.5):
+            assert abs(sum(to_challenger(share, k) for k in keys) / len(keys) - share) < 0.02
+            assert abs(sum(to_challenger(share) for _ in keys) / len(keys) - share) < 0.02
+    finally:
+        random.setstate(state)
     assert all(to_challenger(0.3, k) == to_challenger(0.3, k) for k in keys[:100])
     assert not any(to_challenger(0.0, k) for k in keys) and all(to_challenger(1.0, k) for k in keys)
 
@@ -109,18 +104,21 @@ def test_canary_and_shadow_over_http(served: Served) -> None:
     first, second = served.versions
     plog = PredictionLog(served.settings, "churn")
     with _client(served) as client:
-        _promote(served, second, "challenger")
-        _set_deploy(served, canary=0.3)
+        promote_version(served.settings, second, "challenger")
+        set_deploy(served.settings, canary=0.3)
         wait_for(lambda: _served_versions(client)["challenger"] == str(second)
                  and _served_versions(client)["deploy"]["canary"] == 0.3)
-        answered = Counter(client.post("/predict/churn", json=ROW, headers={"X-Request-Key": f"k{i}"})
-                           .json()["model_version"] for i in range(400))
-        assert abs(answered[str(second)] / 400 - 0.3) < 0.1, answered
+        keys = [f"k{i}" for i in range(400)]  # each key's model is decided by its hash
+        expected = {k: str(second if to_challenger(0.3, k) else first) for k in keys}
+        answered = {k: client.post("/predict/churn", json=ROW, headers={"X-Request-Key": k})
+                    .json()["model_version"] for k in keys}
+        assert answered == expected
+        assert abs(Counter(answered.values())[str(second)] / 400 - 0.3) < 0.1, Counter(answered.values())
         sticky = {client.post("/predict/churn", json=ROW, headers={"X-Request-Key": "customer-7"})
                   .json()["model_version"] for _ in range(20)}
         assert len(sticky) == 1
 
-        _set_deploy(served, shadow=True)
+        set_deploy(served.settings, shadow=True)
         wait_for(lambda: _served_versions(client)["deploy"]["shadow"] is True)
         ids = [f"shadow-{uuid.uuid4().hex[:8]}" for _ in range(30)]
         for rid in ids:
@@ -137,18 +135,25 @@ def test_canary_and_shadow_over_http(served: Served) -> None:
         pairs = Counter(zip(mine["source"].to_pylist(), mine["model_version"].to_pylist()))
         assert pairs == {("rest", str(first)): 30, ("shadow", str(second)): 30}
         assert set(mine["contract"].to_pylist()) == {ROW["contract"]}  # features as columns
-        _set_deploy(served)
-        wait_for(lambda: _served_versions(client)["deploy"]["shadow"] is False)
 
 
 def test_feedback_by_request_id(served: Served) -> None:
     with _client(served) as client:
         client.post("/predict/churn", json=ROW, headers={"X-Request-Id": "fb-1"})
-    with _client(served, "eve") as client:  # an expert may label; dana, who trains, may not
+        refused = client.post("/feedback/churn", json=[{"request_id": "fb-1", "label": 1}])
+    assert refused.status_code == 403, refused.text  # dana, who trains, may not label
+    assert refused.json()["error"] == {
+        "type": "PermissionDenied", "problems": [],
+        "message": "dana may not label on use case 'churn': requires role analyst or developer or expert "
+                   "or operations; dana has data_scientist"}
+    with _client(served, "eve") as client:  # an expert may label
         answer = client.post("/feedback/churn", json=[{"request_id": "fb-1", "label": 1},
                                                       {"request_id": "never-seen", "label": 0}])
         assert answer.status_code == 200, answer.text
         assert answer.json() == {"usecase": "churn", "recorded": 1, "unknown": ["never-seen"]}
-        assert client.post("/feedback/churn", json=[{"request_id": "fb-1"}]).status_code == 422
+        incomplete = client.post("/feedback/churn", json=[{"request_id": "fb-1", "label": 0},
+                                                          {"request_id": "fb-1"}])
+        assert incomplete.status_code == 422
+        assert incomplete.json()["error"]["problems"] == ["[1]: needs request_id and label"]
     labels = PredictionLog(served.settings, "churn").read_labels()
-    assert "fb-1" in labels["request_id"].to_pylist()
+    assert labels["request_id"].to_pylist().count("fb-1") == 1  # the refused and the invalid wrote nothing

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 
 import httpx
 import numpy as np
 import pytest
-
-from deploy_support import Served
+from deploy_support import Served, promote_version, served_state, set_deploy, wait_for
 
 ROW = {"birth_date": 1980, "postcode": "12", "contract": "month-to-month", "payment_method": "invoice",
        "tenure_months": 3, "monthly_charges": 80.5, "support_calls": 4, "total_charges": 241.5}
@@ -84,37 +85,70 @@ def test_protocols_agree_with_mlflow_pyfunc(served: Served) -> None:
     outputs = {o["name"]: o for o in oip["outputs"]}
     assert outputs["predict"]["data"] == labels and outputs["predict"]["datatype"] == "INT64"
     assert outputs["probability"]["data"] == pytest.approx([p[1] for p in expected])
-    version = served.versions[0]
-    by_version = _post(served, f"/v2/models/churn/versions/{version}/infer", json={"inputs": tensors})
-    assert by_version.status_code == 200
+
+
+def test_a_version_is_answered_by_that_version(served: Served) -> None:
+    """``/v2/models/{name}/versions/{v}/infer`` answers with version v, the champion's or the
+    challenger's, and says so in the body and in X-Model-Version."""
+    first, second = served.versions
+    promote_version(served.settings, second, "challenger")  # served beside the champion; no canary
+    wait_for(lambda: served_state(served.url, served.tokens["dana"])[1] == str(second))
+    for version in (first, second):
+        answer = _post(served, f"/v2/models/churn/versions/{version}/infer",
+                       json={"id": f"v-{version}", "inputs": tensors_of(ROW)})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-model-version"] == str(version)
+        body = answer.json()
+        assert (body["model_name"], body["model_version"], body["id"]) == ("churn", str(version), f"v-{version}")
+        meta = httpx.get(f"{served.url}/v2/models/churn/versions/{version}", headers=_auth(served)).json()
+        assert meta["versions"] == [str(first), str(second)]
+    unversioned = _post(served, "/v2/models/churn/infer", json={"inputs": tensors_of(ROW)})
+    assert unversioned.json()["model_version"] == unversioned.headers["x-model-version"] == str(first)
+    gone = _post(served, "/v2/models/churn/versions/99/infer", json={"inputs": tensors_of(ROW)})
+    assert gone.status_code == 404
+    assert gone.json()["error"] == {
+        "type": "NotFound", "problems": [], "message": f"model 'churn' version 99 is not served; served: {first}, {second}"}
 
 
 def test_bad_input_gets_a_4xx_naming_field_and_rule(served: Served) -> None:
+    fields = ", ".join(ROW)  # the signature's order
     cases = [
-        (ROW | {"tenure_months": "three"}, "[0].tenure_months: expected a"),
+        (ROW | {"tenure_months": "three"}, "[0].tenure_months: expected an integer, got 'three'"),
         ({k: v for k, v in ROW.items() if k != "contract"}, "[0].contract: required field is missing"),
-        (ROW | {"contract": "lifetime"}, "[0].contract: unknown category"),
-        (ROW | {"support_calls": True}, "[0].support_calls: expected a"),
-        (ROW | {"shoe_size": 44}, "[0].shoe_size: unknown field"),
-        (ROW | {"monthly_charges": None}, "[0].monthly_charges: required, must not be null"),
+        (ROW | {"contract": "lifetime"},
+         "[0].contract: unknown category; known: month-to-month, one_year, two_year, got 'lifetime'"),
+        (ROW | {"support_calls": True}, "[0].support_calls: expected an integer, got True"),
+        (ROW | {"shoe_size": 44}, f"[0].shoe_size: unknown field; the model's fields are {fields}"),
+        (ROW | {"monthly_charges": None}, "[0].monthly_charges: required, must not be null, got None"),
     ]
     for row, problem in cases:
         answer = _post(served, "/predict/churn", json=row)
         assert answer.status_code == 422, answer.text
-        assert any(p.startswith(problem) for p in answer.json()["error"]["problems"]), answer.text
+        assert answer.json()["error"] == {"type": "InvalidInput", "message": "input is invalid (1 problem(s))",
+                                          "problems": [problem]}
+    several = _post(served, "/predict/churn", json=[ROW, ROW | {"contract": "lifetime"}, ROW,
+                                                     ROW | {"tenure_months": 2.5, "support_calls": "x"}])
+    assert several.status_code == 422
+    assert several.json()["error"]["problems"] == [  # each problem by its row, field and rule
+        "[1].contract: unknown category; known: month-to-month, one_year, two_year, got 'lifetime'",
+        "[3].tenure_months: expected an integer, got 2.5", "[3].support_calls: expected an integer, got 'x'"]
     nan = _post(served, "/predict/churn", content=json.dumps(ROW | {"monthly_charges": float("nan")}))
-    assert nan.status_code == 422 and "NaN is not allowed" in nan.text
+    assert nan.status_code == 422
+    assert nan.json()["error"]["problems"] == ["[0].monthly_charges: NaN is not allowed in a required column, got nan"]
     wrong_type = _post(served, "/v2/models/churn/infer", json={"inputs": [
         {"name": "contract", "shape": [1], "datatype": "FP64", "data": [1.0]}]})
-    assert wrong_type.status_code == 422 and "datatype: FP64 does not fit column type string" in wrong_type.text
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["error"]["problems"] == [
+        "inputs[0] (contract).datatype: FP64 does not fit column type string; use BYTES"]
     for body, status in [(b"{not json", 400), (b"", 422), (b"[]", 422), (b'"a string"', 422)]:
         answer = _post(served, "/predict/churn", content=body)
         assert answer.status_code == status, (body, answer.text)
         assert "Traceback" not in answer.text
     answer = _post(served, "/invocations/churn", json={"dataframe_records": [ROW], "instances": [ROW]})
     assert answer.status_code == 422 and "exactly one of" in answer.text
-    assert _post(served, "/predict/nope", json=ROW).status_code == 404
-    assert _post(served, "/v2/models/churn/versions/99/infer", json={"inputs": tensors_of(ROW)}).status_code == 404
+    nope = _post(served, "/predict/nope", json=ROW)
+    assert nope.status_code == 404
+    assert nope.json()["error"]["message"] == "model 'nope' is not served (no champion); served to dana: churn"
     big = _post(served, "/predict/churn", content=b"[" + b" " * 10_000_000 + b"]")
     assert big.status_code == 413
     assert _post(served, "/predict/churn", json=ROW).status_code == 200  # still serving
@@ -126,11 +160,14 @@ def tensors_of(row: dict[str, object]) -> list[dict[str, object]]:
 
 
 def test_tokens_are_required_and_checked(served: Served) -> None:
-    assert httpx.post(served.url + "/predict/churn", json=ROW).status_code == 401
+    anonymous = httpx.post(served.url + "/predict/churn", json=ROW)
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    assert anonymous.json()["error"]["message"] == "missing bearer token: send 'Authorization: Bearer <token>'"
     bad = httpx.post(served.url + "/predict/churn", json=ROW, headers={"Authorization": "Bearer vl_nope"})
-    assert bad.status_code == 401 and "unknown token" in bad.text
+    assert bad.status_code == 401 and "unknown token" in bad.json()["error"]["message"]
     hidden = _post(served, "/predict/churn", json=ROW, headers=_auth(served, "zoe"))
-    assert hidden.status_code == 404 and "served to zoe: none" in hidden.text  # no role: not even its name
+    assert hidden.status_code == 404  # no role: not even the model's name is confirmed
+    assert hidden.json()["error"]["message"] == "model 'churn' is not served (no champion); served to zoe: none"
 
 
 def test_metrics_are_exposed(served: Served) -> None:
@@ -176,3 +213,33 @@ def test_an_unexpected_failure_is_a_500_with_an_id_never_a_400(served: Served) -
     assert error["type"] == "InternalError"
     assert error["message"] == f"internal error {rid}-feedback; the server log has the details under this id"
     assert "labels" not in failed.text and "Traceback" not in failed.text
+
+
+def test_a_prediction_past_the_use_cases_timeout_is_a_504(served: Served) -> None:
+    """A timeout of a microsecond, which no prediction meets: a request alone is predicted at
+    once on the event loop, concurrent ones wait in the batcher's queue (max_wait_ms is a
+    second); either way the answer is a 504 naming the timeout, and a normal timeout serves again."""
+    set_deploy(served.settings, timeout=1e-6, max_wait_ms=1000)
+    wait_for(lambda: served_state(served.url, served.tokens["dana"])[2]["timeout"] == 1e-6)
+    answers = [_post(served, "/predict/churn", json=ROW)]
+
+    def concurrent() -> None:
+        answers.append(_post(served, "/predict/churn", json=ROW))
+
+    threads = [threading.Thread(target=concurrent) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == 9
+    for answer in answers:
+        assert answer.status_code == 504, answer.text
+        assert answer.json()["error"] == {"type": "TimedOut", "problems": [],
+                                          "message": "prediction took longer than the use case's timeout of 1e-06 s"}
+    text = httpx.get(served.url + "/metrics", headers=_auth(served)).text
+    timed_out = re.search(rf'valueloop_requests_total{{model_version="{served.versions[0]}",status="504",'
+                          r'usecase="churn"} ([\d.]+)', text)
+    assert timed_out is not None and float(timed_out[1]) >= 9
+    set_deploy(served.settings, timeout=10)
+    wait_for(lambda: served_state(served.url, served.tokens["dana"])[2]["timeout"] == 10)
+    assert _post(served, "/predict/churn", json=ROW).status_code == 200

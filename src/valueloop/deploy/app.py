@@ -67,6 +67,10 @@ CALLER = "valueloop.caller"
 class TimedOut(ValueloopError):
     http_status = 504
 
+    @classmethod
+    def past(cls, timeout: float) -> TimedOut:
+        return cls(f"prediction took longer than the use case's timeout of {timeout:g} s")
+
 
 class NotReady(ValueloopError):
     http_status = 503
@@ -178,6 +182,26 @@ class Server:
             return
         self._log(rid, challenger, columns, p, time.perf_counter() - started, "shadow")
 
+    @staticmethod
+    async def _predict(batcher: MicroBatcher, columns: protocols.Columns, timeout: float) -> Prediction:
+        """The batcher's prediction, or 504 past ``timeout``: a queued request is given up when
+        the timer fires; one predicted at once on the event loop (alone, or the only one in its
+        batch) blocks the timer, so its time is measured."""
+        submitted = time.perf_counter()
+        future = batcher.submit(columns, protocols.rows_in(columns), alone=_alone())
+        timer = asyncio.get_running_loop().call_later(timeout, future.cancel)
+        try:
+            p = await future
+        except asyncio.CancelledError:
+            if future.cancelled() and not timer.cancelled():
+                raise TimedOut.past(timeout) from None
+            raise
+        finally:
+            timer.cancel()
+        if time.perf_counter() - submitted > timeout:
+            raise TimedOut.past(timeout)
+        return p
+
     async def infer(self, caller: Caller, usecase: str, wanted: str | None, headers: dict[str, str],
                     receive: Receive, parse: Parse, render: Render) -> Answer:
         """Answer one prediction request of an authenticated caller: (status, body, extra headers)."""
@@ -203,17 +227,7 @@ class Server:
             version = batcher.model.version
             columns, given_id = parse(batcher, body, headers.get("content-type", "application/json"))
             rid = given_id or headers.get("x-request-id") or f"{random.getrandbits(128):032x}"
-            future = batcher.submit(columns, protocols.rows_in(columns), alone=_alone())
-            timer = asyncio.get_running_loop().call_later(deployment.policy.timeout, future.cancel)
-            try:
-                p = await future
-            except asyncio.CancelledError:
-                if future.cancelled() and not timer.cancelled():
-                    raise TimedOut(f"prediction took longer than the use case's timeout of "
-                                   f"{deployment.policy.timeout:g} s") from None
-                raise
-            finally:
-                timer.cancel()
+            p = await self._predict(batcher, columns, deployment.policy.timeout)
             latency = time.perf_counter() - started
             self._log(rid, batcher, columns, p, latency, "rest")
             if deployment.policy.shadow and deployment.challenger is not None and batcher is deployment.champion:
