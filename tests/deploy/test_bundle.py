@@ -1,9 +1,11 @@
-"""``valueloop build``: the bundle's own entrypoint serves the champion's predictions."""
+"""``valueloop build``: the bundle's own entrypoint serves the champion's predictions from a
+fresh virtual environment that has only the bundle's requirements.txt."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,10 +31,10 @@ def test_bundle_serves_the_champion(workspace: tuple[Settings, list[int]], tmp_p
     assert any(r.startswith("scikit-learn==") for r in (out / "requirements.txt").read_text().splitlines())
     assert "python serve.py" in (out / "Dockerfile").read_text().replace('"', "").replace(",", "")
 
+    python = _fresh_venv(out / "requirements.txt", tmp_path / "venv")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | {"PYTHONPATH": ""}
-    proc = subprocess.Popen([sys.executable, str(out / "serve.py"), "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(python), str(out / "serve.py"), "--port", str(port)], cwd=tmp_path,
+                            env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, proc)
@@ -40,6 +42,28 @@ def test_bundle_serves_the_champion(workspace: tuple[Settings, list[int]], tmp_p
         answer = httpx.post(url + "/predict/churn", json=ROW, timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == str(built["version"])
+        assert answer.json()["probabilities"][0] > 0.5  # ROW is a customer about to leave
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def _clean_env() -> dict[str, str]:
+    """This machine's environment without the test venv's or valueloop's settings."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("VALUELOOP_", "VIRTUAL_ENV", "UV_PROJECT", "PYTHON", "CONDA"))}
+
+
+def _fresh_venv(requirements: Path, venv: Path) -> Path:
+    """A new venv with requirements.txt installed by uv (from its cache when it holds them);
+    returns its python, checked not to see the test venv's packages."""
+    uv = shutil.which("uv")
+    assert uv is not None, "uv is not on PATH: the bundle test installs the bundle's requirements with it"
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=_clean_env(),
+                   check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements)],
+                   env=_clean_env(), check=True, timeout=600)
+    seen = subprocess.run([str(python), "-c", "import typer"], env=_clean_env(), capture_output=True)
+    assert seen.returncode != 0, "the fresh venv sees the test venv's packages (typer is the CLI's, not serving's)"
+    return python

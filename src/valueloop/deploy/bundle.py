@@ -31,8 +31,8 @@ from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
 
 #: What the serving app imports, besides what the model's own requirements name.
-SERVING = ("starlette", "uvicorn", "httptools", "pydantic", "pydantic-core", "prometheus-client", "pyarrow", "pyyaml",
-           "sqlalchemy", "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle", "lightgbm")
+SERVING = ("starlette", "uvicorn", "httptools", "limits", "pydantic", "pydantic-core", "prometheus-client", "pyarrow",
+           "pyyaml", "sqlalchemy", "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle", "lightgbm")
 
 ENTRYPOINT = '''"""Serve this bundle: python serve.py [--host 0.0.0.0] [--port 8080]."""
 
