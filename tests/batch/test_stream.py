@@ -1,8 +1,10 @@
 """The Redis Streams consumer on a real redis-server: nothing lost, malformed events dead-lettered,
-a killed consumer's events claimed by another, SIGTERM clean, Redis unreachable reported."""
+an event the model fails on dead-lettered after max_deliveries, a killed consumer's unacknowledged
+events claimed by another, SIGTERM clean, Redis unreachable reported."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 import deploy_support
 
@@ -102,6 +105,96 @@ def test_events_are_scored_logged_and_acknowledged_and_malformed_ones_dead_lette
     assert result["summary"].predicted == 300 and result["summary"].dead_lettered == 4
 
 
+#: A real model with an edge case it cannot score: customers of POISON months (none in the data).
+FUSSY = """
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from valueloop.learn.candidates import make_preprocessor
+
+POISON = 999
+
+
+class Fussy(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        numeric = [c for c in X.columns if X[c].dtype.kind in "if"]
+        prep = make_preprocessor(numeric, [c for c in X.columns if c not in numeric])
+        self.pipeline_ = make_pipeline(prep, LogisticRegression(max_iter=1000)).fit(X, y)
+        self.classes_, self.feature_names_in_ = self.pipeline_.classes_, self.pipeline_.feature_names_in_
+        return self
+
+    def predict_proba(self, X):
+        if (X["tenure_months"] == POISON).any():
+            raise ValueError(f"cannot score tenure_months {POISON}")
+        return self.pipeline_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def train(data, params):
+    return Fussy().fit(data.drop(columns=["churned"]), data["churned"])
+"""
+
+
+def _fussy_version(settings: Settings, folder: Path) -> tuple[Settings, int]:
+    """Register the fussy model (its module allowed by hook_modules) as a new version of churn."""
+    from valueloop.learn.training import train
+    from valueloop.outcomes.spec import parse_spec
+    from valueloop.outcomes.usecases import get_usecase, update_usecase
+    from valueloop.store import session
+
+    (folder / "fussy.py").write_text(FUSSY)
+    settings = dataclasses.replace(settings, hook_modules=("fussy",))
+    with session(settings) as s:
+        data = get_usecase(s, "churn").spec
+        data["model"]["candidates"] = [{"name": "fussy", "kind": "custom", "function": "fussy:train",
+                                        "baseline": True}]
+        update_usecase(s, "ana", parse_spec(data))
+    with session(settings) as s:
+        report = train(s, settings, "dana", "churn")
+    assert report.registered is not None, report.results
+    return settings, report.registered.version
+
+
+def test_an_event_the_model_fails_on_is_dead_lettered_after_max_deliveries_and_the_others_scored(
+        settings: Settings, champion: str, redis_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings, version = _fussy_version(settings, tmp_path)
+    client = redis.Redis.from_url(redis_url)
+    in_, out, dead = stream_names(champion)
+    records = _records(settings, 40)
+    sent = send_events(client, champion, records[:20])
+    poison = client.xadd(in_, {"data": json.dumps(records[0] | {"tenure_months": 999})}).decode()
+    sent += send_events(client, champion, records[20:])
+
+    stop = threading.Event()
+    options = StreamOptions(redis_url=redis_url, model=str(version), consumer="c1", max_deliveries=3,
+                            claim_idle_ms=20, block_ms=10)
+    result: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.update(summary=consume(settings, "oscar", champion, options, stop)))
+    worker.start()
+    try:
+        _wait(lambda: client.xlen(dead) >= 1 and client.xlen(out) >= 40, 120, "the poison dead-lettered")
+    finally:
+        stop.set()
+        worker.join(30)
+    [letter] = _read_all(client, dead)
+    assert letter["event_id"] == poison
+    assert letter["reason"] == ("delivered 4 times without being scored; "
+                                "last error: ValueError: cannot score tenure_months 999"), letter
+    assert json.loads(letter["data"])["tenure_months"] == 999
+    summary = result["summary"]
+    assert summary.failed == 3, "the model was tried on the poison once per delivery, max_deliveries times"
+    assert (summary.predicted, summary.dead_lettered) == (40, 1)
+    outputs = _read_all(client, out)
+    assert [o["event_id"] for o in outputs] == sent, "the events around the poison were scored, once"
+    assert {o["model_version"] for o in outputs} == {str(version)}
+    assert client.xpending(in_, "valueloop")["pending"] == 0
+
+
 def _consumer(settings: Settings, redis_url: str, name: str, port: int) -> subprocess.Popen[str]:
     env = {**os.environ, **settings.as_env(), "VALUELOOP_USER": "oscar", "VALUELOOP_REDIS_URL": redis_url}
     return subprocess.Popen(
@@ -118,6 +211,24 @@ def _healthy(port: int, process: subprocess.Popen[str]) -> bool:
         return False
 
 
+def _pending(client: redis.Redis, stream: str, consumer: str) -> list[str]:
+    """The entries delivered to ``consumer`` that it has not acknowledged (XPENDING)."""
+    found = client.xpending_range(stream, "valueloop", min="-", max="+", count=100_000, consumername=consumer)
+    return [p["message_id"].decode() for p in found]
+
+
+def _kill_if_holding(process: subprocess.Popen[str], client: redis.Redis, stream: str, name: str) -> list[str]:
+    """SIGKILL the consumer if, frozen (SIGSTOP), it holds events it has not acknowledged; returns
+    them as they stand once it is dead, or nothing (the consumer thawed) when it held none."""
+    process.send_signal(signal.SIGSTOP)
+    if not _pending(client, stream, name):
+        process.send_signal(signal.SIGCONT)
+        return []
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return _pending(client, stream, name)
+
+
 def test_a_consumer_killed_mid_run_loses_nothing_and_sigterm_exits_cleanly(
         settings: Settings, champion: str, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
@@ -126,6 +237,7 @@ def test_a_consumer_killed_mid_run_loses_nothing_and_sigterm_exits_cleanly(
     ports = deploy_support.free_port(), deploy_support.free_port()
     doomed, survivor = (_consumer(settings, redis_url, "doomed", ports[0]),
                         _consumer(settings, redis_url, "survivor", ports[1]))
+    held: list[str] = []
     try:
         _wait(lambda: _healthy(ports[0], doomed) and _healthy(ports[1], survivor), 300, "both consumers up")
         sent: list[str] = []
@@ -134,11 +246,14 @@ def test_a_consumer_killed_mid_run_loses_nothing_and_sigterm_exits_cleanly(
             sent += send_events(client, champion, records[start:start + 1000])
             if start == 10_000:
                 bad = _send_malformed(client, records)
-            time.sleep(0.1)
             if start == 8000:
                 _wait(lambda: any(o["consumer"] == "doomed" for o in _read_all(client, out)), 60,
                       "the doomed consumer scoring")
-                doomed.send_signal(signal.SIGKILL)
+            if start >= 8000 and doomed.returncode is None:  # caught mid-batch, with events in hand
+                held = _kill_if_holding(doomed, client, in_, "doomed")
+            time.sleep(0.1)
+        assert held, "the doomed consumer was killed holding events it had not acknowledged"
+        _wait(lambda: not _pending(client, in_, "doomed"), 120, "the survivor claiming the doomed one's events")
         _wait(lambda: len({o["event_id"] for o in _read_all(client, out)}) + client.xlen(dead) >= 20_004,
               120, "every event scored or dead-lettered")
         survivor.send_signal(signal.SIGTERM)
@@ -156,6 +271,8 @@ def test_a_consumer_killed_mid_run_loses_nothing_and_sigterm_exits_cleanly(
     scored = {o["event_id"] for o in outputs}
     assert scored == set(sent), "every valid event has its prediction (after dedup by event id)"
     assert {o["consumer"] for o in outputs} == {"doomed", "survivor"}, "the consumers shared the load"
+    assert set(held) <= {o["event_id"] for o in outputs if o["consumer"] == "survivor"}, \
+        "the events the killed consumer held were claimed and scored by the survivor"
     letters = {d["event_id"]: d["reason"] for d in _read_all(client, dead)}
     assert set(letters) == set(bad) and all(bad[i] in letters[i] for i in bad)
     assert client.xpending(in_, "valueloop")["pending"] == 0, "nothing is left unacknowledged"
