@@ -1,23 +1,57 @@
-"""``valueloop demo`` runs the whole loop end to end in its own workspace."""
+"""``valueloop demo`` runs the whole loop end to end in its own workspace, streaming included."""
 
 from __future__ import annotations
 
 import json
+import re
 
-from valueloop.config import load_settings
+from valueloop.config import Settings, load_settings
+
+
+def _approvals(demo: Settings) -> list[tuple[str, str, list[str]]]:
+    """Each approved DPIA version as the store holds it: (object id, who decided, conditioned columns)."""
+    from valueloop.outcomes import privacy
+    from valueloop.store import session
+
+    with session(demo) as s:
+        return [(f"churn/v{a.version}", a.decided_by or "", [c.column for c in a.conditions])
+                for a in privacy.history(s, "admin", "churn")
+                if a.decided_by and a.status is not privacy.Status.rejected]
+
+
+def _gate_version(demo: Settings) -> int:
+    from valueloop.outcomes import privacy
+    from valueloop.store import session
+
+    with session(demo) as s:
+        return privacy.require_privacy_approval(s, "churn").version
 
 
 def test_the_demo_runs_end_to_end(settings, run_cli, tmp_path):
+    from valueloop.demo.batch import BURST
+    from valueloop.deploy.stream import stream_names
+
     workspace = tmp_path / "demo"
     result = run_cli(settings, "demo", "--workspace", str(workspace), timeout=3600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "demo complete" in result.stdout
-    assert "refused: dana may not decide privacy on use case 'churn': requires role privacy_officer" \
-        in result.stdout
+    said = " ".join(result.stdout.split())  # as printed, whatever the terminal's wrapping
+    assert "demo complete" in said
+    assert "refused: dana may not decide privacy on use case 'churn': requires role privacy_officer" in said
+    # the stream chapter ran: every event of the burst scored, at a measured rate, and the
+    # malformed one dead-lettered
+    inp, out, dead = stream_names("churn")
+    assert "skipping streaming" not in said
+    rate = re.search(rf"oscar's consumer scored {BURST:,} of {BURST:,} events from {inp} into {out}: "
+                     r"([\d,]+) events/s", said)
+    assert rate and int(rate[1].replace(",", "")) > 0, said[-3000:]
+    assert f"a malformed event went to {dead}: " in said
+
     # the demo keeps its state in its workspace, apart from the user's own home
     demo = load_settings({"VALUELOOP_HOME": str(workspace)})
     trail = json.loads(run_cli(demo, "audit", "churn", "--action", "privacy.approve", "--json",
                                as_user="admin").stdout)
-    assert [(e["actor"], e["after"]["conditions"][0]["column"]) for e in trail] == [
-        ("pia", "postcode"), ("pia", "postcode")]
+    approvals = _approvals(demo)
+    assert approvals and [(e["object_id"], e["actor"], [c["column"] for c in e["after"]["conditions"]])
+                          for e in trail] == approvals
+    assert f"gate open again: DPIA v{_gate_version(demo)} approved" in said
     assert not settings.home.joinpath("valueloop.db").exists()
