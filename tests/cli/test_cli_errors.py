@@ -30,7 +30,7 @@ CASES = [
     (["usecase", "advance", "churn", "shipped"], "olivia", 2, [
         "error: state: unknown state 'shipped'; states are draft, formulated, privacy_review"]),
     (["usecase", "advance", "churn"], "olivia", 2, ["Missing argument 'state'"]),
-    (["usecase", "show", "fraud"], None, 3, ["use case 'fraud' does not exist; known use cases: churn"]),
+    (["usecase", "show", "fraud"], None, 3, ["use case 'fraud' does not exist; `valueloop usecase list` shows yours"]),
     (["privacy", "submit", "churn"], "dave", 6, [
         "error: dave may not submit privacy on use case 'churn': requires role analyst or owner; "
         "dave has data_engineer"]),

@@ -86,7 +86,7 @@ def test_only_the_owner_or_an_analyst_named_in_the_file_formulates(db_settings):
     before = db_state(db_settings)
     with pytest.raises(Conflict, match="use case 'churn' already exists"), session(db_settings) as s:
         usecases.create_usecase(s, "olivia", churn_spec())
-    with pytest.raises(NotFound, match="use case 'fraud' does not exist; known use cases: churn"):
+    with pytest.raises(NotFound, match="use case 'fraud' does not exist; `valueloop usecase list` shows yours"):
         with session(db_settings) as s:
             usecases.advance(s, "olivia", "fraud", "formulated")
     assert db_state(db_settings) == before

@@ -62,9 +62,8 @@ class UseCaseDetail(UseCaseView):
 
 def get_usecase(session: Session, name: str) -> UseCase:
     usecase = session.scalar(select(UseCase).where(UseCase.name == name))
-    if usecase is None:
-        known = ", ".join(session.scalars(select(UseCase.name).order_by(UseCase.name))) or "none yet"
-        raise NotFound(f"use case '{name}' does not exist; known use cases: {known}")
+    if usecase is None:  # named to nobody: which use cases exist is for their members to know
+        raise NotFound(f"use case '{name}' does not exist; `valueloop usecase list` shows yours")
     return usecase
 
 
