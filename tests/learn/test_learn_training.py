@@ -115,13 +115,14 @@ def test_crashing_custom_candidate_is_recorded_and_the_others_go_on(
 def test_nothing_that_fails_its_tests_is_registered(settings: Settings, churn) -> None:
     name, _ = churn
     set_model(settings, name, threshold=0.99, tests={
-        "directional": [{"column": "support_calls", "add": 2, "expect": "decrease"}]})
+        "directional": [{"column": "support_calls", "add": 2, "expect": "decrease"}],
+        "invariance": [{"column": "tenure_months"}]})  # an input every candidate reads
     report = _train(settings, name)
 
     assert report.registered is None and report.best is None
     for result in report.results:
         failed = {t.name for t in result.tests if not t.passed}
-        assert {"threshold", "directional:support_calls"} <= failed
+        assert {"threshold", "directional:support_calls", "invariance:tenure_months"} <= failed
     with session(settings) as s:
         assert registry.list_models(s, "olivia", name) == []
 
