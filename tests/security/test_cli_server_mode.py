@@ -23,7 +23,6 @@ from server.conftest import Api, server  # noqa: F401 - the real-uvicorn fixture
 from typer.core import TyperGroup
 
 from valueloop.cli import app
-
 from valueloop.config import Settings, load_settings
 from valueloop.outcomes.privacy import history
 from valueloop.outcomes.users import create_token, list_users
@@ -60,11 +59,14 @@ def _statuses(settings: Settings) -> list[tuple[int, str, str | None]]:
         return [(a.version, a.status, a.decided_by) for a in history(s, "admin", "churn")]
 
 
-def test_as_names_nobody_in_server_mode(settings, server, client, client_home, refused):  # noqa: F811 - fixtures imported above
+def test_as_names_nobody_in_server_mode(settings, server, client, client_home, refused):  # noqa: F811
+    """Attack 5: anyone who could run the CLI acted as the privacy officer with ``--as pia``."""
     formulated(settings, submitted=True)
     api = server(settings)
 
     refused(client(api, "dana", "--as", "pia", "privacy", "approve", "churn"), 5,
+            "error: --as pia: in server mode you act as your token's user")
+    refused(client(api, "dana", "privacy", "approve", "churn", "--as=pia"), 5,
             "error: --as pia: in server mode you act as your token's user")
     refused(client(api, "dana", "privacy", "approve", "churn", env={"VALUELOOP_USER": "pia"}), 5,
             "error: VALUELOOP_USER=pia: in server mode you act as your token's user")
@@ -277,3 +279,39 @@ def test_login_keeps_the_token_for_its_user_only_and_logout_forgets_it(settings,
     assert not credentials.exists()
     assert list(data.iterdir()) == []
     refused(cli("usecase", "list"), 5, "error: no acting user: pass --as USER or set VALUELOOP_USER")
+
+
+def test_data_learn_and_operate_commands_through_the_control_plane(settings, approved_usecase, server,  # noqa: F811
+                                                                   client, client_home, run_cli):
+    """Training runs on the server's machine; the team reads, accepts, promotes, monitors and
+    retrains from their own, each as their token's user, with the output of local mode."""
+    from learn.learn_support import FAST, ingest, set_model
+
+    name, project = approved_usecase(settings)
+    set_model(settings, name, candidates=FAST[:1], threshold=0.6)
+    ingest(settings, name, project, rows=800)
+    api = server(settings)
+    trained = run_cli(settings, "train", name, "--json", as_user="dana")
+    assert trained.returncode == 0, trained.stderr
+    version = str(json.loads(trained.stdout)["registered"]["version"])
+
+    for user, args in [("dana", ("data", "versions", name)), ("olivia", ("data", "show", f"{name}@0", "--json")),
+                       ("olivia", ("data", "show", name, "--rows", "2")), ("dana", ("data", "diff", f"{name}@0", name)),
+                       ("eve", ("data", "profile", f"{name}@0", "--json")), ("dana", ("runs", name, "--json")),
+                       ("dana", ("models", name, version)), ("dana", ("promote", name, version))]:
+        here, there = run_cli(settings, *args, as_user=user), client(api, user, *args)
+        assert (there.returncode, there.stdout, there.stderr) == (here.returncode, here.stdout, here.stderr), args
+
+    accepted = client(api, "olivia", "accept", name, version, "-m", "good enough to call customers")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "acceptance accepted by olivia: good enough to call customers" in accepted.stdout
+    promoted = client(api, "dana", "promote", name, version)
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"{name} v{version} is now champion" in promoted.stdout
+
+    monitored = client(api, "oscar", "monitor", name, "--json")
+    assert monitored.returncode == 0, monitored.stderr
+    assert json.loads(monitored.stdout)["usecase"] == name
+    retrained = client(api, "oscar", "retrain", name, "--json")
+    assert json.loads(retrained.stdout)["requested_by"] == "oscar", retrained.stderr
+    assert list(client_home.iterdir()) == []

@@ -11,6 +11,8 @@ from valueloop.cli.remote import Route, Server, call, credentials_path, keep_cre
 
 users_app = group("People who take part in the loop.")
 tokens_app = group("API tokens for the HTTP API (shown once, stored hashed).")
+#: hosts a token may reach over plain http without a warning
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 def config(as_json: bool = JsonOption) -> None:
@@ -27,6 +29,8 @@ def config(as_json: bool = JsonOption) -> None:
 def login(url: str = typer.Argument(..., help="The control plane, e.g. https://valueloop.example.com.")) -> None:
     """Enter server mode: check a token (asked for, or read from stdin) against the control plane
     at URL, and keep both in a file only you can read. Every command then acts as the token's user."""
+    from urllib.parse import urlsplit
+
     from valueloop.errors import InvalidInput
 
     secret = (typer.prompt("token", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline()).strip()
@@ -37,6 +41,9 @@ def login(url: str = typer.Argument(..., help="The control plane, e.g. https://v
     me = request(Route("GET", "/api/me"), target).json()
     path = keep_credentials(target)
     console().print(f"logged in to {target.url} as {me['name']}; credentials kept in {path}")
+    address = urlsplit(target.url)
+    if address.scheme != "https" and address.hostname not in LOOPBACK:
+        console().print("[yellow]the token travels in clear text over http: use https beyond this machine[/yellow]")
 
 
 @served

@@ -32,14 +32,18 @@ def parse_ref(text: str) -> tuple[str, int | None]:
     return name, int(version) if sep else None
 
 
-def _visible(s: Any, ctx: typer.Context, dataset: str) -> DatasetVersionView:
+def _route(name: str, number: int | None, tail: str = "", **params: Any) -> Route:
+    """The route of version ``number`` of a use case's datasets (None: the newest)."""
+    version = "newest" if number is None else str(number)
+    return Route("GET", f"/api/usecases/{segment(name)}/datasets/{version}{tail}", params=params)
+
+
+def _visible(ctx: typer.Context, dataset: str) -> DatasetVersionView:
     """The version ``USECASE@N`` names, if the acting user may see the use case."""
-    from valueloop.data import get_version
-    from valueloop.data.service import viewable
+    from valueloop.data.service import visible_version
 
     name, number = parse_ref(dataset)
-    viewable(s, actor(ctx), name)
-    return get_version(s, name, number)
+    return call(ctx, _route(name, number), visible_version, name, number)
 
 
 @contextmanager
@@ -158,8 +162,7 @@ def show_(
     from valueloop.data.service import sample
 
     name, number = parse_ref(dataset)
-    path = f"/api/usecases/{segment(name)}/datasets/" + ("newest" if number is None else str(number))
-    found = call(ctx, Route("GET", path, params={"rows": rows}), sample, name, number, rows)
+    found = call(ctx, _route(name, number, "/sample", rows=rows), sample, name, number, rows)
     v, head = found.version, found.rows
 
     def render() -> None:
@@ -176,6 +179,7 @@ def show_(
 
 
 @app.command("diff")
+@served
 def diff(
     ctx: typer.Context,
     old: str = typer.Argument(..., metavar="USECASE@N"),
@@ -184,10 +188,8 @@ def diff(
 ) -> None:
     """What changed between two versions: schema, row count and per-column statistics."""
     from valueloop.data.diff import diff as diff_
-    from valueloop.store import session
 
-    with session() as s:
-        changes = diff_(_visible(s, ctx, old), _visible(s, ctx, new))
+    changes = diff_(_visible(ctx, old), _visible(ctx, new))
 
     def render() -> None:
         rows = changes["rows"]
@@ -203,6 +205,7 @@ def diff(
 
 
 @app.command("profile")
+@served
 def profile(
     ctx: typer.Context,
     dataset: str = typer.Argument(..., metavar="USECASE@N"),
@@ -212,10 +215,8 @@ def profile(
 ) -> None:
     """A version's stored profile; its histograms as PNG or HTML."""
     from valueloop.data import plots
-    from valueloop.store import session
 
-    with session() as s:
-        v = _visible(s, ctx, dataset)
+    v = _visible(ctx, dataset)
     title = f"{v.usecase}@{v.version}: {v.row_count:,} rows"
     if png is not None:
         png.write_bytes(plots.png(v.profile, title))

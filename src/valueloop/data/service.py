@@ -276,10 +276,16 @@ def visible_versions(session: Session, actor: str | None, usecase_name: str) -> 
     return list_versions(session, usecase_name)
 
 
+def visible_version(session: Session, actor: str | None, usecase_name: str,
+                    version: int | None = None) -> DatasetVersionView:
+    """A version's record (the newest when ``version`` is None), for a member of the use case."""
+    viewable(session, actor, usecase_name)
+    return get_version(session, usecase_name, version)
+
+
 def sample(session: Session, actor: str | None, usecase_name: str, version: int | None = None,
            rows: int = 5) -> DatasetSample:
-    """A version (the newest when ``version`` is None) and its first ``rows`` rows, for a member."""
-    viewable(session, actor, usecase_name)
-    found = get_version(session, usecase_name, version)
+    """A version's record and its first ``rows`` rows, for a member of the use case."""
+    found = visible_version(session, actor, usecase_name, version)
     head = read_version(session, usecase_name, found.version).slice(0, rows).to_pylist()
     return DatasetSample(version=found, rows=head)
