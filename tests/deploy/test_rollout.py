@@ -47,7 +47,7 @@ def test_swaps_and_rollbacks_under_load_drop_no_request(served: Served, run_cli:
                 try:
                     answer = client.post("/predict/churn", json=ROW)
                     answers.append((answer.status_code, answer.json().get("model_version")))
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, ValueError) as exc:  # a dropped connection, a body not JSON
                     answers.append((type(exc).__name__, None))
 
     def swap(change: Any, version: int) -> None:
