@@ -41,3 +41,18 @@ def test_anything_else_is_left_to_the_event_by_event_path(bad: bytes) -> None:
 
 def test_two_halves_of_an_object_do_not_pass_as_one_event() -> None:
     assert SCORER.read_json([b'{"tenure": 1, "plan": "a",', b'"active": true}']) is None
+
+
+@pytest.mark.parametrize(("value", "accepted"), [
+    (3, True), (3.0, True), (-(2**63), True), (1.5, False), (2**63, False), (1e20, False),
+    (float("inf"), False), (float("nan"), False),
+])
+def test_an_integer_feature_takes_only_values_its_type_can_hold(value: float, accepted: bool) -> None:
+    """1.5 for a long passed the check and then failed the whole batch at scoring, event after
+    event until each reached --max-deliveries; it is now one bad event, dead-lettered at once."""
+    scorer = Scorer(usecase="churn", version="1", estimator=None, wants_frame=False,
+                    features=(Feature("tenure_months", "number", "long"),))
+    problem = scorer.problem({"tenure_months": value})
+    assert (problem is None) is accepted, problem
+    if not accepted:
+        assert problem == f"feature 'tenure_months': {value!r} is not an integer of the signature's type long"

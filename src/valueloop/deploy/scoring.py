@@ -36,6 +36,8 @@ _ARROW = {"double": "float64", "float": "float32", "long": "int64", "integer": "
 _PYTHON: dict[str, type | tuple[type, ...]] = {"number": (int, float), "string": str, "boolean": bool,
                                               "datetime": str, "binary": str}
 _RECORD_TYPES = {"number": "float64", "string": "string", "boolean": "bool"}
+#: an integer type's values lie in [-bound, bound): a fraction or more would fail at scoring
+_INTEGER_BOUNDS = {"long": 2**63, "integer": 2**31}
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ class Scorer:
             if value is not None and not isinstance(value, _PYTHON[feature.kind]) or (
                     feature.kind == "number" and isinstance(value, bool)):
                 return f"feature '{feature.name}': {value!r} is not a {feature.kind}"
+            if (bound := _INTEGER_BOUNDS.get(feature.type)) and isinstance(value, int | float) and not (
+                    float(value).is_integer() and -bound <= value < bound):
+                return f"feature '{feature.name}': {value!r} is not an integer of the signature's type {feature.type}"
         return None
 
     def table_of(self, rows: list[dict[str, Any]]) -> pa.Table:
