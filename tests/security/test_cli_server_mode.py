@@ -229,7 +229,7 @@ def test_a_command_without_a_route_refuses_and_opens_nothing(settings, server, c
     add_people(settings)
     api = server(settings)
     local_only = _local_only()
-    assert {"data ingest", "train", "serve", "config", "demo"} <= {" ".join(w) for w in local_only}
+    assert {" ".join(w) for w in local_only} >= {"config", "demo", "serve", "batch", "stream", "server"}
     for words in local_only:
         refused(client(api, "dana", *words, "churn"), 2,
                 f"error: {' '.join(words)}: has no control-plane route; it runs only in local mode, on the "
@@ -282,22 +282,31 @@ def test_login_keeps_the_token_for_its_user_only_and_logout_forgets_it(settings,
 
 
 def test_data_learn_and_operate_commands_through_the_control_plane(settings, approved_usecase, server,  # noqa: F811
-                                                                   client, client_home, run_cli):
-    """Training runs on the server's machine; the team reads, accepts, promotes, monitors and
-    retrains from their own, each as their token's user, with the output of local mode."""
+                                                                   client, client_home, run_cli, refused):
+    """After a first ingest on the server's machine names the project folder, the team ingests,
+    trains, reads, accepts, promotes, monitors and retrains from their own machines, each as their
+    token's user, with the output of local mode."""
     from learn.learn_support import FAST, ingest, set_model
 
     name, project = approved_usecase(settings)
     set_model(settings, name, candidates=FAST[:1], threshold=0.6)
     ingest(settings, name, project, rows=800)
     api = server(settings)
-    trained = run_cli(settings, "train", name, "--json", as_user="dana")
+
+    checked = client(api, "dave", "data", "check", name)
+    assert checked.returncode == 0 and "0 error(s)" in checked.stdout, checked.stderr
+    refused(client(api, "dave", "data", "ingest", name, "--project", "/etc"), 2,
+            "error: --project /etc: in server mode the server reads the folder of the use case's last ingest")
+    ingested = client(api, "dave", "data", "ingest", name, "--mode", "overwrite", "--json")
+    assert ingested.returncode == 0, ingested.stderr
+    assert json.loads(ingested.stdout)["version"] == 1 and json.loads(ingested.stdout)["actor"] == "dave"
+    trained = client(api, "dana", "train", name, "--json")
     assert trained.returncode == 0, trained.stderr
     version = str(json.loads(trained.stdout)["registered"]["version"])
 
     for user, args in [("dana", ("data", "versions", name)), ("olivia", ("data", "show", f"{name}@0", "--json")),
                        ("olivia", ("data", "show", name, "--rows", "2")), ("dana", ("data", "diff", f"{name}@0", name)),
-                       ("eve", ("data", "profile", f"{name}@0", "--json")), ("dana", ("runs", name, "--json")),
+                       ("eve", ("data", "profile", f"{name}@1", "--json")), ("dana", ("runs", name, "--json")),
                        ("dana", ("models", name, version)), ("dana", ("promote", name, version))]:
         here, there = run_cli(settings, *args, as_user=user), client(api, user, *args)
         assert (there.returncode, there.stdout, there.stderr) == (here.returncode, here.stdout, here.stderr), args
@@ -308,6 +317,9 @@ def test_data_learn_and_operate_commands_through_the_control_plane(settings, app
     promoted = client(api, "dana", "promote", name, version)
     assert promoted.returncode == 0, promoted.stderr
     assert f"{name} v{version} is now champion" in promoted.stdout
+    run = json.loads(client(api, "dana", "runs", name, "--json").stdout)[0]["run_id"]
+    reproduced = client(api, "dana", "reproduce", run)
+    assert reproduced.returncode == 0 and "metrics match" in reproduced.stdout, reproduced.stderr
 
     monitored = client(api, "oscar", "monitor", name, "--json")
     assert monitored.returncode == 0, monitored.stderr

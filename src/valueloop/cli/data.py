@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from valueloop.cli._common import JsonOption, actor, console, group, show, table
-from valueloop.cli.remote import Route, call, segment, served
+from valueloop.cli._common import JsonOption, console, group, show, table
+from valueloop.cli.remote import Route, answer, call, segment, served, server
 
 if TYPE_CHECKING:
     from valueloop.data import DatasetVersionView
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 app = group("Ingest, check and version the data of a use case (ELT, DPIA treatments, quality).")
 
 ProjectOption = typer.Option(
-    Path("."), "--project", help="Directory of the use case file; relative source paths start here."
+    None, "--project", show_default=False,
+    help="Directory of the use case file; relative source paths start here (default: the current one). "
+         "In server mode the server reads the folder of the use case's last ingest.",
 )
 
 
@@ -92,7 +94,18 @@ def _render_profile(v: DatasetVersionView) -> None:
            for name, s in v.profile["columns"].items()])
 
 
+def _in_project(project: Path | None) -> Path:
+    """The project folder a local command reads; in server mode no client names a server's folder."""
+    from valueloop.errors import InvalidInput
+
+    if project is not None and server():
+        raise InvalidInput(f"--project {project}: in server mode the server reads the folder of the use case's "
+                           "last ingest; a client never names a folder on the server")
+    return project or Path(".")
+
+
 @app.command("ingest")
+@served
 def ingest(
     ctx: typer.Context,
     usecase: str,
@@ -102,12 +115,19 @@ def ingest(
 ) -> None:
     """Extract, treat, transform and check the sources, then commit a new dataset version."""
     from valueloop.config import load_settings
+    from valueloop.data import DatasetVersionView
     from valueloop.data import ingest as ingest_
     from valueloop.store import session
 
-    settings = load_settings()
-    with _progress() as progress, session(settings) as s:
-        v = ingest_(s, settings, actor(ctx), usecase, project_dir=project, mode=mode, progress=progress)
+    folder = _in_project(project)
+
+    def local(who: str | None) -> DatasetVersionView:
+        settings = load_settings()
+        with _progress() as progress, session(settings) as s:
+            return ingest_(s, settings, who, usecase, project_dir=folder, mode=mode, progress=progress)
+
+    v = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/datasets", json={"mode": mode}),
+               DatasetVersionView, local)
 
     def render() -> None:
         _render_lineage(v)
@@ -118,6 +138,7 @@ def ingest(
 
 
 @app.command("check")
+@served
 def check(ctx: typer.Context, usecase: str, project: Path = ProjectOption, as_json: bool = JsonOption) -> None:
     """Run the quality checks on the data as it is now, without writing a version."""
     from valueloop.config import load_settings
@@ -126,9 +147,14 @@ def check(ctx: typer.Context, usecase: str, project: Path = ProjectOption, as_js
     from valueloop.errors import InvalidInput
     from valueloop.store import session
 
-    settings = load_settings()
-    with _progress() as progress, session(settings) as s:
-        report = check_(s, settings, actor(ctx), usecase, project_dir=project, progress=progress)
+    folder = _in_project(project)
+
+    def local(who: str | None) -> dict[str, Any]:
+        settings = load_settings()
+        with _progress() as progress, session(settings) as s:
+            return check_(s, settings, who, usecase, project_dir=folder, progress=progress)
+
+    report = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/datasets/check"), dict[str, Any], local)
     show(report, as_json, lambda: _render_quality(report))
     if not report["passed"]:
         raise InvalidInput(f"{report['errors']} error-level check(s) failed; an ingest would be refused",

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from valueloop.cli._common import JsonOption, actor, console, show, table
+from valueloop.cli._common import JsonOption, console, show, table
 from valueloop.cli.remote import Route, answer, call, segment, served
 
 
@@ -33,6 +33,7 @@ def _render_training(report: Any) -> None:
     console().print(f"comparison plot: {report.comparison_plot}")
 
 
+@served
 def train(
     ctx: typer.Context,
     usecase: str,
@@ -42,28 +43,40 @@ def train(
     as_json: bool = JsonOption,
 ) -> None:
     """Train the use case's candidates, compare them, register the best one that passes its tests."""
-    from rich.progress import Progress
+    from valueloop.learn.views import TrainingReport
 
-    from valueloop.config import load_settings
-    from valueloop.learn.training import train as train_
-    from valueloop.store import session
+    def local(who: str | None) -> TrainingReport:
+        from rich.progress import Progress
 
-    settings = load_settings()
-    with Progress(console=console(), transient=True, disable=as_json) as progress, session(settings) as s:
-        report = train_(s, settings, actor(ctx), usecase, dataset_version=dataset_version,
-                        candidates=candidate or None, progress=progress)
+        from valueloop.config import load_settings
+        from valueloop.learn.training import train as train_
+        from valueloop.store import session
+
+        settings = load_settings()
+        with Progress(console=console(), transient=True, disable=as_json) as progress, session(settings) as s:
+            return train_(s, settings, who, usecase, dataset_version=dataset_version,
+                          candidates=candidate or None, progress=progress)
+
+    body = {"dataset_version": dataset_version, "candidates": candidate or None}
+    report = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/runs", json=body), TrainingReport, local)
     show(report, as_json, lambda: _render_training(report))
 
 
+@served
 def reproduce(ctx: typer.Context, run: str, as_json: bool = JsonOption) -> None:
     """Retrain a run from its dataset version, params and seed; report whether the metrics match."""
-    from valueloop.config import load_settings
-    from valueloop.learn.training import reproduce as reproduce_
-    from valueloop.store import session
+    from valueloop.learn.views import ReproduceReport
 
-    settings = load_settings()
-    with session(settings) as s:
-        report = reproduce_(s, settings, actor(ctx), run)
+    def local(who: str | None) -> ReproduceReport:
+        from valueloop.config import load_settings
+        from valueloop.learn.training import reproduce as reproduce_
+        from valueloop.store import session
+
+        settings = load_settings()
+        with session(settings) as s:
+            return reproduce_(s, settings, who, run)
+
+    report = answer(ctx, Route("POST", f"/api/runs/{segment(run)}/reproduction"), ReproduceReport, local)
 
     def render() -> None:
         verdict = "[green]metrics match[/green]" if report.matches else "[red]metrics differ[/red]"

@@ -1,18 +1,51 @@
-"""HTTP routes of the Data phase that read: dataset versions, one version's record, its first rows.
-Ingest and check read the project's files, so they run on the server's machine only."""
+"""HTTP routes of the Data phase: ingest and check, dataset versions, one version's record and its
+first rows. Over HTTP, ingest and check read the folder of the use case's last ingest: a caller
+never names a folder on the server to read."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
+from valueloop.config import load_settings
+from valueloop.data import service
 from valueloop.data.service import DatasetSample, DatasetVersionView, sample, visible_version, visible_versions
+from valueloop.errors import GateClosed
 from valueloop.server.deps import DB, Actor
 
 router = APIRouter(prefix="/api/usecases", tags=["data"])
 #: a version's number, or ``newest``
 Version = int | Literal["newest"]
+
+
+class Ingestion(BaseModel):
+    mode: Literal["append", "overwrite"] | None = Field(None, description="default: the file's data.mode")
+
+
+def _known_project(s: Session, actor: str, name: str) -> str:
+    """The folder of the last ingest, which an operator chose on the server's machine."""
+    found = visible_versions(s, actor, name)
+    if not found:
+        raise GateClosed(f"project: '{name}' has no dataset version yet, so the server knows no project folder "
+                         f"to read; the first ingest runs on the server's machine: `valueloop data ingest {name} "
+                         "--project DIR`")
+    return found[-1].project_dir
+
+
+@router.post("/{name}/datasets", status_code=201)
+def ingest(name: str, body: Ingestion, s: DB, actor: Actor) -> DatasetVersionView:
+    """Extract, treat, transform and check the sources, then commit a new dataset version."""
+    return service.ingest(s, load_settings(), actor, name, project_dir=_known_project(s, actor, name),
+                          mode=body.mode)
+
+
+@router.post("/{name}/datasets/check")
+def check(name: str, s: DB, actor: Actor) -> dict[str, Any]:
+    """The quality report the next ingest would make, without writing a version."""
+    return service.check(s, load_settings(), actor, name, project_dir=_known_project(s, actor, name))
 
 
 @router.get("/{name}/datasets")

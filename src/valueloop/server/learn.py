@@ -1,5 +1,5 @@
-"""HTTP routes of the Learn phase: training runs, registered models, the owner's acceptance and
-promotion. Training reads the dataset and fits models, so it runs on the server's machine only."""
+"""HTTP routes of the Learn phase: training and its runs, reproduction, registered models, the
+owner's acceptance and promotion. A training answers when it is done, as on the command line."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ from pydantic import BaseModel, Field
 
 from valueloop.config import load_settings
 from valueloop.learn import registry
-from valueloop.learn.training import list_runs
-from valueloop.learn.views import ModelVersionView, RunView
+from valueloop.learn import training
+from valueloop.learn.views import ModelVersionView, ReproduceReport, RunView, TrainingReport
 from valueloop.server.deps import DB, Actor
 
-router = APIRouter(prefix="/api/usecases", tags=["learn"])
+router = APIRouter(tags=["learn"])
+USECASE = "/api/usecases/{name}"
+
+
+class Training(BaseModel):
+    dataset_version: int | None = Field(None, description="default: the newest")
+    candidates: list[str] | None = Field(None, description="train only these; the baseline always trains")
 
 
 class Acceptance(BaseModel):
@@ -24,27 +30,40 @@ class Promotion(BaseModel):
     alias: str = Field("champion", description="champion or challenger")
 
 
-@router.get("/{name}/runs")
+@router.post(f"{USECASE}/runs", status_code=201)
+def train(name: str, body: Training, s: DB, actor: Actor) -> TrainingReport:
+    """Train the candidates, compare them, register the best one that passes its tests."""
+    return training.train(s, load_settings(), actor, name, dataset_version=body.dataset_version,
+                          candidates=body.candidates)
+
+
+@router.get(f"{USECASE}/runs")
 def runs(name: str, s: DB, actor: Actor) -> list[RunView]:
-    return list_runs(s, actor, name)
+    return training.list_runs(s, actor, name)
 
 
-@router.get("/{name}/models")
+@router.post("/api/runs/{run_id}/reproduction", status_code=201)
+def reproduce(run_id: str, s: DB, actor: Actor) -> ReproduceReport:
+    """Train the run again from its dataset version, params and seed; compare the metrics."""
+    return training.reproduce(s, load_settings(), actor, run_id)
+
+
+@router.get(f"{USECASE}/models")
 def models(name: str, s: DB, actor: Actor) -> list[ModelVersionView]:
     return registry.list_models(s, actor, name)
 
 
-@router.get("/{name}/models/{ref}")
+@router.get(f"{USECASE}/models/{{ref}}")
 def model(name: str, ref: str, s: DB, actor: Actor) -> ModelVersionView:
     """A version by number or alias, with its evaluation next to the targets."""
     return registry.get_model(s, actor, name, ref)
 
 
-@router.post("/{name}/models/{version}/acceptance")
+@router.post(f"{USECASE}/models/{{version}}/acceptance")
 def accept(name: str, version: int, body: Acceptance, s: DB, actor: Actor) -> ModelVersionView:
     return registry.accept(s, actor, name, version, accepted=body.accepted, comment=body.comment)
 
 
-@router.post("/{name}/models/{version}/promotion")
+@router.post(f"{USECASE}/models/{{version}}/promotion")
 def promote(name: str, version: int, body: Promotion, s: DB, actor: Actor) -> ModelVersionView:
     return registry.promote(s, load_settings(), actor, name, version, body.alias)
