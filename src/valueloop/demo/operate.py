@@ -135,7 +135,7 @@ def run(ctx: DemoContext) -> None:
     for step in result.steps:
         shown = {k: v for k, v in step.detail.items() if k in ("state", "cycle", "dataset_version", "rows",
                                                                "registered", "gain", "wins", "alias")}
-        out.print(f"  {step.step:<10} as {step.performed_as or '-':<7} {shown}")
+        out.print(f"  {step.step:<10} as {step.performed_as or '-':<14} {shown}")
     if result.comparison and "champion" in result.comparison:
         metric = result.comparison["metric"]
         out.print(f"  on the same {result.comparison['labeled_rows']} labeled predictions: champion v"
@@ -151,7 +151,13 @@ def run(ctx: DemoContext) -> None:
     for event in trail:
         after = event.after or {}
         detail = after.get("step") or after.get("state") or after.get("alias") or after.get("status") or ""
-        out.print(f"  {event.at:%H:%M:%S}  {event.actor:<7} {event.action:<16} {event.object_id:<12} {detail}")
+        out.print(f"  {event.at:%H:%M:%S}  {event.actor:<14} {event.action:<16} {event.object_id:<12} {detail}")
+
+    chain = audit.export_head(settings)  # what `valueloop server` does every minute
+    if not chain.ok:
+        raise Conflict(f"the audit chain is broken at event #{chain.first_broken}: {chain.problem}")
+    out.print(f"audit chain verified: {chain.events} event(s) hash-chained, head #{chain.head.position} "
+              f"{chain.head.hash[:16]}… exported to {audit.heads_file(settings)} (`valueloop audit verify`)")
 
 
 def _has_champion(s: Session) -> bool:
