@@ -4,7 +4,7 @@ never names a folder on the server to read."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -17,8 +17,8 @@ from valueloop.errors import GateClosed
 from valueloop.server.deps import DB, Actor
 
 router = APIRouter(prefix="/api/usecases", tags=["data"])
-#: a version's number, or ``newest``
-Version = int | Literal["newest"]
+#: a version's number (at most PostgreSQL's integer: a larger one is a 422, not a 500), or ``newest``
+Version = Annotated[int, Field(ge=0, le=2**31 - 1)] | Literal["newest"]
 
 
 class Ingestion(BaseModel):

@@ -10,14 +10,14 @@ from valueloop.config import load_settings
 from valueloop.learn import registry
 from valueloop.learn import training
 from valueloop.learn.views import ModelVersionView, ReproduceReport, RunView, TrainingReport
-from valueloop.server.deps import DB, Actor
+from valueloop.server.deps import DB, Actor, RowId
 
 router = APIRouter(tags=["learn"])
 USECASE = "/api/usecases/{name}"
 
 
 class Training(BaseModel):
-    dataset_version: int | None = Field(None, description="default: the newest")
+    dataset_version: int | None = Field(None, ge=0, le=2**31 - 1, description="default: the newest")
     candidates: list[str] | None = Field(None, description="train only these; the baseline always trains")
 
 
@@ -60,10 +60,10 @@ def model(name: str, ref: str, s: DB, actor: Actor) -> ModelVersionView:
 
 
 @router.post(f"{USECASE}/models/{{version}}/acceptance")
-def accept(name: str, version: int, body: Acceptance, s: DB, actor: Actor) -> ModelVersionView:
+def accept(name: str, version: RowId, body: Acceptance, s: DB, actor: Actor) -> ModelVersionView:
     return registry.accept(s, actor, name, version, accepted=body.accepted, comment=body.comment)
 
 
 @router.post(f"{USECASE}/models/{{version}}/promotion")
-def promote(name: str, version: int, body: Promotion, s: DB, actor: Actor) -> ModelVersionView:
+def promote(name: str, version: RowId, body: Promotion, s: DB, actor: Actor) -> ModelVersionView:
     return registry.promote(s, load_settings(), actor, name, version, body.alias)

@@ -43,8 +43,8 @@ def monitor(name: str, actor: Actor, since: datetime | None = None, until: datet
 
 
 @router.post("/api/usecases/{name}/monitor")
-def run_monitoring(name: str, actor: Actor, since: datetime | None = None,
-                   until: datetime | None = None) -> MonitorReport:
+def run_monitoring(name: str, actor: Actor, since: Moment | None = None,
+                   until: Moment | None = None) -> MonitorReport:
     """Run the monitor as `valueloop monitor` does: store the windows, raise and deliver alerts
     (operations)."""
     return run_monitor(load_settings(), actor, name, since, until)
