@@ -317,6 +317,10 @@ def test_data_learn_and_operate_commands_through_the_control_plane(settings, app
     promoted = client(api, "dana", "promote", name, version)
     assert promoted.returncode == 0, promoted.stderr
     assert f"{name} v{version} is now champion" in promoted.stdout
+    # a rollback goes through the control plane too, its refusal read back as locally (exit 4)
+    rolled = client(api, "dana", "rollback", name)
+    assert rolled.returncode == 4 and f"version {version} became champion with no champion before it" \
+        in rolled.stderr, rolled.stderr
     run = json.loads(client(api, "dana", "runs", name, "--json").stdout)[0]["run_id"]
     reproduced = client(api, "dana", "reproduce", run)
     assert reproduced.returncode == 0 and "metrics match" in reproduced.stdout, reproduced.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from valueloop.cli._common import JsonOption, actor, console, show
+from valueloop.cli.remote import Route, answer, segment, served
 
 
 def serve(
@@ -45,19 +46,25 @@ def serve(
                 log_level="warning", timeout_graceful_shutdown=10)
 
 
+@served
 def rollback(
     ctx: typer.Context,
     usecase: str = typer.Argument(..., help="The use case whose champion goes back one step."),
     as_json: bool = JsonOption,
 ) -> None:
     """Give the champion alias back to the version that held it before; servers follow."""
-    from valueloop.config import load_settings
+    from valueloop.deploy.rollback import RollbackView
     from valueloop.deploy.rollback import rollback as rollback_
-    from valueloop.store import session
 
-    settings = load_settings()
-    with session(settings) as s:
-        done = rollback_(s, settings, actor(ctx), usecase)
+    def local(who: str | None) -> RollbackView:
+        from valueloop.config import load_settings
+        from valueloop.store import session
+
+        settings = load_settings()
+        with session(settings) as s:
+            return rollback_(s, settings, who, usecase)
+
+    done = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/rollback"), RollbackView, local)
     show(done, as_json, lambda: console().print(
         f"{done.usecase}: champion is version {done.champion} again (was {done.rolled_back})"))
 

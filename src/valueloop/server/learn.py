@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from valueloop.config import load_settings
+from valueloop.deploy.rollback import RollbackView
+from valueloop.deploy.rollback import rollback as rollback_
 from valueloop.learn import registry
 from valueloop.learn import training
 from valueloop.learn.views import ModelVersionView, ReproduceReport, RunView, TrainingReport
@@ -67,3 +69,9 @@ def accept(name: str, version: RowId, body: Acceptance, s: DB, actor: Actor) -> 
 @router.post(f"{USECASE}/models/{{version}}/promotion")
 def promote(name: str, version: RowId, body: Promotion, s: DB, actor: Actor) -> ModelVersionView:
     return registry.promote(s, load_settings(), actor, name, version, body.alias)
+
+
+@router.post(f"{USECASE}/rollback")
+def rollback(name: str, s: DB, actor: Actor) -> RollbackView:
+    """Give the champion alias back to the version that held it before; servers follow."""
+    return rollback_(s, load_settings(), actor, name)
