@@ -131,9 +131,13 @@ def _copy_database(server_url: str, source_url: str, target_url: str) -> None:
 
 
 @pytest.fixture
-def postgres_database(postgres_server: str) -> str:
-    """A new, empty database on the session's server."""
-    return _new_database(postgres_server)
+def postgres_database(postgres_server: str) -> Iterator[str]:
+    """A new, empty database on the session's server, dropped after the test with the sessions
+    left on it (cached engines keep theirs, and the server takes 100)."""
+    url = _new_database(postgres_server)
+    yield url
+    with _admin(postgres_server) as conn:
+        conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def _settings(home: Path, database_url: str | None = None) -> Settings:
@@ -175,9 +179,11 @@ def copy_home(database: str, request: pytest.FixtureRequest) -> Callable[[Settin
 
 
 @pytest.fixture
-def settings(new_settings: Callable[[Path], Settings], tmp_path: Path) -> Settings:
+def settings(database: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Settings on a fresh home with a fresh metadata database: SQLite, then PostgreSQL."""
-    return new_settings(tmp_path / "home")
+    if database == "sqlite":
+        return _settings(tmp_path / "home")
+    return _settings(tmp_path / "home", request.getfixturevalue("postgres_database"))
 
 
 @pytest.fixture
