@@ -135,7 +135,7 @@ def test_the_chain_head_never_moves_back(db_settings, statement):
 def test_a_damaged_heads_file_is_named(settings, run_cli):
     add_people(settings)
     heads = settings.home / "audit" / "heads.jsonl"
-    heads.parent.mkdir()
+    heads.parent.mkdir(parents=True)  # on PostgreSQL nothing else has made the home
     heads.write_text('{"position": 10, "hash": "ab"}\nnot json\n')
     result = run_cli(settings, "audit", "verify", as_user="admin")
     assert (result.returncode, result.stderr.splitlines()[0]) == (
