@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 from outcomes.support import churn_data
 from server.conftest import server  # noqa: F401 - the real-uvicorn fixture of the API tests
 
@@ -45,11 +44,9 @@ FOUND = [
 ]
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_what_the_fuzzer_found_is_refused_not_a_500(request, database, approved_usecase, server):  # noqa: F811
-    settings = request.getfixturevalue("settings" if database == "sqlite" else "pg_settings")
-    approved_usecase(settings)
-    api = server(settings)
+def test_what_the_fuzzer_found_is_refused_not_a_500(db_settings, approved_usecase, server):  # noqa: F811
+    approved_usecase(db_settings)
+    api = server(db_settings)
     for method, path, user, query, body, status, message in FOUND:
         answer = httpx.request(method, api.url + path, params=query, content=body, timeout=60,
                                headers={"Authorization": f"Bearer {api.tokens[user]}",
