@@ -11,6 +11,21 @@ import pyarrow as pa
 from valueloop.config import Settings
 
 
+#: customers in the small CRM export the security tests start from
+SMALL_EXPORT = 300
+
+
+def churn_with_export(settings: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]],
+                      rows: int) -> Path:
+    """The approved churn use case (the demo's first chapter) with a CRM export of ``rows``
+    customers in its project folder; returns the folder."""
+    from valueloop.examples import load_generator
+
+    _, project = approved_usecase(settings)
+    load_generator("churn").write(project / "data", rows=rows, seed=7)
+    return project
+
+
 def update(settings: Settings, change: Callable[[dict[str, Any]], None]) -> None:
     """Apply ``change`` to the stored churn spec (as JSON) and save it as ana would."""
     import copy

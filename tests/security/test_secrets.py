@@ -18,21 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from data.data_support import ingest, read, update, versions
+from data.data_support import SMALL_EXPORT, ingest, read, update, versions
 
 from valueloop.config import DEMO_MARKER, DEVELOPMENT_KEY, Settings, key_id
 from valueloop.errors import InvalidInput
 from valueloop.examples import load_generator
 
-ROWS = 300
 
-
-@pytest.fixture
-def churn(settings: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> Path:
-    """The approved churn use case, set up by the demo's first chapter, with a small export."""
-    _, project = approved_usecase(settings)
-    load_generator("churn").write(project / "data", rows=ROWS, seed=7)
-    return project
 
 
 def _keyed(settings: Settings, key: str) -> Settings:
@@ -76,7 +68,7 @@ def test_a_rotated_key_gives_new_pseudonyms_in_a_new_version(settings: Settings,
     assert second.version == first.version + 1
     assert second.treatments["email"]["key_id"] != first.treatments["email"]["key_id"]
     before, after = (read(settings, v.version).column("email").to_pylist() for v in (first, second))
-    assert len(before) == len(after) == ROWS
+    assert len(before) == len(after) == SMALL_EXPORT
     assert all(a != b for a, b in zip(before, after, strict=True))
     assert read(settings, first.version).column("email").to_pylist() == before  # history keeps its pseudonyms
 
@@ -84,7 +76,7 @@ def test_a_rotated_key_gives_new_pseudonyms_in_a_new_version(settings: Settings,
 # -- ${VAR} in a SQL source's URL -------------------------------------------------------------
 
 def _sqlite_crm(path: Path) -> None:
-    rows = load_generator("churn").generate(ROWS, seed=7).to_pylist()
+    rows = load_generator("churn").generate(SMALL_EXPORT, seed=7).to_pylist()
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE crm (" + ", ".join(rows[0]) + ")")
         db.executemany(f"INSERT INTO crm VALUES ({', '.join('?' * len(rows[0]))})",
@@ -118,7 +110,7 @@ def test_only_the_allowed_variables_are_expanded(settings: Settings, churn: Path
                                            r"the setting url_variables \(VALUELOOP_URL_VARIABLES\) allows"):
         ingest(settings, churn)
     version = ingest(dataclasses.replace(settings, url_variables=("CRM_DATABASE",)), churn)
-    assert version.row_count == ROWS and version.source_fingerprints["customers"]["database"].endswith("crm.db")
+    assert version.row_count == SMALL_EXPORT and version.source_fingerprints["customers"]["database"].endswith("crm.db")
 
 
 def test_a_sqlite_source_outside_the_project_is_refused(settings: Settings, churn: Path) -> None:
@@ -190,7 +182,7 @@ def test_a_project_module_is_a_hook_only_when_the_setting_allows_it(settings: Se
     update(settings, lambda d: d["data"].update(transform=None, python="features:build"))
     with pytest.raises(InvalidInput, match=r"data.python: module features is not allowed: .*hook_modules"):
         ingest(settings, churn)
-    assert ingest(dataclasses.replace(settings, hook_modules=("@project",)), churn).row_count == ROWS
+    assert ingest(dataclasses.replace(settings, hook_modules=("@project",)), churn).row_count == SMALL_EXPORT
 
 
 def test_a_custom_candidate_from_a_module_not_allowed_is_refused(

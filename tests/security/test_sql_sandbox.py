@@ -10,28 +10,18 @@ the error messages quoted it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from data.data_support import ingest, read, update
+from data.data_support import SMALL_EXPORT, ingest, read, update
 
 from valueloop import data
 from valueloop.config import Settings
 from valueloop.errors import InvalidInput
-from valueloop.examples import load_generator
 from valueloop.store import session
 
-ROWS = 300
 
-
-@pytest.fixture
-def churn(settings: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> Path:
-    """The approved churn use case with a small CRM export in its project folder."""
-    _, project = approved_usecase(settings)
-    load_generator("churn").write(project / "data", rows=ROWS, seed=7)
-    return project
 
 
 def _pads(key: str) -> list[str]:
@@ -118,7 +108,7 @@ def test_a_transform_still_reads_the_treated_sources(settings: Settings, churn: 
     """The sandbox keeps what transforms are for: the sources by name, already treated."""
     version = ingest(settings, churn)
     stored = read(settings, version.version)
-    assert stored.num_rows == ROWS and "name" not in stored.column_names
+    assert stored.num_rows == SMALL_EXPORT and "name" not in stored.column_names
     assert all(len(e) == 64 for e in stored.column("email").to_pylist())
 
 
