@@ -32,9 +32,10 @@ DATABASES = ("sqlite", "postgresql")
 
 def _chosen_databases() -> list[str]:
     """The databases named by VALUELOOP_TEST_DATABASES (comma-separated), by default both."""
-    chosen = [d.strip() for d in os.environ.get("VALUELOOP_TEST_DATABASES", "sqlite").split(",") if d.strip()]
+    named = os.environ.get("VALUELOOP_TEST_DATABASES", ",".join(DATABASES))
+    chosen = [d.strip() for d in named.split(",") if d.strip()]
     if not chosen or set(chosen) - set(DATABASES):
-        raise pytest.UsageError(f"VALUELOOP_TEST_DATABASES={os.environ['VALUELOOP_TEST_DATABASES']!r}: "
+        raise pytest.UsageError(f"VALUELOOP_TEST_DATABASES={named!r}: "
                                 f"expected a comma-separated choice of {', '.join(DATABASES)}")
     return chosen
 
@@ -192,12 +193,10 @@ def pg_settings(tmp_path: Path, postgres_database: str) -> Settings:
     return _settings(tmp_path / "home", postgres_database)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """The test runs twice: on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        return _settings(tmp_path / "home")
-    return _settings(tmp_path / "home", request.getfixturevalue("postgres_database"))
+@pytest.fixture
+def db_settings(settings: Settings) -> Settings:
+    """``settings`` under the name of the tests written when only these ran on both databases."""
+    return settings
 
 
 @pytest.fixture
