@@ -17,7 +17,8 @@ from valueloop.config import Settings
 from valueloop.errors import InvalidInput, ValueloopError
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.spec import BatchSchedule
-from valueloop.outcomes.usecases import spec_of
+from valueloop.outcomes.duties import default_run_as
+from valueloop.outcomes.usecases import members_by_role, spec_of
 from valueloop.store import session
 from valueloop.store.models import UseCase
 
@@ -52,7 +53,7 @@ def scheduled(settings: Settings) -> dict[str, tuple[str, BatchSchedule, str]]:
             if usecase.state == State.retired or not spec.batch:
                 continue
             for entry in spec.batch:
-                who = entry.run_as or (spec.members.operations or spec.members.developer or [spec.owner])[0]
+                who = entry.run_as or default_run_as(spec, members_by_role(usecase))
                 found[f"batch:{usecase.name}:{entry.name}"] = (usecase.name, entry, who)
     return found
 
