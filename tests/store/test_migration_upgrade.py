@@ -1,5 +1,7 @@
 """An existing database upgrades with its rows: built at the first schema revision with the data
-an early valueloop wrote, then migrated to the newest revisions as `valueloop` does on first use."""
+an early valueloop wrote, then migrated to the newest revisions as `valueloop` does on first use;
+the later phases' rows, written before their use case was a foreign key, upgrade too, and a row
+naming no use case stops the upgrade with what to do."""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from outcomes.support import churn_data
-from sqlalchemy import create_engine, text
+from rows import USECASE_TABLES, minimal_row
+from sqlalchemy import create_engine, func, inspect, select, text
 
 from valueloop.config import Settings
 from valueloop.outcomes import audit, privacy, usecases
@@ -16,7 +20,9 @@ from valueloop.outcomes.roles import Role, roles_of
 from valueloop.outcomes.spec import digest_of, parse_spec
 from valueloop.outcomes.users import get_user
 from valueloop.store import get_engine, session
-from valueloop.store.db import _alembic_config
+from valueloop.errors import ValueloopError
+from valueloop.store.db import MIGRATIONS, _alembic_config, schema_revisions
+from valueloop.store.models import Base
 
 PEOPLE = [("admin", True), ("olivia", False), ("ana", False), ("pia", False), ("dave", False)]
 AT = datetime(2025, 3, 1, 9, 30)
@@ -52,8 +58,27 @@ def _foundation_database(url: str) -> dict:
     return spec
 
 
+def _before_usecase_keys(url: str, usecase: str) -> None:
+    """Upgrade to the revisions before the use case became a foreign key and give every later
+    phase's table a row naming ``usecase``."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for revision in ScriptDirectory.from_config(cfg).get_revision("0010").down_revision:
+            command.upgrade(_alembic_config(conn), revision)
+        for name in USECASE_TABLES:
+            conn.execute(Base.metadata.tables[name].insert(), minimal_row(Base.metadata.tables[name], usecase))
+    engine.dispose()
+
+
 def test_a_foundation_database_upgrades_with_its_rows_and_works(db_settings: Settings) -> None:
     _foundation_database(db_settings.database_url)
+    _before_usecase_keys(db_settings.database_url, "churn")
     get_engine(db_settings.database_url)  # migrates to the newest revisions, as on first use
 
     with session(db_settings) as s:
@@ -72,3 +97,24 @@ def test_a_foundation_database_upgrades_with_its_rows_and_works(db_settings: Set
         privacy.submit(s, "olivia", "churn")
         assert privacy.approve(s, "pia", "churn").status == "approved"
         assert usecases.get_usecase(s, "churn").state == "approved"
+    with get_engine(db_settings.database_url).connect() as conn:  # the later phases' rows came along
+        assert {t: conn.execute(select(func.count()).select_from(Base.metadata.tables[t])).scalar_one()
+                for t in USECASE_TABLES} == dict.fromkeys(USECASE_TABLES, 1)
+
+
+def test_a_row_naming_no_usecase_stops_the_upgrade(db_settings: Settings) -> None:
+    """Not repaired: deleting a model's or a batch job's lineage is the operator's decision."""
+    _foundation_database(db_settings.database_url)
+    _before_usecase_keys(db_settings.database_url, "churm")
+    with pytest.raises(ValueloopError) as refused:
+        get_engine(db_settings.database_url)
+    assert "upgrade 0010: rows name use cases that do not exist (alerts: 'churm'; batch_jobs: 'churm';" \
+        in str(refused.value)
+    assert "SELECT DISTINCT usecase FROM <table> WHERE usecase NOT IN (SELECT name FROM usecases)" \
+        in str(refused.value)
+    old = create_engine(db_settings.database_url)
+    try:  # nothing changed: still at the revisions before, without the keys
+        assert "0010" not in schema_revisions(old)
+        assert inspect(old).get_foreign_keys("training_runs") == []
+    finally:
+        old.dispose()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from valueloop.store.models import Base, utcnow
+from valueloop.store.models import USECASE_NAME, Base, utcnow
 
 
 class BatchJob(Base):
@@ -16,7 +16,7 @@ class BatchJob(Base):
     __tablename__ = "batch_jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    usecase: Mapped[str] = mapped_column(String(64), index=True)
+    usecase: Mapped[str] = mapped_column(ForeignKey(USECASE_NAME), index=True)
     model_version: Mapped[str] = mapped_column(String(64))
     model_ref: Mapped[str] = mapped_column(String(64))
     input: Mapped[str] = mapped_column(Text)

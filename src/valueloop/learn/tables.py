@@ -2,6 +2,7 @@
 
 They hold the dataset version as a number (no foreign key into the Data phase's tables), so
 each phase migrates on its own branch; MLflow keeps the artifacts, these rows keep the lineage.
+The use case is named, and must exist (a foreign key to its name).
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from valueloop.store.models import Base, utcnow
+from valueloop.store.models import USECASE_NAME, Base, utcnow
 
 
 class TrainingRun(Base):
@@ -23,7 +24,7 @@ class TrainingRun(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(String(64), unique=True)
-    usecase: Mapped[str] = mapped_column(String(64))
+    usecase: Mapped[str] = mapped_column(ForeignKey(USECASE_NAME))
     training_id: Mapped[str] = mapped_column(String(32), index=True)
     dataset_version: Mapped[int]
     dpia_version: Mapped[int]
@@ -51,7 +52,7 @@ class ModelVersion(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    usecase: Mapped[str] = mapped_column(String(64))
+    usecase: Mapped[str] = mapped_column(ForeignKey(USECASE_NAME))
     registered_name: Mapped[str] = mapped_column(String(255))
     version: Mapped[int]
     run_id: Mapped[str] = mapped_column(String(64))

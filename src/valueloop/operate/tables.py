@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from valueloop.store.models import Base, utcnow
+from valueloop.store.models import USECASE_NAME, Base, utcnow
 
 
 class MonitorResult(Base):
@@ -20,7 +20,7 @@ class MonitorResult(Base):
     __table_args__ = (Index("ix_monitor_results_window", "usecase", "window_start"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    usecase: Mapped[str] = mapped_column(String(64))
+    usecase: Mapped[str] = mapped_column(ForeignKey(USECASE_NAME))
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]
     rows: Mapped[int] = mapped_column(Integer)
@@ -45,7 +45,7 @@ class Alert(Base):
     __tablename__ = "alerts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    usecase: Mapped[str] = mapped_column(String(64), index=True)
+    usecase: Mapped[str] = mapped_column(ForeignKey(USECASE_NAME), index=True)
     rule: Mapped[str] = mapped_column(String(64))
     metric: Mapped[str] = mapped_column(String(128))
     value: Mapped[float] = mapped_column(Float)
@@ -67,7 +67,7 @@ class KpiValue(Base):
     __tablename__ = "kpi_values"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    usecase: Mapped[str] = mapped_column(String(64), index=True)
+    usecase: Mapped[str] = mapped_column(ForeignKey(USECASE_NAME), index=True)
     metric: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -84,7 +84,7 @@ class RetrainRequest(Base):
                             sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    usecase: Mapped[str] = mapped_column(String(64), index=True)
+    usecase: Mapped[str] = mapped_column(ForeignKey(USECASE_NAME), index=True)
     trigger: Mapped[str] = mapped_column(String(16))
     requested_by: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="running")

@@ -32,6 +32,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+#: what the later phases' rows reference a use case by: its name, which never changes once created
+#: and is what every query and the audit name it by; the foundation's own tables use its id
+USECASE_NAME = "usecases.name"
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
