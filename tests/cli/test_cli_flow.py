@@ -9,6 +9,7 @@ import pytest
 import yaml
 from outcomes.support import PHONE, add_people, db_state
 
+from valueloop.durations import RULE
 from valueloop.errors import AuthenticationFailed, GateClosed
 from valueloop.outcomes.privacy import require_privacy_approval
 from valueloop.outcomes.users import authenticate
@@ -99,7 +100,7 @@ def test_tokens_are_shown_once_listed_without_secrets_and_revoked(settings, run_
     refused(run_cli(settings, "tokens", "revoke", str(tokens[0]["id"]), as_user="olivia"), 6,
             "olivia may not administer")
     refused(run_cli(settings, "tokens", "create", "--expires-in", "soon", as_user="dana"), 2,
-            "error: --expires-in: expected a duration such as 90m, 12h or 30d, got 'soon'")
+            f'error: --expires-in: {RULE}, got "soon"')
     refused(run_cli(settings, "tokens", "revoke", "999", as_user="dana"), 3, "token 999: no such token")
     assert db_state(settings) == before
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,17 +90,6 @@ def show(data: Any, as_json: bool, render: Callable[[], None]) -> None:
         print_json(data)
     else:
         render()
-
-
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(text: str, field: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise InvalidInput(f"{field}: expected a duration such as 90m, 12h or 30d, got {text!r}")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 def parse_pairs(items: Sequence[str], field: str) -> dict[str, str]:

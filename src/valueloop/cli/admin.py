@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from valueloop.cli._common import JsonOption, group, console, parse_duration, show, table
+from valueloop.cli._common import JsonOption, group, console, show, table
 from valueloop.cli.remote import Route, Server, call, credentials_path, keep_credentials, request, segment, served
 
 users_app = group("People who take part in the loop.")
@@ -123,9 +123,10 @@ def create_token(
     as_json: bool = JsonOption,
 ) -> None:
     """Create an API token. The secret is printed once; store it now."""
+    from valueloop.durations import parse_duration
     from valueloop.outcomes.users import create_token as create_
 
-    ttl = parse_duration(expires_in, "--expires-in") if expires_in else None
+    ttl = parse_duration(expires_in, "--expires-in").delta if expires_in is not None else None
     seconds = int(ttl.total_seconds()) if ttl else None
     t = call(ctx, Route("POST", "/api/tokens", json={"name": name, "expires_in_seconds": seconds}),
              create_, name, expires_in=ttl)

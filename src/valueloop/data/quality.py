@@ -13,7 +13,7 @@ holds the staged dataset and nothing else, so what it returns are treated values
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from valueloop.data.plain import plain, rows, scan
@@ -49,7 +49,6 @@ _DTYPES = {
     "timestamp": ("TIMESTAMP",),
 }
 _DTYPES["number"] = _DTYPES["integer"] + _DTYPES["float"] + ("DECIMAL",)
-_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def label(check: Check) -> str:
@@ -118,8 +117,7 @@ def _result(check: Check, failing: int, message: str, sample: list[Any] | None =
 
 
 def _fresh(newest: Any, check: FreshnessCheck) -> tuple[bool, str]:
-    amount, unit = int(check.max_age[:-1]), check.max_age[-1]
-    limit = timedelta(**{_AGE_UNITS[unit]: amount})
+    limit = check.max_age.delta
     if newest is None:
         return False, f"{check.column} has no values"
     if isinstance(newest, datetime):

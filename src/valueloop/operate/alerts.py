@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
 from valueloop.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from valueloop.operate.spans import span
 from valueloop.operate.tables import Alert
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
@@ -75,7 +74,7 @@ def evaluate(session: Session, usecase: str, operate: Operate, values: dict[str,
         key = f"{usecase}:{rule.name}"
         recent = session.scalar(
             select(Alert).where(Alert.dedup_key == key).order_by(Alert.id.desc()).limit(1))
-        if recent is not None and now - recent.created_at < span(rule.dedup):
+        if recent is not None and now - recent.created_at < rule.dedup.delta:
             recent.occurrences += 1
             recent.last_seen_at, recent.value = now, value
             continue

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from valueloop.config import Settings
 from valueloop.errors import ValueloopError
-from valueloop.operate.spans import span
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.usecases import spec_of
 from valueloop.store import session as open_session
@@ -41,7 +40,7 @@ def monitored(settings: Settings) -> dict[str, tuple[int, str | None]]:
             operate = spec_of(usecase).operate
             if operate is None or usecase.state == State.retired:
                 continue
-            seconds = int(span(operate.every).total_seconds())
+            seconds = int(operate.every.delta.total_seconds())
             cron = operate.retrain.schedule if "schedule" in operate.retrain.triggers else None
             found[usecase.name] = (seconds, cron)
     return found

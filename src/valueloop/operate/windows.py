@@ -14,7 +14,6 @@ from pydantic import BaseModel
 
 from valueloop.operate import performance
 from valueloop.operate.drift import ColumnDrift, Method, column_drift, dataset_drift
-from valueloop.operate.spans import span
 from valueloop.operate.summary import ColumnSummary, summarize
 from valueloop.outcomes.spec import DriftPolicy, Window
 
@@ -104,7 +103,7 @@ def cut(log: pa.Table, window: Window) -> list[tuple[datetime, datetime, pa.Tabl
             parts.append((start, end, log.slice(offset, stop - offset)))
         return parts
     assert window.every is not None
-    step = int(span(window.every).total_seconds() * 1_000_000)
+    step = int(window.every.delta.total_seconds() * 1_000_000)
     buckets = micros // step
     for bucket in np.unique(buckets):
         rows = np.flatnonzero(buckets == bucket)

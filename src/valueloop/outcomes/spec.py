@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
 )
 
+from valueloop.durations import Duration
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.roles import Role
 from valueloop.validation import describe_errors
@@ -153,7 +154,7 @@ class RowCountCheck(DataCheck):
 class FreshnessCheck(DataCheck):
     check: Literal["freshness"]
     column: str = Field(description="a date or timestamp column")
-    max_age: str = Field(pattern=r"^\d+[smhd]$", description="the newest value may be this old")
+    max_age: Duration = Field(description="the newest value may be this old")
 
 
 class SqlCheck(DataCheck):
@@ -428,7 +429,7 @@ class DriftPolicy(Strict):
 class Window(Strict):
     """Windows over the prediction log: by time (``every: 1d``) or by count (``rows: 1000``)."""
 
-    every: str | None = Field(None, pattern=r"^\d+[smhd]$")
+    every: Duration | None = None
     rows: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
@@ -448,7 +449,7 @@ class AlertRule(Strict):
     comparator: Comparator
     threshold: float
     routes: list[str] = Field(default_factory=lambda: ["log"])
-    dedup: str = Field("1h", pattern=r"^\d+[smhd]$", description="one alert per rule within this time")
+    dedup: Duration = Field(Duration("1h"), description="one alert per rule within this time")
 
 
 class Route(Strict):
@@ -501,11 +502,11 @@ class RetrainPolicy(Strict):
 class Operate(Strict):
     """Monitoring and the retraining policy of a use case in production."""
 
-    window: Window = Field(default_factory=lambda: Window(every="1d"))
+    window: Window = Field(default_factory=lambda: Window(every=Duration("1d")))
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
     performance_metric: str | None = Field(None, description="default: the model's primary metric")
     metrics_url: str | None = Field(None, description="the REST server's /metrics, for error rate and latency")
-    every: str = Field("1h", pattern=r"^\d+[smhd]$", description="how often the scheduler runs the monitor")
+    every: Duration = Field(Duration("1h"), description="how often the scheduler runs the monitor")
     alerts: list[AlertRule] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
