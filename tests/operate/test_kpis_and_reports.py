@@ -39,18 +39,16 @@ def test_kpis_on_the_command_line_judge_the_current_cycle(settings: Settings, in
 
 
 def test_kpis_over_http_and_the_monitoring_report(settings: Settings, ingested: Path, run_cli,
-                                                  monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+                                                  tmp_path: Path) -> None:
     from valueloop.server.app import create_app
 
     set_operate(settings, {"window": {"every": "1d"}})
     day = datetime(2026, 4, 1, 9, tzinfo=UTC)
     traffic = log_traffic(settings, 500, 41, period=1, ts=day)
     record_feedback(settings, "churn", zip(traffic.ids[:300], traffic.truth[:300]), labeled_by="eve")
-    for name, value in settings.as_env().items():  # the control plane reads them, database included
-        monkeypatch.setenv(name, value)
     with session(settings) as s:
         tokens = {who: create_token(s, who).token for who in ("olivia", "dana")}
-    client = TestClient(create_app())
+    client = TestClient(create_app(settings))
 
     def call(method: str, path: str, who: str, **kwargs):  # type: ignore[no-untyped-def]
         return client.request(method, path, headers={"Authorization": f"Bearer {tokens[who]}"}, **kwargs)

@@ -36,7 +36,7 @@ class Api:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Callable[[Settings], Api]]:
-    """Start ``uvicorn --factory valueloop.server.app:create_app`` on these settings."""
+    """Start ``uvicorn --factory valueloop.server.app:app_from_env`` on these settings."""
     running: list[subprocess.Popen[bytes]] = []
 
     def start(settings: Settings) -> Api:
@@ -46,7 +46,7 @@ def server(tmp_path: Path) -> Iterator[Callable[[Settings], Api]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")}
         log = tmp_path / f"uvicorn-{port}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "valueloop.server.app:create_app",
+            [sys.executable, "-m", "uvicorn", "--factory", "valueloop.server.app:app_from_env",
              "--host", "127.0.0.1", "--port", str(port)],
             env={**env, **settings.as_env()}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )

@@ -204,9 +204,10 @@ def call(ctx: typer.Context, route: Route, service: Callable[..., T], /, *args: 
     on the control plane, which calls the same service for the token's user."""
 
     def local(who: str | None) -> T:
+        from valueloop.config import load_settings
         from valueloop.store import session
 
-        with session() as s:
+        with session(load_settings()) as s:
             return service(s, who, *args, **kwargs)
 
     return answer(ctx, route, get_type_hints(service)["return"], local)

@@ -27,7 +27,7 @@ def server(
     running = [start_head_export(settings)]
     running += [start_monitoring(settings), start_scheduler(settings)] if scheduler else []
     try:
-        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:
         for background in running:
             background.shutdown(wait=False)

@@ -7,9 +7,8 @@ from datetime import timedelta
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from valueloop.config import load_settings
 from valueloop.outcomes import audit, users
-from valueloop.server.deps import DB, Actor, Moment, RowId
+from valueloop.server.deps import DB, Actor, AppSettings, Moment, RowId
 
 router = APIRouter(prefix="/api")
 
@@ -77,7 +76,7 @@ def audit_log(
 
 
 @router.get("/audit/verify", tags=["audit"])
-def verify_audit(s: DB, actor: Actor) -> audit.Verification:
+def verify_audit(s: DB, actor: Actor, settings: AppSettings) -> audit.Verification:
     """Check the hash chain and the heads the server exported; ``ok`` is false when it is broken."""
     users.get_user(s, actor)
-    return audit.verify(s, audit.exported_heads(load_settings()))
+    return audit.verify(s, audit.exported_heads(settings))

@@ -14,6 +14,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from valueloop.config import Settings
 from valueloop.errors import AuthenticationFailed, InternalError, InvalidInput, TooManyRequests, ValueloopError
 from valueloop.security.body import read_body
 from valueloop.security.ratelimit import AuthenticationThrottle
@@ -47,8 +48,9 @@ class Edge:
     throttled per client, then every body is bounded, all before a byte of the body is read (a
     200 MB anonymous upload used to be read whole before its 401)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.settings = settings
         self.throttle = AuthenticationThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,7 +76,7 @@ class Edge:
         client = scope["client"][0] if scope.get("client") else "unknown"
         self.throttle.check(client)
         try:
-            return await run_in_threadpool(user_of, token.strip())
+            return await run_in_threadpool(user_of, self.settings, token.strip())
         except AuthenticationFailed:
             self.throttle.failed(client)
             raise
@@ -100,7 +102,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def create_app() -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
+    """The control plane on ``settings``, read once by the caller: a request never reads the
+    environment (serving's ``create_app`` takes its settings the same way)."""
     from valueloop.server import admin, outcomes
 
     app = FastAPI(
@@ -109,7 +113,8 @@ def create_app() -> FastAPI:
         "Authenticate with `Authorization: Bearer <token>` from `valueloop tokens create`.",
         version="0.1.0",
     )
-    app.add_middleware(Edge)
+    app.state.settings = settings
+    app.add_middleware(Edge, settings=settings)
 
     @app.exception_handler(ValueloopError)
     async def _valueloop_error(_: Request, exc: ValueloopError) -> JSONResponse:
@@ -145,3 +150,10 @@ def create_app() -> FastAPI:
     app.include_router(data.router)
     app.include_router(learn.router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app factory for ``uvicorn --factory``: the settings of its environment, read once."""
+    from valueloop.config import load_settings
+
+    return create_app(load_settings())

@@ -10,11 +10,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from valueloop.config import load_settings
 from valueloop.data import service
 from valueloop.data.service import DatasetSample, DatasetVersionView, sample, visible_version, visible_versions
 from valueloop.errors import GateClosed
-from valueloop.server.deps import DB, Actor
+from valueloop.server.deps import DB, Actor, AppSettings
 
 router = APIRouter(prefix="/api/usecases", tags=["data"])
 #: a version's number (at most PostgreSQL's integer: a larger one is a 422, not a 500), or ``newest``
@@ -36,16 +35,16 @@ def _known_project(s: Session, actor: str, name: str) -> str:
 
 
 @router.post("/{name}/datasets", status_code=201)
-def ingest(name: str, body: Ingestion, s: DB, actor: Actor) -> DatasetVersionView:
+def ingest(name: str, body: Ingestion, s: DB, actor: Actor, settings: AppSettings) -> DatasetVersionView:
     """Extract, treat, transform and check the sources, then commit a new dataset version."""
-    return service.ingest(s, load_settings(), actor, name, project_dir=_known_project(s, actor, name),
+    return service.ingest(s, settings, actor, name, project_dir=_known_project(s, actor, name),
                           mode=body.mode)
 
 
 @router.post("/{name}/datasets/check")
-def check(name: str, s: DB, actor: Actor) -> dict[str, Any]:
+def check(name: str, s: DB, actor: Actor, settings: AppSettings) -> dict[str, Any]:
     """The quality report the next ingest would make, without writing a version."""
-    return service.check(s, load_settings(), actor, name, project_dir=_known_project(s, actor, name))
+    return service.check(s, settings, actor, name, project_dir=_known_project(s, actor, name))
 
 
 @router.get("/{name}/datasets")

@@ -1,4 +1,5 @@
-"""Request-scoped dependencies: one database transaction per request, the user behind the token."""
+"""Request-scoped dependencies: the settings the app was built with, one database transaction per
+request, the user behind the token."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 from sqlalchemy.orm import Session
 
+from valueloop.config import Settings
 from valueloop.errors import AuthenticationFailed
 from valueloop.outcomes.users import authenticate
 from valueloop.store import session
@@ -20,8 +22,16 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `valueloop toke
 ACTOR = "valueloop.actor"
 
 
-def db() -> Iterator[Session]:
-    with session() as s:
+def app_settings(request: Request) -> Settings:
+    """The settings ``create_app`` was given, read once at start."""
+    return request.app.state.settings
+
+
+AppSettings = Annotated[Settings, Depends(app_settings)]
+
+
+def db(settings: AppSettings) -> Iterator[Session]:
+    with session(settings) as s:
         yield s
 
 
@@ -30,9 +40,9 @@ def db() -> Iterator[Session]:
 DB = Annotated[Session, Depends(db, scope="function")]
 
 
-def user_of(token: str | None) -> str:
+def user_of(settings: Settings, token: str | None) -> str:
     """The name of the user a bearer token belongs to, checked in a transaction of its own."""
-    with session() as s:
+    with session(settings) as s:
         return authenticate(s, token).name
 
 

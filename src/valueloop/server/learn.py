@@ -6,13 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from valueloop.config import load_settings
 from valueloop.deploy.rollback import RollbackView
 from valueloop.deploy.rollback import rollback as rollback_
 from valueloop.learn import registry
 from valueloop.learn import training
 from valueloop.learn.views import ModelVersionView, ReproduceReport, RunView, TrainingReport
-from valueloop.server.deps import DB, Actor, RowId
+from valueloop.server.deps import DB, Actor, AppSettings, RowId
 
 router = APIRouter(tags=["learn"])
 USECASE = "/api/usecases/{name}"
@@ -33,9 +32,9 @@ class Promotion(BaseModel):
 
 
 @router.post(f"{USECASE}/runs", status_code=201)
-def train(name: str, body: Training, s: DB, actor: Actor) -> TrainingReport:
+def train(name: str, body: Training, s: DB, actor: Actor, settings: AppSettings) -> TrainingReport:
     """Train the candidates, compare them, register the best one that passes its tests."""
-    return training.train(s, load_settings(), actor, name, dataset_version=body.dataset_version,
+    return training.train(s, settings, actor, name, dataset_version=body.dataset_version,
                           candidates=body.candidates)
 
 
@@ -45,9 +44,9 @@ def runs(name: str, s: DB, actor: Actor) -> list[RunView]:
 
 
 @router.post("/api/runs/{run_id}/reproduction", status_code=201)
-def reproduce(run_id: str, s: DB, actor: Actor) -> ReproduceReport:
+def reproduce(run_id: str, s: DB, actor: Actor, settings: AppSettings) -> ReproduceReport:
     """Train the run again from its dataset version, params and seed; compare the metrics."""
-    return training.reproduce(s, load_settings(), actor, run_id)
+    return training.reproduce(s, settings, actor, run_id)
 
 
 @router.get(f"{USECASE}/models")
@@ -67,11 +66,12 @@ def accept(name: str, version: RowId, body: Acceptance, s: DB, actor: Actor) -> 
 
 
 @router.post(f"{USECASE}/models/{{version}}/promotion")
-def promote(name: str, version: RowId, body: Promotion, s: DB, actor: Actor) -> ModelVersionView:
-    return registry.promote(s, load_settings(), actor, name, version, body.alias)
+def promote(name: str, version: RowId, body: Promotion, s: DB, actor: Actor,
+            settings: AppSettings) -> ModelVersionView:
+    return registry.promote(s, settings, actor, name, version, body.alias)
 
 
 @router.post(f"{USECASE}/rollback")
-def rollback(name: str, s: DB, actor: Actor) -> RollbackView:
+def rollback(name: str, s: DB, actor: Actor, settings: AppSettings) -> RollbackView:
     """Give the champion alias back to the version that held it before; servers follow."""
-    return rollback_(s, load_settings(), actor, name)
+    return rollback_(s, settings, actor, name)

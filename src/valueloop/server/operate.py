@@ -9,10 +9,9 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
-from valueloop.config import load_settings
 from valueloop.operate import alerts, kpis, retrain
 from valueloop.operate.monitor import MonitorReport, run_monitor, view_monitor
-from valueloop.server.deps import DB, Actor, Moment, RowId
+from valueloop.server.deps import DB, Actor, AppSettings, Moment, RowId
 
 router = APIRouter(tags=["operate"])
 
@@ -38,24 +37,25 @@ def list_kpis(name: str, s: DB, actor: Actor, metric: str | None = None) -> list
 
 
 @router.get("/api/usecases/{name}/monitor")
-def monitor(name: str, actor: Actor, since: datetime | None = None, until: datetime | None = None) -> MonitorReport:
-    return view_monitor(load_settings(), actor, name, since, until)
+def monitor(name: str, actor: Actor, settings: AppSettings, since: datetime | None = None,
+            until: datetime | None = None) -> MonitorReport:
+    return view_monitor(settings, actor, name, since, until)
 
 
 @router.post("/api/usecases/{name}/monitor")
-def run_monitoring(name: str, actor: Actor, since: Moment | None = None,
+def run_monitoring(name: str, actor: Actor, settings: AppSettings, since: Moment | None = None,
                    until: Moment | None = None) -> MonitorReport:
     """Run the monitor as `valueloop monitor` does: store the windows, raise and deliver alerts
     (operations)."""
-    return run_monitor(load_settings(), actor, name, since, until)
+    return run_monitor(settings, actor, name, since, until)
 
 
 @router.get("/api/usecases/{name}/monitor/report", response_class=HTMLResponse)
-def monitor_report(name: str, s: DB, actor: Actor, since: datetime | None = None,
+def monitor_report(name: str, s: DB, actor: Actor, settings: AppSettings, since: datetime | None = None,
                    until: datetime | None = None) -> HTMLResponse:
     from valueloop.operate.report import render
 
-    report = view_monitor(load_settings(), actor, name, since, until)
+    report = view_monitor(settings, actor, name, since, until)
     return HTMLResponse(render(report, kpis.list_kpis(s, actor, name)))
 
 
@@ -70,8 +70,8 @@ def acknowledge(alert_id: RowId, body: Acknowledgement, s: DB, actor: Actor) -> 
 
 
 @router.post("/api/usecases/{name}/retrain", status_code=201)
-def start_retraining(name: str, actor: Actor) -> retrain.RetrainView:
-    return retrain.retrain(load_settings(), actor, name, "manual")
+def start_retraining(name: str, actor: Actor, settings: AppSettings) -> retrain.RetrainView:
+    return retrain.retrain(settings, actor, name, "manual")
 
 
 @router.get("/api/usecases/{name}/retrain")

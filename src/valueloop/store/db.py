@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from valueloop.config import Settings, load_settings
+from valueloop.config import Settings
 from valueloop.errors import ValueloopError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -153,9 +153,9 @@ def grant_app_role(conn: Connection, role: str) -> None:
 
 
 @contextmanager
-def session(settings: Settings | None = None) -> Iterator[Session]:
-    """A unit of work: commits on success, rolls everything back on any error."""
-    settings = settings or load_settings()
+def session(settings: Settings) -> Iterator[Session]:
+    """A unit of work: commits on success, rolls everything back on any error. The settings are
+    always handed in: only the CLI and the servers' entry points read the environment."""
     engine = get_engine(settings.database_url, settings.migration_database_url)
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory.begin() as s:
