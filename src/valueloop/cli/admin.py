@@ -101,6 +101,25 @@ def appoint(
         f"{u.name} is {'now' if u.is_privacy_officer else 'no longer'} a privacy officer"))
 
 
+@users_app.command("passwd")
+@served
+def passwd(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
+    """Set NAME's console password (asked for twice, or read from stdin): your own, or as the
+    admin anyone's initial one."""
+    from valueloop.errors import InvalidInput
+    from valueloop.outcomes.users import set_password
+
+    if sys.stdin.isatty():
+        password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise InvalidInput("password: empty; type it when asked, or pipe it on stdin")
+    u = call(ctx, Route("PUT", f"/api/users/{segment(name)}/password", json={"password": password}),
+             set_password, name, password)
+    show(u, as_json, lambda: console().print(f"password of {u.name} is set; they sign in to the console with it"))
+
+
 @users_app.command("list")
 @served
 def list_users(ctx: typer.Context, as_json: bool = JsonOption) -> None:

@@ -95,12 +95,16 @@ def roles_of(session: Session, user: User, usecase: UseCase | None) -> set[Role]
     return roles | held
 
 
+def allows(session: Session, user: User, action: Action, usecase: UseCase | None = None) -> bool:
+    """Whether :func:`require` would let the user act: the console offers only these actions."""
+    return bool(roles_of(session, user, usecase) & PERMISSIONS[action])
+
+
 def require(session: Session, user: User, action: Action, usecase: UseCase | None = None) -> None:
     """Raise :class:`PermissionDenied` naming the roles that would be allowed."""
-    allowed = PERMISSIONS[action]
-    held = roles_of(session, user, usecase)
-    if held & allowed:
+    if allows(session, user, action, usecase):
         return
+    allowed, held = PERMISSIONS[action], roles_of(session, user, usecase)
     where = f" on use case '{usecase.name}'" if usecase is not None else ""
     has = ", ".join(sorted(held)) or "no role"
     needs = " or ".join(sorted(allowed))

@@ -26,6 +26,7 @@ class UserView(BaseModel):
     email: str | None = Field(description="shown to the admin and to the user themself only")
     is_admin: bool
     is_privacy_officer: bool
+    has_password: bool = Field(False, description="may sign in to the console with a password")
     created_at: datetime
 
 
@@ -58,8 +59,9 @@ class IssuedToken(TokenView):
     token: str = Field(description="the secret; shown this once and never again")
 
 
-def _user_view(user: User) -> UserView:
-    return UserView.model_validate(user, from_attributes=True)
+def user_view(user: User) -> UserView:
+    return UserView.model_validate(user, from_attributes=True).model_copy(
+        update={"has_password": user.password_hash is not None})
 
 
 def _token_view(token: ApiToken) -> TokenView:
@@ -99,15 +101,15 @@ def add_user(session: Session, actor: str | None, new: NewUser) -> UserView:
     session.add(user)
     session.flush()
     audit.record(session, actor_name, "user.add", "user", new.name, after=new.model_dump())
-    return _user_view(user)
+    return user_view(user)
 
 
 def list_users(session: Session, actor: str | None) -> list[UserView]:
     """Every person; e-mail addresses only for the admin (and each user's own)."""
     acting = get_user(session, actor)
     people = session.scalars(select(User).where(User.is_system.is_(False)).order_by(User.name))
-    return [_user_view(u) if acting.is_admin or u.id == acting.id
-            else _user_view(u).model_copy(update={"email": None}) for u in people]
+    return [user_view(u) if acting.is_admin or u.id == acting.id
+            else user_view(u).model_copy(update={"email": None}) for u in people]
 
 
 def appoint(session: Session, actor: str | None, name: str, *, privacy_officer: bool) -> UserView:
@@ -124,7 +126,22 @@ def appoint(session: Session, actor: str | None, name: str, *, privacy_officer: 
         audit.record(session, acting.name, "user.appoint" if privacy_officer else "user.relieve", "user",
                      name, before={"privacy_officer": not privacy_officer},
                      after={"privacy_officer": privacy_officer})
-    return _user_view(user)
+    return user_view(user)
+
+
+def set_password(session: Session, actor: str | None, name: str, password: str) -> UserView:
+    """Set a user's console password: their own, or anyone's initial one by the admin."""
+    from valueloop.security.passwords import hash_password
+
+    acting = get_user(session, actor)
+    user = get_user(session, name)
+    if user.id != acting.id:
+        require(session, acting, Action.administer)
+    if user.is_system:
+        raise PermissionDenied(f"{user.name} is an automated principal and never signs in")
+    user.password_hash = hash_password(password)
+    audit.record(session, acting.name, "user.password", "user", user.name)
+    return user_view(user)
 
 
 def system_user(session: Session, name: str) -> User:

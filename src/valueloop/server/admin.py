@@ -35,6 +35,16 @@ def appoint(name: str, body: Appointment, s: DB, actor: Actor) -> users.UserView
     return users.appoint(s, actor, name, privacy_officer=body.privacy_officer)
 
 
+class NewPassword(BaseModel):
+    password: str = Field(description="the console password; at least 10 characters")
+
+
+@router.put("/users/{name}/password", tags=["users"])
+def set_password(name: str, body: NewPassword, s: DB, actor: Actor) -> users.UserView:
+    """Set your own console password, or, as the admin, anyone's initial one."""
+    return users.set_password(s, actor, name, body.password)
+
+
 @router.post("/users", tags=["users"], status_code=201)
 def add_user(body: users.NewUser, s: DB, actor: Actor) -> users.UserView:
     return users.add_user(s, actor, body)
@@ -42,7 +52,7 @@ def add_user(body: users.NewUser, s: DB, actor: Actor) -> users.UserView:
 
 @router.get("/me", tags=["users"])
 def me(s: DB, actor: Actor) -> users.UserView:
-    return users.UserView.model_validate(users.get_user(s, actor), from_attributes=True)
+    return users.user_view(users.get_user(s, actor))
 
 
 @router.post("/tokens", tags=["tokens"], status_code=201)

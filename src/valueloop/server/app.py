@@ -8,7 +8,8 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -108,6 +109,8 @@ def create_app(settings: Settings) -> FastAPI:
     from valueloop.server import admin, outcomes
 
     app = FastAPI(
+        docs_url=None,
+        redoc_url=None,
         title="valueloop control plane",
         description="Use cases, the DPIA and its decision, members, tokens and the audit log. "
         "Authenticate with `Authorization: Bearer <token>` from `valueloop tokens create`.",
@@ -149,6 +152,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(operate.router)
     app.include_router(data.router)
     app.include_router(learn.router)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from the files vendored in the console: the page works without internet."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} · API",
+                                   swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="/static/valueloop.svg")
+
+    from valueloop.console.app import create_console
+
+    app.mount("/", create_console())  # last: every route above comes first
     return app
 
 

@@ -52,6 +52,8 @@ class User(Base):
     is_privacy_officer: Mapped[bool] = mapped_column(default=False)
     #: an automated principal such as ``policy:retrain``: no tokens, acts under a standing authorization
     is_system: Mapped[bool] = mapped_column(default=False)
+    #: argon2id hash of the console password; None: the user signs in with a token only
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -66,6 +68,24 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship()
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the cookie holds the secret, the row its hash, so that signing out
+    (or the admin revoking) ends the session on the server, not only in the browser."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: the synchronizer token every form of this session carries
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship()
 
