@@ -44,6 +44,7 @@ def console_home(new_settings: Callable[[Path], Settings], tmp_path_factory: pyt
                  console_seed: Callable[[Settings], None] | None) -> Settings:
     """The workspace seeded once for the tests of a module on this database."""
     settings = new_settings(tmp_path_factory.mktemp("console-seed") / "home")
+    settings.home.mkdir(parents=True, exist_ok=True)  # on PostgreSQL nothing else makes it
     seed_outcomes(settings)
     if console_seed is not None:
         console_seed(settings)
