@@ -99,13 +99,14 @@ def wait_for(check: object, seconds: float = 20) -> None:
     raise AssertionError("condition not met in time")
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 240) -> None:
-    """Until the server in ``process`` answers /v2/health/ready, or the process has exited."""
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 240,
+                     path: str = "/v2/health/ready") -> None:
+    """Until the server in ``process`` answers ``path`` with 200, or the process has exited."""
     import httpx
 
     def ready() -> bool:
         try:
-            return httpx.get(url + "/v2/health/ready").status_code == 200
+            return httpx.get(url + path).status_code == 200
         except httpx.TransportError:
             return process.poll() is not None
 

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from deploy_support import free_port, wait_until_ready
 from playwright.sync_api import Browser, ConsoleMessage, Page, Response
 
 from valueloop.config import Settings
@@ -70,16 +69,10 @@ def seed_outcomes(settings: Settings) -> None:
         usecases.advance(s, "oscar", "retention", State.in_production)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_server(settings: Settings, log: Path) -> Iterator[str]:
     """``valueloop server`` on a loopback port (no scheduler), until the block ends."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")}
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -87,17 +80,9 @@ def running_server(settings: Settings, log: Path) -> Iterator[str]:
              "--no-scheduler"], env={**env, **settings.as_env()}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180  # a readiness wait, not a measurement
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"valueloop server exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"valueloop server did not answer on {url}:\n{log.read_text()}")
-                time.sleep(0.2)
+        wait_until_ready(url, process, 180, path="/health")  # a readiness wait, not a measurement
+        if process.poll() is not None:
+            pytest.fail(f"valueloop server exited with {process.returncode}:\n{log.read_text()}")
         yield url
     finally:
         process.terminate()
