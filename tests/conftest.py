@@ -223,10 +223,10 @@ def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 
     def run(
         settings: Settings, *args: str, as_user: str | None = None, cwd: Path | None = None,
-        timeout: float = 300,
+        timeout: float = 300, env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")}
-        env.update(settings.as_env(), COLUMNS="200", NO_COLOR="1")
+        extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")}
+        env.update(settings.as_env(), COLUMNS="200", NO_COLOR="1", **extra)
         if as_user:
             env["VALUELOOP_USER"] = as_user
         return subprocess.run([sys.executable, "-m", "valueloop", *args], env=env, cwd=cwd,

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from valueloop.cli import (
-    admin, audit, batch, data, db, demo, learn, operate, outcomes, privacy, remote, serve, server, stream,
+    admin, audit, batch, data, db, demo, doctor, learn, operate, outcomes, privacy, remote, serve, server, stream,
 )
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.add_typer(outcomes.usecase_app, name="usecase")
 app.add_typer(privacy.app, name="privacy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
+app.command("doctor")(doctor.doctor)
 app.add_typer(data.app, name="data")
 learn.register(app)
 serve.register(app)

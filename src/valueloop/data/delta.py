@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,11 +35,16 @@ def table_path(settings: Settings, usecase: str) -> Path:
     return datasets_root(settings) / usecase
 
 
+#: the file in a staging folder naming the process working in it, "host pid"
+OWNER = "owner"
+
+
 @contextmanager
 def staging(settings: Settings) -> Iterator[Path]:
     """A private work directory beside the tables (so moving files in is a rename), always removed."""
     work = datasets_root(settings) / ".staging" / uuid.uuid4().hex
     work.mkdir(parents=True)
+    (work / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
     try:
         yield work
     finally:
@@ -79,21 +85,59 @@ def check_schema(table: Path, schema: pa.Schema) -> None:
     )
 
 
-def current_files(table: Path) -> list[Path]:
-    """The data files of the table's newest version (none before the first)."""
+def files_at(table: Path, version: int | None) -> list[Path]:
+    """The data files of a version of the table (none for None, or before the first)."""
+    from deltalake import DeltaTable
+
+    if version is None or not DeltaTable.is_deltatable(str(table)):
+        return []
+    return [Path(uri.removeprefix("file://")) for uri in DeltaTable(str(table), version=version).file_uris()]
+
+
+def unrecorded(table: Path, recorded: list[int]) -> list[int]:
+    """The versions after the last recorded one, when the table's newest differs from it: versions
+    committed by a process that died before writing their row. Never to be read or built on."""
     from deltalake import DeltaTable
 
     if not DeltaTable.is_deltatable(str(table)):
         return []
-    return [Path(uri.removeprefix("file://")) for uri in DeltaTable(str(table)).file_uris()]
+    head, last = DeltaTable(str(table)).version(), max(recorded, default=-1)
+    if head == last or (last >= 0 and set(files_at(table, head)) == set(files_at(table, last))):
+        return []
+    return list(range(last + 1, head + 1))
 
 
-def commit(table: Path, files: list[Path], schema: pa.Schema, mode: str) -> int:
-    """Move the staged files into the table and commit them as one new version; return it."""
+def roll_back(table: Path, recorded: list[int]) -> None:
+    """Make the table's newest version hold the last recorded one's files again (a Delta restore,
+    itself a new version), or remove the table when no version of it was recorded."""
+    from deltalake import DeltaTable
+
+    if not recorded:
+        shutil.rmtree(table, ignore_errors=True)
+        return
+    DeltaTable(str(table)).restore(max(recorded))
+
+
+def unreferenced(table: Path, recorded: list[int]) -> list[Path]:
+    """Data files in the table's folder that no recorded version holds: moved in or committed by a
+    process that died before writing the version's row."""
+    if not table.is_dir():
+        return []
+    kept = {f for version in recorded for f in files_at(table, version)}
+    return sorted(f for f in table.glob("part-*.parquet") if f not in kept)
+
+
+def commit(table: Path, files: list[Path], schema: pa.Schema, mode: str, recorded: list[int]) -> int:
+    """Move the staged files into the table and commit them as one new version; return it.
+
+    The new version builds on the last ``recorded`` version: versions committed after it without
+    a row are rolled back first, so that an append never adds to rows nobody recorded."""
     import pyarrow.parquet as pq
     from deltalake import DeltaTable, Schema
     from deltalake.transaction import AddAction, create_table_with_add_actions
 
+    if unrecorded(table, recorded):
+        roll_back(table, recorded)
     created = not table.exists()
     table.mkdir(parents=True, exist_ok=True)
     actions, moved = [], []

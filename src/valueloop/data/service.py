@@ -30,6 +30,7 @@ from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import DataSection, Treatment
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
+from valueloop.store import intents
 from valueloop.store.models import UseCase
 
 if TYPE_CHECKING:
@@ -149,9 +150,10 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
     mode = mode or section.mode
     if mode not in MODES:
         raise InvalidInput(f"mode: must be append or overwrite, got {mode!r}")
+    previous = _rows(session, usecase)  # an append builds on the last recorded version, never past it
     if any(t.treatment is Treatment.pseudonymize for t in assessment.treatments.values()):
         _usable_key(settings)
-        if mode == "append" and (previous := _rows(session, usecase)):
+        if mode == "append" and previous:
             _keeps_key(settings, previous[-1])
     counter.step("reading, treating and transforming")
     staged = pipeline.stage(
@@ -160,7 +162,7 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
     )
     table = delta.table_path(settings, usecase.name)
     delta.check_schema(table, staged.schema)
-    files = (delta.current_files(table) if mode == "append" else []) + staged.files
+    files = (delta.files_at(table, previous[-1].version) if mode == "append" and previous else []) + staged.files
     pipeline.register_dataset(con, files)
     return staged, section, mode, files
 
@@ -209,7 +211,11 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
             )
         profile = profiler.finish(profiled)
         counter.step("committing")
-        version = delta.commit(table, staged.files, staged.schema, mode)
+        recorded = [r.version for r in _rows(session, usecase)]
+        with intents.writing(settings, intents.DELTA_COMMIT, usecase.name, str(table), acting,
+                             after=max(recorded, default=None)) as intent:
+            version = delta.commit(table, staged.files, staged.schema, mode, recorded)
+            intents.crash_point("after-delta-commit")
     row = DatasetVersion(
         usecase_id=usecase.id, version=version, uri=str(table), mode=mode, row_count=report["rows"],
         schema=[{"name": f.name, "type": str(f.type)} for f in staged.schema],
@@ -218,6 +224,7 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
         profile=profile, project_dir=str(project), actor=acting,
     )
     session.add(row)
+    intents.finish(session, intent, version=version)
     session.flush()
     audit.record(session, acting, "data.ingest", "dataset_version", f"{usecase.name}@{version}",
                  usecase=usecase.name,

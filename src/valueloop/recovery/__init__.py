@@ -1,0 +1,1 @@
+"""Recovery: finding what a killed process left half-written, backups and restores."""

@@ -1,0 +1,158 @@
+"""``valueloop doctor``: find, and with ``repair`` mend, what a killed process left half-written.
+
+A process killed between an external write and its rows leaves a pending intent, a Delta version
+nobody recorded, data files no version holds, a staging folder, an MLflow run RUNNING forever or a
+registered model version valueloop does not know. Nothing reads or builds on these (an append
+builds on the last recorded version); the doctor reports them and, when asked, rolls them back.
+It runs at ``valueloop server`` start (repairing) and before ingest, train and promote (reporting,
+on the one use case they touch).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings
+from valueloop.data import delta
+from valueloop.data.tables import DatasetVersion
+from valueloop.errors import PermissionDenied
+from valueloop.outcomes import audit
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.usecases import get_usecase
+from valueloop.outcomes.users import get_user
+from valueloop.store import intents
+from valueloop.store.models import UseCase
+
+
+class Finding(BaseModel):
+    """One thing left half-written, what repairing it does, and whether it was done."""
+
+    kind: str
+    usecase: str | None
+    target: str
+    detail: str
+    repair: str
+    repaired: bool = False
+
+
+class Report(BaseModel):
+    findings: list[Finding]
+    repaired: bool
+
+    @property
+    def clean(self) -> bool:
+        return all(f.repaired for f in self.findings)
+
+
+def _recorded(session: Session, usecase: UseCase) -> list[int]:
+    return list(session.scalars(select(DatasetVersion.version).where(DatasetVersion.usecase_id == usecase.id)))
+
+
+def _pending(session: Session, usecase: str | None) -> list[intents.Intent]:
+    return [i for i in intents.pending(session, usecase=usecase) if not intents.writer_alive(i)]
+
+
+def _intent_findings(session: Session, usecase: str | None, repair: bool) -> list[Finding]:
+    """Pending intents whose writer died: the external write was rolled back (by the checks
+    below) or never happened, so each ends orphaned."""
+    found = []
+    for row in _pending(session, usecase):
+        finding = Finding(kind="pending intent", usecase=row.usecase, target=row.target,
+                          detail=f"{row.kind} by {row.actor} (process {row.pid} on {row.host}, "
+                                 f"{row.created_at:%Y-%m-%d %H:%M:%S} UTC) never finished",
+                          repair="mark it orphaned; what it wrote is rolled back below")
+        if repair:
+            intents.finish(session, row.id, intents.ORPHANED, "its process died before the rows were written; "
+                           "valueloop doctor rolled back what it wrote")
+            finding.repaired = True
+        found.append(finding)
+    return found
+
+
+def _delta_findings(session: Session, settings: Settings, usecase: UseCase, repair: bool) -> list[Finding]:
+    table, recorded = delta.table_path(settings, usecase.name), _recorded(session, usecase)
+    if any(intents.writer_alive(i) for i in intents.pending(session, intents.DELTA_COMMIT, usecase.name)):
+        return []  # an ingest is committing right now: its files are not yet recorded
+    found = []
+    if versions := delta.unrecorded(table, recorded):
+        finding = Finding(kind="unrecorded Delta versions", usecase=usecase.name, target=str(table),
+                          detail=f"version(s) {', '.join(map(str, versions))} committed without a row; "
+                                 f"the last recorded is {max(recorded, default='none')}",
+                          repair="restore the table to its last recorded version")
+        if repair:
+            delta.roll_back(table, recorded)
+            finding.repaired = True
+        found.append(finding)
+    if files := delta.unreferenced(table, recorded):
+        finding = Finding(kind="unreferenced data files", usecase=usecase.name, target=str(table),
+                          detail=f"{len(files)} file(s), {sum(f.stat().st_size for f in files)} bytes, "
+                                 "in no recorded version",
+                          repair="delete them")
+        if repair:
+            for path in files:
+                path.unlink(missing_ok=True)
+            finding.repaired = True
+        found.append(finding)
+    return found
+
+
+def _stale_staging(settings: Settings) -> list[Path]:
+    """Staging folders whose process is gone, or older than an hour."""
+    root = delta.datasets_root(settings) / ".staging"
+    stale = []
+    for work in sorted(root.glob("*")) if root.is_dir() else []:
+        owner = (work / delta.OWNER).read_text().split() if (work / delta.OWNER).is_file() else []
+        dead = len(owner) == 2 and owner[0] == socket.gethostname() and not intents.pid_alive(int(owner[1]))
+        if dead or time.time() - work.stat().st_mtime > intents.STALE_SECONDS:
+            stale.append(work)
+    return stale
+
+
+def _staging_findings(settings: Settings, repair: bool) -> list[Finding]:
+    found = []
+    for work in _stale_staging(settings):
+        size = sum(f.stat().st_size for f in work.rglob("*") if f.is_file())
+        finding = Finding(kind="staging folder", usecase=None, target=str(work),
+                          detail=f"left by a killed ingest, {size} bytes", repair="delete it")
+        if repair:
+            shutil.rmtree(work, ignore_errors=True)
+            finding.repaired = True
+        found.append(finding)
+    return found
+
+
+def examine(session: Session, settings: Settings, usecase: str | None = None, *,
+            repair: bool = False) -> Report:
+    """Everything half-written, for one use case or all; repaired when ``repair``."""
+    usecases = [get_usecase(session, usecase)] if usecase else list(session.scalars(select(UseCase)))
+    findings = _intent_findings(session, usecase, repair)
+    for one in usecases:
+        findings += _delta_findings(session, settings, one, repair)
+    if usecase is None:
+        findings += _staging_findings(settings, repair)
+    return Report(findings=findings, repaired=repair)
+
+
+def doctor(session: Session, settings: Settings, actor: str | None, usecase: str | None = None, *,
+           repair: bool = False) -> Report:
+    """``examine`` for a user: operations on the use case, or the admin for every use case;
+    a repair is audited with what it found."""
+    acting = get_user(session, actor)
+    if usecase:
+        if not acting.is_admin:
+            require(session, acting, Action.operate, get_usecase(session, usecase))
+    elif not acting.is_admin:
+        raise PermissionDenied(f"{acting.name} may not examine every use case: requires admin; "
+                               "name one with --usecase to examine it as its operations")
+    report = examine(session, settings, usecase, repair=repair)
+    if repair and report.findings:
+        audit.record(session, acting.name, "doctor.repair", "home", usecase or "*", usecase=usecase,
+                     after={"repaired": [f.model_dump() for f in report.findings]})
+    return report
