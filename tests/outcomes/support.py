@@ -24,6 +24,7 @@ import valueloop.data.tables  # noqa: E402,F401
 import valueloop.deploy.batch_tables  # noqa: E402,F401
 import valueloop.learn.tables  # noqa: E402,F401
 import valueloop.operate.tables  # noqa: E402,F401
+import valueloop.store.intents  # noqa: E402,F401
 
 PHONE = {
     "column": "phone", "category": "contact", "purpose": "retention calls", "legal_basis": "contract",

@@ -26,6 +26,8 @@ from valueloop.store.models import Base
 
 PEOPLE = [("admin", True), ("olivia", False), ("ana", False), ("pia", False), ("dave", False)]
 AT = datetime(2025, 3, 1, 9, 30)
+#: the tables naming a use case made before the use case became a foreign key (revision 0010)
+BEFORE_KEYS = [t for t in USECASE_TABLES if t != "intents"]
 
 
 def _foundation_database(url: str) -> dict:
@@ -71,7 +73,7 @@ def _before_usecase_keys(url: str, usecase: str) -> None:
     with engine.begin() as conn:
         for revision in ScriptDirectory.from_config(cfg).get_revision("0010").down_revision:
             command.upgrade(_alembic_config(conn), revision)
-        for name in USECASE_TABLES:
+        for name in BEFORE_KEYS:
             conn.execute(Base.metadata.tables[name].insert(), minimal_row(Base.metadata.tables[name], usecase))
     engine.dispose()
 
@@ -99,7 +101,7 @@ def test_a_foundation_database_upgrades_with_its_rows_and_works(db_settings: Set
         assert usecases.get_usecase(s, "churn").state == "approved"
     with get_engine(db_settings.database_url).connect() as conn:  # the later phases' rows came along
         assert {t: conn.execute(select(func.count()).select_from(Base.metadata.tables[t])).scalar_one()
-                for t in USECASE_TABLES} == dict.fromkeys(USECASE_TABLES, 1)
+                for t in BEFORE_KEYS} == dict.fromkeys(BEFORE_KEYS, 1)
 
 
 def test_a_row_naming_no_usecase_stops_the_upgrade(db_settings: Settings) -> None:

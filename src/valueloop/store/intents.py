@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, select
+from sqlalchemy import ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from valueloop.config import Settings
 from valueloop.errors import Conflict
-from valueloop.store.models import Base, utcnow
+from valueloop.store.models import USECASE_NAME, Base, utcnow
 
 #: the test-only variable naming the point at which ``crash_point`` kills the process
 CRASH_VARIABLE = "VALUELOOP_TEST_CRASH_AT"
@@ -44,7 +44,7 @@ class Intent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
-    usecase: Mapped[str | None] = mapped_column(String(64), index=True)
+    usecase: Mapped[str | None] = mapped_column(ForeignKey(USECASE_NAME), index=True)
     #: the external object: a Delta table's path, an MLflow run or model name, a batch output
     target: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('note', sa.Text(), nullable=True),
     sa.Column('created_at', valueloop.store.models.UTCDateTime(), nullable=False),
     sa.Column('finished_at', valueloop.store.models.UTCDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['usecase'], ['usecases.name'], name='intents_usecase_fkey'),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_intents_kind', 'intents', ['kind'])
