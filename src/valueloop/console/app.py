@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from valueloop.config import Settings
 from valueloop.console.web import JSON_TWIN, SignInRequired, templates, wants_json
 from valueloop.errors import InternalError, ValueloopError
 from valueloop.security.ratelimit import AuthenticationThrottle
@@ -60,11 +61,13 @@ def _refusal(request: Request, status: int, kind: str, message: str, problems: l
     return templates.TemplateResponse(request, "error.html", context, status_code=status)
 
 
-def create_console() -> FastAPI:
+def create_console(settings: Settings) -> FastAPI:
+    """The console on the settings the control plane was given."""
     from valueloop.console import inbox, signin
 
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console.add_middleware(Guard)
+    console.state.settings = settings  # what server.deps.DB opens its transaction on
     console.state.throttle = AuthenticationThrottle()
     console.mount("/static", StaticFiles(directory=str(files("valueloop.console") / "static")), name="static")
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from valueloop.config import Settings
 from valueloop.console.web import SESSION_COOKIE, Form, View, templates, text
 from valueloop.errors import AuthenticationFailed, PermissionDenied, TooManyRequests
 from valueloop.security.sessions import LIFETIME, Started, sign_in, sign_out
@@ -52,7 +53,8 @@ async def signin(request: Request) -> Response:
     name = text(form, "name")
     try:
         throttle.check(client)
-        started = await run_in_threadpool(_start, name, text(form, "password"), text(form, "token"))
+        started = await run_in_threadpool(_start, request.app.state.settings, name,
+                                          text(form, "password"), text(form, "token"))
     except TooManyRequests as exc:
         return _page(request, next_, exc.http_status, exc.message, name)
     except AuthenticationFailed as exc:
@@ -65,8 +67,8 @@ async def signin(request: Request) -> Response:
     return response
 
 
-def _start(name: str, password: str, token: str) -> Started:
-    with session() as s:
+def _start(settings: Settings, name: str, password: str, token: str) -> Started:
+    with session(settings) as s:
         return sign_in(s, name=name, password=password, token=token)
 
 

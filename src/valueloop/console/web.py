@@ -120,7 +120,7 @@ class Viewer:
         and the page again with the problems next to their fields (status 422). Other refusals
         reach the error page."""
         try:
-            with session() as s:
+            with session(self.request.app.state.settings) as s:
                 change(s)
         except InvalidInput as exc:
             response = again(problems_of(exc, fields))

@@ -163,7 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     from valueloop.console.app import create_console
 
-    app.mount("/", create_console())  # last: every route above comes first
+    app.mount("/", create_console(settings))  # last: every route above comes first
     return app
 
 
