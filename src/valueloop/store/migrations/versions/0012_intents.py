@@ -1,7 +1,7 @@
 """store: intents, recorded before each write to an external store and marked done with its rows
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 """
 
 from alembic import op
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 import valueloop.store.models
 
 
-revision = '0011'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
