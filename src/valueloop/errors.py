@@ -99,6 +99,12 @@ class TooLarge(InvalidInput):
     http_status = 413
 
 
+class UnsupportedMediaType(InvalidInput):
+    """A body in a content type or encoding the route does not take."""
+
+    http_status = 415
+
+
 class TooManyRequests(ValueloopError):
     """Too many failed attempts from one client; it may try again after ``retry_after`` seconds."""
 

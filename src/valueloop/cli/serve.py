@@ -24,6 +24,10 @@ def serve(
                                        help="How often to look for promotions and rollbacks."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
                                      help="Also serve /metrics without a token on 127.0.0.1:PORT, for a scraper."),
+    default_model: str | None = typer.Option(None, "--default-model",
+                                             help="The use case POST /invocations scores (default: the only one)."),
+    mlflow_compat: bool = typer.Option(False, "--mlflow-compat",
+                                       help="MLflow's routes answer byte for byte as `mlflow models serve`."),
 ) -> None:
     """Serve the champion (and challenger) of every use case that has one: Open Inference
     Protocol v2, MLflow scoring and plain JSON; metrics at /metrics (with a token)."""
@@ -31,7 +35,8 @@ def serve(
 
     from valueloop.deploy.app import OPTIONS_ENV
 
-    options = {"auth": not no_auth, "max_body_bytes": max_body_bytes, "poll_seconds": poll_seconds}
+    options = {"auth": not no_auth, "max_body_bytes": max_body_bytes, "poll_seconds": poll_seconds,
+               "default_model": default_model, "mlflow_compat": mlflow_compat}
     os.environ[OPTIONS_ENV] = json.dumps(options)
     if workers > 1:  # each worker writes its samples here; /metrics adds them up
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="valueloop-metrics-"))

@@ -3,20 +3,25 @@
 Routes (``{name}`` is the use case):
 
 - Open Inference Protocol v2: ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``,
-  ``/v2/models/{name}[/versions/{v}]``, ``.../ready``, ``POST .../infer``
-- MLflow scoring: ``POST /invocations/{name}`` and ``/models/{name}/invocations``
+  ``/v2/models/{name}[/versions/{v}]``, ``.../ready``, ``.../config``, ``.../stats``,
+  ``POST .../infer`` (JSON or binary tensors), ``POST /v2/repository/index``
+- MLflow scoring: ``POST /invocations/{name}``, ``/models/{name}/invocations`` and ``/invocations``
+  (the default model); ``GET /ping``, ``/health``, ``/version``
 - plain: ``POST /predict/{name}``; labels: ``POST /feedback/{name}``
 - ``GET /models`` (what is served), ``GET /metrics`` (Prometheus), ``GET /health/live|ready``
 - ``GET /openapi.json``: these routes as an OpenAPI document
 
-Every route but the probes (``/health/*``, ``/v2/health/*``, ``/v2``) and ``/openapi.json`` needs
+Every route but the probes (``/health/*``, ``/v2/health/*``, ``/v2``, ``/ping``, ``/health``,
+``/version``) and ``/openapi.json`` needs
 a bearer token, checked before the route is looked up and before any body is read: an anonymous
 caller learns nothing, not even which models are served. A caller sees only the models of use
 cases they hold a role on (:mod:`valueloop.deploy.access`).
 
 A Starlette app rather than FastAPI: the hot path reads bytes, validates with the model's
 compiled validator and writes bytes, with no per-request model classes. Every answer carries
-``request_id`` and ``model_version`` (in the body and in ``X-Request-Id`` / ``X-Model-Version``).
+``request_id`` and ``model_version`` in ``X-Request-Id`` / ``X-Model-Version`` (and in the body,
+but for MLflow-compatible answers); each wire format refuses in its own clients' error format.
+Request bodies may be gzip or deflate (``Content-Encoding``); answers are, when asked.
 A request of several rows logs row ``i`` under ``<request_id>/<i>``.
 """
 
@@ -46,20 +51,22 @@ from valueloop.config import Settings, load_settings
 from valueloop.deploy import openapi, protocols
 from valueloop.deploy.access import Access, Caller, not_served, require
 from valueloop.deploy.batching import MicroBatcher
-from valueloop.deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS, exposition, usecase_label
+from valueloop.deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS, exposition, statistics, usecase_label
 from valueloop.deploy.model import Prediction
 from valueloop.deploy.pool import Deployment, Loader, ModelPool, State, registry_state
 from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
+from valueloop.deploy.protocols import MLflow, OpenInference, Plain, Wire
 from valueloop.deploy.routing import to_challenger
 from valueloop.errors import InternalError, InvalidInput, NotFound, TooManyRequests, ValueloopError
 from valueloop.outcomes.roles import Action
-from valueloop.security.body import read_body
+from valueloop.security.body import decoded, read_body
 
 log = logging.getLogger("valueloop.deploy.app")
 
 OPTIONS_ENV = "VALUELOOP_SERVE_OPTIONS"
-#: the routes that answer without a token: probes, and the OpenAPI document
-OPEN = frozenset({"/v2", "/v2/health/live", "/v2/health/ready", "/health/live", "/health/ready", "/openapi.json"})
+#: the routes that answer without a token: probes (MLflow's scoring server's too), the OpenAPI document
+OPEN = frozenset({"/v2", "/v2/health/live", "/v2/health/ready", "/health/live", "/health/ready", "/openapi.json",
+                  "/ping", "/health", "/version"})
 #: where the authenticated :class:`Caller` waits in the ASGI scope for the routes
 CALLER = "valueloop.caller"
 
@@ -84,18 +91,31 @@ class ServeOptions:
     log_predictions: bool = True
     #: how long a token's check is remembered; a revoked token stops working within this
     auth_cache_seconds: float = 1.0
+    #: the use case ``POST /invocations`` scores; None: the only one served
+    default_model: str | None = None
+    #: MLflow's routes answer byte for byte as ``mlflow models serve``
+    mlflow_compat: bool = False
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(to_json(data), status_code=status, media_type="application/json", headers=headers)
 
 
-def _error_body(exc: ValueloopError) -> bytes:
-    return to_json({"error": {"type": type(exc).__name__, "message": exc.message, "problems": exc.problems}})
+def _error(exc: ValueloopError, wire: Wire) -> Response:
+    status, body, content_type = wire.error(exc)
+    return Response(body, status_code=status, media_type=content_type.decode())
 
 
-def _error(exc: ValueloopError) -> Response:
-    return Response(_error_body(exc), status_code=exc.http_status, media_type="application/json")
+def _compressed(body: bytes, accepted: str | None) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The answer gzip- or deflate-compressed when the client accepts it and it is worth it."""
+    import zlib
+
+    wants = {part.split(";")[0].strip().lower() for part in (accepted or "").split(",")}
+    if len(body) < 512 or not wants & {"gzip", "deflate"}:
+        return body, []
+    kind = "gzip" if "gzip" in wants else "deflate"
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31 if kind == "gzip" else 15)
+    return packer.compress(body) + packer.flush(), [(b"content-encoding", kind.encode())]
 
 
 def _alone() -> bool:
@@ -126,10 +146,9 @@ def _child(metric: Any, *labels: str) -> Any:
     return metric.labels(*labels)
 
 
-#: an answer written straight to ASGI: status, body, extra headers
+#: an answer written straight to ASGI: status, body, extra headers (a content type among them
+#: when it is not JSON)
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
-Parse = Callable[[MicroBatcher, bytes, str], tuple[protocols.Columns, str | None]]
-Render = Callable[[str, str, str, Prediction], dict[str, Any]]
 
 
 class Server:
@@ -202,8 +221,18 @@ class Server:
             raise TimedOut.past(timeout)
         return p
 
+    def default_model(self) -> str:
+        """The use case ``POST /invocations`` scores: the configured one, or the only one served."""
+        if self.options.default_model is not None:
+            return self.options.default_model
+        served = sorted(self.pool.deployments)
+        if len(served) != 1:
+            raise NotFound(f"/invocations scores the default model, and {len(served)} use cases are served: "
+                           "start the server with --default-model NAME, or post to /invocations/NAME")
+        return served[0]
+
     async def infer(self, caller: Caller, usecase: str, wanted: str | None, headers: dict[str, str],
-                    receive: Receive, parse: Parse, render: Render) -> Answer:
+                    receive: Receive, wire: Wire) -> Answer:
         """Answer one prediction request of an authenticated caller: (status, body, extra headers)."""
         started = time.perf_counter()
         version = "none"
@@ -213,6 +242,7 @@ class Server:
         try:
             deployment = self.deployment(caller, usecase)
             body = await read_body(receive, headers.get("content-length"), self.options.max_body_bytes)
+            body = decoded(body, headers.get("content-encoding"), self.options.max_body_bytes)
             deployment = self.deployment(caller, usecase)  # a swap may have happened while the body arrived
             if wanted is not None:
                 batcher = deployment.by_version(wanted)
@@ -225,57 +255,56 @@ class Server:
             else:
                 batcher = deployment.champion
             version = batcher.model.version
-            columns, given_id = parse(batcher, body, headers.get("content-type", "application/json"))
-            rid = given_id or headers.get("x-request-id") or f"{random.getrandbits(128):032x}"
+            request = wire.parse(batcher.model, body, headers)
+            columns = request.columns
+            rid = request.request_id or headers.get("x-request-id") or f"{random.getrandbits(128):032x}"
             p = await self._predict(batcher, columns, deployment.policy.timeout)
             latency = time.perf_counter() - started
             self._log(rid, batcher, columns, p, latency, "rest")
             if deployment.policy.shadow and deployment.challenger is not None and batcher is deployment.champion:
                 asyncio.get_running_loop().create_task(self._shadow(deployment.challenger, columns, rid))
             _child(REQUESTS, label, version, "200").inc()
-            _child(LATENCY, label).observe(latency)
-            return 200, to_json(render(usecase, rid, version, p)), [
-                (b"x-request-id", rid.encode("latin-1", "replace")), (b"x-model-version", version.encode())]
+            _child(LATENCY, label, version).observe(latency)
+            answer, extra = wire.answer(batcher.model, rid, p, request)
+            answer, packed = _compressed(answer, headers.get("accept-encoding"))
+            return 200, answer, [*extra, *packed, (b"x-request-id", rid.encode("latin-1", "replace")),
+                                 (b"x-model-version", version.encode())]
         except ValueloopError as exc:
-            _child(REQUESTS, label, version, str(exc.http_status)).inc()
-            return exc.http_status, _error_body(exc), []
+            return self._refused(exc, wire, label, version)
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
-            _child(REQUESTS, label, version, "500").inc()
-            return 500, _error_body(InternalError.logged(f"prediction for {usecase}", headers)), []
+            return self._refused(InternalError.logged(f"prediction for {usecase}", headers), wire, label, version)
         finally:
             in_flight.dec()
 
 
-def _plain(batcher: MicroBatcher, body: bytes, _: str) -> tuple[protocols.Columns, None]:
-    return protocols.plain_request(batcher.model.validator, protocols.parse_json(body)), None
+    @staticmethod
+    def _refused(exc: ValueloopError, wire: Wire, label: str, version: str) -> Answer:
+        status, body, content_type = wire.error(exc)
+        _child(REQUESTS, label, version, str(status)).inc()
+        return status, body, [] if content_type == protocols.JSON else [(b"content-type", content_type)]
 
 
-def _mlflow(batcher: MicroBatcher, body: bytes, content_type: str) -> tuple[protocols.Columns, None]:
-    return protocols.mlflow_request(batcher.model.validator, body, content_type), None
+_PLAIN = Plain()
+_OIP = OpenInference()
 
 
-def _oip(batcher: MicroBatcher, body: bytes, _: str) -> tuple[protocols.Columns, str | None]:
-    return protocols.oip_request(batcher.model.validator, protocols.parse_json(body))
-
-
-def _plain_answer(_: str, rid: str, version: str, p: Prediction) -> dict[str, Any]:
-    return protocols.plain_response(rid, version, p)
-
-
-def _mlflow_answer(_: str, rid: str, version: str, p: Prediction) -> dict[str, Any]:
-    return protocols.mlflow_response(rid, version, p)
+def _wire_of(path: str) -> Wire:
+    """The wire format a route that is not a prediction refuses in: its protocol's own."""
+    return _OIP if path.startswith("/v2") else _PLAIN
 
 
 def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Map valueloop's errors to their status and anything else to a bare 500."""
+    """Map valueloop's errors to their status and anything else to a bare 500, in the error
+    format of the route's protocol."""
 
     async def guarded(request: Request) -> Response:
+        wire = _wire_of(request.url.path)
         try:
             return await handler(request)
         except ValueloopError as exc:
-            return _error(exc)
+            return _error(exc, wire)
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client
-            return _error(InternalError.logged(f"{request.method} {request.url.path}", request.headers))
+            return _error(InternalError.logged(f"{request.method} {request.url.path}", request.headers), wire)
 
     return guarded
 
@@ -303,7 +332,24 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
         return _json({"ready": server.pool.ready}, 200 if server.pool.ready else 503)
 
     async def v2(_: Request) -> Response:
-        return _json({"name": "valueloop", "version": "0.1.0", "extensions": []})
+        return _json({"name": "valueloop", "version": _version(),
+                      "extensions": ["binary_tensor_data", "model_repository", "statistics"]})
+
+    async def ping(_: Request) -> Response:
+        """MLflow's scoring server's probe: ``\\n`` once the models are loaded."""
+        return Response("\n", status_code=200 if server.pool.ready else 503, media_type="application/json")
+
+    async def version(_: Request) -> Response:
+        return Response(_version(), media_type="application/json")
+
+    def served_model(request: Request) -> tuple[Deployment, MicroBatcher]:
+        deployment = server.deployment(request.scope[CALLER], request.path_params["name"])
+        version = request.path_params.get("version")
+        batcher = deployment.champion if version is None else deployment.by_version(version)
+        if batcher is None:
+            raise NotFound(f"model '{deployment.usecase}' version {version[:64]} is not served; served: "
+                           f"{', '.join(deployment.versions)}")
+        return deployment, batcher
 
     async def model_ready(request: Request) -> Response:
         deployment = server.deployment(request.scope[CALLER], request.path_params["name"])
@@ -312,13 +358,47 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
         return _json({"name": deployment.usecase, "ready": ok}, 200 if ok else 404)
 
     async def model_metadata(request: Request) -> Response:
+        deployment, batcher = served_model(request)
+        return _json(protocols.oip_metadata(deployment.usecase, deployment.versions, batcher.model))
+
+    async def model_config(request: Request) -> Response:
+        """Triton's model configuration, as far as it applies: inputs, outputs, batching."""
+        deployment, batcher = served_model(request)
+        meta = protocols.oip_metadata(deployment.usecase, deployment.versions, batcher.model)
+        return _json({"name": deployment.usecase, "platform": meta["platform"], "backend": "valueloop",
+                      "max_batch_size": 0, "input": [{"name": i["name"], "data_type": f"TYPE_{i['datatype']}",
+                                                      "dims": [-1]} for i in meta["inputs"]],
+                      "output": [{"name": o["name"], "data_type": f"TYPE_{o['datatype']}", "dims": [-1]}
+                                 for o in meta["outputs"]]})
+
+    async def model_stats(request: Request) -> Response:
+        """The serving counters of each served version, in the statistics extension's shape."""
         deployment = server.deployment(request.scope[CALLER], request.path_params["name"])
-        version = request.path_params.get("version")
-        batcher = deployment.champion if version is None else deployment.by_version(version)
-        if batcher is None:
-            raise NotFound(f"model '{deployment.usecase}' version {version[:64]} is not served; served: "
-                           f"{', '.join(deployment.versions)}")
-        return _json(protocols.oip_metadata(deployment.usecase, deployment.versions, batcher.model.validator))
+        wanted = request.path_params.get("version")
+        counts = await asyncio.to_thread(statistics, deployment.usecase)
+        stats = []
+        for version in deployment.versions if wanted is None else [wanted]:
+            if deployment.by_version(version) is None:
+                raise NotFound(f"model '{deployment.usecase}' version {version[:64]} is not served; served: "
+                               f"{', '.join(deployment.versions)}")
+            c = counts.get(version, {"success": 0.0, "fail": 0.0, "seconds": 0.0})
+            stats.append({"name": deployment.usecase, "version": version, "inference_count": int(c["success"]),
+                          "execution_count": int(c["success"]), "inference_stats": {
+                              "success": {"count": int(c["success"]), "ns": int(c["seconds"] * 1e9)},
+                              "fail": {"count": int(c["fail"]), "ns": 0}}})
+        return _json({"model_stats": stats})
+
+    async def repository_index(request: Request) -> Response:
+        caller: Caller = request.scope[CALLER]
+        return _json([{"name": d.usecase, "version": v, "state": "READY"}
+                      for d in map(server.pool.deployments.get, caller.visible(server.pool.deployments)) if d
+                      for v in d.versions])
+
+    async def repository_change(request: Request) -> Response:
+        server.deployment(request.scope[CALLER], request.path_params["name"])
+        change = request.url.path.rsplit("/", 1)[1]
+        raise ValueloopError(f"models are not {change}ed by request here: the registry decides what is served "
+                             "(valueloop promote / rollback), and the server follows it")
 
     async def models(request: Request) -> Response:
         caller: Caller = request.scope[CALLER]
@@ -359,29 +439,59 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
     routes = [
         Route("/v2", v2), Route("/v2/health/live", live), Route("/v2/health/ready", ready),
         Route("/health/live", live), Route("/health/ready", ready), Route("/openapi.json", openapi_document),
+        Route("/ping", ping), Route("/health", ping), Route("/version", version),
         Route("/v2/models/{name}", _guarded(model_metadata)),
         Route("/v2/models/{name}/versions/{version}", _guarded(model_metadata)),
         Route("/v2/models/{name}/ready", _guarded(model_ready)),
         Route("/v2/models/{name}/versions/{version}/ready", _guarded(model_ready)),
+        Route("/v2/models/{name}/config", _guarded(model_config)),
+        Route("/v2/models/{name}/versions/{version}/config", _guarded(model_config)),
+        Route("/v2/models/{name}/stats", _guarded(model_stats)),
+        Route("/v2/models/{name}/versions/{version}/stats", _guarded(model_stats)),
+        Route("/v2/repository/index", _guarded(repository_index), methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", _guarded(repository_change), methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", _guarded(repository_change), methods=["POST"]),
         Route("/feedback/{name}", _guarded(feedback), methods=["POST"]),
         Route("/models", _guarded(models)), Route("/metrics", _guarded(metrics)),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _no_route, 405: _no_route})
     app.state.server = server
     return Predictions(server, app)
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """Unknown routes and wrong methods answer in the error format of the path's protocol."""
+    from starlette.exceptions import HTTPException
+
+    status = exc.status_code if isinstance(exc, HTTPException) else 404
+    refusal = NotFound(f"no route {request.method} {request.url.path[:128]}") if status == 404 else \
+        MethodNotAllowed(f"{request.method} is not allowed on {request.url.path[:128]}")
+    response = _error(refusal, _wire_of(request.url.path))
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+class MethodNotAllowed(ValueloopError):
+    http_status = 405
+
+
+@functools.cache
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("valueloop")
+
+
 _PREDICT = re.compile(r"^/(?:predict/(?P<plain>[^/]+)|invocations/(?P<mlflow>[^/]+)|models/(?P<mlflow2>[^/]+)/"
-                      r"invocations|v2/models/(?P<oip>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer)$")
-_PROTOCOLS: dict[str, tuple[Parse, Render]] = {
-    "plain": (_plain, _plain_answer), "mlflow": (_mlflow, _mlflow_answer),
-    "mlflow2": (_mlflow, _mlflow_answer), "oip": (_oip, protocols.oip_response),
-}
+                      r"invocations|v2/models/(?P<oip>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer|"
+                      r"(?P<default>invocations))$")
 
 
 async def _answer(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    typed = [] if any(name == b"content-type" for name, _ in extra) else [(b"content-type", protocols.JSON)]
     await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
+        *typed, (b"content-length", str(len(body)).encode()), *extra]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -393,8 +503,11 @@ class Predictions:
 
     def __init__(self, server: Server, app: Starlette) -> None:
         self.server, self.app = server, app
+        mlflow = MLflow(compat=server.options.mlflow_compat)
+        self.wires: dict[str, Wire] = {"plain": _PLAIN, "mlflow": mlflow, "mlflow2": mlflow, "default": mlflow,
+                                       "oip": _OIP}
 
-    async def _caller(self, scope: Scope, headers: dict[str, str]) -> Caller | Answer:
+    async def _caller(self, scope: Scope, headers: dict[str, str], wire: Wire) -> Caller | Answer:
         """The authenticated caller, or the answer that refuses the request (and closes the
         connection: the unread rest of a body is not worth draining)."""
         client = scope["client"][0] if scope.get("client") else "unknown"
@@ -402,23 +515,26 @@ class Predictions:
             return await self.server.access.caller(headers.get("authorization", ""), self.server.pool.deployments,
                                                    client)
         except ValueloopError as exc:
+            refusal = exc
             extra = [(b"www-authenticate", b"Bearer"), (b"connection", b"close")]
             if isinstance(exc, TooManyRequests):
                 extra.append((b"retry-after", str(exc.retry_after).encode()))
-            return exc.http_status, _error_body(exc), extra
         except Exception:  # noqa: BLE001 - e.g. the database is down: the trace goes to the log
-            return 500, _error_body(InternalError.logged("checking a token", headers)), []
+            refusal, extra = InternalError.logged("checking a token", headers), []
+        status, body, content_type = wire.error(refusal)
+        return status, body, [(b"content-type", content_type), *extra]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        match = _PREDICT.match(scope["path"]) if scope["method"] == "POST" else None
-        kind = next(k for k in _PROTOCOLS if match.group(k) is not None) if match else ""
-        caller = await self._caller(scope, headers)
+        match = _PREDICT.match(scope["path"])
+        kind = next(k for k in self.wires if match.group(k) is not None) if match else ""
+        wire = self.wires[kind] if match else _wire_of(scope["path"])
+        caller = await self._caller(scope, headers, wire)
         if not isinstance(caller, Caller):
-            if match is not None:
+            if match is not None and kind != "default":
                 label = usecase_label(match.group(kind), self.server.pool.deployments)
                 _child(REQUESTS, label, "none", str(caller[0])).inc()
             await _answer(send, *caller)
@@ -427,9 +543,18 @@ class Predictions:
             scope[CALLER] = caller
             await self.app(scope, receive, send)
             return
-        parse, render = _PROTOCOLS[kind]
-        await _answer(send, *await self.server.infer(caller, match.group(kind), match.group("version"), headers,
-                                                     receive, parse, render))
+        if scope["method"] != "POST":
+            status, body, content_type = wire.error(MethodNotAllowed(f"{scope['method']} is not allowed on "
+                                                                     f"{scope['path'][:128]}; use POST"))
+            await _answer(send, status, body, [(b"content-type", content_type), (b"allow", b"POST")])
+            return
+        try:
+            usecase = self.server.default_model() if kind == "default" else match.group(kind)
+        except ValueloopError as exc:
+            status, body, content_type = wire.error(exc)
+            await _answer(send, status, body, [(b"content-type", content_type)])
+            return
+        await _answer(send, *await self.server.infer(caller, usecase, match.group("version"), headers, receive, wire))
 
 
 def app_from_env() -> Predictions:

@@ -27,7 +27,7 @@ REQUESTS = Counter(
 )
 LATENCY = Histogram(
     "valueloop_request_duration_seconds", "Time from receiving a prediction request to answering it.",
-    ["usecase"], buckets=_LATENCY_BUCKETS,
+    ["usecase", "model_version"], buckets=_LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
     "valueloop_batch_size", "Rows predicted in one model call by the micro-batcher.",
@@ -89,6 +89,25 @@ def exposition(visible: Callable[[str], bool] | None = None) -> bytes:
         return found is None or found[1] == UNKNOWN.encode() or visible(found[1].decode())
 
     return b"\n".join(line for line in text.split(b"\n") if shown(line))
+
+
+def statistics(usecase: str) -> dict[str, dict[str, float]]:
+    """Per model version of the use case, over every worker: requests answered (``success``),
+    refused (``fail``), and the seconds spent answering the successful ones."""
+    found: dict[str, dict[str, float]] = {}
+    for family in _registry().collect():  # type: ignore[attr-defined]
+        for sample in family.samples:
+            if sample.labels.get("usecase") != usecase:
+                continue
+            if sample.name == "valueloop_requests_total":
+                key = "success" if sample.labels["status"] == "200" else "fail"
+            elif sample.name == "valueloop_request_duration_seconds_sum":
+                key = "seconds"
+            else:
+                continue
+            counts = found.setdefault(sample.labels["model_version"], {"success": 0.0, "fail": 0.0, "seconds": 0.0})
+            counts[key] += sample.value
+    return found
 
 
 def serve_on_loopback(port: int) -> None:

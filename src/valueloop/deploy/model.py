@@ -34,12 +34,15 @@ class ServedModel:
     validator: Validator
     predict_fn: str = "predict"
     load_seconds: float = 0.0
+    #: output name -> Open Inference Protocol datatype
+    outputs: dict[str, str] = field(default_factory=dict, init=False)
     _matrix: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._matrix = self.validator.numeric and not hasattr(self.estimator, "feature_names_in_") \
             and hasattr(self.estimator, "predict")
         self._classes = getattr(self.estimator, "classes_", None) if hasattr(self.estimator, "predict_proba") else None
+        self.outputs = _outputs(self._classes)
 
     def _input(self, columns: dict[str, list[Any]]) -> Any:
         if self._matrix:
@@ -77,6 +80,15 @@ class ServedModel:
         for c in self.validator.columns:
             row[c.name] = [sorted(c.categories)[0] if c.categories else fill.get(c.type, "")]
         return row
+
+
+def _outputs(classes: Any) -> dict[str, str]:
+    """The outputs a prediction carries, with their Open Inference Protocol datatypes: a value
+    (regression, or a flavor that does not say) or a class and its probability."""
+    if classes is None:
+        return {"predict": "FP64"}
+    kind = {"b": "BOOL", "i": "INT64", "u": "INT64", "f": "FP64"}.get(classes.dtype.kind, "BYTES")
+    return {"predict": kind, "probability": "FP64"}
 
 
 def from_pyfunc(usecase: str, version: str, pyfunc: Any, load_seconds: float = 0.0) -> ServedModel:

@@ -1,9 +1,12 @@
-"""The wire formats: parse a request body into validated columns, render a batch's answer.
+"""The wire formats: parse a request body into validated columns, render a batch's answer and
+render a refusal, each the way its own clients expect (:class:`Wire`).
 
 - Open Inference Protocol v2: one tensor per field (shape ``[N]`` or ``[N, 1]``), or one tensor
   of shape ``[N, F]`` whose columns are the signature's fields in order.
 - MLflow scoring: ``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs`` (JSON),
-  or CSV with a header row; answers ``{"predictions": ...}`` exactly as the model's pyfunc would.
+  or CSV with a header row; answers ``{"predictions": ...}`` as the model's pyfunc would. In
+  MLflow-compatible mode the bodies are byte for byte those of ``mlflow models serve``, errors
+  ``{"error_code": ..., "message": ...}`` included.
 - Plain: ``POST /predict/{usecase}`` with one JSON object or a list of them.
 """
 
@@ -11,13 +14,17 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 
-from valueloop.deploy.model import Prediction
+from valueloop.deploy import oip_binary
+from valueloop.deploy.model import Prediction, ServedModel
 from valueloop.deploy.schema import Validator
-from valueloop.errors import InvalidInput, ValueloopError
+from valueloop.errors import InvalidInput, UnsupportedMediaType, ValueloopError
 
 Columns = dict[str, list[Any]]
 
@@ -33,6 +40,44 @@ _OIP_TAKES["float"], _OIP_TAKES["integer"] = _OIP_TAKES["double"], _OIP_TAKES["l
 _OIP_NATIVE = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
                "string": "BYTES", "datetime": "BYTES"}
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+MLFLOW_CONTENT_TYPES = ("application/json", "text/csv")
+#: MLflow's error code for each status (mlflow.exceptions.ERROR_CODE_TO_HTTP_STATUS, inverted)
+_MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
+                 409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR",
+                 503: "TEMPORARILY_UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+Headers = list[tuple[bytes, bytes]]
+JSON = b"application/json"
+
+
+@dataclass
+class Request:
+    """A parsed prediction request: its validated columns, the client's id for it if any, and
+    (Open Inference Protocol) the request document, for the outputs it asks for."""
+
+    columns: Columns
+    request_id: str | None = None
+    doc: dict[str, Any] = field(default_factory=dict)
+
+
+class Wire(Protocol):
+    """One wire format: how its clients send a request and expect an answer or a refusal."""
+
+    def parse(self, model: ServedModel, body: bytes, headers: Mapping[str, str]) -> Request: ...
+
+    def answer(self, model: ServedModel, rid: str, p: Prediction, request: Request) -> tuple[bytes, Headers]: ...
+
+    def error(self, exc: ValueloopError) -> tuple[int, bytes, bytes]:
+        """The refusal's status, body and content type."""
+        ...
+
+
+def error_body(exc: ValueloopError) -> bytes:
+    """valueloop's own error body: the error's kind, its message and each problem."""
+    return to_json({"error": {"type": type(exc).__name__, "message": exc.message, "problems": exc.problems}})
+
+
+def _one_line(exc: ValueloopError) -> str:
+    return f"{exc.message}: {'; '.join(exc.problems)}" if exc.problems else exc.message
 
 
 def parse_json(body: bytes) -> Any:
@@ -63,6 +108,17 @@ def plain_response(request_id: str, version: str, p: Prediction) -> dict[str, An
     if p.probabilities is not None:
         answer["probabilities"] = p.probabilities
     return answer
+
+
+class Plain:
+    def parse(self, model: ServedModel, body: bytes, headers: Mapping[str, str]) -> Request:
+        return Request(plain_request(model.validator, parse_json(body)))
+
+    def answer(self, model: ServedModel, rid: str, p: Prediction, request: Request) -> tuple[bytes, Headers]:
+        return to_json(plain_response(rid, model.version, p)), []
+
+    def error(self, exc: ValueloopError) -> tuple[int, bytes, bytes]:
+        return exc.http_status, error_body(exc), JSON
 
 
 # ---- MLflow scoring ---------------------------------------------------------------------------
@@ -140,6 +196,35 @@ def mlflow_response(request_id: str, version: str, p: Prediction) -> dict[str, A
     return {"predictions": p.pyfunc, "model_version": version, "request_id": request_id}
 
 
+@dataclass(frozen=True)
+class MLflow:
+    """MLflow's scoring protocol; ``compat``: answers as ``mlflow models serve`` writes them
+    (Python's ``json.dumps``), the request id and model version in the headers only."""
+
+    compat: bool = False
+
+    def parse(self, model: ServedModel, body: bytes, headers: Mapping[str, str]) -> Request:
+        content_type = headers.get("content-type", "application/json")
+        if content_type.split(";")[0].strip().lower() not in MLFLOW_CONTENT_TYPES:
+            raise UnsupportedMediaType(f"content type {content_type[:64]!r} is not supported; send one of "
+                                       f"{', '.join(MLFLOW_CONTENT_TYPES)}")
+        return Request(mlflow_request(model.validator, body, content_type))
+
+    def answer(self, model: ServedModel, rid: str, p: Prediction, request: Request) -> tuple[bytes, Headers]:
+        if self.compat:
+            return json.dumps({"predictions": p.pyfunc}).encode(), []
+        return to_json(mlflow_response(rid, model.version, p)), []
+
+    def error(self, exc: ValueloopError) -> tuple[int, bytes, bytes]:
+        if not self.compat:
+            return exc.http_status, error_body(exc), JSON
+        if isinstance(exc, UnsupportedMediaType):
+            return 415, exc.message.encode(), b"text/plain; charset=utf-8"
+        status = 400 if exc.http_status in (413, 422) else exc.http_status
+        code = _MLFLOW_CODES.get(status, "INTERNAL_ERROR")
+        return status, json.dumps({"error_code": code, "message": _one_line(exc)}).encode(), JSON
+
+
 # ---- Open Inference Protocol v2 ---------------------------------------------------------------
 
 def _flat(data: Any) -> list[Any]:
@@ -196,28 +281,57 @@ def oip_request(validator: Validator, doc: Any) -> tuple[Columns, str | None]:
     return validator.columns_of(columns), request_id
 
 
-def _datatype(values: list[Any]) -> str:
-    first = values[0] if values else 0.0
-    if isinstance(first, bool):
-        return "BOOL"
-    if isinstance(first, int):
-        return "INT64"
-    if isinstance(first, float):
-        return "FP64"
-    return "BYTES"
+def oip_response(name: str, request_id: str, version: str, p: Prediction,
+                 outputs: Mapping[str, str]) -> dict[str, Any]:
+    """The answer with every output the model produces, each with its declared datatype."""
+    data = {"predict": p.labels, "probability": p.probabilities}
+    return {"model_name": name, "model_version": version, "id": request_id, "outputs": [
+        {"name": o, "datatype": datatype, "shape": [len(data[o])], "data": data[o]} for o, datatype in outputs.items()]}
 
 
-def oip_response(name: str, request_id: str, version: str, p: Prediction) -> dict[str, Any]:
-    outputs = [{"name": "predict", "datatype": _datatype(p.labels), "shape": [len(p.labels)], "data": p.labels}]
-    if p.probabilities is not None:
-        outputs.append({"name": "probability", "datatype": "FP64", "shape": [len(p.probabilities)],
-                        "data": p.probabilities})
-    return {"model_name": name, "model_version": version, "id": request_id, "outputs": outputs}
-
-
-def oip_metadata(name: str, versions: list[str], validator: Validator) -> dict[str, Any]:
+def oip_metadata(name: str, versions: list[str], model: ServedModel) -> dict[str, Any]:
+    """The model's metadata: the signature's inputs and exactly the outputs infer returns."""
     inputs = [{"name": c.name, "datatype": _OIP_NATIVE[c.type], "shape": [-1], "parameters": c.describe()}
-              for c in validator.columns]
+              for c in model.validator.columns]
     return {"name": name, "versions": versions, "platform": "mlflow-sklearn", "inputs": inputs,
-            "outputs": [{"name": "predict", "datatype": "BYTES", "shape": [-1]},
-                        {"name": "probability", "datatype": "FP64", "shape": [-1]}]}
+            "outputs": [{"name": o, "datatype": d, "shape": [-1]} for o, d in model.outputs.items()]}
+
+
+def _requested(doc: dict[str, Any], produced: Mapping[str, str]) -> list[str]:
+    """The outputs the request asks for (all when it names none); an unknown name is refused."""
+    asked = doc.get("outputs")
+    if asked is None:
+        return list(produced)
+    if not isinstance(asked, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in asked):
+        raise InvalidInput("outputs: expected a list of {\"name\": ...} objects")
+    unknown = [o["name"][:64] for o in asked if o["name"] not in produced]
+    if unknown:
+        raise InvalidInput(f"outputs: {', '.join(unknown)} is not an output of this model; it has "
+                           f"{', '.join(produced)}")
+    return [o["name"] for o in asked]
+
+
+class OpenInference:
+    """The Open Inference Protocol v2 over REST, with the binary tensor data extension; a refusal
+    is ``{"error": "<message>"}`` (the problems also listed under ``problems``), 400 for a
+    request the server cannot take."""
+
+    def parse(self, model: ServedModel, body: bytes, headers: Mapping[str, str]) -> Request:
+        header = headers.get(oip_binary.HEADER)
+        doc = oip_binary.decode_request(body, header) if header is not None else parse_json(body)
+        columns, request_id = oip_request(model.validator, doc)
+        _requested(doc, model.outputs)
+        return Request(columns, request_id, doc)
+
+    def answer(self, model: ServedModel, rid: str, p: Prediction, request: Request) -> tuple[bytes, Headers]:
+        wanted = _requested(request.doc, model.outputs)  # the model that answered: maybe not the parser's
+        answer = oip_response(model.usecase, rid, model.version, p, {o: model.outputs[o] for o in wanted})
+        body, header_length = oip_binary.encode_response(answer, oip_binary.binary_outputs(request.doc, wanted))
+        if header_length is None:
+            return body, []
+        return body, [(b"content-type", b"application/octet-stream"),
+                      (oip_binary.HEADER.encode(), str(header_length).encode())]
+
+    def error(self, exc: ValueloopError) -> tuple[int, bytes, bytes]:
+        status = 400 if exc.http_status == 422 else exc.http_status
+        return status, to_json({"error": _one_line(exc), "problems": exc.problems}), JSON
