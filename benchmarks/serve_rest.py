@@ -5,7 +5,8 @@ batching, and by a bare FastAPI app calling ``model.predict`` (the ceiling). One
 each server pinned to core 0 (``taskset -c 0``), wrk pinned to core 1, single-row requests over
 loopback at concurrency 1, 16 and 64, ~10 s each. Prints req/s, p50 and p99 per run and the
 ratios of issue 5's goals: valueloop ≥ 0.8× the bare app at c=1, ≥ 3× MLServer-with-batching
-at c=16 and 64 with a lower p99.
+at c=16 and 64 with a lower p99. valueloop is also loaded as an Open Inference Protocol client
+loads it, with a JSON tensor and with tritonclient's default binary tensors (issue 13).
 
 MLServer is not one of valueloop's dependencies: on first run the script creates a separate
 virtual environment for it, ``benchmarks/.venv-peers`` (``python -m venv`` then ``pip install
@@ -58,11 +59,14 @@ async def predict(request: Request):
     return JSONResponse({"predictions": model.predict(x).tolist()})
 '''
 
-LUA = '''
+LUA = b'''
 wrk.method = "POST"
-wrk.body = [==[{body}]==]
-wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[%s]==]
+%s
 '''
+JSON = {"Content-Type": "application/json"}
+#: a load: the URL, the body and its headers
+Load = tuple[str, bytes, dict[str, str]]
 
 
 def free_port() -> int:
@@ -157,9 +161,10 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 180) ->
     raise RuntimeError(f"{url} not ready in {seconds:.0f} s")
 
 
-def wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, float]:
+def wrk(load: Load, concurrency: int, seconds: int) -> dict[str, float]:
+    url, body, headers = load
     script = OUT / "post.lua"
-    script.write_text(LUA.format(body=body))
+    script.write_bytes(LUA % (body, "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()).encode()))
     done = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency",
                            "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True, check=True)
     text = done.stdout
@@ -177,19 +182,22 @@ def wrk(url: str, body: str, concurrency: int, seconds: int) -> dict[str, float]
             "errors": float(errors.group(1)) if errors else 0.0, "socket_errors": socket_errors is not None}
 
 
-def run_server(name: str, cmd: list[str], ready_url: str, url: str, body: str, seconds: int,
-               env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[int, dict[str, float]]:
+def run_server(name: str, cmd: list[str], ready_url: str, loads: dict[str, Load], seconds: int,
+               env: dict[str, str] | None = None, cwd: Path | None = None) -> dict[str, dict[int, dict[str, float]]]:
+    """Each load at each concurrency against one server: results by load name."""
     log = open(OUT / f"{name}.log", "wb")
     proc = subprocess.Popen(["taskset", "-c", "0", *cmd], stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
     try:
         wait_ready(ready_url, proc)
-        wrk(url, body, 4, 2)  # warm up
-        results = {}
-        for c in CONCURRENCY:
-            results[c] = r = wrk(url, body, c, seconds)
-            print(f"{name:<22} c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>7.2f} ms   p99 {r['p99']:>7.2f} ms"
-                  + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
+        results: dict[str, dict[int, dict[str, float]]] = {}
+        for label, load in loads.items():
+            wrk(load, 4, 2)  # warm up
+            results[label] = {}
+            for c in CONCURRENCY:
+                results[label][c] = r = wrk(load, c, seconds)
+                print(f"{label:<24} c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>7.2f} ms   "
+                      f"p99 {r['p99']:>7.2f} ms" + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
         return results
     finally:
         if proc.poll() is None:
@@ -216,11 +224,12 @@ def main() -> None:
     model_dir = register_in_valueloop(OUT / "home", model, x)
 
     bodies = {
-        "record": json.dumps(row),
-        "mlflow": json.dumps({"dataframe_split": {"columns": FEATURES, "data": [x[0].tolist()]}}),
+        "record": json.dumps(row).encode(),
+        "mlflow": json.dumps({"dataframe_split": {"columns": FEATURES, "data": [x[0].tolist()]}}).encode(),
         "oip": json.dumps({"inputs": [{"name": "predict", "shape": [1, 20], "datatype": "FP64",
-                                       "data": x[0].tolist()}]}),
+                                       "data": x[0].tolist()}]}).encode(),
     }
+    binary, header_length = _binary_request(x[0].tolist())
     for batching, size in (("off", 1), ("on", 64)):
         folder = OUT / "mlserver" / f"batching-{batching}"
         (folder / "gbm").mkdir(parents=True)
@@ -234,21 +243,26 @@ def main() -> None:
     results: dict[str, dict[int, dict[str, float]]] = {}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    results["valueloop"] = run_server(
-        "valueloop", [str(BIN / "valueloop"), "serve", "--port", str(port), "--no-auth"],
-        f"{base}/v2/health/ready", f"{base}/predict/churn", bodies["record"], args.seconds,
-        env={"VALUELOOP_HOME": str(OUT / "home")})
+    results |= run_server(
+        "valueloop", [str(BIN / "valueloop"), "serve", "--port", str(port), "--no-auth"], f"{base}/v2/health/ready",
+        {"valueloop": (f"{base}/predict/churn", bodies["record"], JSON),
+         "valueloop OIP JSON": (f"{base}/v2/models/churn/infer", bodies["oip"], JSON),
+         "valueloop OIP binary": (f"{base}/v2/models/churn/infer", binary,
+                                  {"Content-Type": "application/octet-stream",
+                                   "Inference-Header-Content-Length": str(header_length)})},
+        args.seconds, env={"VALUELOOP_HOME": str(OUT / "home")})
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    results["bare FastAPI"] = run_server(
+    results |= run_server(
         "bare FastAPI", [str(BIN / "uvicorn"), "bare:app", "--port", str(port), "--log-level", "warning"],
-        f"{base}/docs", f"{base}/predict", bodies["record"], args.seconds, cwd=_write_bare())
+        f"{base}/docs", {"bare FastAPI": (f"{base}/predict", bodies["record"], JSON)}, args.seconds,
+        cwd=_write_bare())
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    results["mlflow models serve"] = run_server(
+    results |= run_server(
         "mlflow models serve", [str(BIN / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",
                                 "local", "-p", str(port), "-h", "127.0.0.1"],
-        f"{base}/ping", f"{base}/invocations", bodies["mlflow"], args.seconds,
+        f"{base}/ping", {"mlflow models serve": (f"{base}/invocations", bodies["mlflow"], JSON)}, args.seconds,
         env={"MLFLOW_DISABLE_TELEMETRY": "true", "PATH": f"{BIN}:{os.environ['PATH']}"})
     for batching in ("off", "on"):
         port, metrics = free_port(), free_port()
@@ -256,9 +270,9 @@ def main() -> None:
         folder = OUT / "mlserver" / f"batching-{batching}"
         (folder / "settings.json").write_text(json.dumps({"http_port": port, "grpc_port": free_port(),
                                                            "metrics_port": metrics, "parallel_workers": 0}))
-        results[f"MLServer batching {batching}"] = run_server(
-            f"MLServer batching {batching}", [str(mlserver), "start", str(folder)],
-            f"{base}/v2/health/ready", f"{base}/v2/models/gbm/infer", bodies["oip"], args.seconds)
+        name = f"MLServer batching {batching}"
+        results |= run_server(name, [str(mlserver), "start", str(folder)], f"{base}/v2/health/ready",
+                              {name: (f"{base}/v2/models/gbm/infer", bodies["oip"], JSON)}, args.seconds)
 
     vl, bare, batched = results["valueloop"], results["bare FastAPI"], results["MLServer batching on"]
     print()
@@ -271,6 +285,24 @@ def main() -> None:
               f"(goal >= 3x); p99 {vl[c]['p99']:.1f} ms vs {batched[c]['p99']:.1f} ms (goal: lower)")
     for c in CONCURRENCY:
         print(f"valueloop / mlflow models serve at c={c}: {vl[c]['rps'] / results['mlflow models serve'][c]['rps']:.2f}x")
+    for c in CONCURRENCY:
+        print(f"valueloop OIP binary / OIP JSON at c={c}: "
+              f"{results['valueloop OIP binary'][c]['rps'] / results['valueloop OIP JSON'][c]['rps']:.2f}x req/s")
+
+
+def _binary_request(values: list[float]) -> tuple[bytes, int]:
+    """One row as tritonclient sends it by default: a binary FP64 tensor, binary outputs."""
+    import numpy as np
+    import tritonclient.http as triton
+    from tritonclient.http._utils import _get_inference_request
+
+    tensor = triton.InferInput("predict", [1, 20], "FP64")
+    tensor.set_data_from_numpy(np.array([values], dtype=np.float64), binary_data=True)
+    body, header_length = _get_inference_request(inputs=[tensor], request_id="", outputs=None, sequence_id=0,
+                                                 sequence_start=False, sequence_end=False, priority=0,
+                                                 timeout=None, custom_parameters=None)
+    assert b"]==]" not in body, "the body would end wrk's Lua string early"
+    return body, header_length
 
 
 def _write_bare() -> Path:
