@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from rich.console import Console
 
+    from valueloop.config import Settings
+
     _Options = TypeVar("_Options", bound=BaseModel)
 
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -101,3 +103,13 @@ def parse_pairs(items: Sequence[str], field: str) -> dict[str, str]:
             raise InvalidInput(f"{field}: expected KEY=VALUE, got {item!r}")
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def reconcile_aliases(settings: Settings) -> None:
+    """At a server's start: MLflow's aliases made those of valueloop's database, each change said."""
+    from valueloop.learn.aliases import reconcile_or_warn
+
+    for change in reconcile_or_warn(settings):
+        now = "none" if change.version is None else f"v{change.version}"
+        console().print(f"MLflow alias {change.alias} of {change.usecase}: {now} (was "
+                        f"{'none' if change.was is None else f'v{change.was}'}), as valueloop's database holds it")

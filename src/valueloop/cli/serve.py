@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from valueloop.cli._common import JsonOption, actor, console, show
+from valueloop.cli._common import JsonOption, actor, console, reconcile_aliases, show
 from valueloop.cli.remote import Route, answer, segment, served
 
 
@@ -33,8 +33,10 @@ def serve(
     Protocol v2, MLflow scoring and plain JSON; metrics at /metrics (with a token)."""
     import uvicorn
 
+    from valueloop.config import load_settings
     from valueloop.deploy.app import OPTIONS_ENV
 
+    reconcile_aliases(load_settings())
     options = {"auth": not no_auth, "max_body_bytes": max_body_bytes, "poll_seconds": poll_seconds,
                "default_model": default_model, "mlflow_compat": mlflow_compat}
     os.environ[OPTIONS_ENV] = json.dumps(options)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from valueloop.cli._common import reconcile_aliases
+
 
 def server(
     host: str = typer.Option("127.0.0.1", "--host"),
@@ -23,6 +25,7 @@ def server(
     from valueloop.server.app import create_app
 
     settings = load_settings()
+    reconcile_aliases(settings)
     # the audit's head is exported whatever runs the schedules: it is how a truncation shows
     running = [start_head_export(settings)]
     running += [start_monitoring(settings), start_scheduler(settings)] if scheduler else []

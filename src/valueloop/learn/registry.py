@@ -1,6 +1,7 @@
-"""The registry: MLflow's Model Registry holds the versions and aliases; valueloop's table holds
-their lineage (run, dataset version, DPIA version), the artifact digest, the test report and the
-owner's acceptance. Aliases change only through :func:`promote`, after its gates."""
+"""The registry: MLflow's Model Registry holds the versions; valueloop's table holds their lineage
+(run, dataset version, DPIA version), the artifact digest, the test report, the owner's acceptance
+and the aliases. Aliases change only through :func:`promote`, after its gates, in the database's
+transaction; MLflow's follow once it commits (``learn.aliases``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 from valueloop.config import Settings
 from valueloop.errors import Conflict, GateClosed, InvalidInput, NotFound, PermissionDenied
 from valueloop.learn import tracking
+from valueloop.learn.aliases import ALIASES, reconcile_after_commit
 from valueloop.learn.model_tests import TestResult
 from valueloop.learn.tables import ModelVersion, TrainingRun
 from valueloop.learn.views import KpiCheck, ModelVersionView
@@ -28,7 +30,6 @@ from valueloop.store.models import UseCase, utcnow
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
-ALIASES = ("champion", "challenger")
 #: MLflow writes this bookkeeping file into a model directory when it resolves ``models:/`` URIs.
 _NOT_MODEL = {"registered_model_meta"}
 
@@ -204,15 +205,12 @@ def promote(session: Session, settings: Settings, actor: str | None, usecase: st
                        "version to champion before making this one a challenger")
     holders = session.scalars(select(ModelVersion).where(ModelVersion.usecase == found.name)).all()
     before = {"holder": next((h.version for h in holders if alias in h.aliases), None)}
-    mlflow_client = tracking.client(settings)
-    mlflow_client.set_registered_model_alias(row.registered_name, alias, str(row.version))
     other = next(a for a in ALIASES if a != alias)
-    if other in row.aliases:
-        mlflow_client.delete_registered_model_alias(row.registered_name, other)
     for holder in holders:
         holder.aliases = [a for a in holder.aliases if a != alias and (holder is not row or a != other)]
     row.aliases = [*row.aliases, alias]
     session.flush()
     audit.record(session, acting.name, "model.promote", "model_version", f"{found.name}/v{row.version}",
                  usecase=found.name, before=before, after={"alias": alias, "holder": row.version})
+    reconcile_after_commit(session, settings, found.name)
     return view(session, row)
