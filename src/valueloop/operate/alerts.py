@@ -61,8 +61,8 @@ def _view(alert: Alert) -> AlertView:
     return AlertView.model_validate(alert, from_attributes=True)
 
 
-def evaluate(session: Session, usecase: str, operate: Operate, values: dict[str, float],
-             actor: str) -> list[int]:
+def evaluate(session: Session, actor: str, usecase: str, operate: Operate,
+             values: dict[str, float]) -> list[int]:
     """Fire every rule whose value crosses its threshold; a repeat within the rule's dedup window
     counts on the open alert instead of raising a new one. Returns the ids of new alerts."""
     new = []

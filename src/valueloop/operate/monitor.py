@@ -71,7 +71,7 @@ def _trigger(operate: Operate, spec: UseCaseSpec, window: WindowReport | None) -
     return None
 
 
-def compute(settings: Settings, session: Session, name: str, since: datetime | None = None,
+def compute(session: Session, settings: Settings, name: str, since: datetime | None = None,
             until: datetime | None = None) -> MonitorReport:
     """Assess every window of the log between ``since`` and ``until``; stores nothing."""
     from valueloop.deploy.predlog import PredictionLog
@@ -144,10 +144,10 @@ def run_monitor(settings: Settings, actor: str | None, name: str, since: datetim
         usecase = get_usecase(s, name)
         acting = get_user(s, actor)
         require(s, acting, Action.operate, usecase)
-        report = compute(settings, s, name, since, until)
+        report = compute(s, settings, name, since, until)
         _store(s, report)
         operate = operate_of(spec_of(usecase))
-        raised = alerting.evaluate(s, name, operate, values_of(report), acting.name)
+        raised = alerting.evaluate(s, acting.name, name, operate, values_of(report))
         newest: dict[str, Any] = {}
         if report.windows:
             w = report.windows[-1]
@@ -165,4 +165,4 @@ def view_monitor(settings: Settings, actor: str | None, name: str, since: dateti
     """The same figures, read-only, for any member (the API and the report)."""
     with open_session(settings) as s:
         require(s, get_user(s, actor), Action.view, get_usecase(s, name))
-        return compute(settings, s, name, since, until)
+        return compute(s, settings, name, since, until)
