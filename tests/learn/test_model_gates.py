@@ -14,9 +14,11 @@ import pandas as pd
 import pytest
 
 from valueloop.learn import evaluation, model_tests
+from valueloop.learn.dataset import Target
 from valueloop.outcomes.spec import ModelObjective
 
 FEATURES = ["signal", "noise", "segment"]
+BINARY = Target("binary", (0, 1), 1)
 
 
 def _frame(seed: int, flip: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -52,18 +54,17 @@ def _verdicts(model: Any, tests: dict[str, Any], *, threshold: float = 0.0, flip
     frame, y = _frame(seed=2, flip=flip)
     objective = ModelObjective(task="classification", target="label", primary_metric="roc_auc",
                                threshold=threshold, segments=["segment"], tests=tests)
-    score = evaluation.scores(model, frame[FEATURES], "classification")
-    evaluated = {"metrics": evaluation.metrics(y, score, "classification"),
-                 "segments": evaluation.segments(frame, ["segment"], y, score, "classification")}
-    results = model_tests.run(model, objective, frame, FEATURES, evaluated, baseline, seed=42,
+    score = evaluation.scores(model, frame[FEATURES], BINARY)
+    evaluated = {"metrics": evaluation.metrics(y, score, BINARY),
+                 "segments": evaluation.segments(frame, ["segment"], y, score, BINARY)}
+    results = model_tests.run(model, objective, BINARY, frame, FEATURES, evaluated, baseline, seed=42,
                               clock=_clock(seconds))
     return {r.name: r.passed for r in results}
 
 
 def _auc(model: Any) -> float:
     frame, y = _frame(seed=2)
-    return evaluation.metrics(y, evaluation.scores(model, frame[FEATURES], "classification"),
-                              "classification")["roc_auc"]
+    return evaluation.metrics(y, evaluation.scores(model, frame[FEATURES], BINARY), BINARY)["roc_auc"]
 
 
 def test_a_sound_model_passes_every_gate() -> None:

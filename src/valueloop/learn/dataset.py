@@ -18,6 +18,42 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+#: more classes than this is a number to predict, not a class (or a column of identifiers)
+MAX_CLASSES = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a model predicts: a number (regression), or one of ``classes`` (multiclass: the most
+    probable; binary: ``positive`` when its probability reaches ``threshold``)."""
+
+    task: str  # regression | binary | multiclass
+    classes: tuple[Any, ...] = ()
+    positive: Any = None
+    threshold: float = 0.5
+
+    @property
+    def classifier(self) -> bool:
+        return self.task != "regression"
+
+    @property
+    def family(self) -> str:
+        """The use case file's task: classification or regression."""
+        return "classification" if self.classifier else "regression"
+
+    def record(self) -> dict[str, Any]:
+        """What the training run stores of its target, for serving and monitoring to read."""
+        return {"task": self.task, "classes": list(self.classes), "positive": self.positive,
+                "threshold": self.threshold}
+
+    @classmethod
+    def of(cls, record: dict[str, Any] | None, task: str) -> Target:
+        """The stored record (None for a run trained before targets were recorded: binary 0/1)."""
+        if record is None:
+            return cls("regression") if task == "regression" else cls("binary", (0, 1), 1)
+        return cls(record["task"], tuple(record["classes"]), record["positive"], record["threshold"])
+
+
 @dataclass(frozen=True)
 class Prepared:
     """The dataset as the models see it; ``frame`` keeps every column for segments and tests."""
@@ -27,7 +63,7 @@ class Prepared:
     features: list[str]
     numeric: list[str]
     categorical: list[str]
-    classes: list[Any]
+    target: Target
 
     @property
     def X(self) -> pd.DataFrame:  # noqa: N802 - the scikit-learn name
@@ -90,9 +126,7 @@ def prepare(table: pa.Table, objective: ModelObjective, treatments: dict[str, Co
     if not labelled.all():
         frame = frame[labelled].reset_index(drop=True)
     y = frame[objective.target]
-    classes = _check_target(y, objective, version)
-    if classes:  # the second of the two sorted labels is the positive class
-        y = (y == classes[1]).astype("int64")
+    target = _check_target(y, objective, version)
 
     dropped = identifiers(columns, objective, treatments) | set(objective.features.exclude)
     dropped |= {objective.target, objective.split.time_column}
@@ -103,35 +137,53 @@ def prepare(table: pa.Table, objective: ModelObjective, treatments: dict[str, Co
         raise InvalidInput(f"model.features: no feature column is left in {_where(version)} after "
                            f"removing the target, identifiers and exclusions ({', '.join(sorted(dropped - {None}))})")
     numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
+    if tests.directional and target.task == "multiclass":
+        raise InvalidInput(f"model.tests.directional: target '{objective.target}' has {len(target.classes)} "
+                           "classes; a directional test needs one number to move (regression or binary)")
     for check in tests.directional:
         if check.column in features and check.column not in numeric:
             raise InvalidInput(f"model.tests.directional: column '{check.column}' is not numeric; "
                                "a directional test adds a number to it")
     return Prepared(frame=frame, y=y, features=features, numeric=numeric,
-                    categorical=[c for c in features if c not in numeric], classes=classes)
+                    categorical=[c for c in features if c not in numeric], target=target)
 
 
-def _check_target(y: pd.Series, objective: ModelObjective, version: int) -> list[Any]:
+def _check_target(y: pd.Series, objective: ModelObjective, version: int) -> Target:
     import pandas as pd
 
     if y.empty:
         raise InvalidInput(f"model.target: '{objective.target}' has no labelled row in {_where(version)}")
     distinct = y.nunique()
     if objective.task == "classification":
-        if distinct != 2:
+        if not 2 <= distinct <= MAX_CLASSES:
             raise InvalidInput(
                 f"model.task: classification does not match target '{objective.target}': it has "
-                f"{distinct} distinct value(s) in {_where(version)}; classification needs exactly 2 "
-                "(regression predicts a number)"
+                f"{distinct} distinct value(s) in {_where(version)}; classification needs 2 to "
+                f"{MAX_CLASSES} (regression predicts a number)"
             )
-        return sorted(y.unique().tolist())
+        classes = tuple(sorted(y.unique().tolist()))
+        if distinct > 2:
+            if objective.positive_class is not None or objective.decision_threshold is not None:
+                raise InvalidInput(f"model.positive_class, model.decision_threshold: target '{objective.target}' "
+                                   f"has {distinct} classes in {_where(version)}; they need exactly 2")
+            return Target("multiclass", classes)
+        positive = classes[1]
+        if objective.positive_class is not None:
+            named = [c for c in classes if str(c) == str(objective.positive_class)]
+            if not named:
+                raise InvalidInput(f"model.positive_class: {objective.positive_class!r} is not a class of "
+                                   f"target '{objective.target}' in {_where(version)}; its classes: "
+                                   f"{', '.join(map(repr, classes))}")
+            positive = named[0]
+        fixed = objective.decision_threshold
+        return Target("binary", classes, positive, fixed if isinstance(fixed, float) else 0.5)
     if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
         raise InvalidInput(f"model.task: regression does not match target '{objective.target}': "
                            f"its type is {y.dtype}, regression needs numbers")
     if distinct <= 2:
         raise InvalidInput(f"model.task: regression does not match target '{objective.target}': it "
                            f"has only {distinct} distinct value(s); use task classification")
-    return []
+    return Target("regression")
 
 
 def split(prepared: Prepared, spec: Split, task: str) -> Cut:

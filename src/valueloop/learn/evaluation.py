@@ -3,6 +3,7 @@ the plots people compare (drawn on a subsample: a picture needs no million point
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from valueloop.outcomes.spec import LOWER_IS_BETTER
@@ -12,18 +13,36 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from valueloop.learn.dataset import Target
+
 PLOT_ROWS = 20_000
 IMPORTANCE_ROWS = 2_000
-THRESHOLD = 0.5  # the decision threshold behind accuracy, precision, recall, f1
+#: candidate decision thresholds tried on the validation rows: quantiles of their scores
+THRESHOLD_STEPS = 200
 
 
-def scores(model: Any, X: pd.DataFrame, task: str) -> np.ndarray:
-    """What the model says per row: the positive class's probability, or the predicted number."""
+def scores(model: Any, X: pd.DataFrame, target: Target) -> np.ndarray:
+    """What the model says per row: the positive class's probability (binary), every class's
+    probability in ``target.classes`` order (multiclass), or the predicted number."""
     import numpy as np
 
-    if task == "classification":
-        return np.asarray(model.predict_proba(X))[:, 1]
-    return np.asarray(model.predict(X), dtype=float)
+    if not target.classifier:
+        return np.asarray(model.predict(X), dtype=float)
+    proba = np.asarray(model.predict_proba(X), dtype=float)
+    order = [list(model.classes_).index(c) for c in target.classes]
+    proba = proba[:, order]
+    return proba[:, target.classes.index(target.positive)] if target.task == "binary" else proba
+
+
+def decide(score: np.ndarray, target: Target) -> np.ndarray:
+    """The predicted class of each row from its scores."""
+    import numpy as np
+
+    classes = np.asarray(target.classes, dtype=object)
+    if target.task == "binary":
+        negative = next(c for c in target.classes if c != target.positive)
+        return np.where(score >= target.threshold, target.positive, negative).astype(object)
+    return classes[np.argmax(score, axis=1)]
 
 
 def better(metric: str, value: float, than: float) -> bool:
@@ -34,35 +53,81 @@ def at_least_as_good(metric: str, value: float, than: float) -> bool:
     return value <= than if metric in LOWER_IS_BETTER else value >= than
 
 
-def metrics(y: np.ndarray, score: np.ndarray, task: str) -> dict[str, float]:
-    """Every metric of the task; one that is undefined here (one class only) is NaN."""
+def label_metrics(y: np.ndarray, label: np.ndarray, target: Target) -> dict[str, float]:
+    """The metrics of predicted classes: of the positive class (binary), else macro-averaged."""
     from sklearn import metrics as m
 
-    if task == "regression":
+    binary = target.task == "binary"
+    y, label = _same_type(y), _same_type(label)
+    how: dict[str, Any] = {"pos_label": target.positive, "average": "binary"} if binary else \
+        {"labels": list(target.classes), "average": "macro"}
+    return {
+        "accuracy": float(m.accuracy_score(y, label)),
+        "precision": float(m.precision_score(y, label, zero_division=0, **how)),
+        "recall": float(m.recall_score(y, label, zero_division=0, **how)),
+        "f1": float(m.f1_score(y, label, zero_division=0, **how)),
+    }
+
+
+def _same_type(values: np.ndarray) -> np.ndarray:
+    """Classes as one plain array (numbers, text or booleans): scikit-learn cannot type an array of
+    Python objects that holds numbers."""
+    import numpy as np
+
+    return np.asarray(list(values))
+
+
+def metrics(y: np.ndarray, score: np.ndarray, target: Target) -> dict[str, float]:
+    """Every metric of the task; one that is undefined here (one class only) is NaN."""
+    import numpy as np
+    from sklearn import metrics as m
+
+    if not target.classifier:
         return {
             "rmse": float(m.root_mean_squared_error(y, score)),
             "mae": float(m.mean_absolute_error(y, score)),
             "r2": float(m.r2_score(y, score)),
             "mape": float(m.mean_absolute_percentage_error(y, score)),
         }
-    import numpy as np
-
-    label = score >= THRESHOLD
-    both = np.unique(y).size == 2
     nan = float("nan")
-    return {
-        "roc_auc": float(m.roc_auc_score(y, score)) if both else nan,
-        "pr_auc": float(m.average_precision_score(y, score)) if both else nan,
-        "log_loss": float(m.log_loss(y, score, labels=[0, 1])),
-        "accuracy": float(m.accuracy_score(y, label)),
-        "precision": float(m.precision_score(y, label, zero_division=0)),
-        "recall": float(m.recall_score(y, label, zero_division=0)),
-        "f1": float(m.f1_score(y, label, zero_division=0)),
-        "brier": float(m.brier_score_loss(y, score)),
+    labelled = label_metrics(y, decide(score, target), target)
+    if target.task == "binary":
+        truth = np.array([v == target.positive for v in y], int)
+        both = np.unique(truth).size == 2
+        return labelled | {
+            "roc_auc": float(m.roc_auc_score(truth, score)) if both else nan,
+            "pr_auc": float(m.average_precision_score(truth, score)) if both else nan,
+            "log_loss": float(m.log_loss(truth, score, labels=[0, 1])),
+            "brier": float(m.brier_score_loss(truth, score)),
+        }
+    onehot = np.array([[v == c for c in target.classes] for v in y], int)
+    every = bool(onehot.any(axis=0).all())
+    return labelled | {
+        "roc_auc": float(m.roc_auc_score(onehot, score, average="macro")) if every else nan,
+        "pr_auc": float(m.average_precision_score(onehot, score, average="macro")) if every else nan,
+        "log_loss": float(m.log_loss(onehot, score / score.sum(axis=1, keepdims=True))),
     }
 
 
-def segments(frame: pd.DataFrame, columns: list[str], y: np.ndarray, score: np.ndarray, task: str,
+def choose_threshold(y: np.ndarray, score: np.ndarray, target: Target, kpi: Any) -> tuple[float, float]:
+    """The binary decision threshold that meets ``kpi`` on these (validation) rows with the best f1;
+    if none meets it, the one that comes closest. Returns (threshold, the KPI's metric there)."""
+    import numpy as np
+
+    tried = np.unique(np.quantile(score, np.linspace(0, 1, THRESHOLD_STEPS + 1)))
+    best: tuple[bool, float, float, float] | None = None
+    for threshold in tried:
+        at = label_metrics(y, decide(score, replace(target, threshold=float(threshold))), target)
+        value = at[kpi.metric]
+        met = kpi.met_by(value)
+        rank = (met, at["f1"] if met else (value if kpi.comparator.value in (">", ">=") else -value))
+        if best is None or rank > best[:2]:
+            best = (*rank, float(threshold), value)
+    assert best is not None
+    return best[2], best[3]
+
+
+def segments(frame: pd.DataFrame, columns: list[str], y: np.ndarray, score: np.ndarray, target: Target,
              top: int = 20) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics per value of each segment column (the ``top`` commonest values, the rest pooled)."""
     import numpy as np
@@ -75,7 +140,7 @@ def segments(frame: pd.DataFrame, columns: list[str], y: np.ndarray, score: np.n
         per: dict[str, dict[str, float]] = {}
         for value in sorted(set(values.tolist())):
             rows = values == value
-            per[value] = {"rows": float(rows.sum())} | metrics(y[rows], score[rows], task)
+            per[value] = {"rows": float(rows.sum())} | metrics(y[rows], score[rows], target)
         result[column] = per
     return result
 
@@ -96,24 +161,25 @@ def calibration(y: np.ndarray, score: np.ndarray, bins: int = 10) -> dict[str, A
                                  for p, o, c in zip(mean_pred, frac_pos, counts[filled])]}
 
 
-_SCORERS = {"roc_auc": "roc_auc", "pr_auc": "average_precision", "log_loss": "neg_log_loss",
-            "accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "f1",
-            "rmse": "neg_root_mean_squared_error", "mae": "neg_mean_absolute_error", "r2": "r2",
-            "mape": "neg_mean_absolute_percentage_error"}
-
-
-def importance(model: Any, X: pd.DataFrame, y: pd.Series, metric: str, seed: int) -> dict[str, float]:
-    """Permutation importance of each input column on a subsample: one method for every kind."""
+def importance(model: Any, X: pd.DataFrame, y: pd.Series, metric: str, target: Target,
+               seed: int) -> dict[str, float]:
+    """Permutation importance of each input column on a subsample: one method for every kind,
+    scored by the same metric as evaluation (so of the positive class, at the threshold)."""
     from sklearn.inspection import permutation_importance
 
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+
+    def scoring(estimator: Any, X: pd.DataFrame, y: pd.Series) -> float:
+        return sign * metrics(y.to_numpy(), scores(estimator, X, target), target)[metric]
+
     sample = X.sample(min(len(X), IMPORTANCE_ROWS), random_state=seed)
-    result = permutation_importance(model, sample, y.loc[sample.index], scoring=_SCORERS[metric],
+    result = permutation_importance(model, sample, y.loc[sample.index], scoring=scoring,
                                     n_repeats=3, random_state=seed)
     return dict(sorted(((c, float(v)) for c, v in zip(X.columns, result.importances_mean)),
                        key=lambda kv: -kv[1]))
 
 
-def plots(y: np.ndarray, score: np.ndarray, task: str, ranking: dict[str, float], seed: int) -> dict[str, Figure]:
+def plots(y: np.ndarray, score: np.ndarray, target: Target, ranking: dict[str, float], seed: int) -> dict[str, Figure]:
     """The evaluation figures, by artifact file name."""
     import matplotlib
 
@@ -133,14 +199,17 @@ def plots(y: np.ndarray, score: np.ndarray, task: str, ranking: dict[str, float]
         figures[name] = fig
         return fig.add_subplot()
 
-    if task == "classification":
-        m.RocCurveDisplay.from_predictions(y, score, ax=figure("roc.png"))
-        m.PrecisionRecallDisplay.from_predictions(y, score, ax=figure("precision_recall.png"))
-        m.ConfusionMatrixDisplay.from_predictions(y, (score >= THRESHOLD).astype(int),
-                                                  ax=figure("confusion_matrix.png"), colorbar=False)
-        CalibrationDisplay.from_predictions(y, score, n_bins=10, strategy="quantile",
+    if target.classifier:
+        names = [str(c) for c in target.classes]
+        m.ConfusionMatrixDisplay.from_predictions([str(v) for v in y], [str(v) for v in decide(score, target)],
+                                                  labels=names, ax=figure("confusion_matrix.png"), colorbar=False)
+    if target.task == "binary":
+        truth = np.array([v == target.positive for v in y], int)
+        m.RocCurveDisplay.from_predictions(truth, score, ax=figure("roc.png"))
+        m.PrecisionRecallDisplay.from_predictions(truth, score, ax=figure("precision_recall.png"))
+        CalibrationDisplay.from_predictions(truth, score, n_bins=10, strategy="quantile",
                                             ax=figure("calibration.png"))
-    else:
+    elif not target.classifier:
         for kind, name in (("residual_vs_predicted", "residuals.png"), ("actual_vs_predicted", "actual_vs_predicted.png")):
             m.PredictionErrorDisplay.from_predictions(y, score, kind=kind, ax=figure(name),
                                                       subsample=None)

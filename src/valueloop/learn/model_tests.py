@@ -18,6 +18,8 @@ from valueloop.outcomes.spec import ModelObjective
 if TYPE_CHECKING:
     import pandas as pd
 
+    from valueloop.learn.dataset import Target
+
 SAMPLE_ROWS = 1_000
 
 
@@ -29,8 +31,8 @@ class TestResult(BaseModel):
     detail: str
 
 
-def run(model: Any, objective: ModelObjective, test_frame: pd.DataFrame, features: list[str],
-        evaluation: dict[str, Any], baseline: tuple[str, float] | None, seed: int,
+def run(model: Any, objective: ModelObjective, target: Target, test_frame: pd.DataFrame,
+        features: list[str], evaluation: dict[str, Any], baseline: tuple[str, float] | None, seed: int,
         clock: Callable[[], float] = time.perf_counter) -> list[TestResult]:
     """Every test the use case declares, plus the threshold, the baseline and prediction time
     (measured on ``clock``, which a test replaces: a busy machine must not decide a verdict)."""
@@ -46,13 +48,13 @@ def run(model: Any, objective: ModelObjective, test_frame: pd.DataFrame, feature
             name="baseline", passed=at_least_as_good(metric, value, reference),
             detail=f"{metric} {value:.4f} vs baseline '{name}' {reference:.4f}",
         ))
-    base = scores(model, sample[features], objective.task)
+    base = scores(model, sample[features], target)
     for check in objective.tests.invariance:
-        results.append(_invariance(model, objective.task, sample, features, base, check, seed))
+        results.append(_invariance(model, target, sample, features, base, check, seed))
     for check in objective.tests.directional:
         changed = sample.copy()
         changed[check.column] = changed[check.column] + check.add
-        delta = scores(model, changed[features], objective.task) - base
+        delta = scores(model, changed[features], target) - base
         wrong = float(((delta < 0) if check.expect == "increase" else (delta > 0)).mean())
         moved = float(delta.mean())
         right_way = moved > 0 if check.expect == "increase" else moved < 0
@@ -65,7 +67,7 @@ def run(model: Any, objective: ModelObjective, test_frame: pd.DataFrame, feature
     for floor in objective.tests.segment_floors:
         results.append(_floor(floor, objective.primary_metric, evaluation["segments"][floor.column]))
     started = clock()
-    scores(model, sample[features], objective.task)
+    scores(model, sample[features], target)
     per_row = (clock() - started) / len(sample)
     bound = objective.tests.max_seconds_per_row
     results.append(TestResult(name="prediction_time", passed=per_row <= bound,
@@ -74,7 +76,7 @@ def run(model: Any, objective: ModelObjective, test_frame: pd.DataFrame, feature
     return results
 
 
-def _invariance(model: Any, task: str, sample: pd.DataFrame, features: list[str], base: Any,
+def _invariance(model: Any, target: Target, sample: pd.DataFrame, features: list[str], base: Any,
                 check: Any, seed: int) -> TestResult:
     import numpy as np
 
@@ -86,7 +88,7 @@ def _invariance(model: Any, task: str, sample: pd.DataFrame, features: list[str]
         changed[column] = check.value
     else:
         changed[column] = changed[column] + check.value
-    moved = float(np.max(np.abs(scores(model, changed[features], task) - base)))
+    moved = float(np.max(np.abs(scores(model, changed[features], target) - base)))
     how = check.change + ("" if check.change == "shuffle" else f" {check.value}")
     note = "" if column in features else " (not a model input)"
     return TestResult(name=f"invariance:{column}", passed=moved <= check.tolerance,

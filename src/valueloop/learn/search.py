@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.progress import Progress
 
+    from valueloop.learn.dataset import Target
+
 VALIDATION_SHARE = 0.2
 
 
@@ -26,21 +28,26 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamRange) -> Any:
     return trial.suggest_float(name, float(spec.low), float(spec.high), log=spec.log)  # type: ignore[arg-type]
 
 
-def search(candidate: Candidate, task: str, metric: str, seed: int, numeric: list[str],
+def validation_cut(X: pd.DataFrame, y: pd.Series, share: float, seed: int,
+                   target: Target) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
+    """Training rows cut into rows to fit and rows to validate on (stratified for a classifier)."""
+    from sklearn.model_selection import train_test_split
+
+    fit_rows, val_rows = train_test_split(range(len(X)), test_size=share, random_state=seed,
+                                          stratify=y if target.classifier else None)
+    return X.iloc[fit_rows], y.iloc[fit_rows], X.iloc[val_rows], y.iloc[val_rows]
+
+
+def search(candidate: Candidate, target: Target, metric: str, seed: int, numeric: list[str],
            categorical: list[str], X: pd.DataFrame, y: pd.Series,
            progress: Progress | None, hook_modules: tuple[str, ...]) -> tuple[dict[str, Any], int]:
     """The best params found within the budget (merged over the declared ones) and the trial count."""
     import mlflow
     import optuna
-    from sklearn.model_selection import train_test_split
 
     assert candidate.search is not None
     space = candidate.search.space or kinds.DEFAULT_SPACES[candidate.kind]
-    fit_rows, val_rows = train_test_split(
-        range(len(X)), test_size=VALIDATION_SHARE, random_state=seed,
-        stratify=y if task == "classification" else None,
-    )
-    X_fit, y_fit, X_val, y_val = X.iloc[fit_rows], y.iloc[fit_rows], X.iloc[val_rows], y.iloc[val_rows]
+    X_fit, y_fit, X_val, y_val = validation_cut(X, y, VALIDATION_SHARE, seed, target)
     budget = candidate.search.n_trials
     task_id = progress.add_task(f"search {candidate.name}", total=budget) if progress else None
     errors: list[str] = []
@@ -52,9 +59,9 @@ def search(candidate: Candidate, task: str, metric: str, seed: int, numeric: lis
                               run_name=f"{candidate.name}-trial-{trial.number}"):
             mlflow.log_params(params)
             try:
-                model = kinds.fit(candidate, params, task, seed, numeric, categorical, X_fit, y_fit,
+                model = kinds.fit(candidate, params, target.family, seed, numeric, categorical, X_fit, y_fit,
                                   hook_modules=hook_modules)
-                value = metrics(y_val.to_numpy(), scores(model, X_val, task), task)[metric]
+                value = metrics(y_val.to_numpy(), scores(model, X_val, target), target)[metric]
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from valueloop.store.models import USECASE_NAME, Base, utcnow
@@ -34,6 +34,8 @@ class TrainingRun(Base):
     features: Mapped[list[Any]]
     seed: Mapped[int]
     split: Mapped[dict[str, Any]]
+    #: the Target's record; null for a run that failed before it, or trained before targets were kept
+    target: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     git_commit: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text)

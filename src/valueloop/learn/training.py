@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +18,14 @@ from valueloop.errors import InvalidInput, NotFound
 from valueloop.learn import candidates as kinds
 from valueloop.learn import dataset as datasets
 from valueloop.learn import evaluation, model_tests, registry, tracking
-from valueloop.learn.search import search
+from valueloop.learn.model_tests import TestResult
+from valueloop.learn.search import search, validation_cut
 from valueloop.learn.tables import TrainingRun
 from valueloop.learn.views import CandidateResult, ReproduceReport, RunView, TrainingReport
 from valueloop.outcomes import audit
 from valueloop.outcomes.privacy import require_privacy_approval
 from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.spec import Candidate, ModelObjective, UseCaseSpec, metrics_of
+from valueloop.outcomes.spec import KPI, Candidate, ChosenThreshold, ModelObjective, UseCaseSpec, metrics_of
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import UseCase
@@ -53,6 +54,7 @@ class _Job:
     git_commit: str | None
     actor: str
     progress: Progress | None
+    threshold_kpi: KPI | None = None
     reproduces: str | None = None
 
     @cached_property
@@ -85,19 +87,57 @@ def _check_kpis(spec: UseCaseSpec) -> None:
                                f"a model KPI is one of {', '.join(sorted(known))}")
 
 
-def _evaluate(model: Any, job: _Job) -> tuple[dict[str, Any], Any]:
+def _evaluate(model: Any, job: _Job, target: datasets.Target) -> tuple[dict[str, Any], Any]:
     objective, prepared, seed = job.objective, job.prepared, job.objective.split.seed
     test, y = job.test_rows
-    score = evaluation.scores(model, test[prepared.features], objective.task)
+    score = evaluation.scores(model, test[prepared.features], target)
     columns = list(dict.fromkeys([*objective.segments, *(f.column for f in objective.tests.segment_floors)]))
-    ranking = evaluation.importance(model, test[prepared.features], y, objective.primary_metric, seed)
+    ranking = evaluation.importance(model, test[prepared.features], y, objective.primary_metric, target, seed)
+    truth = (y == target.positive).to_numpy(int)
     result = {
-        "metrics": evaluation.metrics(y.to_numpy(), score, objective.task),
-        "segments": evaluation.segments(test, columns, y.to_numpy(), score, objective.task),
-        "calibration": evaluation.calibration(y.to_numpy(), score) if objective.task == "classification" else None,
+        "metrics": evaluation.metrics(y.to_numpy(), score, target),
+        "segments": evaluation.segments(test, columns, y.to_numpy(), score, target),
+        "calibration": evaluation.calibration(truth, score) if target.task == "binary" else None,
         "importance": ranking,
+        "target": target.record(),
     }
-    return result, evaluation.plots(y.to_numpy(), score, objective.task, ranking, seed)
+    return result, evaluation.plots(y.to_numpy(), score, target, ranking, seed)
+
+
+def _fit(job: _Job, candidate: Candidate, params: dict[str, Any]) -> tuple[Any, datasets.Target, list[TestResult]]:
+    """Fit a candidate on the training rows. A binary classifier carries its positive class and
+    decision threshold (scikit-learn's FixedThresholdClassifier), chosen on validation rows cut
+    from the training rows when the use case names a KPI for it (then the model fits the rest)."""
+    objective, prepared, seed = job.objective, job.prepared, job.objective.split.seed
+    target, (X, y), checks = prepared.target, job.train_rows, []
+
+    def fit(X: pd.DataFrame, y: pd.Series) -> Any:
+        return kinds.fit(candidate, params, objective.task, seed, prepared.numeric, prepared.categorical,
+                         X, y, hook_modules=job.settings.hook_modules)
+
+    if target.task != "binary":
+        return fit(X, y), target, checks
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    kpi, chosen = job.threshold_kpi, objective.decision_threshold
+    if kpi is not None and isinstance(chosen, ChosenThreshold):
+        X_fit, y_fit, X_val, y_val = validation_cut(X, y, chosen.validation_size, seed, target)
+        model = fit(X_fit, y_fit)
+        threshold, value = evaluation.choose_threshold(y_val.to_numpy(), evaluation.scores(model, X_val, target),
+                                                       target, kpi)
+        target = replace(target, threshold=threshold)
+        checks.append(TestResult(
+            name="decision_threshold", passed=kpi.met_by(value),
+            detail=f"threshold {threshold:.4f} chosen on {len(X_val)} validation rows: {kpi.metric} "
+                   f"{value:.4f} for KPI '{kpi.name}' ({kpi})"))
+    else:
+        model = fit(X, y)
+    wrapped = FixedThresholdClassifier(model, threshold=target.threshold, pos_label=target.positive,
+                                       response_method="predict_proba")
+    for fitted in ("feature_names_in_", "n_features_in_"):  # what its own fit would have copied
+        if hasattr(model, fitted):
+            setattr(wrapped, fitted, getattr(model, fitted))
+    return wrapped, target, checks
 
 
 def _tags(job: _Job, candidate: Candidate) -> dict[str, str]:
@@ -128,19 +168,18 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
     run = mlflow.start_run(experiment_id=job.experiment_id, run_name=candidate.name, tags=_tags(job, candidate))
     task_id = job.progress.add_task(f"train {candidate.name}", total=None) if job.progress else None
     X, y = job.train_rows
-    trials, evaluated, tests, model_uri, error = 0, None, [], None, None
+    trials, evaluated, tests, model_uri, error, target = 0, None, [], None, None, None
     try:
         mlflow.log_params({"split." + k: v for k, v in cut.record.items()} | {"seed": seed})
         if params is None:
             params = dict(candidate.params)
             if candidate.search is not None:
-                params, trials = search(candidate, objective.task, objective.primary_metric, seed,
+                params, trials = search(candidate, prepared.target, objective.primary_metric, seed,
                                         prepared.numeric, prepared.categorical, X, y, job.progress,
                                         job.settings.hook_modules)
         mlflow.log_params({f"model.{k}": v for k, v in params.items()})
-        model = kinds.fit(candidate, params, objective.task, seed, prepared.numeric,
-                          prepared.categorical, X, y, hook_modules=job.settings.hook_modules)
-        evaluated, figures = _evaluate(model, job)
+        model, target, tests = _fit(job, candidate, params)
+        evaluated, figures = _evaluate(model, job, target)
         mlflow.log_metrics({k: v for k, v in evaluated["metrics"].items() if not math.isnan(v)})
         if evaluated["calibration"]:
             mlflow.log_metric("calibration_error", evaluated["calibration"]["ece"])
@@ -149,8 +188,8 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
             if baseline[1] is None:
                 raise RuntimeError(f"baseline '{baseline[0]}' failed, so no candidate can be compared with it")
             reference = (baseline[0], baseline[1])
-        tests = model_tests.run(model, objective, job.test_rows[0], prepared.features, evaluated,
-                                reference, seed)
+        tests += model_tests.run(model, objective, target, job.test_rows[0], prepared.features, evaluated,
+                                 reference, seed)
         mlflow.log_dict(evaluated, "evaluation.json")
         mlflow.log_dict({"tests": [t.model_dump() for t in tests]}, "model_tests.json")
         for name, figure in figures.items():
@@ -179,6 +218,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         dataset_version=job.dataset_version, dpia_version=job.dpia_version,
         candidate=candidate.model_dump(mode="json"), params=params or {}, metrics=metrics,
         features=prepared.features, seed=seed, split=cut.record, git_commit=job.git_commit,
+        target=target.record() if target else None,
         status=status, error=error, reproduces=job.reproduces, actor=job.actor,
     )
     result = CandidateResult(
@@ -211,6 +251,7 @@ def _job(session: Session, settings: Settings, actor: str | None, name: str,
         dataset_version=version.version, dpia_version=assessment.version,
         experiment_id=tracking.experiment(settings, usecase.name), training_id=uuid.uuid4().hex,
         git_commit=tracking.git_commit(), actor=acting.name, progress=progress,
+        threshold_kpi=spec.threshold_kpi(),
     )
     return job, spec
 

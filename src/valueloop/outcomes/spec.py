@@ -370,9 +370,27 @@ class ModelTests(Strict):
     max_seconds_per_row: float = Field(0.005, gt=0)
 
 
+class ChosenThreshold(Strict):
+    """A binary classifier's decision threshold chosen on validation rows (a share of the training
+    set, cut with the split's seed) so that the named model KPI holds, e.g. ``recall >= 0.7``."""
+
+    kpi: Name = Field(description="a model KPI of this file on recall, precision, f1 or accuracy")
+    validation_size: float = Field(0.2, gt=0, lt=1)
+
+
+#: Metrics that depend on the decision threshold, so a threshold can be chosen to meet them.
+THRESHOLD_METRICS = frozenset({"accuracy", "precision", "recall", "f1"})
+
+
 class ModelObjective(Strict):
     task: Literal["classification", "regression"]
     target: str
+    positive_class: str | int | bool | None = Field(
+        None, description="binary classification: the class that recall, precision and f1 are about; "
+                          "default: the second of the two sorted classes")
+    decision_threshold: Annotated[float, Field(gt=0, lt=1)] | ChosenThreshold | None = Field(
+        None, description="binary classification: the positive class's probability from which a row "
+                          "is predicted positive (default 0.5), or {kpi: NAME} to choose it")
     primary_metric: str
     threshold: float = Field(description="the primary metric a model must reach to be accepted")
     split: Split = Field(default_factory=Split)
@@ -401,6 +419,8 @@ class ModelObjective(Strict):
             raise ValueError("candidates: at most one candidate is the baseline")
         if self.split.kind == "stratified" and self.task != "classification":
             raise ValueError("split.kind stratified needs task classification")
+        if self.task != "classification" and (self.positive_class is not None or self.decision_threshold is not None):
+            raise ValueError("positive_class and decision_threshold need task classification")
         return self
 
 
@@ -617,7 +637,20 @@ class UseCaseSpec(Strict):
         sources = [s.name for s in self.sources]
         if len(set(sources)) != len(sources):
             raise ValueError("sources: each source needs a unique name")
+        chosen = self.model.decision_threshold
+        if isinstance(chosen, ChosenThreshold):
+            kpi = next((k for k in self.kpis if k.name == chosen.kpi), None)
+            if kpi is None or kpi.kind != "model" or kpi.metric not in THRESHOLD_METRICS:
+                raise ValueError(f"model.decision_threshold.kpi: '{chosen.kpi}' is not a model KPI of "
+                                 f"this file on one of {', '.join(sorted(THRESHOLD_METRICS))}")
         return self
+
+    def threshold_kpi(self) -> KPI | None:
+        """The model KPI the decision threshold is chosen to meet, if it is chosen."""
+        chosen = self.model.decision_threshold
+        if not isinstance(chosen, ChosenThreshold):
+            return None
+        return next(k for k in self.kpis if k.name == chosen.kpi)
 
     def memberships(self) -> list[tuple[str, Role]]:
         """Every (user, role) pair the file declares, owner and sponsor included."""
