@@ -16,21 +16,28 @@ usecase_app = group("Formulate use cases and move them through their lifecycle."
 def init(
     directory: Path = typer.Argument(Path("."), help="Where to write the example project."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    task: str = typer.Option(None, "--task", help="regression, multiclass or binary: write a minimal "
+                             "valueloop.yaml for this task instead of the full churn example."),
 ) -> None:
     """Write a complete, commented example project: valueloop.yaml, its SQL transform and a
-    generator for its data (`python generate.py` writes data/customers.csv)."""
-    from valueloop.errors import Conflict
-    from valueloop.examples import example_dir
+    generator for its data (`python generate.py` writes data/customers.csv); or, with --task, a
+    minimal valueloop.yaml for that task, every field commented."""
+    from valueloop.errors import Conflict, InvalidInput
+    from valueloop.examples import TASKS, example_dir, template
 
-    files = [p for p in sorted(example_dir("churn").iterdir()) if p.is_file() and p.suffix in (".yaml", ".sql", ".py")]
-    existing = [str(directory / p.name) for p in files if (directory / p.name).exists()]
+    if task is not None and task not in TASKS:
+        raise InvalidInput(f"--task: {task!r} is not a task; choose one of {', '.join(sorted(TASKS))}")
+    files = {p.name: p.read_text() for p in sorted(example_dir("churn").iterdir())
+             if p.is_file() and p.suffix in (".yaml", ".sql", ".py")} if task is None else \
+        {"valueloop.yaml": template(task)}
+    existing = [str(directory / name) for name in files if (directory / name).exists()]
     if existing and not force:
         raise Conflict(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
     directory.mkdir(parents=True, exist_ok=True)
-    for source in files:
-        (directory / source.name).write_text(source.read_text())
+    for name, text in files.items():
+        (directory / name).write_text(text)
     target = directory / "valueloop.yaml"
-    console().print(f"wrote {', '.join(p.name for p in files)} to {directory}: edit {target}, then "
+    console().print(f"wrote {', '.join(files)} to {directory}: edit {target}, then "
                     f"`valueloop usecase create {target}`")
 
 

@@ -30,6 +30,8 @@ from valueloop.store.models import UseCase, utcnow
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
+    from valueloop.learn.dataset import Target
+
 #: MLflow writes this bookkeeping file into a model directory when it resolves ``models:/`` URIs.
 _NOT_MODEL = {"registered_model_meta"}
 
@@ -125,6 +127,15 @@ def _row(session: Session, usecase: str, ref: int | str) -> ModelVersion:
         known = ", ".join(f"v{r.version}" for r in rows) or "none yet"
         raise NotFound(f"model version {ref} of '{usecase}' does not exist; registered: {known}")
     return found[0]
+
+
+def target_of(session: Session, usecase: str, ref: int | str) -> Target:
+    """What a model version predicts: task, classes, positive class and decision threshold."""
+    from valueloop.learn.dataset import Target
+
+    row = _row(session, usecase, ref)
+    record = session.scalar(select(TrainingRun.target).where(TrainingRun.run_id == row.run_id))
+    return Target.of(record, spec_of(get_usecase(session, usecase)).model.task)
 
 
 def get_model(session: Session, actor: str | None, usecase: str, ref: int | str) -> ModelVersionView:

@@ -10,23 +10,25 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from valueloop.learn.dataset import Target
 from valueloop.operate.summary import OTHER, ColumnSummary
 from valueloop.operate.windows import Reference
 from valueloop.outcomes.spec import UseCaseSpec
 from valueloop.store.models import UseCase
 
 
-def _model_in_service(session: Session, usecase: str) -> tuple[int | None, list[str] | None]:
-    """(dataset version, features) of the champion, else of the newest registered version."""
+def _model_in_service(session: Session, usecase: str,
+                      task: str) -> tuple[int | None, list[str] | None, Target]:
+    """(dataset version, features, target) of the champion, else of the newest registered version."""
     from valueloop.learn.tables import ModelVersion, TrainingRun
 
     rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
                            .order_by(ModelVersion.version)).all()
     if not rows:
-        return None, None
+        return None, None, Target.of(None, task)
     row = next((r for r in rows if "champion" in r.aliases), rows[-1])
-    features = session.scalar(select(TrainingRun.features).where(TrainingRun.run_id == row.run_id))
-    return row.dataset_version, features
+    run = session.scalar(select(TrainingRun).where(TrainingRun.run_id == row.run_id))
+    return row.dataset_version, run.features if run else None, Target.of(run.target if run else None, task)
 
 
 def from_profile(column: dict[str, Any], rows: int) -> ColumnSummary | None:
@@ -55,12 +57,12 @@ def reference_for(session: Session, usecase: UseCase, spec: UseCaseSpec) -> Refe
     from valueloop.data import get_version
     from valueloop.errors import NotFound
 
-    version_number, features = _model_in_service(session, usecase.name)
+    version_number, features, predicts = _model_in_service(session, usecase.name, spec.model.task)
     problems = []
     try:
         version = get_version(session, usecase.name, version_number)
     except NotFound:
-        return Reference(version=None, rows=0, columns={}, task=spec.model.task,
+        return Reference(version=None, rows=0, columns={}, predicts=predicts,
                          problems=[f"'{usecase.name}' has no dataset version yet: no drift reference"])
     profile = version.profile
     rows = int(profile.get("rows", version.row_count))
@@ -81,11 +83,15 @@ def reference_for(session: Session, usecase: UseCase, spec: UseCaseSpec) -> Refe
     reference_target = None
     if target in columns:
         reference_target = from_profile(columns[target], rows)
-        if spec.model.task == "classification" and reference_target is not None \
-                and reference_target.kind == "numeric":
-            reference_target = _binary_target(columns[target], rows)
+        if predicts.classifier and reference_target is not None and reference_target.kind == "numeric":
+            if set(predicts.classes) <= {0, 1}:
+                reference_target = _binary_target(columns[target], rows)
+            else:  # the profile keeps a histogram of a number, not the count of each class
+                reference_target = None
+                problems.append(f"target '{target}' holds {len(predicts.classes)} numeric classes: the "
+                                "profile has no count per class, so the prediction's drift is not measured")
     return Reference(version=version.version, rows=rows, columns=summaries, target=reference_target,
-                     task=spec.model.task, problems=problems)
+                     predicts=predicts, problems=problems)
 
 
 def _binary_target(column: dict[str, Any], rows: int) -> ColumnSummary:

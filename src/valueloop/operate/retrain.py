@@ -173,27 +173,27 @@ def _labeled_window(settings: Settings, name: str) -> pa.Table:
     return window.append_column("label", pa.array([labels[ids[i]] for i in keep]))
 
 
-def _score(settings: Settings, s: Session, who: str, name: str, version: int, window: pa.Table,
-           task: str) -> dict[str, float]:
-    """The Learn phase's metrics of one model version on the labeled window."""
+def _score(settings: Settings, s: Session, who: str, name: str, version: int, window: pa.Table) -> dict[str, float]:
+    """The Learn phase's metrics of one model version on the labeled window, from its scores
+    (every class's probability), as at training."""
     import numpy as np
 
     from valueloop.deploy.scoring import load_scorer
-    from valueloop.learn.evaluation import metrics
-    from valueloop.operate.performance import positive_class, token
+    from valueloop.learn.evaluation import metrics, scores
+    from valueloop.learn.registry import target_of
+    from valueloop.operate.performance import token
 
     scorer = load_scorer(s, settings, who, name, str(version))
     scorer.check(window.schema, f"the prediction log of '{name}'")
-    prediction, probability = scorer.predict(window)
+    target = target_of(s, name, version)
     labels = window["label"].to_pylist()
-    if task == "classification":
-        tokens = [token(v) for v in labels]
-        positive = positive_class(tokens)
-        y = np.array([t == positive for t in tokens], int)
-        score = probability if probability is not None else prediction.astype(float)
+    if target.classifier:  # a label is the class it spells (1, 1.0 and "1" are the class 1)
+        classes = {token(c): c for c in target.classes}
+        y = np.array([classes.get(token(v), token(v)) for v in labels], dtype=object)
     else:
-        y, score = np.asarray(labels, float), prediction.astype(float)
-    return {k: v for k, v in metrics(y, score, task).items() if not np.isnan(v)}
+        y = np.asarray(labels, float)
+    score = scores(scorer.estimator, scorer._inputs(window), target)
+    return {k: v for k, v in metrics(y, score, target).items() if not np.isnan(v)}
 
 
 def _compare(loop: _Loop, spec: UseCaseSpec, champion: int | None, challenger: int, margin: float,
@@ -210,8 +210,8 @@ def _compare(loop: _Loop, spec: UseCaseSpec, champion: int | None, challenger: i
         if window.num_rows:
             start, end = window["ts"][0].as_py(), window["ts"][-1].as_py()
             result |= {"window": [start.isoformat(), end.isoformat()]}
-        champ = _score(loop.settings, s, who, loop.usecase, champion, window, spec.model.task)
-        chal = _score(loop.settings, s, who, loop.usecase, challenger, window, spec.model.task)
+        champ = _score(loop.settings, s, who, loop.usecase, champion, window)
+        chal = _score(loop.settings, s, who, loop.usecase, challenger, window)
         if metric not in champ or metric not in chal:
             return result | {"wins": False, "reason": f"{metric} is undefined on this window (one class only?)",
                              "champion": champ, "challenger": chal}

@@ -17,6 +17,8 @@ from valueloop.operate.drift import ColumnDrift, Method, column_drift, dataset_d
 from valueloop.operate.summary import ColumnSummary, summarize
 from valueloop.outcomes.spec import DriftPolicy, Window
 
+from valueloop.learn.dataset import Target
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -29,7 +31,8 @@ class Reference:
     rows: int
     columns: dict[str, ColumnSummary]
     target: ColumnSummary | None = None
-    task: str = "classification"
+    #: what the model in service predicts (a 0/1 binary classifier when no model says otherwise)
+    predicts: Target = field(default_factory=lambda: Target("binary", (0, 1), 1))
     problems: list[str] = field(default_factory=list)
 
 
@@ -177,9 +180,9 @@ def assess(part: pa.Table, start: datetime, end: datetime, reference: Reference,
     preds = part["prediction"].to_pylist()
     probs = part["probability"].to_pylist() if "probability" in part.column_names else [None] * rows
     known = [i for i, r in enumerate(ids) if r in labels]
-    measured = performance.measure(reference.task, [preds[i] for i in known], [labels[ids[i]] for i in known],
-                                   [probs[i] for i in known])
-    estimate = performance.estimate(preds, probs) if reference.task == "classification" else {}
+    measured = performance.measure(reference.predicts, [preds[i] for i in known],
+                                   [labels[ids[i]] for i in known], [probs[i] for i in known])
+    estimate = performance.estimate(reference.predicts, preds, probs)
     latency: dict[str, float] = {}
     if "latency_seconds" in part.column_names:
         seconds = part["latency_seconds"].to_numpy(zero_copy_only=False).astype(float)
