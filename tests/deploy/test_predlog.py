@@ -54,15 +54,15 @@ def test_feedback_stores_known_ids_and_reports_unknown(settings: Settings, appro
     PredictionLog(settings, "churn").append([_record(1), _record(2)], source="rest")
     # labels drive monitoring and retraining: the service itself checks who may send them
     with pytest.raises(PermissionDenied, match="dana may not label on use case 'churn'"):
-        record_feedback(settings, "churn", [("r1", 1)], labeled_by="dana")
-    result = record_feedback(settings, "churn", [("r1", 1), ("nope", 0), ("r2", 0)], labeled_by="eve")
+        record_feedback(settings, "dana", "churn", [("r1", 1)])
+    result = record_feedback(settings, "eve", "churn", [("r1", 1), ("nope", 0), ("r2", 0)])
     assert (result.recorded, result.unknown) == (2, ["nope"])
     labels = PredictionLog(settings, "churn").read_labels()
     assert labels["request_id"].to_pylist() == ["r1", "r2"]
     assert labels["label"].to_pylist() == [1, 0]
     assert labels["labeled_by"].to_pylist() == ["eve", "eve"]
     with pytest.raises(InvalidInput, match=r"\[0\].label: required"):
-        record_feedback(settings, "churn", [("r1", None)], labeled_by="eve")
+        record_feedback(settings, "eve", "churn", [("r1", None)])
 
 
 def test_async_logger_batches_and_counts_drops_instead_of_blocking(settings: Settings) -> None:

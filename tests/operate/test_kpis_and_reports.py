@@ -45,7 +45,7 @@ def test_kpis_over_http_and_the_monitoring_report(settings: Settings, ingested: 
     set_operate(settings, {"window": {"every": "1d"}})
     day = datetime(2026, 4, 1, 9, tzinfo=UTC)
     traffic = log_traffic(settings, 500, 41, period=1, ts=day)
-    record_feedback(settings, "churn", zip(traffic.ids[:300], traffic.truth[:300]), labeled_by="eve")
+    record_feedback(settings, "eve", "churn", zip(traffic.ids[:300], traffic.truth[:300]))
     with session(settings) as s:
         tokens = {who: create_token(s, who).token for who in ("olivia", "dana")}
     client = TestClient(create_app(settings))

@@ -72,8 +72,8 @@ def test_feature_missing_from_the_log(settings: Settings, ingested: Path) -> Non
 
 def test_labels_for_unknown_request_ids_are_refused_by_name(settings: Settings, ingested: Path) -> None:
     traffic = log_traffic(settings, 200, 4, period=0)
-    feedback = record_feedback(settings, "churn", [*zip(traffic.ids[:50], traffic.truth[:50]),
-                                                   ("no-such-request", 1)], labeled_by="eve")
+    feedback = record_feedback(settings, "eve", "churn", [*zip(traffic.ids[:50], traffic.truth[:50]),
+                                                          ("no-such-request", 1)])
     assert feedback.recorded == 50 and feedback.unknown == ["no-such-request"]
     window = run_monitor(settings, "oscar", "churn").windows[0]
     assert window.labeled == 50 and not window.estimated
@@ -89,7 +89,7 @@ def test_late_labels_update_the_windows_they_belong_to(settings: Settings, inges
     assert before[0].estimated and before[0].performance == {}
     assert 0 < before[0].estimate["accuracy"] <= 1 and "recall" in before[0].estimate
 
-    record_feedback(settings, "churn", zip(first.ids, first.truth), labeled_by="eve")  # day 1's outcomes, a day late
+    record_feedback(settings, "eve", "churn", zip(first.ids, first.truth))  # day 1's outcomes, a day late
     after = run_monitor(settings, "oscar", "churn").windows
     assert [w.labeled for w in after] == [400, 0]
     assert not after[0].estimated and after[0].performance["accuracy"] > 0.5

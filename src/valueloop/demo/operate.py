@@ -107,7 +107,7 @@ def run(ctx: DemoContext) -> None:
 
     ids = serve_month(ctx, 2000, 11, period=1)
     out.print(f"a month later: the champion scored {len(ids)} customers of the new month into the prediction log")
-    feedback = record_feedback(settings, "churn", [(i, ctx.state["outcomes"][i]) for i in ids], labeled_by="devon")
+    feedback = record_feedback(settings, "devon", "churn", [(i, ctx.state["outcomes"][i]) for i in ids])
     out.print(f"devon's CRM integration reported {feedback.recorded} outcomes (churned or not) by request id")
     project = ctx.state["project"]
     (project / "data").mkdir(exist_ok=True)

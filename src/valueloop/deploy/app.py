@@ -429,8 +429,8 @@ def create_app(settings: Settings | None = None, options: ServeOptions | None = 
             raise InvalidInput(f"feedback is invalid ({len(missing)} problem(s))", problems=missing)
         for logger in server.loggers.values():  # labels may follow their predictions closely
             await asyncio.to_thread(logger.flush)
-        result = await asyncio.to_thread(record_feedback, server.settings, usecase,
-                                         [(d["request_id"], d["label"]) for d in doc], labeled_by=caller.name)
+        result = await asyncio.to_thread(record_feedback, server.settings, caller.name, usecase,
+                                         [(d["request_id"], d["label"]) for d in doc])
         return _json(result.model_dump())
 
     async def openapi_document(_: Request) -> Response:

@@ -203,8 +203,8 @@ def _label_problem(label: Any) -> str | None:
     return None
 
 
-def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str, Any]], *,
-                    labeled_by: str) -> FeedbackResult:
+def record_feedback(settings: Settings, actor: str, usecase: str,
+                    labels: Iterable[tuple[str, Any]]) -> FeedbackResult:
     """Store ground-truth labels for logged predictions, with who sent them, who must hold the
     label permission (:attr:`Action.label`): labels drive monitoring and retraining. Labels for
     request ids the log does not hold are not stored and are returned in ``unknown``, so the
@@ -217,7 +217,7 @@ def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str
     from valueloop.store import session
 
     with session(settings) as s:
-        require(s, get_user(s, labeled_by), Action.label, get_usecase(s, usecase))
+        require(s, get_user(s, actor), Action.label, get_usecase(s, usecase))
     pairs = list(labels)
     problems = []
     for i, (request_id, label) in enumerate(pairs):
@@ -237,7 +237,7 @@ def record_feedback(settings: Settings, usecase: str, labels: Iterable[tuple[str
                 "request_id": pa.array([r for r, _ in accepted], pa.string()),
                 "label": pa.array([lab for _, lab in accepted]),
                 "ts": pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), len(accepted)),
-                "labeled_by": pa.repeat(pa.scalar(labeled_by), len(accepted)),
+                "labeled_by": pa.repeat(pa.scalar(actor), len(accepted)),
             })
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             raise InvalidInput(f"label: all labels must have one type (numbers, booleans or strings): {exc}") from None

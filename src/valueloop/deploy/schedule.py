@@ -72,7 +72,7 @@ def _path(settings: Settings, usecase: str, text: str) -> str:
     return prefix + str(path)
 
 
-def run_scheduled(settings: Settings, usecase: str, entry: BatchSchedule, actor: str) -> BatchJobView | None:
+def run_scheduled(settings: Settings, actor: str, usecase: str, entry: BatchSchedule) -> BatchJobView | None:
     """One scheduled run; a failure is logged and returns None."""
     from valueloop.deploy.batch import BatchOptions, run_batch
 
@@ -92,7 +92,7 @@ def run_scheduled(settings: Settings, usecase: str, entry: BatchSchedule, actor:
     return job
 
 
-def sync(scheduler: BackgroundScheduler, settings: Settings) -> None:
+def _sync(scheduler: BackgroundScheduler, settings: Settings) -> None:
     """Make the scheduler's batch jobs those the use case files declare."""
     wanted = scheduled(settings)
     for job in scheduler.get_jobs():
@@ -100,8 +100,8 @@ def sync(scheduler: BackgroundScheduler, settings: Settings) -> None:
             job.remove()
     for job_id, (usecase, entry, actor) in wanted.items():
         current = scheduler.get_job(job_id)
-        if current is None or current.args[1:] != (usecase, entry, actor):
-            scheduler.add_job(run_scheduled, trigger(entry.cron), args=[settings, usecase, entry, actor],
+        if current is None or current.args[1:] != (actor, usecase, entry):
+            scheduler.add_job(run_scheduled, trigger(entry.cron), args=[settings, actor, usecase, entry],
                               id=job_id, replace_existing=True, max_instances=1, coalesce=True)
 
 
@@ -109,4 +109,4 @@ def start_scheduler(settings: Settings) -> BackgroundScheduler:
     """Start a background scheduler running every declared batch job; the caller shuts it down."""
     from valueloop.scheduling import start_background
 
-    return start_background(settings, sync, _SYNC_ID)
+    return start_background(settings, _sync, _SYNC_ID)
