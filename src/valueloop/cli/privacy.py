@@ -12,26 +12,14 @@ app = group("The Data Privacy Impact Assessment and the privacy officer's decisi
 
 def parse_condition(text: str):  # type: ignore[no-untyped-def]
     """``COLUMN=TREATMENT[:KEY=VALUE,...]``, e.g. ``postcode=generalize:prefix=2``."""
-    from pydantic import ValidationError
-
     from valueloop.errors import InvalidInput
-    from valueloop.outcomes.spec import ColumnTreatment
-    from valueloop.validation import describe_errors
+    from valueloop.outcomes.privacy import condition_of
 
     head, _, tail = text.partition(":")
     column, sep, treatment = head.partition("=")
     if not sep:
         raise InvalidInput(f"--condition: expected COLUMN=TREATMENT[:KEY=VALUE,...], got {text!r}")
-    params: dict[str, object] = {}
-    for item in filter(None, tail.split(",")):
-        key, _, value = item.partition("=")
-        params[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
-    justification = str(params.pop("justification", ""))
-    try:
-        return ColumnTreatment(column=column.strip(), treatment=treatment.strip(), params=params,
-                               justification=justification)
-    except ValidationError as exc:
-        raise InvalidInput(f"--condition {text!r}:", problems=describe_errors(exc)) from None
+    return condition_of(column, treatment, tail, f"--condition {text!r}")
 
 
 def _render(a) -> None:  # type: ignore[no-untyped-def]

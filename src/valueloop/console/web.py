@@ -53,7 +53,15 @@ def _etag_field(etag: str) -> Markup:
     return Markup('<input type="hidden" name="etag" value="{}">').format(etag)
 
 
+def as_yaml(data: Any) -> str:
+    """A use case file as the team writes it: ``{{ spec|yaml }}``."""
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
 templates.env.globals.update(csrf_field=_csrf_field, etag_field=_etag_field)
+templates.env.filters["yaml"] = as_yaml
 
 
 class SignInRequired(AuthenticationFailed):
@@ -73,9 +81,11 @@ def etag_of(*parts: BaseModel) -> str:
 
 #: problems by field: ``reason`` → ["a rejection must say why, …"]; "" holds the rest
 Problems = dict[str, list[str]]
+#: the fields of a form that a problem may name
+Fields = set[str] | frozenset[str]
 
 
-def problems_of(exc: InvalidInput, fields: set[str] | frozenset[str] = frozenset()) -> Problems:
+def problems_of(exc: InvalidInput, fields: Fields = frozenset()) -> Problems:
     """An InvalidInput's message and problems, each under the field it names when the form has
     it (``reason: …`` goes next to the reason box), else under "" (shown above the form)."""
     found: Problems = {}
@@ -107,7 +117,9 @@ class Viewer:
         """The page as HTML from ``template`` (which sees ``page``), or as its JSON twin."""
         if wants_json(self.request):
             return JSONResponse(page.model_dump(mode="json"), status_code=status)
-        context = {"page": page, "me": self.user, "csrf": self.csrf, "problems": problems or {}, **extra}
+        posted = getattr(self.request.state, "form", None) if problems else None
+        context = {"page": page, "me": self.user, "csrf": self.csrf, "problems": problems or {},
+                   "posted": posted or {}, **extra}
         return templates.TemplateResponse(self.request, template, context, status_code=status)
 
     def done(self, url: str) -> Response:
@@ -115,18 +127,23 @@ class Viewer:
         return RedirectResponse(url, status_code=303)
 
     def attempt(self, change: Callable[[Session], object], done: str,
-                again: Callable[[Problems], Response], fields: set[str] | frozenset[str] = frozenset()) -> Response:
+                again: Callable[[Problems], Response], fields: Fields = frozenset()) -> Response:
         """Run a service call in a transaction of its own: whole, or on InvalidInput not at all,
-        and the page again with the problems next to their fields (status 422). Other refusals
-        reach the error page."""
+        and the page again with the problems next to their fields. Other refusals reach the
+        error page."""
         try:
             with session(self.request.app.state.settings) as s:
                 change(s)
         except InvalidInput as exc:
-            response = again(problems_of(exc, fields))
-            response.status_code = exc.http_status
-            return response
+            return self.refused(exc, again, fields)
         return self.done(done)
+
+    def refused(self, exc: InvalidInput, again: Callable[[Problems], Response],
+                fields: Fields = frozenset()) -> Response:
+        """The page again (``again``) with the problems of ``exc`` by field, status 422."""
+        response = again(problems_of(exc, fields))
+        response.status_code = exc.http_status
+        return response
 
     def fresh(self, form: FormData, current: str, what: str) -> None:
         """Refuse a form built from an older state of the object than the one stored now."""
@@ -157,6 +174,7 @@ async def checked_form(request: Request, view: View) -> FormData:
     if not isinstance(sent, str) or not secrets.compare_digest(sent, view.csrf):
         raise PermissionDenied("csrf: the form's security token is missing or belongs to another "
                                "session; reload the page and send the form again (nothing was applied)")
+    request.state.form = form  # a page shown again with problems keeps what was typed
     return form
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from valueloop.errors import Conflict, GateClosed, InvalidInput
@@ -21,6 +21,7 @@ from valueloop.outcomes.spec import ColumnTreatment, Privacy, digest_of
 from valueloop.outcomes.usecases import get_usecase, set_state, spec_of
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import PrivacyAssessment, UseCase, utcnow
+from valueloop.validation import describe_errors
 
 
 class Status(StrEnum):
@@ -56,6 +57,21 @@ class AssessmentView(BaseModel):
         }
         effective.update({c.column: c for c in self.conditions})
         return effective
+
+
+def condition_of(column: str, treatment: str, params: str, field: str) -> ColumnTreatment:
+    """The privacy officer's condition on a column from its parts as typed: the params as
+    ``KEY=VALUE,...`` (``prefix=2``; ``justification=...`` for keep); refused naming ``field``."""
+    values: dict[str, object] = {}
+    for item in filter(None, params.split(",")):
+        key, _, value = item.partition("=")
+        values[key.strip()] = int(value) if value.strip().isdigit() else value.strip()
+    justification = str(values.pop("justification", ""))
+    try:
+        return ColumnTreatment(column=column.strip(), treatment=treatment.strip(), params=values,
+                               justification=justification)
+    except ValidationError as exc:
+        raise InvalidInput(f"{field}:", problems=describe_errors(exc)) from None
 
 
 def _view(a: PrivacyAssessment) -> AssessmentView:
