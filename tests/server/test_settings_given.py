@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_support import make_usecase, train_version
+from deploy_support import make_usecase, train_version, wait_for
 from fastapi.testclient import TestClient
 
 from valueloop.config import Settings, load_settings
@@ -34,6 +34,8 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 def test_the_loop_runs_on_the_settings_it_is_given(settings: Settings, elsewhere: Path, tmp_path: Path) -> None:
+    from valueloop.demo.deploy import REQUEST
+    from valueloop.deploy.app import ServeOptions, create_app
     from valueloop.deploy.rollback import rollback
     from valueloop.operate.monitor import run_monitor
 
@@ -43,6 +45,10 @@ def test_the_loop_runs_on_the_settings_it_is_given(settings: Settings, elsewhere
     with session(settings) as s:
         assert rollback(s, settings, "dana", "churn").champion == first
     assert run_monitor(settings, "oscar", "churn").windows == []
+    with TestClient(create_app(settings, ServeOptions(auth=False))) as serving:  # deploy: REST serving
+        wait_for(lambda: serving.get("/v2/health/ready").status_code == 200, 120)
+        answer = serving.post("/predict/churn", json=REQUEST)
+        assert answer.status_code == 200 and answer.json()["model_version"] == str(first), answer.text
 
 
 def test_the_control_plane_reads_its_settings_once(settings: Settings, elsewhere: Path, tmp_path: Path) -> None:

@@ -309,12 +309,12 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
     return guarded
 
 
-def create_app(settings: Settings | None = None, options: ServeOptions | None = None,
+def create_app(settings: Settings, options: ServeOptions | None = None,
                loader: Loader | None = None, state: State = registry_state) -> Predictions:
     """The app over the registry (or, in a bundle, over a fixed ``state`` and ``loader``)."""
     from valueloop.deploy.model import load
 
-    server = Server(settings or load_settings(), options or ServeOptions(), loader or load, state)
+    server = Server(settings, options or ServeOptions(), loader or load, state)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -561,4 +561,4 @@ def app_from_env() -> Predictions:
     """The app factory uvicorn's workers call (``valueloop serve --workers N``)."""
     import json
 
-    return create_app(options=ServeOptions(**json.loads(os.environ.get(OPTIONS_ENV, "{}"))))
+    return create_app(load_settings(), ServeOptions(**json.loads(os.environ.get(OPTIONS_ENV, "{}"))))
