@@ -12,6 +12,7 @@ from data_support import files_under, personal, update, approve
 from valueloop.config import Settings
 from valueloop.data.delta import datasets_root
 from valueloop.examples import load_generator
+from valueloop.refs import RULE
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -94,7 +95,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(settings: Settings, churn
     _refused(run_cli(settings, "data", "show", "churn@7", as_user="dave"), 3,
              "has no dataset version 7; versions: 0")
     _refused(run_cli(settings, "data", "diff", "churn@0", "churn@x", as_user="dave"), 2,
-             "expected USECASE@VERSION such as churn@0, got 'churn@x'")
+             f'dataset: {RULE}, got "churn@x"')
 
     update(settings, personal("phone", "pseudonymize"))
     _refused(ingest(), 7, "awaits the privacy officer's decision")

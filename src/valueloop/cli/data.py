@@ -26,12 +26,10 @@ ProjectOption = typer.Option(
 
 def parse_ref(text: str) -> tuple[str, int | None]:
     """``USECASE@N`` (or ``USECASE`` for the newest version)."""
-    from valueloop.errors import InvalidInput
+    from valueloop.refs import DatasetRef
 
-    name, sep, version = text.partition("@")
-    if not name or (sep and not version.isdigit()):
-        raise InvalidInput(f"dataset: expected USECASE@VERSION such as churn@0, got {text!r}")
-    return name, int(version) if sep else None
+    ref = DatasetRef.parse(text, "dataset")
+    return ref.usecase, ref.version
 
 
 def _route(name: str, number: int | None, tail: str = "", **params: Any) -> Route:

@@ -2,7 +2,8 @@
 
 Inputs::
 
-    USECASE@N | USECASE@latest     a committed dataset version of the use case (Delta)
+    USECASE@N | USECASE@latest     a committed dataset version of the use case (Delta); a file
+                                   whose name holds @ is named with its folder, ./FILE
     PATH.parquet | DIR             Parquet file, or a directory of Parquet files
     PATH.csv                       CSV file (header row)
     delta:PATH | DIR/_delta_log    a Delta table (newest version)
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from valueloop.config import Settings
 
-_VERSION = re.compile(r"^(?P<usecase>[a-z][a-z0-9_-]{1,63})@(?P<version>\d+|latest)$")
 INPUT_FORMS = "USECASE@N, USECASE@latest, a .parquet/.csv file, a Parquet directory, delta:PATH or sql:URL::QUERY"
 OUTPUT_FORMS = "PATH.parquet, PATH.csv, PATH.delta or delta:PATH"
 
@@ -72,15 +71,14 @@ def _delta(path: str, version: int | None, text: str) -> BatchInput:
 
 
 def _dataset_version(session: Session, usecase: str, text: str) -> BatchInput:
-    match = _VERSION.match(text)
-    assert match is not None
-    if match["usecase"] != usecase:
-        raise InvalidInput(f"--input {text!r}: scores use case '{usecase}' on another use case's "
-                           f"data ('{match['usecase']}'); its DPIA covers only its own datasets")
     from valueloop.data import get_version
+    from valueloop.refs import DatasetRef
 
-    number = None if match["version"] == "latest" else int(match["version"])
-    version = get_version(session, usecase, number)
+    ref = DatasetRef.parse(text, "--input")
+    if ref.usecase != usecase:
+        raise InvalidInput(f"--input {text!r}: scores use case '{usecase}' on another use case's "
+                           f"data ('{ref.usecase}'); its DPIA covers only its own datasets")
+    version = get_version(session, usecase, ref.version)
     return _delta(version.uri, version.version, text)
 
 
@@ -137,9 +135,11 @@ def open_input(session: Session, settings: Settings, usecase: str, text: str,
     import pyarrow.csv as pacsv
     import pyarrow.dataset as pads
 
+    from valueloop.refs import names_a_version
+
     if text.startswith("sql:"):
         return _sql(settings, text)
-    if _VERSION.match(text):
+    if names_a_version(text):
         return _dataset_version(session, usecase, text)
     path = text.removeprefix("delta:")
     if not os.path.exists(path):

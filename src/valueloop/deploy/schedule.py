@@ -61,9 +61,11 @@ def scheduled(settings: Settings) -> dict[str, tuple[str, BatchSchedule, str]]:
 def _path(settings: Settings, usecase: str, text: str) -> str:
     """File paths (relative, as the file's schema demands) resolve under ``<home>/batch/<use case>/``
     and must stay there through any symlink; datasets and SQL pass through."""
+    from valueloop.refs import names_a_version
+
     prefix = "delta:" if text.startswith("delta:") else ""
     bare = text.removeprefix(prefix)
-    if text.startswith("sql:") or "@" in bare:
+    if text.startswith("sql:") or names_a_version(text):
         return text
     root = (settings.home / "batch" / usecase).resolve()
     path = (root / bare).resolve()

@@ -604,7 +604,13 @@ class BatchSchedule(Strict):
     @field_validator("input", "output")
     @classmethod
     def _in_batch_folder(cls, text: str, info: ValidationInfo) -> str:
-        if info.field_name == "input" and (text.startswith("sql:") or "@" in text):
+        from valueloop.refs import RULE, DatasetRef, names_a_version
+
+        if info.field_name == "input" and text.startswith("sql:"):
+            return text
+        if info.field_name == "input" and names_a_version(text):
+            if DatasetRef.match(text) is None:
+                raise ValueError(RULE)
             return text
         bare = PurePosixPath(text.removeprefix("delta:"))
         if not bare.parts or bare.is_absolute() or ".." in bare.parts or "\\" in text or ":" in str(bare):
