@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +86,24 @@ def test_an_unset_variable_in_the_url_is_named(pg_settings: Settings, crm: Path,
     monkeypatch.delenv("CRM_URL")
     with pytest.raises(InvalidInput, match="sources.customers.url: environment variable CRM_URL is not set"):
         ingest(pg_settings, crm)
+
+
+def test_the_rows_come_through_a_server_side_cursor_a_chunk_at_a_time(pg_settings: Settings, crm: Path) -> None:
+    """While the ingest reads, the source's own connection is seen from another one: each chunk
+    is a FETCH from a declared cursor, never the query read whole (as ``fetchall`` would)."""
+    plain = pg_settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+    seen: list[tuple[int, list[str]]] = []
+    with psycopg.connect(plain, autocommit=True) as watcher:
+
+        def progress(step: str, rows: int) -> None:
+            if step.startswith("reading"):
+                queries = [q for (q,) in watcher.execute(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND (query ILIKE '%crm_customers%' OR query ILIKE 'FETCH%')")]
+                seen.append((rows, queries))
+
+        ingest(pg_settings, crm, progress=progress)
+    read = [(rows, queries) for rows, queries in seen if rows]
+    assert [rows for rows, _ in read] == [128, 256, 384, 512, 600]
+    for rows, queries in read:
+        assert len(queries) == 1 and re.fullmatch(r'FETCH FORWARD 12[78] FROM "\w+"', queries[0]), (rows, queries)
