@@ -84,11 +84,8 @@ def _where(version: int) -> str:
 def identifiers(frame_columns: list[str], objective: ModelObjective,
                 treatments: dict[str, ColumnTreatment]) -> set[str]:
     """Columns that name a row rather than describe it: never a model input."""
-    if objective.features.identifiers is not None:
-        return set(objective.features.identifiers)
-    return {c for c in frame_columns if c == "id" or c.endswith("_id")} | {
-        c for c, t in treatments.items() if t.treatment is Treatment.pseudonymize
-    }
+    pseudonymized = [c for c, t in treatments.items() if t.treatment is Treatment.pseudonymize]
+    return {c for c in frame_columns if objective.identifier(c, pseudonymized)}
 
 
 def _unknown(field: str, names: list[str], columns: list[str], version: int) -> None:
@@ -136,12 +133,17 @@ def prepare(table: pa.Table, objective: ModelObjective, treatments: dict[str, Co
     if not features:
         raise InvalidInput(f"model.features: no feature column is left in {_where(version)} after "
                            f"removing the target, identifiers and exclusions ({', '.join(sorted(dropped - {None}))})")
+    for kind, checks in (("invariance", tests.invariance), ("directional", tests.directional)):
+        if unread := [c.column for c in checks if c.column not in features]:
+            raise InvalidInput(f"model.tests.{kind}: {', '.join(unread)} not a model input of {_where(version)} "
+                               f"(features: {', '.join(features)}); a test of a column the model never "
+                               "reads cannot fail")
     numeric = [c for c in features if pd.api.types.is_numeric_dtype(frame[c])]
     if tests.directional and target.task == "multiclass":
         raise InvalidInput(f"model.tests.directional: target '{objective.target}' has {len(target.classes)} "
                            "classes; a directional test needs one number to move (regression or binary)")
     for check in tests.directional:
-        if check.column in features and check.column not in numeric:
+        if check.column not in numeric:
             raise InvalidInput(f"model.tests.directional: column '{check.column}' is not numeric; "
                                "a directional test adds a number to it")
     return Prepared(frame=frame, y=y, features=features, numeric=numeric,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable, Mapping
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -423,6 +423,41 @@ class ModelObjective(Strict):
             raise ValueError("positive_class and decision_threshold need task classification")
         return self
 
+    def identifier(self, column: str, pseudonymized: Collection[str]) -> bool:
+        """Whether ``column`` names a row rather than describes it: never a model input."""
+        if self.features.identifiers is not None:
+            return column in self.features.identifiers
+        return column == "id" or column.endswith("_id") or column in pseudonymized
+
+    def not_an_input(self, column: str, treatments: Mapping[str, Treatment]) -> str | None:
+        """Why ``column`` is never a model input, as far as the file tells (given the treatments
+        of the personal columns); None when it may be one."""
+        features = self.features
+        pseudonymized = [c for c, t in treatments.items() if t is Treatment.pseudonymize]
+        reasons = [
+            (column == self.target, "it is model.target"),
+            (column == self.split.time_column, "it is model.split.time_column"),
+            (treatments.get(column) is Treatment.drop, "the privacy section drops it"),
+            (bool(features.include) and column not in features.include, "model.features.include leaves it out"),
+            (column in features.exclude, "model.features.exclude lists it"),
+            (self.identifier(column, pseudonymized),
+             "model.features.identifiers lists it" if features.identifiers is not None else
+             "it is an identifier: *_id columns and pseudonymized ones are, unless model.features.identifiers "
+             "names the identifiers"),
+        ]
+        return next((why for hit, why in reasons if hit), None)
+
+    def untestable(self, treatments: Mapping[str, Treatment]) -> list[str]:
+        """The per-feature tests (invariance, directional) on a column the model never reads: such
+        a test cannot fail, so it proves nothing."""
+        problems = []
+        for kind, checks in (("invariance", self.tests.invariance), ("directional", self.tests.directional)):
+            for i, check in enumerate(checks):
+                if (why := self.not_an_input(check.column, treatments)) is not None:
+                    problems.append(f"model.tests.{kind}[{i}]: column '{check.column}' is not a model input "
+                                    f"({why}); a test of a column the model never reads cannot fail")
+        return problems
+
 
 DriftMethod = Literal["ks", "wasserstein", "chisquare", "jensenshannon", "psi"]
 
@@ -649,6 +684,8 @@ class UseCaseSpec(Strict):
             if kpi is None or kpi.kind != "model" or kpi.metric not in THRESHOLD_METRICS:
                 raise ValueError(f"model.decision_threshold.kpi: '{chosen.kpi}' is not a model KPI of "
                                  f"this file on one of {', '.join(sorted(THRESHOLD_METRICS))}")
+        if problems := self.model.untestable({c.column: c.treatment for c in self.privacy.columns}):
+            raise ValueError("; ".join(problems))
         return self
 
     def threshold_kpi(self) -> KPI | None:
