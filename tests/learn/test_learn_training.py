@@ -150,11 +150,12 @@ def test_search_trials_are_nested_runs(settings: Settings, churn) -> None:
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"target": "cancelled"}, r"model.target: column 'cancelled' is not in dataset version \d"),
-    ({"target": "monthly_charges"},  # a number of many values, not a class (support_calls would be 3+ classes)
+    ({"target": "monthly_charges", "tests": {}},  # a number of many values, not a class (support_calls would be 3+ classes)
      r"model.task: classification does not match target 'monthly_charges': it has \d+ distinct value.s. "
      r"in dataset version \d; classification needs 2 to 100"),
     ({"split": {"test_size": 0.9999}}, "test_size 0.9999 of 1500 row.s. leaves an empty training set"),
-    ({"features": {"include": ["tenure_months", "shoe_size"]}}, r"model.features.include: column\(s\) shoe_size"),
+    ({"features": {"include": ["tenure_months", "shoe_size"]}, "tests": {}},
+     r"model.features.include: column\(s\) shoe_size"),
 ])
 def test_bad_input_is_named_and_nothing_is_trained(settings: Settings, churn, changes, message) -> None:
     name, _ = churn
