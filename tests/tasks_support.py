@@ -71,7 +71,9 @@ def make_task(settings: Settings, task: str, project: Path, rows: int = 1500) ->
     data["kpis"] = [k for k in data["kpis"] if k["kind"] == "business"] + kpis
     data["data"]["checks"] = [c for c in data["data"]["checks"] if c.get("column") != "churned"]
     data["model"] = data["model"] | model | {
-        "segments": [], "tests": data["model"]["tests"] | UNTIMED | {"directional": [], "segment_floors": []}}
+        # the example's per-feature tests hold for its churn probability, not for every task's output
+        "segments": [], "tests": data["model"]["tests"] | UNTIMED | {"invariance": [], "directional": [],
+                                                                     "segment_floors": []}}
     update_as_team(settings, data)
     write_export(project, task, rows, seed=7)
     with session(settings) as s:
