@@ -11,12 +11,13 @@ from outcomes.support import churn_data
 from valueloop.errors import InvalidInput
 from valueloop.examples import load_generator
 from valueloop.learn import evaluation, model_tests
-from valueloop.learn.dataset import prepare
+from valueloop.learn.dataset import Target, prepare
 from valueloop.outcomes.spec import ColumnTreatment, ModelObjective, Treatment, parse_spec
 
 IDENTIFIER = ("it is an identifier: *_id columns and pseudonymized ones are, unless model.features.identifiers "
               "names the identifiers")
 CANNOT_FAIL = "a test of a column the model never reads cannot fail"
+BINARY = Target("binary", (0, 1), 1)
 
 
 @pytest.mark.parametrize(("kind", "check", "features", "why"), [
@@ -64,9 +65,9 @@ def _invariance_verdict(model_columns: list[str]) -> bool:
     model = make_pipeline(ColumnTransformer([("read", "passthrough", model_columns)]),
                           DecisionTreeClassifier(random_state=0)).fit(frame[features], frame["churned"])
     y = frame["churned"].to_numpy()
-    score = evaluation.scores(model, frame[features], "classification")
-    evaluated = {"metrics": evaluation.metrics(y, score, "classification"), "segments": {}}
-    results = model_tests.run(model, objective, frame, features, evaluated, None, seed=42,
+    score = evaluation.scores(model, frame[features], BINARY)
+    evaluated = {"metrics": evaluation.metrics(y, score, BINARY), "segments": {}}
+    results = model_tests.run(model, objective, BINARY, frame, features, evaluated, None, seed=42,
                               clock=iter([0.0, 0.0]).__next__)
     [verdict] = [r.passed for r in results if r.name.startswith("invariance:")]
     return verdict
