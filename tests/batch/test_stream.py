@@ -46,8 +46,8 @@ def _send_malformed(client: redis.Redis, records: list[dict[str, Any]]) -> dict[
     return {
         client.xadd(stream, {"data": MALFORMED[0]}).decode(): "not JSON",
         client.xadd(stream, {"data": MALFORMED[1]}).decode(): "not an object of features",
-        client.xadd(stream, {"data": json.dumps(missing)}).decode(): "missing feature 'tenure_months'",
-        client.xadd(stream, {"data": json.dumps(typed)}).decode(): "'a lot' is not a number",
+        client.xadd(stream, {"data": json.dumps(missing)}).decode(): "[0].tenure_months: required field is missing",
+        client.xadd(stream, {"data": json.dumps(typed)}).decode(): "[0].monthly_charges: expected a number, got 'a lot'",
     }
 
 

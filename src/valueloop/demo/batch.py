@@ -45,7 +45,7 @@ def _batch(ctx: DemoContext) -> list[dict[str, Any]]:
 
     from valueloop.data import read_version
     from valueloop.deploy.batch import BatchOptions, run_batch
-    from valueloop.deploy.scoring import load_scorer
+    from valueloop.deploy.model import load_ref
     from valueloop.store import session
 
     out, settings = ctx.console, ctx.settings
@@ -60,8 +60,8 @@ def _batch(ctx: DemoContext) -> list[dict[str, Any]]:
     out.print("highest churn risk: " + ", ".join(f"customer {r['customer_id']} ({r['probability']:.0%})"
                                                  for r in riskiest))
     with session(settings) as s:
-        scorer = load_scorer(s, settings, "devon", "churn", "champion")
-        return read_version(s, "churn").select(scorer.columns).to_pylist()
+        model = load_ref(s, settings, "devon", "churn", "champion")
+        return read_version(s, "churn").select(model.validator.names).to_pylist()
 
 
 def _stream(ctx: DemoContext, url: str, records: list[dict[str, Any]]) -> None:

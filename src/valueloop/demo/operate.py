@@ -56,17 +56,17 @@ def serve_month(ctx: DemoContext, rows: int, seed: int, period: int) -> list[str
     import pyarrow as pa
 
     from valueloop.deploy.predlog import PredictionLog
-    from valueloop.deploy.scoring import load_scorer
+    from valueloop.deploy.model import load_ref
 
     raw = load_generator("churn").generate(rows, seed, period)
-    inputs = requests_of(raw)
     with session(ctx.settings) as s:
-        scorer = load_scorer(s, ctx.settings, "oscar", "churn", "champion")
-    prediction, probability = scorer.predict(inputs)
+        model = load_ref(s, ctx.settings, "oscar", "churn", "champion")
+    inputs = model.validator.table(requests_of(raw))
+    result = model.predict_table(inputs)
     ids = [uuid.uuid4().hex for _ in range(rows)]
     records = inputs.append_column("request_id", pa.array(ids)).append_column(
-        "model_version", pa.array([scorer.version] * rows)).append_column(
-        "prediction", pa.array(prediction)).append_column("probability", pa.array(probability))
+        "model_version", pa.array([model.version] * rows)).append_column(
+        "prediction", pa.array(result.labels)).append_column("probability", pa.array(result.probabilities))
     PredictionLog(ctx.settings, "churn").append(records, source="batch")
     ctx.state.setdefault("outcomes", {}).update(zip(ids, raw["churned"].to_pylist()))
     return ids

@@ -45,7 +45,7 @@ from valueloop.store.models import utcnow
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from valueloop.deploy.scoring import Scorer
+    from valueloop.deploy.model import ServedModel
 
 BatchJob = batch_tables.BatchJob
 #: progress(rows done, rows in total)
@@ -56,6 +56,7 @@ _T = TypeVar("_T")
 
 class BatchOptions(BaseModel):
     model: str = Field("champion", description="an alias (champion, challenger) or a version number")
+    log_predictions: bool = Field(True, description="every prediction also goes to the prediction log")
     batch_size: int = Field(65_536, ge=1, description="rows scored at once: sets the memory in process")
     part_rows: int = Field(1_048_576, ge=1, description="rows per committed part: the unit of resume")
     overwrite: bool = False
@@ -101,31 +102,51 @@ def _id_column(options: BatchOptions, spec_identifiers: list[str], names: list[s
     return (declared or [c for c in names if c.endswith("_id")] or [None])[0]
 
 
-def score_batch(scorer: Scorer, batch: pa.RecordBatch | pa.Table, id_column: str | None,
-                first_row: int) -> pa.Table:
-    """The output rows of one batch: id, prediction, probability (classifiers), version, time."""
+def _ids(batch: pa.RecordBatch | pa.Table, id_column: str | None, first_row: int) -> pa.Array:
     import pyarrow as pa
 
-    prediction, probability = scorer.predict(batch)
-    n = batch.num_rows
-    ids = batch.column(id_column) if id_column else pa.array(range(first_row, first_row + n), pa.int64())
-    columns: dict[str, Any] = {id_column or ORDINAL: ids, "prediction": pa.array(prediction)}
-    if probability is not None:
-        columns["probability"] = pa.array(probability, pa.float64())
-    columns["model_version"] = pa.repeat(pa.scalar(scorer.version), n)
+    if id_column:
+        ids = batch.column(id_column)
+        return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    return pa.array(range(first_row, first_row + batch.num_rows), pa.int64())
+
+
+def score_batch(model: ServedModel, features: pa.Table, ids: pa.Array, id_name: str) -> pa.Table:
+    """The output rows of checked features: id, prediction, probability (classifiers), version, time."""
+    import pyarrow as pa
+
+    result = model.predict_table(features)
+    n = features.num_rows
+    columns: dict[str, Any] = {id_name: ids, "prediction": pa.array(result.labels)}
+    if result.probabilities is not None:
+        columns["probability"] = pa.array(result.probabilities, pa.float64())
+    columns["model_version"] = pa.repeat(pa.scalar(model.version), n)
     columns["scored_at"] = pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), n)
     return pa.table(columns)
 
 
-def score_part(scorer: Scorer, table: pa.Table, id_column: str | None, first_row: int,
-               batch_size: int) -> pa.Table:
+def score_part(model: ServedModel, features: pa.Table, ids: pa.Array, id_name: str, batch_size: int) -> pa.Table:
     """A whole part, scored ``batch_size`` rows at a time exactly as in process (Dask workers)."""
     import pyarrow as pa
 
     return pa.concat_tables(
-        score_batch(scorer, table.slice(start, batch_size), id_column, first_row + start)
-        for start in range(0, table.num_rows, batch_size)
+        score_batch(model, features.slice(start, batch_size), ids.slice(start, batch_size), id_name)
+        for start in range(0, features.num_rows, batch_size)
     )
+
+
+def _log_records(job_id: str, scored: pa.Table, features: pa.Table, id_name: str) -> pa.Table:
+    """The prediction log's rows of a scored batch: the features the model saw, request ids
+    ``<job id>/<row id>`` (what feedback names), the answer, the version and the time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = {"request_id": pc.binary_join_element_wise(job_id, scored[id_name].cast(pa.string()), "/"),
+               "ts": scored["scored_at"], "model_version": scored["model_version"],
+               "prediction": scored["prediction"]}
+    if "probability" in scored.column_names:
+        columns["probability"] = scored["probability"]
+    return pa.table({**columns, **{c: features[c] for c in features.column_names}})
 
 
 class _Staging:
@@ -195,9 +216,11 @@ def _executor_name(options: BatchOptions) -> str:
 
 
 def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, output_text: str,
-             options: BatchOptions) -> tuple[BatchJobView, Scorer, BatchInput, str | None]:
+             options: BatchOptions) -> tuple[BatchJobView, ServedModel, BatchInput, str | None]:
     """Check, load and open everything, then create (or take over) the job: all before any work."""
-    from valueloop.deploy.scoring import authorize, load_scorer
+    from valueloop.deploy.model import load_ref
+    from valueloop.deploy.scoring import authorize
+    from valueloop.deploy.table_rules import check_schema
 
     output = parse_output(output_text)
     with session(settings) as s:
@@ -205,11 +228,12 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         if output.exists() and not options.overwrite:
             raise Conflict(f"--output {output_text!r} exists; pass --overwrite to replace it")
         job = _unfinished(s, name, str(output.path)) if options.resume else None
-        scorer = load_scorer(s, settings, acting.name, name, job.model_version if job else options.model)
-        source = open_input(s, settings, name, input_text, scorer.column_types)
+        model = load_ref(s, settings, acting.name, name, job.model_version if job else options.model)
+        source = open_input(s, settings, name, input_text, model.validator.csv_types)
         if source.num_rows == 0:
             raise InvalidInput(f"--input {input_text!r} holds no rows")
-        scorer.check(source.dataset.schema, f"--input {input_text!r}")
+        check_schema(model.validator.columns, source.dataset.schema, f"--input {input_text!r}",
+                     f"model {name} v{model.version}")
         spec = spec_of(get_usecase(s, name))
         identifiers = list((getattr(spec.model, "features", None) and spec.model.features.identifiers) or [])
         id_column = _id_column(options, identifiers, source.dataset.schema.names)
@@ -225,7 +249,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         else:
             job_id = uuid.uuid4().hex
             job = BatchJob(
-                id=job_id, usecase=name, model_version=scorer.version, model_ref=options.model,
+                id=job_id, usecase=name, model_version=model.version, model_ref=options.model,
                 input=input_text, input_fingerprint=source.fingerprint, output=str(output.path),
                 output_format=output.format,
                 staging=str(output.path.parent / f".{output.path.name}.valueloop-{job_id[:12]}"),
@@ -239,7 +263,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
                 "model_version": job.model_version, "input": input_text,
                 "input_fingerprint": job.input_fingerprint, "output": job.output,
                 "executor": job.executor})
-        return _view(job), scorer, source, id_column
+        return _view(job), model, source, id_column
 
 
 def _record_part(settings: Settings, job_id: str, staging: _Staging) -> None:
@@ -249,10 +273,15 @@ def _record_part(settings: Settings, job_id: str, staging: _Staging) -> None:
         job.parts_done, job.row_count = len(done), sum(done.values())
 
 
-def _scan(source: BatchInput, scorer: Scorer, id_column: str | None, batch_size: int,
-          part_rows: int) -> Iterator[tuple[int, int, pa.RecordBatch]]:
-    columns = list(dict.fromkeys([*scorer.columns, *([id_column] if id_column else [])]))
-    return aligned_batches(read_batches(source.dataset, columns, batch_size), part_rows)
+def _scan(source: BatchInput, model: ServedModel, id_column: str | None, batch_size: int,
+          part_rows: int) -> Iterator[tuple[int, int, pa.Table, pa.Array]]:
+    """(part, first row, checked features, ids) of each batch; a row that breaks the signature's
+    rules ends the job with the message a REST request gets, the rows numbered in the input."""
+    names = set(source.dataset.schema.names)
+    columns = list(dict.fromkeys([*(n for n in model.validator.names if n in names),
+                                  *([id_column] if id_column else [])]))
+    for part, first_row, batch in aligned_batches(read_batches(source.dataset, columns, batch_size), part_rows):
+        yield part, first_row, model.validator.table(batch, first_row), _ids(batch, id_column, first_row)
 
 
 def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
@@ -266,25 +295,42 @@ def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
             yield item  # type: ignore[misc]
 
 
-def _run_in_process(job: BatchJobView, scorer: Scorer, source: BatchInput, id_column: str | None,
+def _sink(settings: Settings, job: BatchJobView, options: BatchOptions,
+          write: Callable[[pa.Table], None]) -> Callable[[pa.Table, pa.Table], None]:
+    """What is done with each scored batch, on the writer's thread: into the part, and with the
+    features the model saw into the prediction log (source ``batch``), so the monitor sees it."""
+    from valueloop.deploy.predlog import PredictionLog
+
+    plog = PredictionLog(settings, job.usecase) if options.log_predictions else None
+
+    def sink(scored: pa.Table, features: pa.Table) -> None:
+        write(scored)
+        if plog is not None:
+            plog.append(_log_records(job.id, scored, features, scored.column_names[0]), source="batch")
+
+    return sink
+
+
+def _run_in_process(job: BatchJobView, model: ServedModel, source: BatchInput, id_column: str | None,
                     options: BatchOptions, staging: _Staging, settings: Settings,
                     advance: Callable[[int], None]) -> None:
     """Read ahead, score, and write behind: the model has the cores while Arrow decodes and
     encodes Parquet in other threads; at most one batch waits to be written."""
     done = staging.done()
-    scan = _read_ahead(_scan(source, scorer, id_column, options.batch_size, job.part_rows))
+    scan = _read_ahead(_scan(source, model, id_column, options.batch_size, job.part_rows))
     with ThreadPoolExecutor(1, thread_name_prefix="batch-write") as writer:
         for part, items in groupby(scan, key=itemgetter(0)):
             if part in done:
                 continue
             with staging.part(part) as write:
+                sink = _sink(settings, job, options, write)
                 writing: Future[None] | None = None
-                for _, first_row, batch in items:
-                    scored = score_batch(scorer, batch, id_column, first_row)
+                for _, _, features, ids in items:
+                    scored = score_batch(model, features, ids, id_column or ORDINAL)
                     if writing is not None:
                         writing.result()
-                    writing = writer.submit(write, scored)
-                    advance(batch.num_rows)
+                    writing = writer.submit(sink, scored, features)
+                    advance(features.num_rows)
                 if writing is not None:
                     writing.result()
             _record_part(settings, job.id, staging)
@@ -310,41 +356,43 @@ def _dask_client(address: str) -> Iterator[Any]:
         yield client
 
 
-def _run_on_dask(job: BatchJobView, scorer: Scorer, source: BatchInput, id_column: str | None,
+def _run_on_dask(job: BatchJobView, model: ServedModel, source: BatchInput, id_column: str | None,
                  options: BatchOptions, staging: _Staging, settings: Settings,
                  advance: Callable[[int], None]) -> None:
-    """The driver reads parts and commits results; the workers score. Output files stay local to
-    the driver, so workers need neither the input's nor the output's file system."""
+    """The driver reads and checks parts and commits results; the workers score. Output files
+    stay local to the driver, so workers need neither the input's nor the output's file system."""
     import pyarrow as pa
     from distributed import wait
 
     assert options.dask is not None
     done = staging.done()
+    id_name = id_column or ORDINAL
     with _dask_client(options.dask) as client:
-        remote = client.scatter(scorer, broadcast=True)
+        remote = client.scatter(model, broadcast=True)
         limit = 2 * max(1, len(client.scheduler_info()["workers"]))
-        in_flight: dict[Any, int] = {}
+        in_flight: dict[Any, tuple[int, pa.Table]] = {}
 
         def collect(return_when: str) -> None:
             finished, _ = wait(list(in_flight), return_when=return_when)
             for future in finished:
-                part = in_flight.pop(future)
+                part, features = in_flight.pop(future)
                 table = future.result()
                 with staging.part(part) as write:
-                    write(table)
+                    _sink(settings, job, options, write)(table, features)
                 _record_part(settings, job.id, staging)
                 advance(table.num_rows)
 
-        for part, items in groupby(_scan(source, scorer, id_column, options.batch_size, job.part_rows),
+        for part, items in groupby(_scan(source, model, id_column, options.batch_size, job.part_rows),
                                    key=itemgetter(0)):
             if part in done:
                 continue
             if len(in_flight) >= limit:
                 collect("FIRST_COMPLETED")
             parts = list(items)
-            table = pa.Table.from_batches([batch for _, _, batch in parts])
-            in_flight[client.submit(score_part, remote, table, id_column, parts[0][1],
-                                    options.batch_size, pure=False)] = part
+            features = pa.concat_tables([f for _, _, f, _ in parts])
+            ids = pa.concat_arrays([i for _, _, _, i in parts])
+            in_flight[client.submit(score_part, remote, features, ids, id_name, options.batch_size,
+                                    pure=False)] = (part, features)
         if in_flight:
             collect("ALL_COMPLETED")
 
@@ -366,7 +414,7 @@ def run_batch(
 ) -> BatchJobView:
     """Score ``input_text`` with the use case's model into ``output_text``, whole or not at all."""
     options = options or BatchOptions()
-    job, scorer, source, id_column = _prepare(settings, actor, usecase, input_text, output_text, options)
+    job, model, source, id_column = _prepare(settings, actor, usecase, input_text, output_text, options)
     staging = _Staging(job)
     rows_done = sum(staging.done().values())
     if progress:
@@ -380,7 +428,7 @@ def run_batch(
 
     run = _run_on_dask if options.dask else _run_in_process
     try:
-        run(job, scorer, source, id_column, options, staging, settings, advance)
+        run(job, model, source, id_column, options, staging, settings, advance)
         parse_output(output_text).publish(staging.parts(), staging.schema(), staging.root,
                                           options.overwrite)
     except BaseException as exc:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from valueloop.config import Settings
 from valueloop.deploy.schema import Validator, compile_validator
 from valueloop.errors import InvalidInput
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -27,7 +32,21 @@ class Prediction:
 
 
 @dataclass
+class Scored:
+    """The same answers as arrays, for batch, stream and the retraining comparison; ``proba``
+    holds every class's probability (a classifier's pyfunc answer)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    proba: np.ndarray | None = None
+
+
+@dataclass
 class ServedModel:
+    """A model version with its contract: REST, batch, stream and retraining all validate with
+    its :attr:`validator` and predict through :meth:`scored`, so a record gets the same answer,
+    or the same refusal, whichever way it arrives. Picklable: a Dask client ships it to workers."""
+
     usecase: str
     version: str
     estimator: Any
@@ -44,6 +63,10 @@ class ServedModel:
         self._classes = getattr(self.estimator, "classes_", None) if hasattr(self.estimator, "predict_proba") else None
         self.outputs = _outputs(self._classes)
 
+    @property
+    def classifier(self) -> bool:
+        return self._classes is not None
+
     def _input(self, columns: dict[str, list[Any]]) -> Any:
         if self._matrix:
             import numpy as np
@@ -53,24 +76,43 @@ class ServedModel:
 
         return pd.DataFrame(columns, columns=self.validator.names)
 
-    def predict(self, columns: dict[str, list[Any]]) -> Prediction:
-        """Predict validated columns in one call; runs in a worker thread."""
-        x = self._input(columns)
+    def table_input(self, table: pa.Table) -> Any:
+        """What the estimator is called with for a checked table: a float matrix or a DataFrame."""
+        if self._matrix:
+            import numpy as np
+
+            return np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+                                    for n in self.validator.names])
+        return table.select(self.validator.names).to_pandas()
+
+    def scored(self, x: Any) -> Scored:
+        """The one predict → label/probability path: a classifier is called once through
+        ``predict_proba``; its label is the argmax (what ``predict`` computes, at half the cost)."""
+        import numpy as np
+
         if self._classes is not None:
             proba = self.estimator.predict_proba(x)
             best = proba.argmax(axis=1)
-            labels = self._classes[best].tolist()
-            probs = (proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)).tolist()
-            pyfunc = proba.tolist() if self.predict_fn == "predict_proba" else labels
-            return Prediction(labels, probs, pyfunc)
+            probs = proba[:, 1] if proba.shape[1] == 2 else proba[np.arange(len(best)), best]
+            return Scored(np.asarray(self._classes)[best], probs, proba)
         if hasattr(self.estimator, "predict") and not hasattr(self.estimator, "metadata"):
-            values = self.estimator.predict(x)
-        else:  # an MLflow pyfunc model of another flavor
-            import pandas as pd
+            return Scored(np.asarray(self.estimator.predict(x)), None)
+        import pandas as pd  # an MLflow pyfunc model of another flavor wants named columns
 
-            values = self.estimator.predict(pd.DataFrame(columns, columns=self.validator.names))
-        values = values.tolist() if hasattr(values, "tolist") else list(values)
-        return Prediction(values, None, values)
+        frame = x if isinstance(x, pd.DataFrame) else pd.DataFrame(x, columns=self.validator.names)
+        return Scored(np.asarray(self.estimator.predict(frame)), None)
+
+    def predict(self, columns: dict[str, list[Any]]) -> Prediction:
+        """Predict validated columns (a request) in one call; runs in a worker thread."""
+        result = self.scored(self._input(columns))
+        labels = result.labels.tolist()
+        probs = None if result.probabilities is None else result.probabilities.tolist()
+        pyfunc = result.proba.tolist() if self.predict_fn == "predict_proba" and result.proba is not None else labels
+        return Prediction(labels, probs, pyfunc)
+
+    def predict_table(self, table: pa.Table) -> Scored:
+        """Predict a table that :meth:`Validator.table` checked (batch, stream, retraining)."""
+        return self.scored(self.table_input(table))
 
     def example(self) -> dict[str, list[Any]]:
         """One plausible row, to warm the model before it takes traffic."""
@@ -108,6 +150,17 @@ def from_pyfunc(usecase: str, version: str, pyfunc: Any, load_seconds: float = 0
                          predict_fn=flavor.get("predict_fn", "predict"), load_seconds=load_seconds)
     served.predict(served.example())
     return served
+
+
+def load_ref(session: Session, settings: Settings, actor: str | None, usecase: str, ref: str) -> ServedModel:
+    """The model ``ref`` (an alias such as champion, or a version number) of a use case, as the
+    actor may view it, through the Learn phase's digest-verified loader (batch, stream, retraining)."""
+    from valueloop.learn.registry import get_model, load_model
+
+    version = get_model(session, actor, usecase, ref).version
+    started = time.perf_counter()
+    pyfunc = load_model(session, settings, usecase, version)
+    return from_pyfunc(usecase, str(version), pyfunc, time.perf_counter() - started)
 
 
 def load(settings: Settings, usecase: str, version: str) -> ServedModel:

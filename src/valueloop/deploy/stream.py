@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import redis
 
-    from valueloop.deploy.scoring import Scorer
+    from valueloop.deploy.model import ServedModel
     from valueloop.deploy.stream_health import StreamMetrics
 
 
@@ -62,6 +62,8 @@ class StreamOptions(BaseModel):
     metrics_port: int | None = None
     idle_exit: float | None = Field(None, gt=0, description="stop after this many seconds without events")
     log_predictions: bool = True
+    poll_seconds: float = Field(1.0, gt=0, description="how often the registry is asked whether the model's "
+                                "alias moved (a promotion, a rollback): the consumer follows it between batches")
     threads: int = Field(1, ge=1, description="threads the model may use (OpenMP, BLAS): consumers scale out "
                          "by process, and several processes that each use every core slow each other down")
 
@@ -189,11 +191,14 @@ def _concat(parts: list[_Scored]) -> _Scored | None:
 
 
 class Consumer:
-    def __init__(self, settings: Settings, usecase: str, scorer: Scorer, client: redis.Redis,
+    def __init__(self, settings: Settings, usecase: str, model: ServedModel, client: redis.Redis,
                  options: StreamOptions, name: str, metrics: StreamMetrics) -> None:
         from valueloop.deploy.predlog import PredictionLog
+        from valueloop.deploy.stream_follow import Follower
 
-        self.usecase, self.scorer, self.client, self.options, self.name = usecase, scorer, client, options, name
+        self.usecase, self.client, self.options, self.name = usecase, client, options, name
+        self.follower = Follower(settings, model, options.model, options.poll_seconds)
+        self.model = model
         self.input, self.output, self.dead = stream_names(usecase)
         self.log = PredictionLog(settings, usecase) if options.log_predictions else None
         self.metrics = metrics
@@ -215,6 +220,7 @@ class Consumer:
 
     def step(self) -> int:
         """Claim abandoned entries now and then, else read new ones; returns the entries handled."""
+        self.model = self.follower.current()
         now = time.monotonic()
         handled = 0
         if now >= self.next_claim:
@@ -259,7 +265,7 @@ class Consumer:
                                              f"last error: {error}", raw))
             else:
                 fresh.append((event_id, raw))
-        features = self.scorer.read_json([raw for _, raw in fresh])
+        features = self._parsed([raw for _, raw in fresh])
         if features is not None:
             batch.ids, batch.features = [event_id for event_id, _ in fresh], features
         else:
@@ -269,26 +275,42 @@ class Consumer:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return len(entries)
 
+    def _parsed(self, documents: list[bytes]) -> pa.Table | None:
+        """The batch's features in one pass, when every event parses and keeps every rule."""
+        parsed = self.model.validator.read_json(documents)
+        if parsed is None:
+            return None
+        try:
+            return self.model.validator.table(parsed)
+        except ValueloopError:
+            return None
+
     def _examine(self, fresh: list[tuple[str, bytes]], batch: _Batch) -> None:
-        """One event at a time, when the batch as a whole did not parse: each that does not
-        match the signature becomes a dead letter with the reason."""
-        rows = []
+        """One event at a time, when the batch as a whole did not pass: each event is checked as
+        REST checks a request, and one REST would refuse becomes a dead letter with its message."""
+        validator = self.model.validator
+        rows: dict[str, list[Any]] = {name: [] for name in validator.names}
         for event_id, raw in fresh:
             try:
                 record = json.loads(raw)
             except ValueError as exc:
                 batch.dead.append((event_id, f"field 'data' is not JSON: {exc}", raw))
                 continue
-            problem = (self.scorer.problem(record) if isinstance(record, dict)
-                       else f"field 'data' is a JSON {type(record).__name__}, not an object of features")
-            if problem:
-                batch.dead.append((event_id, f"does not match the signature of model v"
-                                             f"{self.scorer.version}: {problem}", raw))
+            if not isinstance(record, dict):
+                batch.dead.append((event_id, f"field 'data' is a JSON {type(record).__name__}, not an object "
+                                             "of features", raw))
+                continue
+            try:
+                checked = validator.records([record])
+            except ValueloopError as exc:
+                batch.dead.append((event_id, f"refused by model v{self.model.version} as REST refuses it: "
+                                             f"{exc.message}: {'; '.join(exc.problems)}", raw))
                 continue
             batch.ids.append(event_id)
-            rows.append(record)
-        if rows:
-            batch.features = self.scorer.table_of(rows)
+            for name, values in checked.items():
+                rows[name] += values
+        if batch.ids:
+            batch.features = validator.table_of(rows)
 
     def _score(self, batch: _Batch) -> _Scored | None:
         """The events that could be scored; an event the model fails on stays pending, to be
@@ -309,9 +331,9 @@ class Consumer:
             return _concat(scored)
 
     def _predict(self, ids: list[str], features: pa.Table) -> _Scored:
-        prediction, probability = self.scorer.predict(features)
+        result = self.model.predict_table(features)
         self.metrics.batch_size.observe(len(ids))
-        return _Scored(ids, features, prediction, probability)
+        return _Scored(ids, features, result.labels, result.probabilities)
 
     def _write(self, batch: _Batch, scored: _Scored | None) -> None:
         """Log, then output and acknowledge in one atomic script: an acknowledged event has its output."""
@@ -329,7 +351,7 @@ class Consumer:
                 "ack": done,
             }
             self._commit(keys=[self.input, self.output, self.dead],
-                         args=[self.options.group, self.name, self.scorer.version, to_json(payload)])
+                         args=[self.options.group, self.name, self.model.version, to_json(payload)])
         self.predicted += len(ids)
         self.dead_lettered += len(batch.dead)
         self.batches += 1 if ids else 0
@@ -346,7 +368,7 @@ class Consumer:
         added = np.array([int(i.partition("-")[0]) for i in scored.ids], dtype=np.float64) / 1000
         columns = {
             "request_id": pa.array(scored.ids, pa.string()),
-            "model_version": pa.repeat(pa.scalar(self.scorer.version), len(scored.ids)),
+            "model_version": pa.repeat(pa.scalar(self.model.version), len(scored.ids)),
             "latency_seconds": np.maximum(0.0, time.time() - added),
             "prediction": scored.predictions,
         }
@@ -361,21 +383,22 @@ class Consumer:
                 self.metrics.pending.set(group.get("pending") or 0)
 
     def summary(self, seconds: float) -> StreamSummary:
-        return StreamSummary(usecase=self.usecase, consumer=self.name, model_version=self.scorer.version,
+        return StreamSummary(usecase=self.usecase, consumer=self.name, model_version=self.model.version,
                              predicted=self.predicted, dead_lettered=self.dead_lettered, failed=self.failed,
                              batches=self.batches, seconds=round(seconds, 3))
 
 
-def _start(settings: Settings, actor: str | None, name: str, options: StreamOptions, consumer: str) -> Scorer:
-    from valueloop.deploy.scoring import authorize, load_scorer
+def _start(settings: Settings, actor: str | None, name: str, options: StreamOptions, consumer: str) -> ServedModel:
+    from valueloop.deploy.model import load_ref
+    from valueloop.deploy.scoring import authorize
 
     with session(settings) as s:
         acting = authorize(s, actor, name)
-        scorer = load_scorer(s, settings, acting.name, name, options.model)
+        model = load_ref(s, settings, acting.name, name, options.model)
         audit.record(s, acting.name, "stream.start", "stream_consumer", consumer, usecase=name,
-                     after={"model_version": scorer.version, "group": options.group,
+                     after={"model_version": model.version, "model": options.model, "group": options.group,
                             "streams": list(stream_names(name))})
-        return scorer
+        return model
 
 
 def consume(settings: Settings, actor: str | None, usecase: str, options: StreamOptions | None = None,
@@ -391,12 +414,12 @@ def consume(settings: Settings, actor: str | None, usecase: str, options: Stream
     options = options or StreamOptions()
     stop = stop or threading.Event()
     name = options.consumer or f"{socket.gethostname()}-{os.getpid()}"
-    scorer = _start(settings, actor, usecase, options, name)
+    model = _start(settings, actor, usecase, options, name)
     url = options.redis_url or settings.redis_url
     client = connect(url, options.connect_timeout)
     metrics = stream_health.StreamMetrics(usecase, name)
     server = stream_health.serve(metrics, options.metrics_port) if options.metrics_port is not None else None
-    worker = Consumer(settings, usecase, scorer, client, options, name, metrics)
+    worker = Consumer(settings, usecase, model, client, options, name, metrics)
     started = last_event = time.monotonic()
     limits = threadpool_limits(options.threads)
     try:
@@ -413,6 +436,7 @@ def consume(settings: Settings, actor: str | None, usecase: str, options: Stream
                 metrics.error("redis")
                 wait_until_reachable(client, url, options.connect_timeout)
     finally:
+        worker.follower.close()
         limits.restore_original_limits()
         if server is not None:
             server.shutdown()

@@ -178,13 +178,13 @@ def _score(settings: Settings, s: Session, who: str, name: str, version: int, wi
     (every class's probability), as at training."""
     import numpy as np
 
-    from valueloop.deploy.scoring import load_scorer
+    from valueloop.deploy.model import load_ref
     from valueloop.learn.evaluation import metrics, scores
     from valueloop.learn.registry import target_of
     from valueloop.operate.performance import token
 
-    scorer = load_scorer(s, settings, who, name, str(version))
-    scorer.check(window.schema, f"the prediction log of '{name}'")
+    model = load_ref(s, settings, who, name, str(version))
+    features = model.validator.table(window)  # the contract REST, batch and stream keep
     target = target_of(s, name, version)
     labels = window["label"].to_pylist()
     if target.classifier:  # a label is the class it spells (1, 1.0 and "1" are the class 1)
@@ -192,7 +192,7 @@ def _score(settings: Settings, s: Session, who: str, name: str, version: int, wi
         y = np.array([classes.get(token(v), token(v)) for v in labels], dtype=object)
     else:
         y = np.asarray(labels, float)
-    score = scores(scorer.estimator, scorer._inputs(window), target)
+    score = scores(model.estimator, model.table_input(features), target)
     return {k: v for k, v in metrics(y, score, target).items() if not np.isnan(v)}
 
 
