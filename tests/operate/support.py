@@ -17,7 +17,6 @@ from deploy_support import UNTIMED
 from outcomes.support import churn_data, update_as_team
 
 from valueloop.config import Settings
-from valueloop.demo.operate import requests_of
 from valueloop.examples import load_generator
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.store import session
@@ -59,6 +58,23 @@ def prepare_reference(settings: Settings, approved_usecase: Callable[[Settings],
     with session(settings) as s:
         ingest(s, settings, "dave", name, project_dir=project)
     return project
+
+
+def requests_of(raw: pa.Table) -> pa.Table:
+    """The features of raw CRM records as the champion's pipeline makes them (birth year, postcode
+    region, total charges), for logs made without a model."""
+    import pyarrow.compute as pc
+
+    return pa.table({
+        "birth_date": pc.cast(pc.utf8_slice_codeunits(raw["birth_date"], 0, 4), pa.int64()),
+        "postcode": pc.utf8_slice_codeunits(raw["postcode"], 0, 2),
+        "contract": raw["contract"],
+        "payment_method": raw["payment_method"],
+        "tenure_months": raw["tenure_months"],
+        "monthly_charges": raw["monthly_charges"],
+        "support_calls": raw["support_calls"],
+        "total_charges": pc.round(pc.multiply(raw["monthly_charges"], pc.cast(raw["tenure_months"], pa.float64())), 2),
+    })
 
 
 @dataclass

@@ -24,6 +24,8 @@ def _render_training(report: Any) -> None:
         rows.append((r.candidate + mark, r.kind, r.status, _number(r.primary), verdict, r.trials or "-", r.seconds))
     table(f"candidates of {report.usecase} on dataset v{report.dataset_version} "
           f"(threshold {report.primary_metric} {report.threshold:g}; * best)", columns, rows)
+    if report.serving:
+        console().print(report.serving)
     if report.registered:
         console().print(f"registered [bold]{report.registered.registered_name} "
                         f"v{report.registered.version}[/bold] ({report.best}); it awaits the owner's "

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from valueloop import hooks
 from valueloop.config import Settings
+from valueloop.data import serving
 from valueloop.data import treatments as treat
 from valueloop.data.sandbox import connect, literal, one_select, sandbox
 from valueloop.data.sources import OnRows, Stream, open_stream
@@ -44,6 +45,8 @@ class Staged:
     fingerprints: dict[str, Any]
     transform_hash: str
     treatments: dict[str, Any]
+    #: what serving needs to treat a raw record the same way (data/serving.py)
+    serving: dict[str, Any]
 
 
 def _sql_transform(section: DataSection, project_dir: Path) -> tuple[str, str]:
@@ -145,6 +148,8 @@ def stage(settings: Settings, sources: list[Source], section: DataSection, proje
                 user.register(name, reader)
             query, transform_hash = _query(user, section, sources, project_dir, settings, readers)
             user.execute(f"COPY ({query}\n) TO {literal(out)} (FORMAT parquet)")
+            transform = (serving.row_level(query, list(schemas)) if not section.python else
+                         {"not_row_level": f"it is Python ({section.python}), which cannot be read for its rows"})
         except duckdb.Error as exc:
             _raise_for(exc, streams, where)
         fingerprints = {s.source.name: s.fingerprint() for s in streams}
@@ -155,6 +160,7 @@ def stage(settings: Settings, sources: list[Source], section: DataSection, proje
         fingerprints=fingerprints,
         transform_hash=transform_hash,
         treatments=treat.applied(treatments, schemas, settings.pseudonym_key),
+        serving=serving.record(schemas, transform),
     )
 
 

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 MEMORY_LIMIT = "512MB"
 
 
-@contextmanager
-def connect(work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_connection(work: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with bounded memory that spills to a folder of its own in the work
     directory (not to the current one), and prints no progress bar of its own."""
     import duckdb
@@ -36,6 +35,22 @@ def connect(work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     spill = work / f"spill-{uuid.uuid4().hex[:8]}"
     con = duckdb.connect(config={"temp_directory": str(spill), "memory_limit": MEMORY_LIMIT})
     con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def lock_down(con: duckdb.DuckDBPyConnection, paths: list[Path]) -> duckdb.DuckDBPyConnection:
+    """``con`` made a sandbox for user SQL: it may touch only ``paths``, and its configuration is
+    locked so no query can open it up again."""
+    con.execute("SET allowed_paths = $paths", {"paths": [str(p) for p in paths]})
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+@contextmanager
+def connect(work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """:func:`open_connection`, closed when the block ends."""
+    con = open_connection(work)
     try:
         yield con
     finally:
@@ -44,13 +59,9 @@ def connect(work: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 @contextmanager
 def sandbox(work: Path, paths: list[Path]) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB for user SQL that may touch only ``paths`` (still spilling to the work directory),
-    with its configuration locked so no query can open it up again."""
+    """A DuckDB for user SQL that may touch only ``paths`` (still spilling to the work directory)."""
     with connect(work) as con:
-        con.execute("SET allowed_paths = $paths", {"paths": [str(p) for p in paths]})
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
-        yield con
+        yield lock_down(con, paths)
 
 
 def literal(path: Path) -> str:

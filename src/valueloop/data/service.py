@@ -58,6 +58,7 @@ class DatasetVersionView(BaseModel):
     transform_hash: str
     dpia_version: int
     treatments: dict[str, Any]
+    serving: dict[str, Any] | None = None
     quality: dict[str, Any]
     profile: dict[str, Any]
     project_dir: str
@@ -70,7 +71,7 @@ def _view(row: DatasetVersion) -> DatasetVersionView:
         usecase=row.usecase.name, version=row.version, uri=row.uri, mode=row.mode,
         row_count=row.row_count, columns=row.schema, source_fingerprints=row.source_fingerprints,
         transform_hash=row.transform_hash, dpia_version=row.dpia_version, treatments=row.treatments,
-        quality=row.quality, profile=row.profile, project_dir=row.project_dir, actor=row.actor,
+        serving=row.serving, quality=row.quality, profile=row.profile, project_dir=row.project_dir, actor=row.actor,
         created_at=row.created_at,
     )
 
@@ -220,7 +221,7 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
         usecase_id=usecase.id, version=version, uri=str(table), mode=mode, row_count=report["rows"],
         schema=[{"name": f.name, "type": str(f.type)} for f in staged.schema],
         source_fingerprints=staged.fingerprints, transform_hash=staged.transform_hash,
-        dpia_version=assessment.version, treatments=staged.treatments, quality=report,
+        dpia_version=assessment.version, treatments=staged.treatments, serving=staged.serving, quality=report,
         profile=profile, project_dir=str(project), actor=acting,
     )
     session.add(row)

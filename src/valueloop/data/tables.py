@@ -28,6 +28,8 @@ class DatasetVersion(Base):
     transform_hash: Mapped[str] = mapped_column(String(64))
     dpia_version: Mapped[int]
     treatments: Mapped[dict[str, Any]]
+    #: the sources' raw schemas and the row-level transform (data/serving.py); null before migration 0011
+    serving: Mapped[dict[str, Any] | None]
     quality: Mapped[dict[str, Any]]
     profile: Mapped[dict[str, Any]]
     project_dir: Mapped[str] = mapped_column(Text)

@@ -1,5 +1,6 @@
-"""Demo chapter, Deploy in bulk and in real time: batch-score the newest dataset version with the
-champion, then stream a burst of events through one consumer of a Redis Stream."""
+"""Demo chapter, Deploy in bulk and in real time: batch-score the raw CRM export with the champion
+(its pipeline treats each record as ingest did), then stream a burst of raw records through one
+consumer of a Redis Stream."""
 
 from __future__ import annotations
 
@@ -40,28 +41,37 @@ def _redis(ctx: DemoContext) -> Iterator[str]:
 
 
 def _batch(ctx: DemoContext) -> list[dict[str, Any]]:
-    """Score the newest dataset version; returns its feature records for the stream."""
+    """Score the CRM export as the source system wrote it; returns its records for the stream."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from valueloop.data import read_version
     from valueloop.deploy.batch import BatchOptions, run_batch
-    from valueloop.deploy.model import load_ref
-    from valueloop.store import session
+    from valueloop.deploy.predlog import PredictionLog
 
     out, settings = ctx.console, ctx.settings
+    export = ctx.state["project"] / "data" / "customers.csv"
     output = ctx.workspace / "scores" / "churn-latest.parquet"
     started = time.perf_counter()
-    job = run_batch(settings, "devon", "churn", "churn@latest", str(output), BatchOptions())
+    job = run_batch(settings, "devon", "churn", str(export), str(output), BatchOptions())
     seconds = time.perf_counter() - started
-    out.print(f"devon batch-scored churn@latest with the champion (v{job.model_version}): {job.row_count:,} "
-              f"rows in {seconds:.1f} s into {output.relative_to(ctx.workspace)}; job {job.id[:12]} records "
-              f"input fingerprint {job.input_fingerprint[:12]}…, model version and output")
+    out.print(f"devon batch-scored the raw CRM export {export.relative_to(ctx.workspace)} with the champion "
+              f"(v{job.model_version}): {job.row_count:,} rows in {seconds:.1f} s into "
+              f"{output.relative_to(ctx.workspace)}; job {job.id[:12]} records input fingerprint "
+              f"{job.input_fingerprint[:12]}…, model version and output")
+    logged = PredictionLog(settings, "churn").read()
+    logged = logged.filter(pc.equal(logged["source"], "batch"))
+    out.print(f"the model version's pipeline treated each record as the ingest did (name dropped, e-mail not a "
+              f"feature, birth date to its year, postcode to its region): the prediction log holds "
+              f"{logged.num_rows:,} batch predictions with birth years such as {logged['birth_date'][0]} and "
+              f"postcode regions such as {logged['postcode'][0]!s}, never the raw values")
     riskiest = pq.read_table(output).sort_by([("probability", "descending")]).slice(0, 3).to_pylist()
     out.print("highest churn risk: " + ", ".join(f"customer {r['customer_id']} ({r['probability']:.0%})"
                                                  for r in riskiest))
-    with session(settings) as s:
-        model = load_ref(s, settings, "devon", "churn", "champion")
-        return read_version(s, "churn").select(model.validator.names).to_pylist()
+    raw = pacsv.read_csv(export, convert_options=pacsv.ConvertOptions(
+        column_types={"birth_date": pa.string(), "postcode": pa.string()}))
+    return raw.drop_columns(["churned"]).to_pylist()
 
 
 def _stream(ctx: DemoContext, url: str, records: list[dict[str, Any]]) -> None:
@@ -94,7 +104,7 @@ def _stream(ctx: DemoContext, url: str, records: list[dict[str, Any]]) -> None:
     consumer.join()
     entries = [(i, f) for i, f in client.xrange(output, min=start_id) if f[b"event_id"].decode() in ids]
     span = (int(entries[-1][0].decode().split("-")[0]) - int(entries[0][0].decode().split("-")[0])) / 1000
-    out.print(f"oscar's consumer scored {len(seen):,} of {BURST:,} events from {inp} into {output}: "
+    out.print(f"oscar's consumer scored {len(seen):,} of {BURST:,} raw CRM records from {inp} into {output}: "
               f"{len(entries) / max(span, 1e-3):,.0f} events/s from first to last output, each logged "
               f"and acknowledged (XACK) after its output was written")
     if letter is not None:

@@ -18,7 +18,6 @@ from valueloop.outcomes.spec import parse_spec
 from valueloop.store import session
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from sqlalchemy.orm import Session
 
 #: the monitoring and retraining policy the team adds to valueloop.yaml (see its operate section)
@@ -32,27 +31,10 @@ POLICY = {
 }
 
 
-def requests_of(raw: pa.Table) -> pa.Table:
-    """What the CRM application sends the model for each customer: its inputs after the approved
-    treatments (birth year, postcode region) and the transform (total charges)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pa.table({
-        "birth_date": pc.cast(pc.utf8_slice_codeunits(raw["birth_date"], 0, 4), pa.int64()),
-        "postcode": pc.utf8_slice_codeunits(raw["postcode"], 0, 2),
-        "contract": raw["contract"],
-        "payment_method": raw["payment_method"],
-        "tenure_months": raw["tenure_months"],
-        "monthly_charges": raw["monthly_charges"],
-        "support_calls": raw["support_calls"],
-        "total_charges": pc.round(pc.multiply(raw["monthly_charges"], pc.cast(raw["tenure_months"], pa.float64())), 2),
-    })
-
-
 def serve_month(ctx: DemoContext, rows: int, seed: int, period: int) -> list[str]:
-    """Score a month of customers with the champion into the prediction log; returns the
-    request ids, and keeps the true outcomes for the feedback."""
+    """Score a month of customers, their raw CRM records, with the champion into the prediction
+    log (the version's pipeline treats them as at ingest); returns the request ids, and keeps the
+    true outcomes for the feedback."""
     import pyarrow as pa
 
     from valueloop.deploy.predlog import PredictionLog
@@ -61,7 +43,7 @@ def serve_month(ctx: DemoContext, rows: int, seed: int, period: int) -> list[str
     raw = load_generator("churn").generate(rows, seed, period)
     with session(ctx.settings) as s:
         model = load_ref(s, ctx.settings, "oscar", "churn", "champion")
-    inputs = model.validator.table(requests_of(raw))
+    inputs = model.features(raw.drop_columns(["churned"]))
     result = model.predict_table(inputs)
     ids = [uuid.uuid4().hex for _ in range(rows)]
     records = inputs.append_column("request_id", pa.array(ids)).append_column(

@@ -7,6 +7,12 @@ at most the part in hand and never duplicates a row. The output is published who
 (one rename, or one Delta commit). Memory is set by ``batch_size`` in process and by
 ``part_rows`` times the parts in flight on Dask, never by the size of the input.
 
+Rows are held to the model's contract as REST holds a request (deploy/schema.py, vectorized), and
+an input as the source system exports it (with its id and personal columns) goes through the
+version's pipeline first (deploy/raw.py). Every prediction also goes to the prediction log, with
+the features the model saw and the request id ``<job id>/<row id>``, so the monitor sees batch
+scoring too (a resumed job may log the rows of the part it redoes twice).
+
 Permission: :attr:`Action.deploy` (developers and operations): batch scoring is one of the
 three ways a model is deployed, like REST serving and the stream consumer.
 """
@@ -232,8 +238,10 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         source = open_input(s, settings, name, input_text, model.validator.csv_types)
         if source.num_rows == 0:
             raise InvalidInput(f"--input {input_text!r} holds no rows")
-        check_schema(model.validator.columns, source.dataset.schema, f"--input {input_text!r}",
-                     f"model {name} v{model.version}")
+        names = set(source.dataset.schema.names)
+        if model.raw is None or not model.raw.is_raw_table(names):  # raw columns are checked as they are treated
+            check_schema(model.validator.columns, source.dataset.schema, f"--input {input_text!r}",
+                         f"model {name} v{model.version}")
         spec = spec_of(get_usecase(s, name))
         identifiers = list((getattr(spec.model, "features", None) and spec.model.features.identifiers) or [])
         id_column = _id_column(options, identifiers, source.dataset.schema.names)
@@ -275,13 +283,14 @@ def _record_part(settings: Settings, job_id: str, staging: _Staging) -> None:
 
 def _scan(source: BatchInput, model: ServedModel, id_column: str | None, batch_size: int,
           part_rows: int) -> Iterator[tuple[int, int, pa.Table, pa.Array]]:
-    """(part, first row, checked features, ids) of each batch; a row that breaks the signature's
-    rules ends the job with the message a REST request gets, the rows numbered in the input."""
-    names = set(source.dataset.schema.names)
-    columns = list(dict.fromkeys([*(n for n in model.validator.names if n in names),
-                                  *([id_column] if id_column else [])]))
+    """(part, first row, checked features, ids) of each batch: a raw record is treated as the
+    model's training data was; a row that breaks the signature's rules ends the job with the
+    message a REST request gets, the rows numbered in the input."""
+    names = source.dataset.schema.names
+    wanted = {*model.validator.names, *(model.raw.fields if model.raw else ()), *([id_column] if id_column else [])}
+    columns = [n for n in names if n in wanted]
     for part, first_row, batch in aligned_batches(read_batches(source.dataset, columns, batch_size), part_rows):
-        yield part, first_row, model.validator.table(batch, first_row), _ids(batch, id_column, first_row)
+        yield part, first_row, model.features(batch, first_row), _ids(batch, id_column, first_row)
 
 
 def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from valueloop.config import Settings
+from valueloop.deploy.raw import METADATA_KEY, Contract, RawPipeline
 from valueloop.deploy.schema import Validator, compile_validator
 from valueloop.errors import InvalidInput
 
@@ -55,9 +56,12 @@ class ServedModel:
     load_seconds: float = 0.0
     #: output name -> Open Inference Protocol datatype
     outputs: dict[str, str] = field(default_factory=dict, init=False)
+    #: the pipeline recorded with the version, which turns a raw record into these features
+    raw: RawPipeline | None = None
     _matrix: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        self.contract = Contract(self.validator, self.raw)
         self._matrix = self.validator.numeric and not hasattr(self.estimator, "feature_names_in_") \
             and hasattr(self.estimator, "predict")
         self._classes = getattr(self.estimator, "classes_", None) if hasattr(self.estimator, "predict_proba") else None
@@ -110,6 +114,15 @@ class ServedModel:
         pyfunc = result.proba.tolist() if self.predict_fn == "predict_proba" and result.proba is not None else labels
         return Prediction(labels, probs, pyfunc)
 
+    def features(self, data: pa.Table | pa.RecordBatch, first_row: int = 0) -> pa.Table:
+        """The checked features of a table of rows (batch, stream): a raw table goes through the
+        pipeline first; rows numbered from ``first_row``."""
+        if self.raw is not None and self.raw.is_raw_table(set(data.schema.names)):
+            import pyarrow as pa
+
+            return self.raw.features(data if isinstance(data, pa.Table) else pa.Table.from_batches([data]), first_row)
+        return self.validator.table(data, first_row)
+
     def predict_table(self, table: pa.Table) -> Scored:
         """Predict a table that :meth:`Validator.table` checked (batch, stream, retraining)."""
         return self.scored(self.table_input(table))
@@ -133,9 +146,12 @@ def _outputs(classes: Any) -> dict[str, str]:
     return {"predict": kind, "probability": "FP64"}
 
 
-def from_pyfunc(usecase: str, version: str, pyfunc: Any, load_seconds: float = 0.0) -> ServedModel:
+def from_pyfunc(usecase: str, version: str, pyfunc: Any, load_seconds: float = 0.0,
+                settings: Settings | None = None) -> ServedModel:
     """Serve an MLflow pyfunc model: its raw scikit-learn estimator when it has one (no per-call
-    schema enforcement), else the pyfunc itself. Warmed with one prediction."""
+    schema enforcement), else the pyfunc itself. Warmed with one prediction. With the settings of
+    the home (whose key treats raw records), the version's recorded pipeline takes raw records;
+    without (a bundle, which never holds the key), only features."""
     signature = pyfunc.metadata.signature
     if signature is None:
         raise InvalidInput(f"model {usecase} v{version} has no signature; register it with one "
@@ -146,8 +162,11 @@ def from_pyfunc(usecase: str, version: str, pyfunc: Any, load_seconds: float = 0
     except (AttributeError, NotImplementedError, ValueError):
         estimator = pyfunc
     validator = compile_validator(signature.inputs.to_dict(), estimator)
+    recorded = (pyfunc.metadata.metadata or {}).get(METADATA_KEY)
+    raw = RawPipeline(recorded, validator, settings.pseudonym_key, settings.home / "serving") \
+        if recorded and settings is not None else None
     served = ServedModel(usecase=usecase, version=version, estimator=estimator, validator=validator,
-                         predict_fn=flavor.get("predict_fn", "predict"), load_seconds=load_seconds)
+                         predict_fn=flavor.get("predict_fn", "predict"), load_seconds=load_seconds, raw=raw)
     served.predict(served.example())
     return served
 
@@ -160,7 +179,7 @@ def load_ref(session: Session, settings: Settings, actor: str | None, usecase: s
     version = get_model(session, actor, usecase, ref).version
     started = time.perf_counter()
     pyfunc = load_model(session, settings, usecase, version)
-    return from_pyfunc(usecase, str(version), pyfunc, time.perf_counter() - started)
+    return from_pyfunc(usecase, str(version), pyfunc, time.perf_counter() - started, settings)
 
 
 def load(settings: Settings, usecase: str, version: str) -> ServedModel:
@@ -171,4 +190,4 @@ def load(settings: Settings, usecase: str, version: str) -> ServedModel:
     started = time.perf_counter()
     with session(settings) as s:
         pyfunc = load_model(s, settings, usecase, int(version))
-    return from_pyfunc(usecase, version, pyfunc, time.perf_counter() - started)
+    return from_pyfunc(usecase, version, pyfunc, time.perf_counter() - started, settings)

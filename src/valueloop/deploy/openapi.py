@@ -12,7 +12,10 @@ from typing import Any
 from pydantic_core import to_json
 
 _VALUE = {"type": ["number", "integer", "string", "boolean", "null"]}
-_ROW = {"type": "object", "additionalProperties": _VALUE, "description": "one row: the model's fields"}
+_ROW = {"type": "object", "additionalProperties": _VALUE,
+        "description": "one row: the model's fields, or the raw record as its source exports it, which the "
+                       "model version's pipeline treats (GET /v2/models/{name} lists both: inputs, and "
+                       "parameters.raw_record)"}
 _TENSOR = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
     "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
     "datatype": {"type": "string", "enum": ["BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32",

@@ -23,7 +23,7 @@ from pydantic_core import from_json, to_json
 
 from valueloop.deploy import oip_binary
 from valueloop.deploy.model import Prediction, ServedModel
-from valueloop.deploy.schema import Validator
+from valueloop.deploy.raw import Contract
 from valueloop.errors import InvalidInput, UnsupportedMediaType, ValueloopError
 
 Columns = dict[str, list[Any]]
@@ -95,7 +95,7 @@ def rows_in(columns: Columns) -> int:
 
 # ---- plain ------------------------------------------------------------------------------------
 
-def plain_request(validator: Validator, doc: Any) -> Columns:
+def plain_request(validator: Contract, doc: Any) -> Columns:
     if isinstance(doc, dict):
         return validator.records([doc])
     if isinstance(doc, list):
@@ -112,7 +112,7 @@ def plain_response(request_id: str, version: str, p: Prediction) -> dict[str, An
 
 class Plain:
     def parse(self, model: ServedModel, body: bytes, headers: Mapping[str, str]) -> Request:
-        return Request(plain_request(model.validator, parse_json(body)))
+        return Request(plain_request(model.contract, parse_json(body)))
 
     def answer(self, model: ServedModel, rid: str, p: Prediction, request: Request) -> tuple[bytes, Headers]:
         return to_json(plain_response(rid, model.version, p)), []
@@ -123,7 +123,7 @@ class Plain:
 
 # ---- MLflow scoring ---------------------------------------------------------------------------
 
-def _mlflow_rows(validator: Validator, value: Any, field: str) -> Columns:
+def _mlflow_rows(validator: Contract, value: Any, field: str) -> Columns:
     if isinstance(value, dict):
         return validator.columns_of({k: v if isinstance(v, list) else [v] for k, v in value.items()})
     if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
@@ -133,7 +133,7 @@ def _mlflow_rows(validator: Validator, value: Any, field: str) -> Columns:
     raise InvalidInput(f"{field}: expected a list of records, a list of rows or an object of columns")
 
 
-def mlflow_request(validator: Validator, body: bytes, content_type: str) -> Columns:
+def mlflow_request(validator: Contract, body: bytes, content_type: str) -> Columns:
     if content_type.startswith("text/csv"):
         return csv_request(validator, body)
     doc = parse_json(body)
@@ -178,7 +178,7 @@ def _from_text(kind: str, text: str) -> Any:
     return text
 
 
-def csv_request(validator: Validator, body: bytes) -> Columns:
+def csv_request(validator: Contract, body: bytes) -> Columns:
     try:
         rows = list(csv.reader(io.StringIO(body.decode())))
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -208,7 +208,7 @@ class MLflow:
         if content_type.split(";")[0].strip().lower() not in MLFLOW_CONTENT_TYPES:
             raise UnsupportedMediaType(f"content type {content_type[:64]!r} is not supported; send one of "
                                        f"{', '.join(MLFLOW_CONTENT_TYPES)}")
-        return Request(mlflow_request(model.validator, body, content_type))
+        return Request(mlflow_request(model.contract, body, content_type))
 
     def answer(self, model: ServedModel, rid: str, p: Prediction, request: Request) -> tuple[bytes, Headers]:
         if self.compat:
@@ -233,7 +233,7 @@ def _flat(data: Any) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-def oip_request(validator: Validator, doc: Any) -> tuple[Columns, str | None]:
+def oip_request(validator: Contract, doc: Any) -> tuple[Columns, str | None]:
     """The columns of an inference request, and its ``id`` when the client gave one."""
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise InvalidInput("inputs: expected a non-empty list of tensors {name, shape, datatype, data}")
@@ -290,11 +290,16 @@ def oip_response(name: str, request_id: str, version: str, p: Prediction,
 
 
 def oip_metadata(name: str, versions: list[str], model: ServedModel) -> dict[str, Any]:
-    """The model's metadata: the signature's inputs and exactly the outputs infer returns."""
+    """The model's metadata: the signature's inputs and exactly the outputs infer returns; with a
+    pipeline, ``parameters.raw_record`` says what a client may send instead: the source's raw
+    record, treated on the way in."""
     inputs = [{"name": c.name, "datatype": _OIP_NATIVE[c.type], "shape": [-1], "parameters": c.describe()}
               for c in model.validator.columns]
-    return {"name": name, "versions": versions, "platform": "mlflow-sklearn", "inputs": inputs,
+    meta = {"name": name, "versions": versions, "platform": "mlflow-sklearn", "inputs": inputs,
             "outputs": [{"name": o, "datatype": d, "shape": [-1]} for o, d in model.outputs.items()]}
+    if model.raw is not None:
+        meta["parameters"] = {"raw_record": model.raw.describe()}
+    return meta
 
 
 def _requested(doc: dict[str, Any], produced: Mapping[str, str]) -> list[str]:
@@ -319,7 +324,7 @@ class OpenInference:
     def parse(self, model: ServedModel, body: bytes, headers: Mapping[str, str]) -> Request:
         header = headers.get(oip_binary.HEADER)
         doc = oip_binary.decode_request(body, header) if header is not None else parse_json(body)
-        columns, request_id = oip_request(model.validator, doc)
+        columns, request_id = oip_request(model.contract, doc)
         _requested(doc, model.outputs)
         return Request(columns, request_id, doc)
 

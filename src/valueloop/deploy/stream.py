@@ -7,9 +7,11 @@ nothing, like ``MULTI``), adds an output entry per event (with its ``event_id``)
 the inputs (``XACK``). A consumer killed in between
 leaves its events pending: another consumer claims them (``XAUTOCLAIM``) once they have been idle
 for ``claim_idle_ms``, so each event is scored at least once and written to the output once per
-successful batch (readers deduplicate by ``event_id``). An event that is not a JSON object of
-the signature's features, or that was delivered ``max_deliveries`` times without being scored,
-goes to the dead-letter stream with the reason, and the stream keeps flowing.
+successful batch (readers deduplicate by ``event_id``). An event is held to the contract a REST
+request is (the model's features, or the raw record its pipeline treats): one REST would refuse,
+or one delivered ``max_deliveries`` times without being scored, goes to the dead-letter stream
+with the reason (REST's message), and the stream keeps flowing. The consumer follows its alias:
+a promotion or a rollback is loaded, verified and warmed beside it, then swapped in between batches.
 
 Streams: ``valueloop:<usecase>:in`` (input), ``:out`` (predictions), ``:dead`` (dead letters);
 group ``valueloop``; consumer ``<host>-<pid>`` unless named. Permission: :attr:`Action.deploy`.
@@ -278,17 +280,19 @@ class Consumer:
     def _parsed(self, documents: list[bytes]) -> pa.Table | None:
         """The batch's features in one pass, when every event parses and keeps every rule."""
         parsed = self.model.validator.read_json(documents)
+        if parsed is None and self.model.raw is not None:  # raw records, as the source exports them
+            parsed = self.model.raw.validator.read_json(documents)
         if parsed is None:
             return None
         try:
-            return self.model.validator.table(parsed)
+            return self.model.features(parsed)
         except ValueloopError:
             return None
 
     def _examine(self, fresh: list[tuple[str, bytes]], batch: _Batch) -> None:
         """One event at a time, when the batch as a whole did not pass: each event is checked as
         REST checks a request, and one REST would refuse becomes a dead letter with its message."""
-        validator = self.model.validator
+        validator, contract = self.model.validator, self.model.contract
         rows: dict[str, list[Any]] = {name: [] for name in validator.names}
         for event_id, raw in fresh:
             try:
@@ -301,7 +305,7 @@ class Consumer:
                                              "of features", raw))
                 continue
             try:
-                checked = validator.records([record])
+                checked = contract.records([record])
             except ValueloopError as exc:
                 batch.dead.append((event_id, f"refused by model v{self.model.version} as REST refuses it: "
                                              f"{exc.message}: {'; '.join(exc.problems)}", raw))

@@ -94,11 +94,14 @@ def requirements(kind: str) -> list[str]:
 
 
 def log_model(model: Any, kind: str, example: pd.DataFrame, task: str,
-              code_paths: list[str] | None) -> ModelInfo:
-    """The model in MLflow's format: signature, input example, explicit pip requirements.
+              code_paths: list[str] | None, serving: dict[str, Any] | None = None) -> ModelInfo:
+    """The model in MLflow's format: signature, input example, explicit pip requirements, and the
+    pipeline serving applies to raw records (in the MLmodel file's metadata, under the digest).
 
     A classifier's pyfunc returns ``predict_proba`` (one column per class): scoring needs the risk.
     """
+    from valueloop.data.serving import METADATA_KEY
+
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -110,4 +113,5 @@ def log_model(model: Any, kind: str, example: pd.DataFrame, task: str,
         model, name=MODEL_PATH, signature=signature, input_example=example,
         pip_requirements=requirements(kind), serialization_format="cloudpickle",
         pyfunc_predict_fn=method, code_paths=code_paths,
+        metadata={METADATA_KEY: serving} if serving is not None else None,
     )

@@ -20,6 +20,7 @@ from valueloop.learn import dataset as datasets
 from valueloop.learn import evaluation, model_tests, registry, tracking
 from valueloop.learn.model_tests import TestResult
 from valueloop.learn.search import search, validation_cut
+from valueloop.learn.serving import pipeline
 from valueloop.learn.tables import TrainingRun
 from valueloop.learn.views import CandidateResult, ReproduceReport, RunView, TrainingReport
 from valueloop.outcomes import audit
@@ -55,6 +56,8 @@ class _Job:
     actor: str
     progress: Progress | None
     threshold_kpi: KPI | None = None
+    #: the pipeline serving applies to raw records (learn/serving.py), and what the report says of it
+    serving: tuple[dict[str, Any] | None, str] = (None, "")
     reproduces: str | None = None
 
     @cached_property
@@ -199,7 +202,8 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         source = kinds.custom_source(candidate, job.settings.hook_modules) if custom else None
         code = [source] if source else None
         example = job.test_rows[0][prepared.features].head(5)
-        model_uri = tracking.log_model(model, candidate.kind, example, objective.task, code).model_uri
+        model_uri = tracking.log_model(model, candidate.kind, example, objective.task, code,
+                                       job.serving[0]).model_uri
         mlflow.end_run()
     except (Exception, KeyboardInterrupt) as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -244,13 +248,14 @@ def _job(session: Session, settings: Settings, actor: str | None, name: str,
     version = get_version(session, usecase.name, dataset_version)
     table = read_version(session, usecase.name, version.version)
     prepared = datasets.prepare(table, spec.model, assessment.treatments, version.version)
+    serving = pipeline(version, prepared.features, spec.model.features.upstream)
     cut = datasets.split(prepared, spec.model.split, spec.model.task)
     tracking.configure(settings)
     job = _Job(
         settings=settings, usecase=usecase, objective=spec.model, prepared=prepared, cut=cut,
         dataset_version=version.version, dpia_version=assessment.version,
         experiment_id=tracking.experiment(settings, usecase.name), training_id=uuid.uuid4().hex,
-        git_commit=tracking.git_commit(), actor=acting.name, progress=progress,
+        git_commit=tracking.git_commit(), actor=acting.name, progress=progress, serving=serving,
         threshold_kpi=spec.threshold_kpi(),
     )
     return job, spec
@@ -296,7 +301,7 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
         usecase=job.usecase.name, training_id=job.training_id, dataset_version=job.dataset_version,
         dpia_version=job.dpia_version, primary_metric=objective.primary_metric,
         threshold=objective.threshold, split=job.cut.record, features=job.prepared.features,
-        results=[o.result for o in outcomes], best=best.result.candidate if best else None,
+        serving=job.serving[1], results=[o.result for o in outcomes], best=best.result.candidate if best else None,
         registered=registered, comparison_plot=plot, experiment_id=job.experiment_id,
     )
 

@@ -87,6 +87,8 @@ class TrainingReport(BaseModel):
     threshold: float
     split: dict[str, Any]
     features: list[str]
+    #: what serving does with a raw record, plainly (learn/serving.py)
+    serving: str = ""
     results: list[CandidateResult]
     best: str | None
     registered: ModelVersionView | None

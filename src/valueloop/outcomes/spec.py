@@ -286,6 +286,9 @@ class Features(Strict):
     include: list[str] = Field(default_factory=list)
     exclude: list[str] = Field(default_factory=list)
     identifiers: list[str] | None = None
+    #: features a transform that is not row-level (a join, an aggregate) computes: it cannot run per
+    #: request, so the systems that call the model compute them and send them beside the raw record
+    upstream: list[str] = Field(default_factory=list)
 
 
 class ParamRange(Strict):

@@ -1,0 +1,24 @@
+"""data: what serving needs to treat a raw record as ingest treated its source, per dataset version
+
+Revision ID: 0011
+Revises: 0010
+
+Versions made before have none (null): models trained on them take treated features only.
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0011'
+down_revision = '0010'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column('dataset_versions', sa.Column('serving', sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column('dataset_versions', 'serving')
