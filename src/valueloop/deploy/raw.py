@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from valueloop.data.serving import METADATA_KEY, ROW, schema_of
 from valueloop.deploy.schema import Column, Validator
+from valueloop.deploy.table_rules import arrow_kind
 from valueloop.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -30,19 +31,8 @@ if TYPE_CHECKING:
 __all__ = ["METADATA_KEY", "Contract", "RawPipeline"]
 
 
-def _signature_type(dtype: pa.DataType) -> str:
-    import pyarrow as pa
-
-    t = pa.types
-    if t.is_boolean(dtype):
-        return "boolean"
-    if t.is_integer(dtype):
-        return "long"
-    if t.is_floating(dtype) or t.is_decimal(dtype):
-        return "double"
-    if t.is_date(dtype) or t.is_timestamp(dtype):
-        return "datetime"
-    return "string"
+#: the signature type a raw column of each kind is read as from JSON
+_SIGNATURE_TYPES = {"boolean": "boolean", "integer": "long", "float": "double", "datetime": "datetime"}
 
 
 class RawPipeline:
@@ -70,8 +60,9 @@ class RawPipeline:
                         "send treated features, or retrain on a dataset version made under the current key") \
             if stale else None
         typed = {c.name: c for c in model.columns}
-        self.validator = Validator([Column(n, _signature_type(f.type), False) for n, f in fields.items()
-                                    if n not in self.upstream] + [typed[n] for n in self.upstream if n in typed])
+        self.validator = Validator([Column(n, _SIGNATURE_TYPES.get(arrow_kind(f.type), "string"), False)
+                                    for n, f in fields.items() if n not in self.upstream]
+                                   + [typed[n] for n in self.upstream if n in typed])
         self.fields = frozenset(self.validator.names)
         self._key = key
         self._lock = threading.Lock()

@@ -26,12 +26,13 @@ def _shown(value: Any) -> str:
     return repr(value)[:60]
 
 
-def _kind(dtype: pa.DataType) -> str:
+def arrow_kind(dtype: pa.DataType) -> str:
+    """What an Arrow type holds, in the words of the rules: boolean, integer, float, string, datetime."""
     import pyarrow as pa
 
     t = pa.types
     if t.is_dictionary(dtype):
-        return _kind(dtype.value_type)
+        return arrow_kind(dtype.value_type)
     if t.is_boolean(dtype):
         return "boolean"
     if t.is_integer(dtype):
@@ -176,7 +177,7 @@ def check_schema(columns: list[Column], schema: pa.Schema, origin: str, what: st
                 problems.append(f"column '{column.name}': missing; the model needs {_WANTS[column.type]}")
             continue
         dtype = schema.field(column.name).type
-        if _kind(dtype) not in (*_TAKES[column.type], "null"):
+        if arrow_kind(dtype) not in (*_TAKES[column.type], "null"):
             problems.append(f"column '{column.name}': {dtype} is not {_WANTS[column.type]} as the "
                             "model's signature requires")
     if problems:
@@ -202,7 +203,7 @@ def check_table(columns: list[Column], data: pa.Table | pa.RecordBatch, first_ro
             continue
         values = data.column(column.name)
         values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-        kind, rules = _kind(values.type), []
+        kind, rules = arrow_kind(values.type), []
         _nulls(column, values, rules)
         if column.type in ("double", "float"):
             out[column.name] = _number(column, values, kind, rules)
