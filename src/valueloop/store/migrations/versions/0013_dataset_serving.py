@@ -1,7 +1,7 @@
 """data: what serving needs to treat a raw record as ingest treated its source, per dataset version
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0013
+Revises: 0012
 
 Versions made before have none (null): models trained on them take treated features only.
 """
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0011'
-down_revision = '0010'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
