@@ -109,6 +109,11 @@ def test_a_version_is_answered_by_that_version(served: Served) -> None:
     assert gone.json() == {"error": f"model 'churn' version 99 is not served; served: {first}, {second}", "problems": []}
 
 
+#: the columns of the CRM export, which a client may send instead of the features
+RAW_FIELDS = ("customer_id, name, email, birth_date, postcode, contract, tenure_months, monthly_charges, "
+              "support_calls, payment_method, churned")
+
+
 def test_bad_input_gets_a_4xx_naming_field_and_rule(served: Served) -> None:
     fields = ", ".join(ROW)  # the signature's order
     cases = [
@@ -117,7 +122,8 @@ def test_bad_input_gets_a_4xx_naming_field_and_rule(served: Served) -> None:
         (ROW | {"contract": "lifetime"},
          "[0].contract: unknown category; known: month-to-month, one_year, two_year, got 'lifetime'"),
         (ROW | {"support_calls": True}, "[0].support_calls: expected an integer, got True"),
-        (ROW | {"shoe_size": 44}, f"[0].shoe_size: unknown field; the model's fields are {fields}"),
+        (ROW | {"shoe_size": 44}, f"[0].shoe_size: unknown field; the model's fields are {fields}, or those of "
+                                  f"a raw record of customers: {RAW_FIELDS}"),
         (ROW | {"monthly_charges": None}, "[0].monthly_charges: required, must not be null, got None"),
     ]
     for row, problem in cases:

@@ -15,6 +15,10 @@ from valueloop.store import session
 
 REQUEST = {"birth_date": 1979, "postcode": "35", "contract": "month-to-month", "payment_method": "invoice",
            "tenure_months": 4, "monthly_charges": 89.5, "support_calls": 5, "total_charges": 358.0}
+#: the same customer as the CRM exports it: the model version's pipeline makes REQUEST of it
+RAW = {"customer_id": 90001, "name": "Anna Bakker", "email": "anna.bakker90001@example.com", "birth_date": "1979-03-14",
+       "postcode": "3512AB", "contract": "month-to-month", "payment_method": "invoice", "tenure_months": 4,
+       "monthly_charges": 89.5, "support_calls": 5}
 
 
 def _champion_is(client: Any, version: int) -> bool:
@@ -49,6 +53,10 @@ def run(ctx: DemoContext) -> None:
         plain = client.post("/predict/churn", json=REQUEST).json()
         out.print(f"  POST /predict/churn → churn {plain['predictions'][0]} (probability "
                   f"{plain['probabilities'][0]:.2f}), model v{plain['model_version']}, request {plain['request_id'][:8]}…")
+        raw = client.post("/predict/churn", json=RAW).json()
+        out.print(f"  POST /predict/churn with the customer's CRM record as exported (name, e-mail, birth date, "
+                  f"postcode) → probability {raw['probabilities'][0]:.2f}: the version's pipeline treated it as "
+                  "the ingest did, and only the treated features reached the log")
         mlflow = client.post("/invocations/churn", json={"dataframe_records": [REQUEST]}).json()
         out.print(f"  POST /invocations/churn (MLflow dataframe_records) → {mlflow['predictions']}")
         tensors = [{"name": k, "shape": [1], "data": [v],

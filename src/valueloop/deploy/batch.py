@@ -239,7 +239,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         if source.num_rows == 0:
             raise InvalidInput(f"--input {input_text!r} holds no rows")
         names = set(source.dataset.schema.names)
-        if model.raw is None or not model.raw.is_raw_table(names):  # raw columns are checked as they are treated
+        if model.raw is None or not model.raw.is_raw(names):  # raw columns are checked as they are treated
             check_schema(model.validator.columns, source.dataset.schema, f"--input {input_text!r}",
                          f"model {name} v{model.version}")
         spec = spec_of(get_usecase(s, name))

@@ -117,7 +117,7 @@ class ServedModel:
     def features(self, data: pa.Table | pa.RecordBatch, first_row: int = 0) -> pa.Table:
         """The checked features of a table of rows (batch, stream): a raw table goes through the
         pipeline first; rows numbered from ``first_row``."""
-        if self.raw is not None and self.raw.is_raw_table(set(data.schema.names)):
+        if self.raw is not None and self.raw.is_raw(set(data.schema.names)):
             import pyarrow as pa
 
             return self.raw.features(data if isinstance(data, pa.Table) else pa.Table.from_batches([data]), first_row)

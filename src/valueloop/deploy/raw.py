@@ -60,10 +60,14 @@ class RawPipeline:
                         "send treated features, or retrain on a dataset version made under the current key") \
             if stale else None
         typed = {c.name: c for c in model.columns}
+        sources = ", ".join(recorded["sources"])
         self.validator = Validator([Column(n, _SIGNATURE_TYPES.get(arrow_kind(f.type), "string"), False)
                                     for n, f in fields.items() if n not in self.upstream]
-                                   + [typed[n] for n in self.upstream if n in typed])
+                                   + [typed[n] for n in self.upstream if n in typed],
+                                   f"{model.accepted}, or those of a raw record of {sources}: {', '.join(fields)}")
         self.fields = frozenset(self.validator.names)
+        self.raw_only = self.fields - set(recorded.get("dataset_columns") or model.names)
+        model.accepted = self.validator.accepted  # an unknown field's message names both forms
         self._key = key
         self._lock = threading.Lock()
         self._private: duckdb.DuckDBPyConnection | None = None
@@ -86,16 +90,13 @@ class RawPipeline:
                 f"not row-level ({self.recorded.get('not_row_level')}): its features come from upstream",
                 "upstream": self.upstream}
 
-    def is_raw(self, fields: set[str] | frozenset[str]) -> bool:
-        """A request (or an event) is raw when it has a field the model's features do not name."""
-        return not fields <= set(self.model.names)
-
-    def is_raw_table(self, names: set[str]) -> bool:
-        """A table (a batch input) may hold more than features (an id, the target): it is raw
-        when it lacks a feature, or holds a source column the dataset versions do not (one the
-        treatments drop, such as a name)."""
-        lacks = any(c.required and c.name not in names for c in self.model.columns)
-        return lacks or bool(names & (self.fields - set(self.recorded.get("dataset_columns") or ())))
+    def is_raw(self, names: set[str] | frozenset[str]) -> bool:
+        """Rows (a request, an event, an input file's columns) are raw records when they hold a
+        source column no dataset version has (one the treatments drop, such as a name), or lack a
+        feature the transform computes. Features alone, or a dataset version's columns (an id, the
+        target), are taken as treated."""
+        computed = any(c.required and c.name not in names and c.name not in self.fields for c in self.model.columns)
+        return computed or bool(names & self.raw_only)
 
     def _connections(self) -> tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]:
         from valueloop.data.sandbox import lock_down, open_connection

@@ -167,9 +167,11 @@ def _shown(value: Any) -> str:
 class Validator:
     """Checks and coerces a request's rows, given as records or as columns, into columns."""
 
-    def __init__(self, columns: Sequence[Column]) -> None:
+    def __init__(self, columns: Sequence[Column], accepted: str | None = None) -> None:
         self.columns = list(columns)
         self.names = [c.name for c in self.columns]
+        #: what an unknown field's message says is accepted instead
+        self.accepted = accepted or f"the model's fields are {', '.join(self.names)}"
         self._known = frozenset(self.names)
         self._checks = [(c.name, c.required, _checker(c)) for c in self.columns]
         self.numeric = all(c.type in NUMERIC for c in self.columns)
@@ -201,7 +203,7 @@ class Validator:
                 except _Refused as refused:
                     problems.append(f"[{i}].{name}: {refused}, got {_shown(value)}")
             if len(record) > len(self.names) or not self._known.issuperset(record):
-                problems += [f"[{i}].{k}: unknown field; the model's fields are {', '.join(self.names)}"
+                problems += [f"[{i}].{k}: unknown field; {self.accepted}"
                              for k in record if k not in self._known]
         if problems:
             self._fail(problems)
@@ -209,7 +211,7 @@ class Validator:
 
     def columns_of(self, columns: Mapping[str, Sequence[Any]]) -> dict[str, list[Any]]:
         """Rows as one list per field (``{"tenure_months": [3, 5], ...}``)."""
-        problems = [f"{k}: unknown field; the model's fields are {', '.join(self.names)}"
+        problems = [f"{k}: unknown field; {self.accepted}"
                     for k in columns if k not in self._known]
         lengths = {len(v) for v in columns.values() if isinstance(v, list | tuple)}
         if len(lengths) > 1:
