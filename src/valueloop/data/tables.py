@@ -28,7 +28,7 @@ class DatasetVersion(Base):
     transform_hash: Mapped[str] = mapped_column(String(64))
     dpia_version: Mapped[int]
     treatments: Mapped[dict[str, Any]]
-    #: the sources' raw schemas and the row-level transform (data/serving.py); null before migration 0013
+    #: the sources' raw schemas and the row-level transform (data/serving.py); null before migration 0014
     serving: Mapped[dict[str, Any] | None]
     quality: Mapped[dict[str, Any]]
     profile: Mapped[dict[str, Any]]

@@ -1,7 +1,7 @@
 """data: what serving needs to treat a raw record as ingest treated its source, per dataset version
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 
 Versions made before have none (null): models trained on them take treated features only.
 """
@@ -10,8 +10,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0013'
-down_revision = '0012'
+revision = '0014'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
