@@ -318,8 +318,9 @@ def _encoder_categories(estimator: Any) -> dict[str, frozenset[str]]:
         node, cols = stack.pop()
         if hasattr(node, "steps"):  # a Pipeline: its steps see the same columns
             stack += [(step, cols) for _, step in node.steps]
-        if hasattr(node, "estimator_"):  # a fitted meta-estimator (a decision threshold): it sees them too
-            stack.append((node.estimator_, cols))
+        inner = getattr(node, "estimator_", None) or getattr(node, "estimator", None)
+        if inner is not None and not isinstance(inner, type):  # a meta-estimator (a decision threshold)
+            stack.append((inner, cols))
         for _, part, part_cols in getattr(node, "transformers_", []):  # a ColumnTransformer
             if not isinstance(part, str):
                 stack.append((part, part_cols))
