@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from valueloop.config import Settings
 from valueloop.errors import AuthenticationFailed, Conflict, InvalidInput, PermissionDenied
 from valueloop.outcomes.users import get_user
 from valueloop.security.sessions import signed_in
@@ -112,6 +113,11 @@ class Viewer:
     def name(self) -> str:
         return self.user.name
 
+    @property
+    def settings(self) -> Settings:
+        """The settings the console was built with."""
+        return self.request.app.state.settings
+
     def render(self, template: str, page: BaseModel, *, status: int = 200,
                problems: Problems | None = None, **extra: Any) -> Response:
         """The page as HTML from ``template`` (which sees ``page``), or as its JSON twin."""
@@ -187,3 +193,7 @@ def text(form: FormData, field: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{field}: expected text, got a file")
     return value.strip()
+
+
+#: a version number in a page's query (at most PostgreSQL's integer: larger is a 422, not a 500)
+Number = Annotated[int | None, Query(ge=0, le=2**31 - 1)]

@@ -1,0 +1,123 @@
+"""Console page benchmark: the server time of every page on a workspace at scale.
+
+It seeds a workspace the way the loop fills one: ``valueloop demo`` makes the use case ``churn``;
+nine more use cases (``churn1`` … ``churn9``) are formulated, approved, ingested and trained twice
+through the same service functions (20+ registered model versions in all); then 1,000,000
+predictions are written to the prediction log (100,000 per use case over the last 48 hours) and
+the monitor stores its hourly windows. Then every page of the console (HTML and its JSON twin)
+is requested through the real application in process, signed in as a member, and the server
+time per page is printed as p50 / p95 over the repeats. Goal: every page under 300 ms at p95.
+
+    python benchmarks/ui_pages.py                       # seed (a few minutes) and measure
+    python benchmarks/ui_pages.py --repeat 50 --reuse   # measure again on the seeded workspace
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+WORKSPACE = ROOT / ".data" / "ui_pages"
+USECASES = 10
+PREDICTIONS = 1_000_000
+HOURS = 48
+WINDOW = {"every": "1h"}
+FEATURES = ["birth_date", "postcode", "contract", "payment_method", "tenure_months", "monthly_charges",
+            "support_calls", "total_charges"]
+
+
+def _clone_spec(spec: dict, name: str) -> dict:
+    operate = dict(spec.get("operate") or {}) | {"window": WINDOW}
+    return spec | {"name": name, "title": f"{spec['title']} ({name})", "operate": operate}
+
+
+def seed(workspace: Path) -> None:
+    """The demo, nine more use cases trained twice each, a million predictions, their windows."""
+    from rich.console import Console
+
+    from valueloop import demo
+    from valueloop.config import load_settings
+    from valueloop.data import service as data
+    from valueloop.learn import registry, training
+    from valueloop.operate.monitor import run_monitor
+    from valueloop.outcomes import privacy, usecases
+    from valueloop.outcomes.lifecycle import State
+    from valueloop.outcomes.spec import ColumnTreatment, parse_spec
+    from valueloop.store import session
+
+    started = time.perf_counter()
+    demo.run(Console(quiet=True), workspace)
+    settings = load_settings({"VALUELOOP_HOME": str(workspace)})
+    os.environ["VALUELOOP_HOME"] = str(workspace)
+    with session(settings) as s:
+        churn = usecases.get_usecase(s, "churn")
+        base = usecases.spec_of(churn).model_dump(mode="json", by_alias=True)
+        project = data.get_version(s, "churn").project_dir
+    condition = ColumnTreatment(column="postcode", treatment="generalize", params={"prefix": 2})
+    names = [f"churn{i}" for i in range(1, USECASES)]
+    for name in names:
+        spec = parse_spec(_clone_spec(base, name) | {"operate": None})
+        with session(settings) as s:
+            usecases.create_usecase(s, "olivia", spec)
+            usecases.advance(s, "ana", name, State.formulated)
+            privacy.submit(s, "olivia", name)
+        with session(settings) as s:
+            privacy.approve(s, "pia", name, [condition], "approved for the benchmark")
+            usecases.advance(s, "olivia", name, State.in_development)
+        with session(settings) as s:
+            data.ingest(s, settings, "dave", name, project_dir=project)
+        for turn in range(2):
+            with session(settings) as s:
+                report = training.train(s, settings, "dana", name, candidates=["logistic"])
+            if report.registered is not None and turn == 0:
+                with session(settings) as s:
+                    registry.accept(s, "olivia", name, report.registered.version, accepted=True, comment="benchmark")
+                    registry.promote(s, settings, "dana", name, report.registered.version)
+        full = _clone_spec(base, name)
+        owners = full | {"operate": full["operate"] | {"retrain": {k: v for k, v in full["operate"]["retrain"].items()
+                                                                   if k != "triggers"}}}
+        for actor, changed in (("olivia", owners), ("oscar", full)):  # each field by the role it belongs to
+            with session(settings) as s:
+                usecases.update_usecase(s, actor, parse_spec(changed))
+        print(f"  seeded {name} ({time.perf_counter() - started:.0f} s)", flush=True)
+    with session(settings) as s:  # churn's windows hourly too, like the others
+        usecases.update_usecase(s, "olivia", parse_spec(_clone_spec(base, "churn")))
+    _predictions(settings, ["churn", *names])
+    for name in ["churn", *names]:
+        run_monitor(settings, "oscar", name)
+    print(f"seeded {USECASES} use cases, {PREDICTIONS:,} predictions in {time.perf_counter() - started:.0f} s")
+
+
+def _predictions(settings, names: list[str]) -> None:
+    """``PREDICTIONS`` rows spread over the last ``HOURS`` hours, drawn from churn's features."""
+    import numpy as np
+    import pyarrow as pa
+
+    from valueloop.data.service import read_version
+    from valueloop.deploy.predlog import PredictionLog
+    from valueloop.store import session
+
+    with session(settings) as s:  # the treated, transformed features the model is served
+        features = read_version(s, "churn").select(FEATURES)
+    rng = np.random.default_rng(7)
+    per = PREDICTIONS // len(names)
+    now = datetime.now(UTC)
+    for name in names:
+        pick = rng.integers(0, features.num_rows, per)
+        table = features.take(pa.array(pick))
+        seconds = np.sort(rng.uniform(0, HOURS * 3600, per))
+        ts = [now - timedelta(seconds=float(s)) for s in seconds[::-1]]
+        probability = rng.uniform(0, 1, per)
+        table = table.append_column("request_id", pa.array([f"{name}-{i}" for i in range(per)]))
+        table = table.append_column("ts", pa.array(ts, pa.timestamp("us", tz="UTC")))
+        table = table.append_column("model_version", pa.array(["1"] * per))
+        table = table.append_column("latency_seconds", pa.array(rng.gamma(2.0, 0.002, per)))
+        table = table.append_column("prediction", pa.array((probability >= 0.5).astype(np.int64)))
+        table = table.append_column("probability", pa.array(probability))
+        PredictionLog(settings, name).append(table, source="rest")

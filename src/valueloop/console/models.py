@@ -1,0 +1,225 @@
+"""The Models page: the runs of a training compared, the registered versions, and one version's
+evaluation (KPI targets met or missed, model tests, segments, the plots Learn logged to MLflow)
+with the owner's acceptance and promotion offered to those who may."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings
+from valueloop.console import charts
+from valueloop.console.web import Form, Number, Problems, View, etag_of, text
+from valueloop.deploy.rollback import rollback
+from valueloop.errors import InvalidInput, NotFound
+from valueloop.learn import registry
+from valueloop.learn.registry import list_models
+from valueloop.learn.tables import TrainingRun
+from valueloop.learn.training import list_runs
+from valueloop.learn.views import ModelVersionView, RunView
+from valueloop.outcomes.roles import Action, allows, require
+from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.users import get_user
+
+router = APIRouter()
+#: the evaluation figures Learn logs under ``plots/``, by task
+PLOTS = {"classification": ("roc.png", "precision_recall.png", "calibration.png", "confusion_matrix.png",
+                            "feature_importance.png"),
+         "regression": ("residuals.png", "actual_vs_predicted.png", "feature_importance.png")}
+
+
+class Training(BaseModel):
+    training_id: str
+    started: str
+    dataset_version: int
+    actor: str
+    candidates: int
+
+
+class ModelsPage(BaseModel):
+    usecase: str
+    primary_metric: str
+    threshold: float
+    metrics: list[str]
+    trainings: list[Training]
+    training: str | None
+    runs: list[RunView]
+    comparison: dict[str, Any] | None
+    models: list[ModelVersionView]
+    selected: ModelVersionView | None
+    trainer: str | None
+    segments: dict[str, dict[str, dict[str, Any]]]
+    plots: list[str]
+    mlflow_url: str | None
+    may_accept: bool
+    may_promote: bool
+    champion: int | None
+
+
+def _trainings(runs: list[RunView]) -> list[Training]:
+    found: dict[str, Training] = {}
+    for run in runs:
+        if run.training_id not in found:
+            found[run.training_id] = Training(training_id=run.training_id, started=f"{run.created_at:%Y-%m-%d %H:%M}",
+                                              dataset_version=run.dataset_version, actor=run.actor, candidates=0)
+        found[run.training_id].candidates += 1
+    return list(reversed(found.values()))
+
+
+def _artifact(mlflow_uri: str, run_id: str, path: str) -> bytes | None:
+    """A file a run logged to MLflow, or None when it logged none (a failed run)."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = MlflowClient(tracking_uri=mlflow_uri).download_artifacts(run_id, path, tmp)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_bytes()
+
+
+@lru_cache(maxsize=256)
+def _evaluation(mlflow_uri: str, run_id: str) -> dict[str, Any]:
+    """The run's ``evaluation.json``; a run never changes, so it is kept once read."""
+    import json
+
+    found = _artifact(mlflow_uri, run_id, "evaluation.json")
+    return json.loads(found) if found else {}
+
+
+@lru_cache(maxsize=64)
+def _plot(mlflow_uri: str, run_id: str, name: str) -> bytes | None:
+    return _artifact(mlflow_uri, run_id, f"plots/{name}")
+
+
+@lru_cache(maxsize=64)
+def _verdicts(mlflow_uri: str, experiment: str, training_id: str) -> dict[str, bool]:
+    """Each run of a training: did it pass its model tests (the tag Learn sets on the run)."""
+    from mlflow import MlflowClient
+
+    from valueloop.learn.tracking import TAG
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+    runs = client.search_runs([found.experiment_id], f"tags.`{TAG}training_id` = '{training_id}'")
+    return {r.info.run_id: r.data.tags.get(TAG + "tests_passed") == "true" for r in runs}
+
+
+def run_plot(session: Session, settings: Settings, actor: str, usecase: str, run_id: str, name: str) -> bytes:
+    """A plot of a run of the use case, for a member of it."""
+    found = get_usecase(session, usecase)
+    require(session, get_user(session, actor), Action.view, found)
+    task = spec_of(found).model.task
+    run = session.scalar(select(TrainingRun).where(TrainingRun.run_id == run_id, TrainingRun.usecase == found.name))
+    if run is None or name not in PLOTS[task]:
+        raise NotFound(f"run {run_id} of '{usecase}' has no plot '{name}'; plots: {', '.join(PLOTS[task])}")
+    png = _plot(settings.mlflow_uri, run_id, name)
+    if png is None:
+        raise NotFound(f"run {run_id} of '{usecase}' logged no plot '{name}' (it failed before its evaluation)")
+    return png
+
+
+def _comparison(runs: list[RunView], metric: str, threshold: float, passed: dict[str, bool]) -> dict[str, Any] | None:
+    rows = [{"candidate": r.candidate, "value": r.metrics[metric],
+             "verdict": "passed" if passed.get(r.run_id) else "failed"}
+            for r in runs if r.metrics.get(metric) is not None]
+    return charts.bars_with_threshold(rows, metric, threshold) if rows else None
+
+
+def build(view: View, usecase: str, training: str | None = None, version: int | None = None) -> ModelsPage:
+    session, settings, actor = view.s, view.settings, view.name
+    found = get_usecase(session, usecase)
+    objective = spec_of(found).model
+    runs = list_runs(session, actor, usecase)
+    models = list_models(session, actor, usecase)
+    trainings = _trainings(runs)
+    if training is None and trainings:
+        training = trainings[0].training_id
+    if training is not None and training not in {t.training_id for t in trainings}:
+        raise NotFound(f"training: '{training}' is not a training of '{usecase}'")
+    shown = [r for r in runs if r.training_id == training]
+    passed = _verdicts(settings.mlflow_uri, found.name, training) if training else {}
+    metrics = sorted({k for r in shown for k in r.metrics}, key=lambda k: (k != objective.primary_metric, k))
+    selected = None
+    if models:
+        selected = models[-1] if version is None else next((m for m in models if m.version == version), None)
+        if selected is None:
+            raise NotFound(f"version: '{usecase}' has no model version {version}; "
+                           f"versions: {', '.join(str(m.version) for m in models)}")
+    trainer = segments = None
+    if selected is not None:
+        trainer = session.scalar(select(TrainingRun.actor).where(TrainingRun.run_id == selected.run_id))
+        segments = _evaluation(settings.mlflow_uri, selected.run_id).get("segments")
+    champion = next((m.version for m in models if "champion" in m.aliases), None)
+    return ModelsPage(
+        usecase=usecase, primary_metric=objective.primary_metric, threshold=objective.threshold, metrics=metrics,
+        trainings=trainings, training=training, runs=shown,
+        comparison=_comparison(shown, objective.primary_metric, objective.threshold, passed),
+        models=list(reversed(models)), selected=selected, trainer=trainer, segments=segments or {},
+        plots=list(PLOTS[objective.task]) if selected else [],
+        mlflow_url=None, may_accept=allows(session, view.user, Action.accept_model, found) and trainer != actor,
+        may_promote=allows(session, view.user, Action.promote, found), champion=champion,
+    )
+
+
+def _render(view: View, name: str, training: str | None, version: int | None,
+            problems: Problems | None = None) -> Response:
+    found = build(view, name, training, version)
+    return view.render("models.html", found, nav="usecases", etag=etag_of(*found.models), problems=problems)
+
+
+@router.get("/usecases/{name}/models")
+def page(name: str, view: View, training: str | None = None, version: Number = None) -> Response:
+    return _render(view, name, training, version)
+
+
+@router.get("/usecases/{name}/runs/{run_id}/plots/{plot}")
+def plot(name: str, run_id: str, plot: str, view: View) -> Response:
+    """An evaluation figure Learn logged to MLflow; a run never changes, so the browser keeps it."""
+    png = run_plot(view.s, view.settings, view.name, name, run_id, plot)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+
+
+def _fresh(view: View, form: Form, name: str) -> None:
+    """Acceptance, promotion and rollback were decided on the versions as the page showed them."""
+    view.fresh(form, etag_of(*list_models(view.s, view.name, name)[::-1]), f"the model versions of '{name}'")
+
+
+@router.post("/usecases/{name}/models/{version}/acceptance")
+def accept(name: str, version: int, view: View, form: Form) -> Response:
+    _fresh(view, form, name)
+    verdict, comment = text(form, "verdict"), text(form, "comment")
+    if verdict not in ("accept", "reject"):
+        raise InvalidInput(f"verdict: must be accept or reject, got {verdict!r}")
+    return view.attempt(
+        lambda s: registry.accept(s, view.name, name, version, accepted=verdict == "accept", comment=comment),
+        f"/usecases/{name}/models?version={version}",
+        lambda problems: _render(view, name, None, version, problems), fields={"comment"})
+
+
+@router.post("/usecases/{name}/models/{version}/promotion")
+def promote(name: str, version: int, view: View, form: Form) -> Response:
+    _fresh(view, form, name)
+    alias = text(form, "alias")
+    return view.attempt(lambda s: registry.promote(s, view.settings, view.name, name, version, alias),
+                        f"/usecases/{name}/models?version={version}",
+                        lambda problems: _render(view, name, None, version, problems))
+
+
+@router.post("/usecases/{name}/rollback")
+def roll_back(name: str, view: View, form: Form) -> Response:
+    _fresh(view, form, name)
+    return view.attempt(lambda s: rollback(s, view.settings, view.name, name), f"/usecases/{name}/models",
+                        lambda problems: _render(view, name, None, None, problems))

@@ -1,0 +1,174 @@
+"""The Data, Models, Deploy and Operate pages in a real browser, one role's journey each: the data
+engineer sees the ingest and its quality report, the data scientist compares runs, the owner
+accepts, the data scientist promotes, operations acknowledge an alert; and every page of a use
+case with nothing yet."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import httpx
+import pytest
+from console_support import Console, password_of
+from phases_support import USECASE, seed_phases
+from playwright.sync_api import Page
+
+from valueloop.config import Settings
+
+PAGES = ("data", "models", "deploy", "operate")
+
+
+@pytest.fixture(scope="module")
+def console_seed() -> Callable[[Settings], None]:
+    return seed_phases
+
+
+def _charts_drawn(page: Page, at_least: int) -> None:
+    """Every chart of the page drawn by Vega (an SVG in each chart's box)."""
+    page.wait_for_function(f"document.querySelectorAll('figure.chart .vega svg').length >= {at_least}")
+    assert page.locator("figure.chart .vega").count() == page.locator("figure.chart .vega svg").count()
+
+
+def _models(console: Console) -> list[dict]:
+    from valueloop.learn.registry import list_models
+    from valueloop.store import session
+
+    with session(console.settings) as s:
+        return [m.model_dump() for m in list_models(s, "olivia", USECASE)]
+
+
+def _signed_client(console: Console, user: str) -> tuple[httpx.Client, str]:
+    """A plain HTTP client signed in through the form, and the CSRF token of its session."""
+    client = httpx.Client(base_url=console.url, timeout=60)
+    token = re.search(r'name="csrf" value="([^"]+)"', client.get("/signin").text).group(1)
+    assert client.post("/signin", data={"csrf": token, "name": user, "password": password_of(user)}).status_code == 303
+    return client, re.search(r'name="csrf" value="([^"]+)"', client.get("/").text).group(1)
+
+
+def test_data_engineer_sees_the_ingest_and_its_quality_report(console: Console) -> None:
+    visit = console.sign_in("dave", "data-engineer")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/data", "data")
+    _charts_drawn(page, 5)
+    assert page.get_by_role("heading", name=f"Lineage of {USECASE}@1").is_visible()
+    lineage = page.locator("ol.lineage").inner_text()
+    assert "customers" in lineage and "pseudonymize" in lineage and "postcode → generalize" in lineage
+    quality = page.get_by_role("table").nth(1).inner_text()
+    assert "unique(customer_id)" in quality and "passed" in quality
+    page.get_by_label("against").select_option("0")
+    page.get_by_role("button", name="Show the difference").click()
+    page.wait_for_url(re.compile(r"compare=0"))
+    visit.shot("data-diff")
+    assert page.get_by_text(f"From {USECASE}@0 to @1: rows 1,200 → 1,200").is_visible()
+    twin = httpx.get(f"{console.url}/usecases/{USECASE}/data.json?version=0",
+                     cookies={c["name"]: c["value"] for c in page.context.cookies()})
+    assert twin.status_code == 200 and twin.json()["selected"]["version"] == 0
+    assert f"version {twin.json()['lineage']['dpia_version']}" in lineage
+
+
+def test_data_scientist_compares_runs(console: Console) -> None:
+    visit = console.sign_in("dana", "data-scientist")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/models", "models")
+    first = page.get_by_label("Training").locator("option").nth(1).get_attribute("value")
+    page.get_by_label("Training").select_option(first)
+    page.get_by_role("button", name="Compare its runs").click()
+    page.wait_for_url(re.compile("training="))
+    _charts_drawn(page, 1)
+    visit.shot("models-runs")
+    table = page.locator("table.metrics").inner_text()
+    assert "logistic" in table and "lightgbm" in table and "roc_auc" in table
+    for plot in ("roc", "calibration", "confusion matrix", "feature importance"):
+        image = page.get_by_role("img", name=re.compile(f"^{plot} of version"))
+        assert image.evaluate("i => i.complete && i.naturalWidth > 0"), plot
+    # dana trained v2: judging her own work is not offered
+    assert page.get_by_role("button", name="Record the decision").count() == 0
+
+
+def test_owner_accepts(console: Console) -> None:
+    visit = console.sign_in("olivia", "owner-accepts")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/models", "models")
+    assert page.get_by_role("heading", name="Version 2: evaluation").is_visible()
+    page.get_by_label("Comment").fill("beats the target on this cycle's customers")
+    page.get_by_label("Accept").check()
+    page.get_by_role("button", name="Record the decision").click()
+    page.wait_for_url(re.compile(r"models\?version=2"))
+    visit.shot("models-accepted")
+    assert "beats the target" in page.get_by_role("region", name="Decide on version 2").inner_text()
+    found = {m["version"]: m for m in _models(console)}
+    assert found[2]["acceptance"] == "accepted" and found[2]["accepted_by"] == "olivia"
+    # promotion is not hers: not offered
+    assert page.get_by_role("button", name=re.compile("^Promote")).count() == 0
+
+
+def test_data_scientist_promotes_and_a_forged_promotion_is_refused(console: Console) -> None:
+    from valueloop.learn.registry import accept
+    from valueloop.store import session
+
+    with session(console.settings) as s:
+        accept(s, "olivia", USECASE, 2, accepted=True, comment="accepted before the promotion")
+    client, token = _signed_client(console, "dave")
+    etag = re.search(r'name="etag" value="([^"]+)"',
+                     _signed_client(console, "dana")[0].get(f"/usecases/{USECASE}/models").text).group(1)
+    forged = client.post(f"/usecases/{USECASE}/models/2/promotion",
+                         data={"csrf": token, "etag": etag, "alias": "champion"})
+    assert forged.status_code == 403 and "requires role data_scientist or operations" in forged.text
+    assert {m["version"]: m["aliases"] for m in _models(console)} == {1: ["champion"], 2: []}
+
+    visit = console.sign_in("dana", "data-scientist-promotes")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/models?version=2", "models")
+    page.get_by_label("Alias").select_option("champion")
+    page.get_by_role("button", name="Promote v2").click()
+    page.wait_for_url(re.compile(r"models\?version=2"))
+    visit.shot("models-promoted")
+    assert {m["version"]: m["aliases"] for m in _models(console)} == {1: [], 2: ["champion"]}
+    page = visit.goto(f"/usecases/{USECASE}/deploy", "deploy")
+    _charts_drawn(page, 2)
+    assert "v2" in page.get_by_role("region", name="What is served").inner_text()
+
+
+def test_a_stale_promotion_form_is_refused(console: Console) -> None:
+    client, token = _signed_client(console, "dana")
+    etag = re.search(r'name="etag" value="([^"]+)"', client.get(f"/usecases/{USECASE}/models").text).group(1)
+    from valueloop.learn.registry import accept
+    from valueloop.store import session
+
+    with session(console.settings) as s:  # the owner decides while dana's page is open
+        accept(s, "olivia", USECASE, 2, accepted=True, comment="accepted meanwhile")
+    stale = client.post(f"/usecases/{USECASE}/models/2/promotion",
+                        data={"csrf": token, "etag": etag, "alias": "champion"})
+    assert stale.status_code == 409 and "changed since you loaded the page" in stale.text
+    assert {m["version"]: m["aliases"] for m in _models(console)} == {1: ["champion"], 2: []}
+
+
+def test_operations_acknowledges_an_alert(console: Console) -> None:
+    visit = console.sign_in("oscar", "operations")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/operate", "operate")
+    _charts_drawn(page, 3)
+    alerts = page.get_by_role("region", name=re.compile("^Alerts"))
+    assert "data_drift" in alerts.inner_text() and "open" in alerts.inner_text()
+    page.get_by_label("Comment on alert 1").fill("drift expected: a new region went live")
+    page.get_by_role("button", name="Acknowledge").click()
+    page.wait_for_url(re.compile(f"/usecases/{USECASE}/operate"))
+    visit.shot("operate-acknowledged")
+    assert "acknowledged" in alerts.inner_text() and "by oscar" in alerts.inner_text()
+    assert page.get_by_role("button", name="Acknowledge").count() == 0
+
+    owner = console.sign_in("olivia", "operations-owner")
+
+    owner.shot("inbox")
+    page = owner.goto(f"/usecases/{USECASE}/operate", "operate")
+    assert page.get_by_role("button", name="Acknowledge").count() == 0  # not hers to acknowledge
+
+
+def test_every_phase_page_of_a_use_case_with_nothing_yet(console: Console) -> None:
+    visit = console.sign_in("olivia", "empty")
+    visit.shot("inbox")
+    for name in PAGES:
+        page = visit.goto(f"/usecases/churn/{name}", name)
+        assert page.get_by_role("heading", name=name.capitalize()).first.is_visible()
+    assert page.get_by_text("No monitor window stored yet").is_visible()
