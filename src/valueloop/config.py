@@ -20,6 +20,7 @@ FIELDS: dict[str, str] = {
     "database_url": "SQLAlchemy URL of the metadata database",
     "migration_database_url": "SQLAlchemy URL that migrations run as, the schema owner (empty: database_url)",
     "mlflow_uri": "MLflow tracking and registry URI",
+    "mlflow_ui_url": "address of MLflow's own UI, which the console links runs to (empty: no link)",
     "artifact_root": "directory (or URI) for model and dataset artifacts",
     "redis_url": "Redis URL for streaming",
     "pseudonym_key": "secret key for keyed pseudonymization (HMAC-SHA256)",
@@ -53,6 +54,7 @@ class Settings:
     database_url: str
     migration_database_url: str
     mlflow_uri: str
+    mlflow_ui_url: str
     artifact_root: str
     redis_url: str
     pseudonym_key: str
@@ -115,6 +117,7 @@ def _defaults(home: Path) -> dict[str, str]:
         # On PostgreSQL the server runs as a role that may not alter the audit table.
         "migration_database_url": "",
         "mlflow_uri": f"sqlite:///{home / 'mlflow.db'}",
+        "mlflow_ui_url": "",
         "artifact_root": str(home / "artifacts"),
         "redis_url": "redis://127.0.0.1:6379/0",
         # A fixed development key: fine for the demo, flagged by `valueloop config`.

@@ -27,6 +27,7 @@ def test_config_names_the_source_of_each_value(tmp_path, refused):
         "database_url": {"value": f"sqlite:///{home}/valueloop.db", "source": "default"},
         "migration_database_url": {"value": "", "source": "default"},
         "mlflow_uri": {"value": "http://mlflow:5000", "source": f"file {home}/config.yaml"},
+        "mlflow_ui_url": {"value": "", "source": "default"},
         "artifact_root": {"value": f"{home}/artifacts", "source": "default"},
         "redis_url": {"value": "redis://queue:6379/2", "source": "env VALUELOOP_REDIS_URL"},
         "pseudonym_key": {"value": "valueloop-development-key-change-me", "source": "default"},

@@ -172,3 +172,27 @@ def test_every_phase_page_of_a_use_case_with_nothing_yet(console: Console) -> No
         page = visit.goto(f"/usecases/churn/{name}", name)
         assert page.get_by_role("heading", name=name.capitalize()).first.is_visible()
     assert page.get_by_text("No monitor window stored yet").is_visible()
+
+
+def test_the_models_page_links_the_run_to_mlflow_ui_when_one_is_configured(console_home: Settings) -> None:
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from valueloop.console.web import SESSION_COOKIE
+    from valueloop.security.sessions import sign_in
+    from valueloop.server.app import create_app
+    from valueloop.store import session
+
+    with session(console_home) as s:
+        secret = sign_in(s, name="dana", password=password_of("dana")).secret
+    for ui, linked in (("", None), ("http://mlflow.internal:5000/", "http://mlflow.internal:5000/#/experiments/")):
+        app = create_app(dataclasses.replace(console_home, mlflow_ui_url=ui))
+        with TestClient(app, cookies={SESSION_COOKIE: secret}) as client:
+            twin = client.get(f"/usecases/{USECASE}/models.json").json()
+            html = client.get(f"/usecases/{USECASE}/models").text
+        if linked is None:
+            assert twin["mlflow_url"] is None and "open the run in MLflow" not in html
+        else:
+            assert twin["mlflow_url"].startswith(linked) and twin["mlflow_url"].endswith(twin["selected"]["run_id"])
+            assert f'href="{twin["mlflow_url"]}"' in html

@@ -20,6 +20,7 @@ def test_each_value_comes_from_env_file_or_default(tmp_path):
         "database_url": (f"sqlite:///{home}/valueloop.db", "default"),
         "migration_database_url": ("", "default"),
         "mlflow_uri": ("http://mlflow:5000", f"file {home}/config.yaml"),
+        "mlflow_ui_url": ("", "default"),
         "artifact_root": (f"{home}/artifacts", "default"),
         "redis_url": ("redis://env:6379/1", "env VALUELOOP_REDIS_URL"),
         "pseudonym_key": (f"*** (key id {key_id('from-the-file')})", f"file {home}/config.yaml"),  # never shown

@@ -10,9 +10,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
-from valueloop.config import Settings
+from valueloop.config import Settings, hide_password
 from valueloop.console import charts
 from valueloop.console.web import View
 from valueloop.deploy.batch import BatchJobView
@@ -23,6 +23,7 @@ from valueloop.operate.tables import MonitorResult
 from valueloop.outcomes.roles import Action, allows
 from valueloop.outcomes.spec import Deploy
 from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.store.models import AuditEvent
 
 router = APIRouter()
 #: the monitor windows the traffic charts show, the newest
@@ -86,7 +87,9 @@ def _served(models: list[ModelVersionView], deploy: Deploy) -> Served:
 
 
 def _traffic(session: Session, usecase: str) -> list[TrafficWindow]:
-    rows = list(session.scalars(select(MonitorResult).where(MonitorResult.usecase == usecase)
+    rows = list(session.scalars(select(MonitorResult).options(load_only(
+        MonitorResult.window_start, MonitorResult.window_end, MonitorResult.rows, MonitorResult.health))
+                                .where(MonitorResult.usecase == usecase)
                                 .order_by(MonitorResult.window_start.desc(), MonitorResult.id.desc())
                                 .limit(WINDOWS)))[::-1]
     shown = []
@@ -125,20 +128,25 @@ def _jobs(session: Session, usecase: str) -> list[BatchJobView]:
     return [BatchJobView.model_validate(j, from_attributes=True) for j in rows]
 
 
-def _streams(settings: Settings, usecase: str) -> tuple[list[StreamGroup], str | None]:
-    """The consumer groups of the use case's input stream, with their lag and consumers."""
+def _streams(session: Session, settings: Settings, usecase: str) -> tuple[list[StreamGroup], str | None]:
+    """The consumer groups of the use case's input stream, with their lag and consumers; Redis
+    is asked only about a use case whose stream a consumer ever started on."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from valueloop.deploy.stream import stream_names
 
+    started = session.scalar(select(AuditEvent.id).where(AuditEvent.usecase == usecase,
+                                                         AuditEvent.action == "stream.start").limit(1))
+    if started is None:
+        return [], None
     source = stream_names(usecase)[0]
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT,
-                                  socket_timeout=REDIS_TIMEOUT)
+                                  socket_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 0))
     try:
-        if not client.exists(source):
-            return [], None
         groups = []
-        for group in client.xinfo_groups(source):
+        for group in client.xinfo_groups(source) if client.exists(source) else []:
             name = group["name"].decode()
             consumers = [Consumer(name=c["name"].decode(), pending=c["pending"], idle_seconds=c["idle"] / 1000)
                          for c in client.xinfo_consumers(source, name)]
@@ -146,7 +154,7 @@ def _streams(settings: Settings, usecase: str) -> tuple[list[StreamGroup], str |
                                       consumers=consumers))
         return groups, None
     except redis.RedisError as exc:
-        return [], f"streams not reachable at {settings.redis_url.split('@')[-1]}: {type(exc).__name__}"
+        return [], f"streams not reachable at {hide_password(settings.redis_url)}: {type(exc).__name__}"
     finally:
         client.close()
 
@@ -155,7 +163,7 @@ def build(view: View, usecase: str) -> DeployPage:
     found = get_usecase(view.s, usecase)
     models = list_models(view.s, view.name, usecase)  # checks the view permission
     traffic = _traffic(view.s, found.name)
-    streams, problem = _streams(view.settings, found.name)
+    streams, problem = _streams(view.s, view.settings, found.name)
     return DeployPage(usecase=found.name, served=_served(models, spec_of(found).deploy or Deploy()), traffic=traffic,
                       charts=_charts(traffic), jobs=_jobs(view.s, found.name), streams=streams,
                       stream_problem=problem, may_promote=allows(view.s, view.user, Action.promote, found))

@@ -103,17 +103,26 @@ def _plot(mlflow_uri: str, run_id: str, name: str) -> bytes | None:
 
 
 @lru_cache(maxsize=64)
-def _verdicts(mlflow_uri: str, experiment: str, training_id: str) -> dict[str, bool]:
+def _experiment(mlflow_uri: str, usecase: str) -> str | None:
+    """The id of the use case's MLflow experiment (it never changes once made)."""
+    from mlflow import MlflowClient
+
+    found = MlflowClient(tracking_uri=mlflow_uri).get_experiment_by_name(usecase)
+    return None if found is None else str(found.experiment_id)
+
+
+@lru_cache(maxsize=64)
+def _verdicts(mlflow_uri: str, usecase: str, training_id: str) -> dict[str, bool]:
     """Each run of a training: did it pass its model tests (the tag Learn sets on the run)."""
     from mlflow import MlflowClient
 
     from valueloop.learn.tracking import TAG
 
-    client = MlflowClient(tracking_uri=mlflow_uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
+    experiment = _experiment(mlflow_uri, usecase)
+    if experiment is None:
         return {}
-    runs = client.search_runs([found.experiment_id], f"tags.`{TAG}training_id` = '{training_id}'")
+    runs = MlflowClient(tracking_uri=mlflow_uri).search_runs([experiment],
+                                                             f"tags.`{TAG}training_id` = '{training_id}'")
     return {r.info.run_id: r.data.tags.get(TAG + "tests_passed") == "true" for r in runs}
 
 
@@ -163,13 +172,16 @@ def build(view: View, usecase: str, training: str | None = None, version: int | 
         trainer = session.scalar(select(TrainingRun.actor).where(TrainingRun.run_id == selected.run_id))
         segments = _evaluation(settings.mlflow_uri, selected.run_id).get("segments")
     champion = next((m.version for m in models if "champion" in m.aliases), None)
+    mlflow_url, experiment = None, _experiment(settings.mlflow_uri, found.name) if settings.mlflow_ui_url else None
+    if selected is not None and experiment is not None:
+        mlflow_url = f"{settings.mlflow_ui_url.rstrip('/')}/#/experiments/{experiment}/runs/{selected.run_id}"
     return ModelsPage(
         usecase=usecase, primary_metric=objective.primary_metric, threshold=objective.threshold, metrics=metrics,
         trainings=trainings, training=training, runs=shown,
         comparison=_comparison(shown, objective.primary_metric, objective.threshold, passed),
         models=list(reversed(models)), selected=selected, trainer=trainer, segments=segments or {},
         plots=list(PLOTS[objective.task]) if selected else [],
-        mlflow_url=None, may_accept=allows(session, view.user, Action.accept_model, found) and trainer != actor,
+        mlflow_url=mlflow_url, may_accept=allows(session, view.user, Action.accept_model, found) and trainer != actor,
         may_promote=allows(session, view.user, Action.promote, found), champion=champion,
     )
 

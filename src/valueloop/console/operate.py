@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from valueloop.console import charts
 from valueloop.console.web import Form, View, text
@@ -20,6 +20,7 @@ from valueloop.operate.kpis import list_kpis
 from valueloop.operate.retrain import RetrainView, list_requests
 from valueloop.operate.tables import Alert, MonitorResult
 from valueloop.outcomes.roles import Action, allows
+from valueloop.outcomes.spec import UseCaseSpec
 from valueloop.outcomes.usecases import get_usecase, spec_of
 
 router = APIRouter()
@@ -43,7 +44,7 @@ class WindowRow(BaseModel):
 
 class OperatePage(BaseModel):
     usecase: str
-    metric: str | None
+    metric: str
     windows: list[WindowRow]
     charts: dict[str, Any]
     kpis: list[dict[str, Any]]
@@ -52,9 +53,8 @@ class OperatePage(BaseModel):
     may_operate: bool
 
 
-def _metric(session: Session, usecase: str) -> str | None:
+def _metric(spec: UseCaseSpec) -> str:
     """The performance metric drawn: the first model KPI the estimate knows, else accuracy."""
-    spec = spec_of(get_usecase(session, usecase))
     if spec.model.task != "classification":
         return spec.model.primary_metric
     wanted = [k.metric for k in spec.kpis if k.kind == "model"] + [spec.model.primary_metric]
@@ -62,12 +62,15 @@ def _metric(session: Session, usecase: str) -> str | None:
 
 
 def _windows(session: Session, usecase: str) -> list[MonitorResult]:
-    rows = session.scalars(select(MonitorResult).where(MonitorResult.usecase == usecase)
+    rows = session.scalars(select(MonitorResult).options(load_only(
+        MonitorResult.window_start, MonitorResult.rows, MonitorResult.labeled, MonitorResult.drift,
+        MonitorResult.dataset_drift, MonitorResult.prediction_drift, MonitorResult.performance))
+                           .where(MonitorResult.usecase == usecase)
                            .order_by(MonitorResult.window_start.desc(), MonitorResult.id.desc()).limit(WINDOWS))
     return list(rows)[::-1]
 
 
-def _charts(rows: list[MonitorResult], table: list[WindowRow], metric: str | None) -> dict[str, Any]:
+def _charts(rows: list[MonitorResult], table: list[WindowRow], metric: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     cells = [{"feature": f, "window": w.window, "start": w.start, "score": round(d.get("score", 0.0), 4),
               "threshold": d.get("threshold"), "drifted": bool(d.get("drifted"))}
@@ -80,20 +83,19 @@ def _charts(rows: list[MonitorResult], table: list[WindowRow], metric: str | Non
         threshold = next((r.prediction_drift.get("threshold") for r in rows if r.prediction_drift), None)
         found["prediction"] = charts.lines(prediction, "window", "score", "series", "prediction drift per window",
                                            target=threshold)
-    if metric:
-        points = [{"window": w.window, metric: v, "series": series} for w in table
-                  for series, v in (("measured from labels", w.measured), ("estimated before labels", w.estimated))
-                  if v is not None]
-        if points:
-            found["performance"] = charts.lines(points, "window", metric, "series",
-                                                f"{metric} measured from labels and estimated before them")
+    points = [{"window": w.window, metric: v, "series": series} for w in table
+              for series, v in (("measured from labels", w.measured), ("estimated before labels", w.estimated))
+              if v is not None]
+    if points:
+        found["performance"] = charts.lines(points, "window", metric, "series",
+                                            f"{metric} measured from labels and estimated before them")
     return found
 
 
-def _kpi_charts(session: Session, actor: str, usecase: str) -> list[dict[str, Any]]:
+def _kpi_charts(session: Session, actor: str, usecase: str, spec: UseCaseSpec) -> list[dict[str, Any]]:
     values = list_kpis(session, actor, usecase)
     shown = []
-    for kpi in (k for k in spec_of(get_usecase(session, usecase)).kpis if k.kind == "business"):
+    for kpi in (k for k in spec.kpis if k.kind == "business"):
         mine = [v for v in values if v.metric == kpi.name]
         points = [{"reported": f"{v.at:%Y-%m-%d %H:%M}", kpi.name: v.value, "series": kpi.name} for v in mine]
         shown.append({"name": kpi.name, "target": str(kpi), "latest": mine[-1].value if mine else None,
@@ -106,7 +108,9 @@ def _kpi_charts(session: Session, actor: str, usecase: str) -> list[dict[str, An
 def build(view: View, usecase: str) -> OperatePage:
     session, actor = view.s, view.name
     alerts = list_alerts(session, actor, usecase)  # checks the view permission
-    metric = _metric(session, usecase)
+    found = get_usecase(session, usecase)
+    spec = spec_of(found)
+    metric = _metric(spec)
     rows = _windows(session, usecase)
     table = []
     for i, r in enumerate(rows, 1):
@@ -115,12 +119,11 @@ def build(view: View, usecase: str) -> OperatePage:
             window=f"#{i}", start=f"{r.window_start:%m-%d %H:%M}", rows=r.rows, labeled=r.labeled,
             drifted=sorted(c for c, d in (r.drift or {}).items() if d.get("drifted")), dataset_drift=r.dataset_drift,
             prediction_drift=(r.prediction_drift or {}).get("score"),
-            measured=performance.get(metric) if metric else None,
-            estimated=performance.get(f"estimated_{metric}") if metric else None))
+            measured=performance.get(metric), estimated=performance.get(f"estimated_{metric}")))
     return OperatePage(usecase=usecase, metric=metric, windows=table[::-1], charts=_charts(rows, table, metric),
-                       kpis=_kpi_charts(session, actor, usecase), alerts=alerts[::-1],
+                       kpis=_kpi_charts(session, actor, usecase, spec), alerts=alerts[::-1],
                        retraining=list_requests(session, actor, usecase)[::-1],
-                       may_operate=allows(session, view.user, Action.operate, get_usecase(session, usecase)))
+                       may_operate=allows(session, view.user, Action.operate, found))
 
 
 def alert_usecase(session: Session, alert_id: int) -> str:
