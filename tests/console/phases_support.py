@@ -70,7 +70,7 @@ def seed_phases(settings: Settings) -> None:
         "prediction", pa.array((probability >= 0.5).astype(np.int64))).append_column(
         "probability", pa.array(probability))
     PredictionLog(settings, USECASE).append(log, source="rest")
-    record_feedback(settings, USECASE, [(i, int(rng.integers(0, 2))) for i in ids[:600]], labeled_by="devon")
+    record_feedback(settings, "devon", USECASE, [(i, int(rng.integers(0, 2))) for i in ids[:600]])
     run_monitor(settings, "oscar", USECASE)
 
 

@@ -170,7 +170,8 @@ def test_every_phase_page_of_a_use_case_with_nothing_yet(console: Console) -> No
     visit.shot("inbox")
     for name in PAGES:
         page = visit.goto(f"/usecases/churn/{name}", name)
-        assert page.get_by_role("heading", name=name.capitalize()).first.is_visible()
+        tab = page.get_by_role("navigation", name="Use case pages").get_by_role("link", name=name.capitalize())
+        assert tab.get_attribute("aria-current") == "page"
     assert page.get_by_text("No monitor window stored yet").is_visible()
 
 

@@ -15,7 +15,8 @@ from valueloop.data.diff import diff
 from valueloop.data.service import DatasetVersionView, visible_versions
 from valueloop.errors import NotFound
 from valueloop.outcomes.roles import Action, allows
-from valueloop.outcomes.usecases import get_usecase
+from valueloop.outcomes.usecases import UseCaseView, get_usecase
+from valueloop.outcomes.usecases import view as usecase_view
 
 router = APIRouter()
 
@@ -53,7 +54,7 @@ class Lineage(BaseModel):
 
 
 class DataPage(BaseModel):
-    usecase: str
+    usecase: UseCaseView
     versions: list[VersionRow]
     selected: DatasetVersionView | None
     lineage: Lineage | None
@@ -103,9 +104,10 @@ def build(view: View, usecase: str, version: int | None = None, compare: int | N
     """The page's figures for a member of the use case; ``compare`` diffs that version against
     the selected one."""
     versions = visible_versions(view.s, view.name, usecase)
-    allowed = allows(view.s, view.user, Action.ingest, get_usecase(view.s, usecase))
+    found = get_usecase(view.s, usecase)
+    allowed, shown = allows(view.s, view.user, Action.ingest, found), usecase_view(found)
     if not versions:
-        return DataPage(usecase=usecase, versions=[], selected=None, lineage=None, checks=[], columns=[],
+        return DataPage(usecase=shown, versions=[], selected=None, lineage=None, checks=[], columns=[],
                         diff=None, may_ingest=allowed)
     selected = versions[-1] if version is None else _pick(versions, version, "version")
     checks = [c | {"sample": c.get("sample", [])[:SAMPLE_ROWS]} for c in selected.quality.get("checks", [])]
@@ -113,7 +115,7 @@ def build(view: View, usecase: str, version: int | None = None, compare: int | N
     changed = None
     if compare is not None:
         changed = diff(_pick(versions, compare, "compare"), selected)
-    return DataPage(usecase=usecase, versions=[_row(v) for v in reversed(versions)], selected=selected,
+    return DataPage(usecase=shown, versions=[_row(v) for v in reversed(versions)], selected=selected,
                     lineage=_lineage(selected), checks=checks, columns=columns, diff=changed,
                     may_ingest=allowed)
 

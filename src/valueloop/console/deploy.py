@@ -22,7 +22,8 @@ from valueloop.learn.views import ModelVersionView
 from valueloop.operate.tables import MonitorResult
 from valueloop.outcomes.roles import Action, allows
 from valueloop.outcomes.spec import Deploy
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import UseCaseView, get_usecase, spec_of
+from valueloop.outcomes.usecases import view as usecase_view
 from valueloop.store.models import AuditEvent
 
 router = APIRouter()
@@ -67,7 +68,7 @@ class StreamGroup(BaseModel):
 
 
 class DeployPage(BaseModel):
-    usecase: str
+    usecase: UseCaseView
     served: Served
     traffic: list[TrafficWindow]
     charts: dict[str, Any]
@@ -128,6 +129,14 @@ def _jobs(session: Session, usecase: str) -> list[BatchJobView]:
     return [BatchJobView.model_validate(j, from_attributes=True) for j in rows]
 
 
+def _redis_url(settings: Settings) -> str | None:
+    """Where the streams are: the redis_url setting, else the home's private server while it runs."""
+    if settings.sources.get("redis_url") != "default":
+        return settings.redis_url
+    found = settings.home / "redis" / "url"
+    return found.read_text().strip() or None if found.is_file() else None
+
+
 def _streams(session: Session, settings: Settings, usecase: str) -> tuple[list[StreamGroup], str | None]:
     """The consumer groups of the use case's input stream, with their lag and consumers; Redis
     is asked only about a use case whose stream a consumer ever started on."""
@@ -141,8 +150,11 @@ def _streams(session: Session, settings: Settings, usecase: str) -> tuple[list[S
                                                          AuditEvent.action == "stream.start").limit(1))
     if started is None:
         return [], None
+    url = _redis_url(settings)
+    if url is None:
+        return [], "no stream consumer is running: the home's own Redis starts with the first `valueloop stream`"
     source = stream_names(usecase)[0]
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT,
+    client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT,
                                   socket_timeout=REDIS_TIMEOUT, retry=Retry(NoBackoff(), 0))
     try:
         groups = []
@@ -154,7 +166,7 @@ def _streams(session: Session, settings: Settings, usecase: str) -> tuple[list[S
                                       consumers=consumers))
         return groups, None
     except redis.RedisError as exc:
-        return [], f"streams not reachable at {hide_password(settings.redis_url)}: {type(exc).__name__}"
+        return [], f"streams not reachable at {hide_password(url)}: {type(exc).__name__}"
     finally:
         client.close()
 
@@ -164,8 +176,8 @@ def build(view: View, usecase: str) -> DeployPage:
     models = list_models(view.s, view.name, usecase)  # checks the view permission
     traffic = _traffic(view.s, found.name)
     streams, problem = _streams(view.s, view.settings, found.name)
-    return DeployPage(usecase=found.name, served=_served(models, spec_of(found).deploy or Deploy()), traffic=traffic,
-                      charts=_charts(traffic), jobs=_jobs(view.s, found.name), streams=streams,
+    return DeployPage(usecase=usecase_view(found), served=_served(models, spec_of(found).deploy or Deploy()),
+                      traffic=traffic, charts=_charts(traffic), jobs=_jobs(view.s, found.name), streams=streams,
                       stream_problem=problem, may_promote=allows(view.s, view.user, Action.promote, found))
 
 

@@ -24,7 +24,8 @@ from valueloop.learn.tables import TrainingRun
 from valueloop.learn.training import list_runs
 from valueloop.learn.views import ModelVersionView, RunView
 from valueloop.outcomes.roles import Action, allows, require
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import UseCaseView, get_usecase, spec_of
+from valueloop.outcomes.usecases import view as usecase_view
 from valueloop.outcomes.users import get_user
 
 router = APIRouter()
@@ -43,7 +44,7 @@ class Training(BaseModel):
 
 
 class ModelsPage(BaseModel):
-    usecase: str
+    usecase: UseCaseView
     primary_metric: str
     threshold: float
     metrics: list[str]
@@ -176,8 +177,8 @@ def build(view: View, usecase: str, training: str | None = None, version: int | 
     if selected is not None and experiment is not None:
         mlflow_url = f"{settings.mlflow_ui_url.rstrip('/')}/#/experiments/{experiment}/runs/{selected.run_id}"
     return ModelsPage(
-        usecase=usecase, primary_metric=objective.primary_metric, threshold=objective.threshold, metrics=metrics,
-        trainings=trainings, training=training, runs=shown,
+        usecase=usecase_view(found), primary_metric=objective.primary_metric, threshold=objective.threshold,
+        metrics=metrics, trainings=trainings, training=training, runs=shown,
         comparison=_comparison(shown, objective.primary_metric, objective.threshold, passed),
         models=list(reversed(models)), selected=selected, trainer=trainer, segments=segments or {},
         plots=list(PLOTS[objective.task]) if selected else [],

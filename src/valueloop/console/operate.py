@@ -21,7 +21,8 @@ from valueloop.operate.retrain import RetrainView, list_requests
 from valueloop.operate.tables import Alert, MonitorResult
 from valueloop.outcomes.roles import Action, allows
 from valueloop.outcomes.spec import UseCaseSpec
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import UseCaseView, get_usecase, spec_of
+from valueloop.outcomes.usecases import view as usecase_view
 
 router = APIRouter()
 #: the monitor windows drawn, the newest
@@ -43,7 +44,7 @@ class WindowRow(BaseModel):
 
 
 class OperatePage(BaseModel):
-    usecase: str
+    usecase: UseCaseView
     metric: str
     windows: list[WindowRow]
     charts: dict[str, Any]
@@ -120,8 +121,9 @@ def build(view: View, usecase: str) -> OperatePage:
             drifted=sorted(c for c, d in (r.drift or {}).items() if d.get("drifted")), dataset_drift=r.dataset_drift,
             prediction_drift=(r.prediction_drift or {}).get("score"),
             measured=performance.get(metric), estimated=performance.get(f"estimated_{metric}")))
-    return OperatePage(usecase=usecase, metric=metric, windows=table[::-1], charts=_charts(rows, table, metric),
-                       kpis=_kpi_charts(session, actor, usecase, spec), alerts=alerts[::-1],
+    return OperatePage(usecase=usecase_view(found), metric=metric, windows=table[::-1],
+                       charts=_charts(rows, table, metric), kpis=_kpi_charts(session, actor, usecase, spec),
+                       alerts=alerts[::-1],
                        retraining=list_requests(session, actor, usecase)[::-1],
                        may_operate=allows(session, view.user, Action.operate, found))
 
