@@ -65,6 +65,33 @@ def test_a_post_without_the_csrf_token_is_refused_and_changes_nothing(console: C
     assert client.get("/index.json").status_code == 401
 
 
+def test_pages_carry_the_security_headers_and_the_cookie_its_flags(console: Console) -> None:
+    client = httpx.Client(base_url=console.url, timeout=60)
+    page = client.get("/signin")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    signed = client.post("/signin", data={"csrf": token, "name": "olivia", "password": password_of("olivia")})
+    cookie = signed.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=" in cookie
+
+
+def test_repeated_failed_sign_ins_are_throttled(console: Console) -> None:
+    client = httpx.Client(base_url=console.url, timeout=60)
+    answer = client.get("/signin")
+    statuses = []
+    for n in range(20):  # each answer is a fresh sign-in form with its own token
+        token = re.search(r'name="csrf" value="([^"]+)"', answer.text).group(1)
+        answer = client.post("/signin", data={"csrf": token, "name": "olivia", "password": f"guess-{n}"})
+        statuses.append(answer.status_code)
+    assert set(statuses) == {401}
+    token = re.search(r'name="csrf" value="([^"]+)"', answer.text).group(1)
+    right = client.post("/signin", data={"csrf": token, "name": "olivia", "password": password_of("olivia")})
+    assert right.status_code == 429  # while it waits, the right password opens nothing either
+    assert "too many failed authentications" in right.text
+
+
 def test_the_api_docs_load_with_no_internet(console: Console) -> None:
     context = console.browser.new_context()
     page = context.new_page()

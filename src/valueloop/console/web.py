@@ -54,6 +54,12 @@ def _etag_field(etag: str) -> Markup:
     return Markup('<input type="hidden" name="etag" value="{}">').format(etag)
 
 
+def twin_url(request: Request) -> str:
+    """The address of the page's JSON twin, with the page's own query: ``{{ twin_url(request) }}``."""
+    path = request.url.path.rstrip("/") or "/index"
+    return f"{path}.json" + (f"?{request.url.query}" if request.url.query else "")
+
+
 def as_yaml(data: Any) -> str:
     """A use case file as the team writes it: ``{{ spec|yaml }}``."""
     import yaml
@@ -61,7 +67,7 @@ def as_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-templates.env.globals.update(csrf_field=_csrf_field, etag_field=_etag_field)
+templates.env.globals.update(csrf_field=_csrf_field, etag_field=_etag_field, twin_url=twin_url)
 templates.env.filters["yaml"] = as_yaml
 
 

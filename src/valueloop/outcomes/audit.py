@@ -130,6 +130,7 @@ def events(
     action: str | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    until: datetime | None = None,
 ) -> list[AuditEntry]:
     """Events oldest first, filtered; ``action`` matches a prefix (``privacy.`` finds all DPIA events).
     A ``viewer`` sees what they did and the events of the use cases they may view; an admin, all."""
@@ -144,6 +145,8 @@ def events(
         query = query.where(AuditEvent.action.startswith(action))
     if since:
         query = query.where(AuditEvent.at >= since)
+    if until:
+        query = query.where(AuditEvent.at < until)
     rows = session.scalars(query).all()
     if limit is not None:
         rows = rows[-limit:]
@@ -159,6 +162,7 @@ def trail(
     action: str | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    until: datetime | None = None,
 ) -> list[AuditEntry]:
     """The trail as the acting user may read it; naming a use case needs the right to view it."""
     # imported here: users and usecases record their changes through this module
@@ -170,7 +174,7 @@ def trail(
     if usecase:
         require(session, acting, Action.view, get_usecase(session, usecase))
     return events(session, viewer=acting, usecase=usecase, actor=actor, action=action, since=since,
-                  limit=limit)
+                  limit=limit, until=until)
 
 
 def _viewable_usecase(viewer: User) -> Any:

@@ -79,10 +79,12 @@ def audit_log(
     by: str | None = Query(None, alias="actor"),
     action: str | None = None,
     since: Moment | None = None,
+    until: Moment | None = Query(None, description="events before this time"),
     limit: int | None = Query(None, gt=0),
 ) -> list[audit.AuditEntry]:
     """What the caller did and the trail of the use cases they may view; the admin sees all."""
-    return audit.trail(s, actor, usecase=usecase, actor=by, action=action, since=since, limit=limit)
+    return audit.trail(s, actor, usecase=usecase, actor=by, action=action, since=since, limit=limit,
+                       until=until)
 
 
 @router.get("/audit/verify", tags=["audit"])
