@@ -139,6 +139,13 @@ class Visit:
         self.shot(shot)
         return self.page
 
+    def follow(self, link: str, path: str, shot: str) -> Page:
+        """Click the link named ``link``, wait for ``path`` and screenshot it."""
+        self.page.get_by_role("link", name=link).first.click()
+        self.page.wait_for_url(self.url + path)
+        self.shot(shot)
+        return self.page
+
     def shot(self, name: str) -> Path:
         """Save the page as it is now into docs/screenshots and check its accessibility."""
         self.page.wait_for_load_state("load")

@@ -13,9 +13,7 @@ def test_the_admin_adds_a_person_sets_a_password_and_issues_and_revokes_a_token(
     visit = console.sign_in("admin", "admin")
     page = visit.page
     visit.shot("inbox")
-    page.get_by_role("link", name="Admin").click()
-    page.wait_for_url(console.url + "/admin")
-    visit.shot("admin")
+    visit.follow("Admin", "/admin", "admin")
 
     page.get_by_label("Name", exact=True).fill("Fay Smith")
     with visit.expecting(422):
@@ -64,9 +62,7 @@ def test_the_owner_adds_a_member_and_finds_it_in_the_audit(console: Console) -> 
     assert {"user": "eve", "role": "analyst"} in page.request.get(console.url + "/usecases/churn.json").json()[
         "usecase"]["members"]
 
-    page.get_by_role("link", name="Audit").first.click()
-    page.wait_for_url(console.url + "/audit")
-    visit.shot("audit")
+    visit.follow("Audit", "/audit", "audit")
     page.get_by_label("Use case").select_option("churn")
     page.get_by_label("Action (prefix)").fill("member.")
     page.get_by_role("button", name="Filter").click()

@@ -98,9 +98,7 @@ def test_the_owner_records_a_kpi_and_moves_the_use_case_to_review(console: Conso
     visit = console.sign_in("olivia", "owner")
     page = visit.page
     visit.shot("inbox")
-    page.get_by_role("link", name="Retention offers").click()
-    page.wait_for_url(console.url + "/usecases/retention")
-    visit.shot("usecase")
+    visit.follow("Retention offers", "/usecases/retention", "usecase")
 
     page.get_by_label("Measured churn_rate").fill("seven")
     with visit.expecting(422):
