@@ -63,7 +63,8 @@ def _refusal(request: Request, status: int, kind: str, message: str, problems: l
 
 def create_console(settings: Settings) -> FastAPI:
     """The console on the settings the control plane was given."""
-    from valueloop.console import admin, audit, data, deploy, inbox, models, operate, privacy, signin, usecase
+    from valueloop.console import (admin, audit, data, deploy, inbox, models, operate, privacy, signin,
+                                   usecase)
 
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console.add_middleware(Guard)
