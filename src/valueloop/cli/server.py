@@ -22,9 +22,11 @@ def server(
     from valueloop.deploy.schedule import start_scheduler
     from valueloop.operate.scheduler import start_monitoring
     from valueloop.outcomes.audit import start_head_export
+    from valueloop.recovery.doctor import repair_at_start
     from valueloop.server.app import create_app
 
     settings = load_settings()
+    repair_at_start(settings)  # what a killed process left half-written is mended before serving
     reconcile_aliases(settings)
     # the audit's head is exported whatever runs the schedules: it is how a truncation shows
     running = [start_head_export(settings)]

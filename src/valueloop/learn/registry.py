@@ -22,6 +22,7 @@ from valueloop.learn.model_tests import TestResult
 from valueloop.learn.tables import ModelVersion, TrainingRun
 from valueloop.learn.views import KpiCheck, ModelVersionView
 from valueloop.outcomes import audit
+from valueloop.store import intents
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
@@ -94,6 +95,7 @@ def register(session: Session, settings: Settings, actor: str, usecase: UseCase,
             tracking.TAG + "dpia_version": str(run.dpia_version),
             tracking.TAG + "run_id": run.run_id,
         })
+    intents.crash_point("after-mlflow-registration")
     digest = artifact_digest(_local(settings, registered.source))
     tracking.client(settings).set_model_version_tag(usecase.name, registered.version,
                                                     tracking.TAG + "artifact_digest", digest)

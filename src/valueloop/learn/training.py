@@ -24,6 +24,7 @@ from valueloop.learn.serving import pipeline
 from valueloop.learn.tables import TrainingRun
 from valueloop.learn.views import CandidateResult, ReproduceReport, RunView, TrainingReport
 from valueloop.outcomes import audit
+from valueloop.store import intents
 from valueloop.outcomes.privacy import require_privacy_approval
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import KPI, Candidate, ChosenThreshold, ModelObjective, UseCaseSpec, metrics_of
@@ -169,6 +170,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
     objective, prepared, cut, seed = job.objective, job.prepared, job.cut, job.objective.split.seed
     started = time.perf_counter()
     run = mlflow.start_run(experiment_id=job.experiment_id, run_name=candidate.name, tags=_tags(job, candidate))
+    intents.crash_point("after-mlflow-run-start")
     task_id = job.progress.add_task(f"train {candidate.name}", total=None) if job.progress else None
     X, y = job.train_rows
     trials, evaluated, tests, model_uri, error, target = 0, None, [], None, None, None
@@ -273,25 +275,28 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
                             list(dict.fromkeys([*([base.name] if base else []), *candidates])))
     outcomes: list[_Outcome] = []
     reference: tuple[str, float | None] | None = None
-    for candidate in chosen:
-        outcome = _train_candidate(job, candidate, None, None if candidate is base else reference)
-        if candidate is base:
-            reference = (candidate.name, outcome.result.primary)
-        outcomes.append(outcome)
-        session.add(outcome.row)
-    session.flush()
+    with intents.writing(settings, intents.MLFLOW_RUN, job.usecase.name, intents.training_target(job.training_id),
+                         job.actor, experiment_id=job.experiment_id) as intent:
+        for candidate in chosen:
+            outcome = _train_candidate(job, candidate, None, None if candidate is base else reference)
+            if candidate is base:
+                reference = (candidate.name, outcome.result.primary)
+            outcomes.append(outcome)
+            session.add(outcome.row)
+        session.flush()
 
-    passing = [o for o in outcomes if o.result.tests_passed and o.model_uri]
-    best = None
-    for outcome in passing:
-        if best is None or evaluation.better(objective.primary_metric, outcome.result.primary or 0.0,
-                                             best.result.primary or 0.0):
-            best = outcome
-    registered = None
-    if best is not None:
-        row = registry.register(session, settings, job.actor, job.usecase, best.row,
-                                best.model_uri or "", best.result.tests)
-        registered = registry.view(session, row)
+        passing = [o for o in outcomes if o.result.tests_passed and o.model_uri]
+        best = None
+        for outcome in passing:
+            if best is None or evaluation.better(objective.primary_metric, outcome.result.primary or 0.0,
+                                                 best.result.primary or 0.0):
+                best = outcome
+        registered = None
+        if best is not None:
+            row = registry.register(session, settings, job.actor, job.usecase, best.row,
+                                    best.model_uri or "", best.result.tests)
+            registered = registry.view(session, row)
+    intents.finish(session, intent, registered=registered.version if registered else None)
     plot = _comparison_plot(job, outcomes)
     audit.record(session, job.actor, "model.train", "training", job.training_id, usecase=job.usecase.name,
                  after={"dataset_version": job.dataset_version, "dpia_version": job.dpia_version,

@@ -103,6 +103,62 @@ def _delta_findings(session: Session, settings: Settings, usecase: UseCase, repa
     return found
 
 
+def _mlflow_store_exists(settings: Settings) -> bool:
+    """Whether MLflow has a store to examine: opening a SQLite one would create it."""
+    uri = settings.mlflow_uri
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+
+
+def _training_alive(session: Session, training_id: str, started_ms: int) -> bool:
+    """Whether a training may still write its runs: its intent's process runs (a run without
+    an intent, older than intents, counts as alive for an hour)."""
+    row = intents.for_target(session, intents.MLFLOW_RUN, intents.training_target(training_id))
+    if row is None:
+        return time.time() - started_ms / 1000 < intents.STALE_SECONDS
+    return row.status == intents.PENDING and intents.writer_alive(row)
+
+
+def _mlflow_findings(session: Session, settings: Settings, usecase: UseCase, repair: bool) -> list[Finding]:
+    """Runs left RUNNING by a killed training (ended FAILED with the reason) and registered model
+    versions valueloop has no row for (tagged orphaned: valueloop never lists or serves them)."""
+    from valueloop.learn import tracking
+    from valueloop.learn.tables import ModelVersion
+
+    client = tracking.client(settings)
+    experiment = client.get_experiment_by_name(usecase.name)
+    found = []
+    running = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") if experiment else []
+    for run in running:
+        training_id = run.data.tags.get(tracking.TAG + "training_id", "")
+        if _training_alive(session, training_id, run.info.start_time):
+            continue
+        finding = Finding(kind="MLflow run RUNNING", usecase=usecase.name, target=f"run {run.info.run_id}",
+                          detail=f"{run.info.run_name} of training {training_id or '(none)'}, whose process died",
+                          repair="end it FAILED, with the reason in its valueloop.error tag")
+        if repair:
+            client.set_tag(run.info.run_id, tracking.TAG + "error", "its process died; ended by valueloop doctor")
+            client.set_terminated(run.info.run_id, "FAILED")
+            finding.repaired = True
+        found.append(finding)
+    known = set(session.scalars(select(ModelVersion.version).where(ModelVersion.usecase == usecase.name)))
+    for version in client.search_model_versions(f"name = '{usecase.name}'"):
+        tags = version.tags or {}
+        run_tags = client.get_run(version.run_id).data.tags if version.run_id else {}
+        if int(version.version) in known or tracking.TAG + "orphaned" in tags or _training_alive(
+                session, run_tags.get(tracking.TAG + "training_id", ""), version.creation_timestamp):
+            continue
+        finding = Finding(kind="unknown model version", usecase=usecase.name,
+                          target=f"model {usecase.name} version {version.version}",
+                          detail=f"registered from run {version.run_id} by a training whose process died",
+                          repair="tag it valueloop.orphaned; valueloop never lists, promotes or serves it")
+        if repair:
+            client.set_model_version_tag(usecase.name, version.version, tracking.TAG + "orphaned",
+                                         "registered by a training whose process died; valueloop has no row for it")
+            finding.repaired = True
+        found.append(finding)
+    return found
+
+
 def _stale_staging(settings: Settings) -> list[Path]:
     """Staging folders whose process is gone, or older than an hour."""
     root = delta.datasets_root(settings) / ".staging"
@@ -133,11 +189,26 @@ def examine(session: Session, settings: Settings, usecase: str | None = None, *,
     """Everything half-written, for one use case or all; repaired when ``repair``."""
     usecases = [get_usecase(session, usecase)] if usecase else list(session.scalars(select(UseCase)))
     findings = _intent_findings(session, usecase, repair)
+    mlflow = _mlflow_store_exists(settings)
     for one in usecases:
         findings += _delta_findings(session, settings, one, repair)
+        findings += _mlflow_findings(session, settings, one, repair) if mlflow else []
     if usecase is None:
         findings += _staging_findings(settings, repair)
     return Report(findings=findings, repaired=repair)
+
+
+def repair_at_start(settings: Settings) -> Report:
+    """What ``valueloop server`` runs before it serves: every repair, audited as ``policy:doctor``."""
+    from valueloop.outcomes.users import system_user
+    from valueloop.store import session
+
+    with session(settings) as s:
+        report = examine(s, settings, repair=True)
+        if report.findings:
+            audit.record(s, system_user(s, "policy:doctor").name, "doctor.repair", "home", "*",
+                         after={"repaired": [f.model_dump() for f in report.findings]})
+    return report
 
 
 def doctor(session: Session, settings: Settings, actor: str | None, usecase: str | None = None, *,

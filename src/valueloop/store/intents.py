@@ -93,6 +93,11 @@ def begin(settings: Settings, kind: str, usecase: str | None, target: str, actor
         return row.id
 
 
+def training_target(training_id: str) -> str:
+    """What a training's intent names: its MLflow runs (tagged with the id) and its registration."""
+    return f"mlflow training {training_id}"
+
+
 def finish(session: Session, intent_id: int, status: str = DONE, note: str | None = None,
            **detail: Any) -> None:
     """Mark an intent done (in the transaction of the rows it describes) or orphaned."""
@@ -101,6 +106,10 @@ def finish(session: Session, intent_id: int, status: str = DONE, note: str | Non
         raise LookupError(f"intent {intent_id} does not exist")
     row.status, row.note, row.finished_at = status, note, utcnow()
     row.detail = {**row.detail, **detail}
+
+
+def for_target(session: Session, kind: str, target: str) -> Intent | None:
+    return session.scalar(select(Intent).where(Intent.kind == kind, Intent.target == target))
 
 
 def pending(session: Session, kind: str | None = None, usecase: str | None = None) -> list[Intent]:
