@@ -9,7 +9,7 @@ import sys
 import typer
 
 from valueloop.cli import (
-    admin, audit, batch, data, db, demo, doctor, learn, operate, outcomes, privacy, remote, serve, server, stream,
+    admin, audit, backup, batch, data, db, demo, doctor, learn, operate, outcomes, privacy, remote, serve, server, stream,
 )
 
 app = typer.Typer(
@@ -45,6 +45,8 @@ app.add_typer(privacy.app, name="privacy")
 app.add_typer(audit.app, name="audit")
 app.add_typer(db.app, name="db")
 app.command("doctor")(doctor.doctor)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 app.add_typer(data.app, name="data")
 learn.register(app)
 serve.register(app)

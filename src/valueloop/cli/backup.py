@@ -1,0 +1,48 @@
+"""``valueloop backup`` and ``valueloop restore``: a consistent snapshot of a running installation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from valueloop.cli._common import JsonOption, actor, console, show
+
+
+def backup(
+    ctx: typer.Context,
+    out: Path = typer.Argument(..., help="A new folder for the backup."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Snapshot the metadata and MLflow databases, the Delta tables, artifacts, prediction logs and
+    reports, and the configuration without its secrets, with a manifest of SHA-256 digests; safe
+    while the server runs. Admin only."""
+    from valueloop.config import load_settings
+    from valueloop.recovery.backup import take
+
+    manifest = take(load_settings(), actor(ctx), out)
+    show(manifest, as_json, lambda: console().print(
+        f"backed up {manifest.home} ({manifest.metadata} metadata, {len(manifest.files)} files) to {out}"))
+
+
+def restore(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="A folder made by `valueloop backup`."),
+    check: bool = typer.Option(False, "--check", help="Only verify the backup against its manifest."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Restore a backup into this empty installation (VALUELOOP_HOME, and VALUELOOP_DATABASE_URL for
+    PostgreSQL), rewriting the old home's locations, MLflow's included; then repair what the files
+    hold past the databases' snapshot. The secrets are not in the backup: set them again."""
+    from valueloop.config import load_settings
+    from valueloop.recovery.backup import bring_back, verify
+
+    if check:
+        manifest = verify(source)
+        show(manifest, as_json, lambda: console().print(f"{source}: {len(manifest.files)} files match the manifest"))
+        return
+    settings = load_settings()
+    restored = bring_back(settings, actor(ctx), source)
+    show(restored, as_json, lambda: console().print(
+        f"restored {restored.manifest.home} (taken {restored.manifest.created_at:%Y-%m-%d %H:%M:%S} UTC) "
+        f"into {settings.home}; repaired {len(restored.repaired)} thing(s) newer than the snapshot"))

