@@ -4,8 +4,10 @@ through the Data and Learn phases' services, and a real uvicorn serving them on 
 from __future__ import annotations
 
 import io
+import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -97,6 +99,30 @@ def wait_for(check: object, seconds: float = 20) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def server_started(settings: Settings, log: Path) -> None:
+    """Start ``valueloop server`` until it answers, then stop it (a readiness wait, not a measurement)."""
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | settings.as_env()
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "valueloop", "server", "--port", str(port),
+                                    "--no-scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+        except httpx.TransportError:
+            return process.poll() is not None
+
+    try:
+        wait_for(answers, 180)
+        assert process.poll() is None, log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 240,

@@ -4,15 +4,11 @@ server`` starts), and a promotion whose transaction fails never reaches MLflow."
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-import httpx
 import pytest
-from deploy_support import free_port, train_version, wait_for
+from deploy_support import server_started, train_version
 from sqlalchemy.exc import IntegrityError
 
 from valueloop.config import Settings
@@ -51,28 +47,6 @@ def two_versions(settings: Settings, churn) -> tuple[int, int]:
     return train_version(settings, "champion", "logistic"), train_version(settings, None, "logistic")
 
 
-def _server_started(settings: Settings, log: Path) -> None:
-    """Start ``valueloop server`` until it answers, then stop it (a readiness wait, not a measurement)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | settings.as_env()
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "valueloop", "server", "--port", str(port),
-                                    "--no-scheduler"], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
-        except httpx.TransportError:
-            return process.poll() is not None
-
-    try:
-        wait_for(answers, 180)
-        assert process.poll() is None, log.read_text()
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-
-
 def test_mlflow_failing_after_the_commit_is_repaired_by_reconcile(settings: Settings, two_versions) -> None:
     first, second = two_versions
     _alias_writes(settings, refused=True)
@@ -97,7 +71,7 @@ def test_the_server_reconciles_as_it_starts(settings: Settings, two_versions, tm
         registry.promote(s, settings, "dana", "churn", second, "challenger")
     _alias_writes(settings, refused=False)
     assert _mlflow_aliases(settings) == {"champion": first}
-    _server_started(settings, tmp_path / "server.log")
+    server_started(settings, tmp_path / "server.log")
     assert _mlflow_aliases(settings) == {"champion": first, "challenger": second}
     assert f"MLflow alias challenger of churn: v{second} (was none)" in (tmp_path / "server.log").read_text()
 

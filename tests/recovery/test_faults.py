@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from data.data_support import read, update
+from deploy_support import server_started
 
 from valueloop.config import Settings
 from valueloop.data.delta import datasets_root
@@ -81,30 +82,10 @@ def test_doctor_repairs_an_unrecorded_version_before_any_ingest(settings: Settin
 
 
 def test_the_server_repairs_at_start(settings: Settings, churn: Path, run_cli: Cli, tmp_path: Path) -> None:
-    import os
-    import socket
-    import sys
-    import time
-
     killed = run_cli(settings, "data", "ingest", "churn", "--project", str(churn), as_user="dave",
                      env=_killed_at("after-delta-commit"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | settings.as_env()
-    heads = settings.home / "audit" / "heads.jsonl"  # exported once the repair is done
-    with (tmp_path / "server.log").open("wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "valueloop", "server", "--port", str(port),
-                                   "--no-scheduler"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while not heads.exists() and server.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-    assert heads.exists(), (tmp_path / "server.log").read_text()
+    server_started(settings, tmp_path / "server.log")  # it answers once the repair is done
     assert _doctor(settings, run_cli) == (0, [])
     trail = json.loads(run_cli(settings, "audit", "--action", "doctor", "--json", as_user="admin").stdout)
     assert [(e["actor"], len(e["after"]["repaired"])) for e in trail] == [("policy:doctor", 3)]

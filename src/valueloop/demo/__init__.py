@@ -33,9 +33,9 @@ class DemoContext:
 
 
 def _chapters() -> list[Callable[[DemoContext], None]]:
-    from valueloop.demo import batch, data, deploy, learn, operate, outcomes
+    from valueloop.demo import batch, data, deploy, learn, operate, outcomes, recovery
 
-    return [outcomes.run, data.run, learn.run, deploy.run, batch.run, operate.run]
+    return [outcomes.run, data.run, learn.run, deploy.run, batch.run, operate.run, recovery.run]
 
 
 def run(console: Console | None = None, workspace: Path | None = None) -> DemoContext:

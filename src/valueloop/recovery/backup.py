@@ -162,6 +162,7 @@ def backup(settings: Settings, out: Path) -> Manifest:
     if mlflow is not None and mlflow.is_file():
         _sqlite_copy(mlflow, out / "mlflow.db")
     skipped = _skipped(settings)
+    skipped |= {out, out.resolve()}  # a backup kept in the home is not backed up into itself
     _copy_tree(settings.home, out / "home", skipped | {artifacts})
     _copy_tree(artifacts, out / "artifacts", skipped)
     _config_without_secrets(settings, out)
