@@ -23,7 +23,7 @@ from server.conftest import Api, server  # noqa: F401 - the real-uvicorn fixture
 from typer.core import TyperGroup
 
 from valueloop.cli import app
-from valueloop.config import Settings, load_settings
+from valueloop.config import Settings
 from valueloop.outcomes.privacy import history
 from valueloop.outcomes.users import create_token, list_users
 from valueloop.store import session
@@ -185,9 +185,8 @@ def _outcome(result: subprocess.CompletedProcess[str], homes: list[Path]) -> tup
 
 
 def test_the_cli_flow_reads_the_same_in_local_and_server_mode(tmp_path, run_cli, server, client,  # noqa: F811
-                                                              client_home):
-    local = load_settings({"VALUELOOP_HOME": str(tmp_path / "local")})
-    remote = load_settings({"VALUELOOP_HOME": str(tmp_path / "server")})
+                                                              client_home, new_settings):
+    local, remote = new_settings(tmp_path / "local"), new_settings(tmp_path / "server")
     _team(local)
     add_people(remote)
     api = server(remote)

@@ -7,7 +7,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from deploy_support import make_usecase, start_server, train_version
 
-from valueloop.config import Settings, load_settings
+from valueloop.config import Settings
 
 ROW = {"birth_date": 1980, "postcode": "12", "contract": "month-to-month", "payment_method": "invoice",
        "tenure_months": 3, "monthly_charges": 80.5, "support_calls": 4, "total_charges": 241.5}
@@ -46,14 +46,14 @@ class Edge:
 
 
 @pytest.fixture(scope="module")
-def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+def edge(tmp_path_factory: pytest.TempPathFactory, new_settings: Callable[[Path], Settings]) -> Iterator[Edge]:
     """churn's champion served with authentication on; tokens for dana (data scientist: may call
     the model, may not label), eve (domain expert: may label) and zoe (no role on churn)."""
     from valueloop.outcomes.users import NewUser, add_user, create_token
     from valueloop.store import session
 
     root = tmp_path_factory.mktemp("edge")
-    settings = load_settings({"VALUELOOP_HOME": str(root / "home")})
+    settings = new_settings(root / "home")
     make_usecase(settings, root / "workspace")
     train_version(settings, "champion")
     with session(settings) as s:
