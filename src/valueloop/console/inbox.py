@@ -56,9 +56,10 @@ def build(view: View) -> Inbox:
                                                    ModelVersion.acceptance == "pending")
                         .order_by(ModelVersion.usecase, ModelVersion.version)) if owned else []
     models = [Waiting(usecase=m.usecase, what=f"model v{m.version} awaits your acceptance",
-                      since=m.created_at, link=f"/usecases/{m.usecase}") for m in pending]
+                      since=m.created_at, link=f"/usecases/{m.usecase}/models") for m in pending]
     operated = {u.name for u in usecases if allows(s, me, Action.operate, rows[u.name])}
-    alerts = [Waiting(usecase=a.usecase, what=a.message, since=a.last_seen_at, link=f"/usecases/{a.usecase}")
+    alerts = [Waiting(usecase=a.usecase, what=a.message, since=a.last_seen_at,
+                      link=f"/usecases/{a.usecase}/operate")
               for a in list_alerts(s, me.name) if a.usecase in operated and a.status != "acknowledged"]
     by_state = {state: [u for u in usecases if u.state is state] for state in State}
     return Inbox(user=me.name, dpias_to_decide=dpias, models_to_accept=models, open_alerts=alerts,
