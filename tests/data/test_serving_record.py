@@ -71,3 +71,29 @@ def test_training_names_the_features_a_transform_that_is_not_row_level_computes(
     plain = _version(row_level("SELECT * FROM customers", ["customers"]))
     recorded, said = pipeline(plain, ["contract", "monthly_charges"], [])
     assert recorded["query"] and "transformed per record, exactly as at ingest" in said
+
+
+def test_the_pipeline_never_ships_the_pseudonym_key(tmp_path) -> None:
+    """A model goes to Dask workers pickled: its pipeline goes without the key (and treats raw
+    records only where the key lives), and the sandbox that runs the transform never holds it."""
+    import pickle
+
+    import cloudpickle
+
+    from valueloop.deploy.raw import RawPipeline
+    from valueloop.deploy.schema import Column, Validator
+
+    schema = pa.schema([("email", pa.string()), ("contract", pa.string())])
+    recorded = record({"customers": schema}, row_level("SELECT * FROM customers", ["customers"]))
+    recorded |= {"treatments": {"email": {"treatment": "pseudonymize", "params": {}, "key_id": "k1"}},
+                 "features": ["contract"], "upstream": [], "dataset_columns": ["email", "contract"]}
+    key = "a-secret-pseudonym-key-of-this-home"
+    pipeline = RawPipeline(recorded, Validator([Column("contract", "string")]), key, tmp_path)
+    treated = pipeline.features(pa.table({"email": ["ann@example.com"], "contract": ["one_year"],
+                                          "name": ["Ann"]}).drop_columns(["name"]))
+    assert treated.to_pylist() == [{"contract": "one_year"}]
+    shipped = cloudpickle.dumps(pipeline)  # as Dask ships it
+    assert key.encode() not in shipped and pickle.loads(shipped)._key is None
+    sandbox = pipeline._connections()[1]
+    settings = dict(sandbox.execute("SELECT name, value FROM duckdb_settings()").fetchall())
+    assert settings["enable_external_access"] == "false" and settings["lock_configuration"] == "true"
