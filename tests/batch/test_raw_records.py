@@ -75,10 +75,14 @@ def test_raw_export_by_batch_rest_and_stream_scores_exactly_as_the_treated_versi
 
     client = redis.Redis.from_url(redis_url)
     ids = send_events(client, champion, records)
+    bad = send_events(client, champion, [records[0] | {"contract": "lifetime"}, records[1] | {"birth_date": "yesterday"}])
     consume(settings, "oscar", champion, StreamOptions(redis_url=redis_url, batch_size=25, block_ms=20, idle_exit=1.0))
     out = {f[b"event_id"].decode(): float(f[b"probability"]) for _, f in client.xrange(stream_names(champion)[1])}
     assert [out[i] for i in ids] == [expected[r["customer_id"]] for r in records]
-    assert client.xlen(stream_names(champion)[2]) == 0
+    letters = {f[b"event_id"].decode(): f[b"reason"].decode() for _, f in client.xrange(stream_names(champion)[2])}
+    assert set(letters) == set(bad)
+    assert "[0].contract: unknown category; known: month-to-month, one_year, two_year, got 'lifetime'" in letters[bad[0]]
+    assert "[0].birth_date: expected an ISO 8601 date or date-time, got 'yesterday'" in letters[bad[1]]
 
     logged = PredictionLog(settings, champion).read()
     assert sorted(set(logged["source"].to_pylist())) == ["batch", "rest", "stream"]

@@ -127,9 +127,10 @@ class RawPipeline:
         columns[ROW] = pa.array(range(data.num_rows), pa.int64())
         return pa.table(columns)
 
-    def features(self, data: pa.Table, first_row: int = 0) -> pa.Table:
-        """The model's features of raw records, checked by the model's rules (rows numbered from
-        ``first_row``); a record the transform's filter drops is refused by its row."""
+    def treated(self, data: pa.Table) -> pa.Table:
+        """Raw records after the treatments and the transform, in their order, with their row
+        number (:data:`ROW`): a record the transform's filter drops has no row. Not yet held to
+        the model's rules."""
         import pyarrow.compute as pc
 
         from valueloop.data import treatments as treat
@@ -150,12 +151,20 @@ class RawPipeline:
                 user.register(self.source, treated)
                 treated = user.sql(self.query).to_arrow_table()
                 user.close()
-        if treated.num_rows != data.num_rows or ROW not in treated.column_names:
-            kept = set(treated[ROW].to_pylist()) if ROW in treated.column_names else set()
-            dropped = [first_row + i for i in range(data.num_rows) if i not in kept][:20]
-            raise InvalidInput("raw records are invalid: the use case's transform keeps no row for them "
-                               "(its WHERE clause filters them out)", problems=[f"[{i}]: dropped" for i in dropped])
-        treated = treated.take(pc.sort_indices(treated[ROW]))
+        return treated.take(pc.sort_indices(treated[ROW]))
+
+    @staticmethod
+    def dropped(rows: list[int]) -> InvalidInput:
+        return InvalidInput("raw records are invalid: the use case's transform keeps no row for them "
+                            "(its WHERE clause filters them out)", problems=[f"[{i}]: dropped" for i in rows[:20]])
+
+    def features(self, data: pa.Table, first_row: int = 0) -> pa.Table:
+        """The model's features of raw records, checked by the model's rules (rows numbered from
+        ``first_row``); a record the transform's filter drops is refused by its row."""
+        treated = self.treated(data)
+        if treated.num_rows != data.num_rows:
+            kept = set(treated[ROW].to_pylist())
+            raise self.dropped([first_row + i for i in range(data.num_rows) if i not in kept])
         return self.model.table(treated, first_row)
 
 

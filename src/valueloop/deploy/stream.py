@@ -291,9 +291,13 @@ class Consumer:
 
     def _examine(self, fresh: list[tuple[str, bytes]], batch: _Batch) -> None:
         """One event at a time, when the batch as a whole did not pass: each event is checked as
-        REST checks a request, and one REST would refuse becomes a dead letter with its message."""
-        validator, contract = self.model.validator, self.model.contract
+        REST checks a request, and one REST would refuse becomes a dead letter with its message.
+        The raw records among them go through the pipeline together, then are checked one by one."""
+        model, validator = self.model, self.model.validator
         rows: dict[str, list[Any]] = {name: [] for name in validator.names}
+        raw_ids: list[str] = []
+        raw_rows: dict[str, list[Any]] = {name: [] for name in model.raw.validator.names} if model.raw else {}
+        documents = dict(fresh)
         for event_id, raw in fresh:
             try:
                 record = json.loads(raw)
@@ -304,17 +308,51 @@ class Consumer:
                 batch.dead.append((event_id, f"field 'data' is a JSON {type(record).__name__}, not an object "
                                              "of features", raw))
                 continue
+            is_raw = model.raw is not None and model.raw.is_raw(set(record))
             try:
-                checked = contract.records([record])
+                checked = (model.raw.validator if is_raw else validator).records([record])  # type: ignore[union-attr]
             except ValueloopError as exc:
-                batch.dead.append((event_id, f"refused by model v{self.model.version} as REST refuses it: "
-                                             f"{exc.message}: {'; '.join(exc.problems)}", raw))
+                batch.dead.append((event_id, self._refused(exc), raw))
+                continue
+            ids, into = (raw_ids, raw_rows) if is_raw else (batch.ids, rows)
+            ids.append(event_id)
+            for name, values in checked.items():
+                into[name] += values
+        if raw_ids:
+            self._treat(raw_ids, raw_rows, documents, batch, rows)
+        if batch.ids:
+            batch.features = validator.table_of(rows)
+
+    def _treat(self, ids: list[str], raw_rows: dict[str, list[Any]], documents: dict[str, bytes], batch: _Batch,
+               rows: dict[str, list[Any]]) -> None:
+        """Raw records through the pipeline in one pass; each treated row is then held to the
+        model's rules alone, as a request of that one record would be."""
+        from valueloop.data.serving import ROW
+
+        raw = self.model.raw
+        assert raw is not None
+        try:
+            treated = raw.treated(raw.validator.table_of(raw_rows))
+        except ValueloopError as exc:  # a refusal of the model version itself: every record has it
+            batch.dead += [(event_id, self._refused(exc), documents[event_id]) for event_id in ids]
+            return
+        by_row = dict(zip(treated[ROW].to_pylist(), treated.drop_columns([ROW]).to_pylist(), strict=True))
+        for i, event_id in enumerate(ids):
+            try:
+                if i not in by_row:
+                    raise raw.dropped([0])
+                checked = self.model.validator.records([{n: by_row[i][n] for n in self.model.validator.names
+                                                         if n in by_row[i]}])
+            except ValueloopError as exc:
+                batch.dead.append((event_id, self._refused(exc), documents[event_id]))
                 continue
             batch.ids.append(event_id)
             for name, values in checked.items():
                 rows[name] += values
-        if batch.ids:
-            batch.features = validator.table_of(rows)
+
+    def _refused(self, exc: ValueloopError) -> str:
+        return (f"refused by model v{self.model.version} as REST refuses it: {exc.message}: "
+                f"{'; '.join(exc.problems)}")
 
     def _score(self, batch: _Batch) -> _Scored | None:
         """The events that could be scored; an event the model fails on stays pending, to be
