@@ -105,6 +105,23 @@ def show_(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
     show(d, as_json, lambda: _render_detail(d))
 
 
+@usecase_app.command("value")
+@served
+def value(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
+    """Per cycle: the intended value (every KPI at its target), the value realized from the
+    recorded KPIs, and the expected cost, as the use case file's value: section states them."""
+    from valueloop.outcomes.usecases import show_value
+
+    v = call(ctx, Route("GET", f"/api/usecases/{segment(name)}/value"), show_value, name)
+    show(v, as_json, lambda: (
+        console().print(f"[bold]{name}[/bold] value = {v.expression}"
+                        + (f"   with {', '.join(f'{k}={c:g}' for k, c in v.constants.items())}" if v.constants else "")),
+        table(f"value per cycle ({v.currency})", ["cycle", "intended", "realized", "cost", "net"],
+              [(c.cycle, f"{c.intended:,.2f}",
+                f"{c.realized:,.2f}" if c.realized is not None else (c.problem or f"missing {', '.join(c.missing)}"),
+                f"{c.cost:,.2f}", f"{c.net:,.2f}" if c.net is not None else "-") for c in v.cycles])))
+
+
 @usecase_app.command("advance")
 @served
 def advance(
@@ -123,7 +140,18 @@ def advance(
         raise InvalidInput(f"state: unknown state {state!r}; states are {', '.join(State)}")
     d = call(ctx, Route("POST", f"/api/usecases/{segment(name)}/advance", json={"state": state, "reason": reason}),
              advance_, name, State(state), reason)
-    show(d, as_json, lambda: console().print(f"{name} is now [cyan]{d.state}[/cyan] (cycle {d.cycle or '-'})"))
+    reviewed = _reviewed(d)
+    show(d, as_json, lambda: (
+        console().print(f"{name} is now [cyan]{d.state}[/cyan] (cycle {d.cycle or '-'})"),
+        reviewed and console().print(reviewed.line())))
+
+
+def _reviewed(d):  # type: ignore[no-untyped-def]
+    """The value of the cycle a move into or out of review judged: the cycle now in review, or the
+    one just decided (before the new cycle, or the last one when retired)."""
+    judged = {"in_review": d.cycles[-1:], "in_development": d.cycles[-2:-1],
+              "retired": [c for c in d.cycles[-1:] if c.decision]}.get(d.state, [])
+    return judged[0].value if judged else None
 
 
 @usecase_app.command("outcomes")

@@ -19,6 +19,7 @@ from pydantic import (
 
 from valueloop.durations import Duration
 from valueloop.errors import InvalidInput
+from valueloop.outcomes.value import ValueRefused, intended
 from valueloop.outcomes.roles import Role
 from valueloop.validation import describe_errors
 
@@ -657,6 +658,17 @@ class BatchSchedule(Strict):
         return text
 
 
+class Value(Strict):
+    """The value the use case intends to deliver: ``expression`` over business KPI names and
+    ``constants`` (evaluated by outcomes/value.py, never by ``eval``), against its expected cost."""
+
+    expression: str = Field(description="e.g. (baseline_churn - churn_rate) * customers * margin "
+                                        "- cost_per_call * calls; + - * / ** and parentheses")
+    constants: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], float] = Field(default_factory=dict)
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. EUR")
+    cost: float = Field(0, ge=0, description="the expected cost of the use case per cycle")
+
+
 class UseCaseSpec(Strict):
     name: Name
     title: str
@@ -672,6 +684,7 @@ class UseCaseSpec(Strict):
     operate: Operate | None = None
     deploy: Deploy | None = None
     batch: list[BatchSchedule] = Field(default_factory=list)
+    value: Value | None = None
 
     @model_validator(mode="after")
     def _cross_checks(self) -> UseCaseSpec:
@@ -687,6 +700,11 @@ class UseCaseSpec(Strict):
             if kpi is None or kpi.kind != "model" or kpi.metric not in THRESHOLD_METRICS:
                 raise ValueError(f"model.decision_threshold.kpi: '{chosen.kpi}' is not a model KPI of "
                                  f"this file on one of {', '.join(sorted(THRESHOLD_METRICS))}")
+        if self.value is not None:
+            try:
+                intended(self)
+            except ValueRefused as exc:
+                raise ValueError(f"value.expression: {exc}") from None
         if problems := self.model.untestable({c.column: c.treatment for c in self.privacy.columns}):
             raise ValueError("; ".join(problems))
         return self

@@ -15,6 +15,7 @@ from valueloop.outcomes.lifecycle import OWNED_BY_COMMAND, State, allowed_from, 
 from valueloop.outcomes.roles import Action, Role, require, roles_of
 from valueloop.outcomes.spec import KPI, UseCaseSpec
 from valueloop.outcomes.users import get_user
+from valueloop.outcomes.value import CycleValue, ValueView, cycle_value
 from valueloop.store.models import Cycle, Member, UseCase, User, utcnow
 
 
@@ -37,6 +38,7 @@ class CycleView(BaseModel):
     decision: str | None
     decision_comment: str | None
     decided_by: str | None
+    value: CycleValue | None = None
 
 
 class UseCaseView(BaseModel):
@@ -91,10 +93,12 @@ def view(usecase: UseCase) -> UseCaseView:
 
 
 def detail(usecase: UseCase) -> UseCaseDetail:
+    spec = spec_of(usecase)
     return UseCaseDetail(
         **view(usecase).model_dump(),
         business_goal=usecase.spec["business_goal"],
-        cycles=[CycleView.model_validate(c, from_attributes=True) for c in usecase.cycles],
+        cycles=[CycleView.model_validate(c, from_attributes=True).model_copy(
+            update={"value": cycle_value(spec, c.number, c.kpi_outcomes)}) for c in usecase.cycles],
         spec=usecase.spec,
     )
 
@@ -151,6 +155,18 @@ def show_usecase(session: Session, actor: str | None, name: str) -> UseCaseDetai
     usecase = get_usecase(session, name)
     require(session, get_user(session, actor), Action.view, usecase)
     return detail(usecase)
+
+
+def show_value(session: Session, actor: str | None, name: str) -> ValueView:
+    """The use case's value section with each cycle's intended and realized value and cost."""
+    usecase = get_usecase(session, name)
+    require(session, get_user(session, actor), Action.view, usecase)
+    spec = spec_of(usecase)
+    if spec.value is None:
+        raise NotFound(f"use case '{name}' declares no value; add a value: section to its file and "
+                       "`valueloop usecase update` it")
+    figures = [cycle_value(spec, c.number, c.kpi_outcomes) for c in usecase.cycles]
+    return ValueView(usecase=name, **spec.value.model_dump(), cycles=[f for f in figures if f is not None])
 
 
 def list_members(session: Session, actor: str | None, name: str) -> list[MemberView]:
@@ -217,6 +233,9 @@ def set_state(session: Session, actor: str, usecase: UseCase, target: State, rea
     """Move the use case and audit it; callers have checked the transition and the permission."""
     before = {"state": usecase.state, "cycle": usecase.cycles[-1].number if usecase.cycles else None}
     current = State(usecase.state)
+    reviewed = None  # the review sees, and the audit keeps, what the cycle earned
+    if usecase.cycles and State.in_review in (current, target):
+        reviewed = cycle_value(spec_of(usecase), usecase.cycles[-1].number, usecase.cycles[-1].kpi_outcomes)
     if target is State.in_development:
         if current is State.in_review:
             _close_cycle(usecase, actor, "next_cycle", reason)
@@ -228,7 +247,8 @@ def set_state(session: Session, actor: str, usecase: UseCase, target: State, rea
     audit.record(session, actor, "usecase.advance", "usecase", usecase.name, usecase=usecase.name,
                  before=before,
                  after={"state": target, "reason": reason,
-                        "cycle": usecase.cycles[-1].number if usecase.cycles else None})
+                        "cycle": usecase.cycles[-1].number if usecase.cycles else None}
+                 | ({"value": reviewed.model_dump()} if reviewed else {}))
 
 
 def _close_cycle(usecase: UseCase, actor: str, decision: str, comment: str | None) -> None:

@@ -60,6 +60,11 @@ def update_usecase(name: str, spec: UseCaseSpec, s: DB, actor: Actor) -> usecase
     return usecases.update_usecase(s, actor, spec)
 
 
+@router.get("/{name}/value")
+def value(name: str, s: DB, actor: Actor) -> usecases.ValueView:
+    return usecases.show_value(s, actor, name)
+
+
 @router.post("/{name}/advance")
 def advance(name: str, body: Advance, s: DB, actor: Actor) -> usecases.UseCaseDetail:
     return usecases.advance(s, actor, name, body.state, body.reason)
