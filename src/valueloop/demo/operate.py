@@ -58,6 +58,7 @@ def run(ctx: DemoContext) -> None:
     import pyarrow.csv as pacsv
 
     from valueloop.deploy.predlog import record_feedback
+    from valueloop.operate.kpis import record_kpi
     from valueloop.operate.monitor import run_monitor
     from valueloop.operate.report import render
     from valueloop.operate.retrain import retrain
@@ -91,6 +92,10 @@ def run(ctx: DemoContext) -> None:
     out.print(f"a month later: the champion scored {len(ids)} customers of the new month into the prediction log")
     feedback = record_feedback(settings, "devon", "churn", [(i, ctx.state["outcomes"][i]) for i in ids])
     out.print(f"devon's CRM integration reported {feedback.recorded} outcomes (churned or not) by request id")
+    with session(settings) as s:  # the business figures of the month, as the owner's systems report them
+        for kpi, value in (("churn_rate", 0.092), ("retention_calls", 3.6)):
+            record_kpi(s, "olivia", "churn", kpi, value)
+    out.print("olivia recorded the month's business KPIs: churn_rate 0.092, retention_calls 3.6")
     project = ctx.state["project"]
     (project / "data").mkdir(exist_ok=True)
     pacsv.write_csv(load_generator("churn").generate(3000, 12, 1), project / "data" / "customers.csv")
@@ -126,6 +131,9 @@ def run(ctx: DemoContext) -> None:
     colour = "green" if result.status == "promoted" else "yellow"
     out.print(f"[{colour}]{result.status}[/{colour}]: {result.decision}")
     out.print("a running `valueloop serve` picks the new champion up by itself (hot swap)")
+    with session(settings) as s:
+        for figures in usecases.show_value(s, "olivia", "churn").cycles:  # `valueloop usecase value churn`
+            out.print(figures.line())
 
     with session(settings) as s:
         trail = [e for e in audit.events(s, usecase="churn") if e.at >= result.created_at]
