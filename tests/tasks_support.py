@@ -61,12 +61,15 @@ def write_export(project: Path, task: str, rows: int, seed: int, period: int = 0
     return table
 
 
-def make_task(settings: Settings, task: str, project: Path, rows: int = 1500) -> None:
-    """Turn the approved churn use case into ``task`` and ingest its first dataset version."""
+def make_task(settings: Settings, task: str, project: Path, rows: int = 1500,
+              operate: dict[str, Any] | None = None) -> None:
+    """Turn the approved churn use case into ``task`` (with this operate section) and ingest its
+    first dataset version."""
     from valueloop.data import ingest
 
     with session(settings) as s:
         data = copy.deepcopy(get_usecase(s, "churn").spec)
+    data["operate"] = operate
     model, kpis = MODELS[task]
     data["kpis"] = [k for k in data["kpis"] if k["kind"] == "business"] + kpis
     data["data"]["checks"] = [c for c in data["data"]["checks"] if c.get("column") != "churned"]

@@ -124,4 +124,4 @@ class MicroBatcher:
 
 def _slice(p: Prediction, start: int, stop: int) -> Prediction:
     return Prediction(p.labels[start:stop], None if p.probabilities is None else p.probabilities[start:stop],
-                      p.pyfunc[start:stop])
+                      p.pyfunc[start:stop], None if p.classes is None else p.classes[start:stop])

@@ -30,6 +30,27 @@ class Prediction:
     labels: list[Any]
     probabilities: list[float] | None
     pyfunc: list[Any]
+    #: a multiclass answer: every class's probability per row, by class
+    classes: list[dict[str, float]] | None = None
+
+
+def classify(estimator: Any, proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier's labels and the probability each answer reports. A binary model gives its
+    positive class's probability and decides at its threshold (a FixedThresholdClassifier, as the
+    Learn phase registers, carries both; else the second class at 0.5); a model of more classes
+    gives the most probable class and its probability."""
+    import numpy as np
+
+    classes = np.asarray(estimator.classes_)
+    if proba.shape[1] == 2:
+        positive = list(classes).index(getattr(estimator, "pos_label", None)) \
+            if getattr(estimator, "pos_label", None) is not None else 1
+        threshold = getattr(estimator, "threshold", "auto")
+        probability = proba[:, positive]
+        chosen = probability >= (0.5 if threshold == "auto" else threshold)
+        return np.where(chosen, classes[positive], classes[1 - positive]), probability
+    best = proba.argmax(axis=1)
+    return classes[best], proba[np.arange(len(best)), best]
 
 
 @dataclass
@@ -91,14 +112,13 @@ class ServedModel:
 
     def scored(self, x: Any) -> Scored:
         """The one predict → label/probability path: a classifier is called once through
-        ``predict_proba``; its label is the argmax (what ``predict`` computes, at half the cost)."""
+        ``predict_proba`` and :func:`classify` decides its label (as ``predict`` would, at half the cost)."""
         import numpy as np
 
         if self._classes is not None:
             proba = self.estimator.predict_proba(x)
-            best = proba.argmax(axis=1)
-            probs = proba[:, 1] if proba.shape[1] == 2 else proba[np.arange(len(best)), best]
-            return Scored(np.asarray(self._classes)[best], probs, proba)
+            labels, probabilities = classify(self.estimator, proba)
+            return Scored(labels, probabilities, proba)
         if hasattr(self.estimator, "predict") and not hasattr(self.estimator, "metadata"):
             return Scored(np.asarray(self.estimator.predict(x)), None)
         import pandas as pd  # an MLflow pyfunc model of another flavor wants named columns
@@ -112,7 +132,11 @@ class ServedModel:
         labels = result.labels.tolist()
         probs = None if result.probabilities is None else result.probabilities.tolist()
         pyfunc = result.proba.tolist() if self.predict_fn == "predict_proba" and result.proba is not None else labels
-        return Prediction(labels, probs, pyfunc)
+        every = None
+        if result.proba is not None and result.proba.shape[1] > 2:
+            names = [str(c) for c in self._classes.tolist()]
+            every = [dict(zip(names, row)) for row in result.proba.tolist()]
+        return Prediction(labels, probs, pyfunc, every)
 
     def features(self, data: pa.Table | pa.RecordBatch, first_row: int = 0) -> pa.Table:
         """The checked features of a table of rows (batch, stream): a raw table goes through the

@@ -105,8 +105,8 @@ def plain_request(validator: Contract, doc: Any) -> Columns:
 
 def plain_response(request_id: str, version: str, p: Prediction) -> dict[str, Any]:
     answer: dict[str, Any] = {"request_id": request_id, "model_version": version, "predictions": p.labels}
-    if p.probabilities is not None:
-        answer["probabilities"] = p.probabilities
+    if p.probabilities is not None:  # of the positive class; of every class for 3 classes or more
+        answer["probabilities"] = p.probabilities if p.classes is None else p.classes
     return answer
 
 
