@@ -14,11 +14,11 @@ import httpx
 import numpy as np
 import pytest
 from deploy_support import start_server, wait_for
+from operate.support import requests_of
 from sqlalchemy import select
 from tasks_support import MODELS, label, make_task, write_export
 
 from valueloop.config import Settings
-from valueloop.demo.operate import requests_of
 from valueloop.examples import load_generator
 from valueloop.store import session
 
