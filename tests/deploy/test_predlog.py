@@ -9,7 +9,8 @@ import pytest
 
 from valueloop.config import Settings
 from valueloop.deploy.metrics import LOG_DROPPED
-from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
+from valueloop.deploy.labels import current, record_feedback
+from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog
 from valueloop.errors import InvalidInput, PermissionDenied
 
 
@@ -57,10 +58,8 @@ def test_feedback_stores_known_ids_and_reports_unknown(settings: Settings, appro
         record_feedback(settings, "dana", "churn", [("r1", 1)])
     result = record_feedback(settings, "eve", "churn", [("r1", 1), ("nope", 0), ("r2", 0)])
     assert (result.recorded, result.unknown) == (2, ["nope"])
-    labels = PredictionLog(settings, "churn").read_labels()
-    assert labels["request_id"].to_pylist() == ["r1", "r2"]
-    assert labels["label"].to_pylist() == [1, 0]
-    assert labels["labeled_by"].to_pylist() == ["eve", "eve"]
+    labels = current(settings, "churn").views.values()
+    assert [(v.request_id, v.label, v.labeled_by) for v in labels] == [("r1", 1, "eve"), ("r2", 0, "eve")]
     with pytest.raises(InvalidInput, match=r"\[0\].label: required"):
         record_feedback(settings, "eve", "churn", [("r1", None)])
 

@@ -15,6 +15,7 @@ import pytest
 from deploy_support import Served, promote_version, set_deploy, wait_for
 from test_serve import ROW
 
+from valueloop.deploy.labels import current
 from valueloop.deploy.predlog import PredictionLog
 from valueloop.deploy.routing import to_challenger
 
@@ -154,6 +155,7 @@ def test_feedback_by_request_id(served: Served) -> None:
         incomplete = client.post("/feedback/churn", json=[{"request_id": "fb-1", "label": 0},
                                                           {"request_id": "fb-1"}])
         assert incomplete.status_code == 422
-        assert incomplete.json()["error"]["problems"] == ["[1]: needs request_id and label"]
-    labels = PredictionLog(served.settings, "churn").read_labels()
-    assert labels["request_id"].to_pylist().count("fb-1") == 1  # the refused and the invalid wrote nothing
+        assert incomplete.json()["error"]["problems"] == [
+            "[1]: needs request_id and label, and row for a request of several rows"]
+    labels = current(served.settings, "churn").views
+    assert [(r, v.label) for r, v in labels.items()] == [("fb-1", 1)]  # the refused and the invalid wrote nothing

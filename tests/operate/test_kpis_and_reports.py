@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from operate.support import log_traffic, set_operate
 
 from valueloop.config import Settings
-from valueloop.deploy.predlog import record_feedback
+from valueloop.deploy.labels import record_feedback
 from valueloop.errors import InvalidInput
 from valueloop.operate.kpis import record_kpi
 from valueloop.outcomes.usecases import detail, get_usecase

@@ -1,5 +1,5 @@
 """The monitor over the real prediction log: windows, drift, missing features, labels (unknown,
-late), estimates before labels, stored results, and one use case failing beside another."""
+late), estimates before labels, stored results, and damaged files reported beside the others."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from operate.support import log_traffic, prepare_reference, set_operate
 from valueloop.config import Settings
-from valueloop.deploy.predlog import record_feedback
+from valueloop.deploy.labels import record_feedback
 from valueloop.errors import PermissionDenied
 from valueloop.operate.monitor import run_monitor
 from valueloop.operate.scheduler import run_all
@@ -100,7 +100,8 @@ def test_late_labels_update_the_windows_they_belong_to(settings: Settings, inges
         assert "accuracy" in stored[0].performance and not stored[0].estimated
 
 
-def test_one_use_case_failing_does_not_stop_the_others(settings: Settings, ingested: Path) -> None:
+def test_a_damaged_file_of_one_use_case_is_reported_and_every_use_case_is_monitored(
+        settings: Settings, ingested: Path) -> None:
     set_operate(settings, {})
     with session(settings) as s:
         other = spec_of(get_usecase(s, "churn")).model_dump(mode="json", by_alias=True) | {"name": "churn-eu"}
@@ -110,7 +111,7 @@ def test_one_use_case_failing_does_not_stop_the_others(settings: Settings, inges
     (broken / "part-broken.parquet").write_bytes(b"not parquet at all")
     log_traffic(settings, 200, 7, period=1)
     outcomes = {o.usecase: o for o in run_all(settings)}
-    assert not outcomes["churn-eu"].ok and "parquet" in outcomes["churn-eu"].detail.lower()
+    assert outcomes["churn-eu"].ok and "part-broken.parquet was skipped" in outcomes["churn-eu"].detail
     assert outcomes["churn"].ok and "1 window(s)" in outcomes["churn"].detail
 
 
@@ -137,3 +138,37 @@ def test_the_scheduler_runs_the_monitor_and_schedules_retraining(settings: Setti
         assert isinstance(scheduler.get_job("retrain:churn").trigger, CronTrigger)
     finally:
         scheduler.shutdown(wait=True)
+
+
+def test_a_text_label_and_damaged_files_are_reported_and_the_monitor_goes_on(
+        settings: Settings, ingested: Path, run_cli) -> None:
+    """What /feedback stored before labels were checked (a text label for a 0/1 target) made
+    Arrow refuse to merge the label files, and a damaged file made every read fail."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    traffic = log_traffic(settings, 200, 4, period=0)
+    record_feedback(settings, "eve", "churn", zip(traffic.ids[:50], traffic.truth[:50]))
+    root = settings.home / "predictions" / "churn"
+    pq.write_table(pa.table({"request_id": [traffic.ids[0]], "label": ["yes"],
+                             "ts": pa.array([datetime.now(UTC)], pa.timestamp("us", tz="UTC")),
+                             "labeled_by": ["eve"]}), root / "labels" / "part-29990101T000000000000-text.parquet")
+    (root / "labels" / "part-29990101T000000000001-junk.parquet").write_bytes(b"PAR1 not a parquet file")
+    day = next(root.glob("date=*"))
+    (day / "part-29990101T000000000000-junk.parquet").write_bytes(b"\x00" * 64)
+
+    report = run_monitor(settings, "oscar", "churn")
+    window = report.windows[0]
+    assert (window.rows, window.labeled) == (200, 49) and "roc_auc" in window.performance
+    assert any("labels/part-29990101T000000000001-junk.parquet was skipped" in p for p in report.problems)
+    assert any(f"{day.name}/part-29990101T000000000000-junk.parquet was skipped" in p for p in report.problems)
+    assert any(f"label of request {traffic.ids[0]!r}: expected one of 0, 1 (the classes of target 'churned'), "
+               "got 'yes'" in p for p in report.problems)
+    done = run_cli(settings, "monitor", "churn", as_user="oscar")
+    assert done.returncode == 0, done.stderr
+    assert "junk.parquet was skipped" in done.stdout and "Traceback" not in done.stderr
+
+    fixed = run_cli(settings, "labels", "correct", "churn", traffic.ids[0], str(traffic.truth[0]), as_user="oscar")
+    assert fixed.returncode == 0, fixed.stderr
+    after = run_monitor(settings, "oscar", "churn")
+    assert after.windows[0].labeled == 50 and not any("got 'yes'" in p for p in after.problems)

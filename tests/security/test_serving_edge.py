@@ -206,7 +206,7 @@ def test_a_client_guessing_tokens_is_throttled(edge: Edge) -> None:
 
 def test_labels_need_the_label_permission_and_record_who_sent_them(edge: Edge) -> None:
     """Attack 6.10: any member who could view posted labels, and no actor was kept."""
-    from valueloop.deploy.predlog import PredictionLog
+    from valueloop.deploy.labels import current
 
     rid = f"edge-{uuid.uuid4().hex[:8]}"
     assert edge.post("/predict/churn", json=ROW, headers={"X-Request-Id": rid}).status_code == 200
@@ -214,8 +214,8 @@ def test_labels_need_the_label_permission_and_record_who_sent_them(edge: Edge) -
     assert refused.status_code == 403 and "may not label" in refused.text
     accepted = edge.post("/feedback/churn", "eve", json=[{"request_id": rid, "label": 1}])
     assert accepted.status_code == 200 and accepted.json()["recorded"] == 1, accepted.text
-    labels = PredictionLog(edge.settings, "churn").read_labels().to_pylist()
-    assert [(r["request_id"], r["label"], r["labeled_by"]) for r in labels] == [(rid, 1, "eve")]
+    labels = current(edge.settings, "churn").views.values()
+    assert [(v.request_id, v.label, v.labeled_by) for v in labels] == [(rid, 1, "eve")]
 
 
 def _row_schema(metadata: dict[str, object]) -> dict[str, object]:

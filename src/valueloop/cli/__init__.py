@@ -9,7 +9,8 @@ import sys
 import typer
 
 from valueloop.cli import (
-    admin, audit, backup, batch, data, db, demo, doctor, learn, operate, outcomes, privacy, remote, serve, server, stream,
+    admin, audit, backup, batch, data, db, demo, doctor, labels, learn, operate, outcomes, privacy, remote, serve,
+    server, stream,
 )
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ serve.register(app)
 app.command("batch")(batch.batch)
 app.command("stream")(stream.stream)
 operate.register(app)
+app.add_typer(labels.app, name="labels")
 app.command("server")(server.server)
 
 

@@ -72,6 +72,8 @@ def _render(result, report: Path | None) -> None:  # type: ignore[no-untyped-def
               f"version {result.reference_version}")
     if result.message:
         out.print(f"[yellow]{result.message}[/yellow]")
+    for problem in result.problems:
+        out.print(f"left out: {problem}", style="yellow", markup=False)
     rows = []
     for w in result.windows:
         shown = w.estimate if w.estimated else w.performance

@@ -57,7 +57,7 @@ def serve_month(ctx: DemoContext, rows: int, seed: int, period: int) -> list[str
 def run(ctx: DemoContext) -> None:
     import pyarrow.csv as pacsv
 
-    from valueloop.deploy.predlog import record_feedback
+    from valueloop.deploy.labels import record_feedback
     from valueloop.operate.kpis import record_kpi
     from valueloop.operate.monitor import run_monitor
     from valueloop.operate.report import render

@@ -22,7 +22,8 @@ compiled validator and writes bytes, with no per-request model classes. Every an
 ``request_id`` and ``model_version`` in ``X-Request-Id`` / ``X-Model-Version`` (and in the body,
 but for MLflow-compatible answers); each wire format refuses in its own clients' error format.
 Request bodies may be gzip or deflate (``Content-Encoding``); answers are, when asked.
-A request of several rows logs row ``i`` under ``<request_id>/<i>``.
+A request of several rows logs row ``i`` under ``<request_id>/<i>``; its feedback names the row
+(``{"request_id": ..., "row": i, "label": ...}``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ from valueloop.deploy.batching import MicroBatcher
 from valueloop.deploy.metrics import IN_FLIGHT, LATENCY, REQUESTS, exposition, statistics, usecase_label
 from valueloop.deploy.model import Prediction
 from valueloop.deploy.pool import Deployment, Loader, ModelPool, State, registry_state
-from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, record_feedback
+from valueloop.deploy.labels import record_feedback, row_id
+from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog
 from valueloop.deploy.protocols import MLflow, OpenInference, Plain, Wire
 from valueloop.deploy.routing import to_challenger
 from valueloop.errors import InternalError, InvalidInput, NotFound, TooManyRequests, ValueloopError
@@ -424,13 +426,17 @@ def create_app(settings: Settings, options: ServeOptions | None = None,
                                                    server.options.max_body_bytes))
         if not isinstance(doc, list) or not all(isinstance(d, dict) for d in doc):
             raise InvalidInput("body: expected a list of {\"request_id\": ..., \"label\": ...} objects")
-        missing = [f"[{i}]: needs request_id and label" for i, d in enumerate(doc) if set(d) != {"request_id", "label"}]
+        missing = [f"[{i}]: needs request_id and label, and row for a request of several rows"
+                   for i, d in enumerate(doc) if not {"request_id", "label"} <= set(d) <= {"request_id", "row", "label"}]
+        missing += [f"[{i}].row: expected a row number (0, 1, ...), got {d['row']!r:.60}" for i, d in enumerate(doc)
+                    if "row" in d and (type(d["row"]) is not int or d["row"] < 0)]
         if missing:
-            raise InvalidInput(f"feedback is invalid ({len(missing)} problem(s))", problems=missing)
+            raise InvalidInput(f"feedback is invalid ({len(missing)} problem(s)); nothing was stored:", problems=missing)
         for logger in server.loggers.values():  # labels may follow their predictions closely
             await asyncio.to_thread(logger.flush)
-        result = await asyncio.to_thread(record_feedback, server.settings, caller.name, usecase,
-                                         [(d["request_id"], d["label"]) for d in doc])
+        pairs = [(row_id(d["request_id"], d.get("row")) if isinstance(d["request_id"], str) else d["request_id"],
+                  d["label"]) for d in doc]
+        result = await asyncio.to_thread(record_feedback, server.settings, caller.name, usecase, pairs)
         return _json(result.model_dump())
 
     async def openapi_document(_: Request) -> Response:

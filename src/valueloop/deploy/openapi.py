@@ -37,7 +37,9 @@ _SCHEMAS: dict[str, Any] = {
     "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
         "id": {"type": "string"}, "inputs": {"type": "array", "items": _TENSOR}}},
     "Labels": {"type": "array", "items": {"type": "object", "required": ["request_id", "label"], "properties": {
-        "request_id": {"type": "string"}, "label": {"type": ["number", "integer", "string", "boolean"]}}}},
+        "request_id": {"type": "string"},
+        "row": {"type": "integer", "minimum": 0, "description": "the row, for a request of several rows"},
+        "label": {"type": ["number", "integer", "string", "boolean"]}}}},
 }
 _PARAMETERS = {
     "name": {"name": "name", "in": "path", "required": True, "description": "the use case",

@@ -4,8 +4,8 @@ written by REST serving, batch and stream scoring, read by the Operate phase.
 Layout under ``<home>/predictions/<usecase>/``::
 
     date=YYYY-MM-DD/part-<utc time>-<uuid>.parquet   predictions (one file per flush)
-    labels/part-<utc time>-<uuid>.parquet            ground truth by request id (feedback), with
-                                                     who sent it (``labeled_by``)
+    labels/part-<utc time>-<uuid>.parquet            ground truth by request id, with who sent it
+                                                     (``labeled_by``): :mod:`valueloop.deploy.labels`
 
 Files are immutable: each is written under a hidden temporary name, fsynced, then renamed, so a
 reader never sees half a file and a crash loses at most the batch being written. Several
@@ -16,7 +16,6 @@ Feature columns keep their types; files whose types differ are unified on read (
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -26,8 +25,6 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
 
 from valueloop.config import Settings
 from valueloop.errors import InvalidInput
@@ -74,11 +71,26 @@ def _write_atomically(table: pa.Table, directory: Path) -> Path:
     return final
 
 
-def _read_files(files: Iterable[Path], columns: list[str] | None = None) -> pa.Table | None:
+def _read_files(files: Iterable[Path], columns: list[str] | None = None,
+                problems: list[str] | None = None) -> pa.Table | None:
+    """The files as one table. A file that cannot be read, or whose columns cannot be unified
+    with the files before it, is named in ``problems`` and skipped (raised without a list)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(f, columns=columns) for f in files]
+    tables: list[pa.Table] = []
+    schema = None
+    for f in files:
+        try:
+            table = pq.read_table(f, columns=columns)
+            schema = pa.unify_schemas([s for s in (schema, table.schema) if s is not None],
+                                      promote_options="permissive")
+        except (pa.ArrowException, OSError) as exc:
+            if problems is None:
+                raise
+            problems.append(f"prediction log file {f} was skipped: {str(exc)[:200]}")
+            continue
+        tables.append(table)
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")
@@ -148,13 +160,15 @@ class PredictionLog:
                 dirs.append(d)
         return dirs
 
-    def read(self, since: datetime | None = None, until: datetime | None = None) -> pa.Table:
-        """Predictions with ``since <= ts < until`` (naive datetimes are UTC), oldest first."""
+    def read(self, since: datetime | None = None, until: datetime | None = None,
+             problems: list[str] | None = None) -> pa.Table:
+        """Predictions with ``since <= ts < until`` (naive datetimes are UTC), oldest first. With
+        a ``problems`` list, a damaged file is named there and skipped instead of raising."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
         files = [f for d in self._day_dirs(since, until) for f in _parts(d)]
-        table = _read_files(files)
+        table = _read_files(files, problems=problems)
         if table is None:
             return pa.table({
                 "request_id": pa.array([], pa.string()), "ts": pa.array([], pa.timestamp("us", tz="UTC")),
@@ -170,79 +184,8 @@ class PredictionLog:
 
     def request_ids(self) -> set[str]:
         files = [f for d in self._day_dirs(None, None) for f in _parts(d)]
-        table = _read_files(files, columns=["request_id"])
+        table = _read_files(files, columns=["request_id"], problems=[])  # a damaged file's ids are unknown
         return set() if table is None else set(table["request_id"].to_pylist())
-
-    def read_labels(self) -> pa.Table:
-        """Every label received (request_id, label, ts, labeled_by), oldest first; a later label
-        for the same request id corrects an earlier one. Labels stored before their sender was
-        kept have a null ``labeled_by``."""
-        import pyarrow as pa
-
-        table = _read_files(_parts(self.root / "labels"))
-        if table is None:
-            return pa.table({"request_id": pa.array([], pa.string()), "label": pa.array([], pa.null()),
-                             "ts": pa.array([], pa.timestamp("us", tz="UTC")),
-                             "labeled_by": pa.array([], pa.string())})
-        if "labeled_by" not in table.column_names:
-            table = table.append_column("labeled_by", pa.nulls(table.num_rows, pa.string()))
-        return table.sort_by("ts")
-
-
-class FeedbackResult(BaseModel):
-    usecase: str
-    recorded: int
-    unknown: list[str]
-
-
-def _label_problem(label: Any) -> str | None:
-    if label is None:
-        return "required, got null"
-    if not isinstance(label, str | int | float) or isinstance(label, float) and not math.isfinite(label):
-        return f"expected a string, a finite number or a boolean, got {label!r:.60}"
-    return None
-
-
-def record_feedback(settings: Settings, actor: str, usecase: str,
-                    labels: Iterable[tuple[str, Any]]) -> FeedbackResult:
-    """Store ground-truth labels for logged predictions, with who sent them, who must hold the
-    label permission (:attr:`Action.label`): labels drive monitoring and retraining. Labels for
-    request ids the log does not hold are not stored and are returned in ``unknown``, so the
-    caller can resend them later (a prediction reaches the log within the logger's flush interval)."""
-    import pyarrow as pa
-
-    from valueloop.outcomes.roles import Action, require
-    from valueloop.outcomes.usecases import get_usecase
-    from valueloop.outcomes.users import get_user
-    from valueloop.store import session
-
-    with session(settings) as s:
-        require(s, get_user(s, actor), Action.label, get_usecase(s, usecase))
-    pairs = list(labels)
-    problems = []
-    for i, (request_id, label) in enumerate(pairs):
-        if not isinstance(request_id, str) or not request_id:
-            problems.append(f"[{i}].request_id: expected a non-empty string, got {request_id!r:.60}")
-        if (problem := _label_problem(label)) is not None:
-            problems.append(f"[{i}].label: {problem}")
-    if problems:
-        raise InvalidInput(f"feedback for '{usecase}' is invalid ({len(problems)} problem(s)):", problems=problems)
-    plog = PredictionLog(settings, usecase)
-    known = plog.request_ids()
-    accepted = [(r, lab) for r, lab in pairs if r in known]
-    unknown = [r for r, _ in pairs if r not in known]
-    if accepted:
-        try:
-            table = pa.table({
-                "request_id": pa.array([r for r, _ in accepted], pa.string()),
-                "label": pa.array([lab for _, lab in accepted]),
-                "ts": pa.repeat(pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), len(accepted)),
-                "labeled_by": pa.repeat(pa.scalar(actor), len(accepted)),
-            })
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
-            raise InvalidInput(f"label: all labels must have one type (numbers, booleans or strings): {exc}") from None
-        _write_atomically(table, plog.root / "labels")
-    return FeedbackResult(usecase=usecase, recorded=len(accepted), unknown=unknown)
 
 
 class AsyncPredictionLogger:

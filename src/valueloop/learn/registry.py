@@ -115,6 +115,14 @@ def register(session: Session, settings: Settings, actor: str, usecase: UseCase,
     return row
 
 
+def in_service(session: Session, usecase: str) -> ModelVersion | None:
+    """The champion, else the newest registered version: the model whose training data the
+    monitor's reference and the label rule follow."""
+    rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
+                           .order_by(ModelVersion.version)).all()
+    return next((r for r in rows if "champion" in r.aliases), rows[-1]) if rows else None
+
+
 def _row(session: Session, usecase: str, ref: int | str) -> ModelVersion:
     """A model version by number, or by the alias it holds."""
     rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)

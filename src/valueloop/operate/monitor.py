@@ -41,6 +41,8 @@ class MonitorReport(BaseModel):
     #: why the retraining policy should run now (drift, performance), or None
     retrain: str | None
     message: str | None
+    #: damaged log files and bad labels that were left out (the run went on without them)
+    problems: list[str] = []
     computed_at: datetime
 
 
@@ -74,20 +76,23 @@ def _trigger(operate: Operate, spec: UseCaseSpec, window: WindowReport | None) -
 def compute(session: Session, settings: Settings, name: str, since: datetime | None = None,
             until: datetime | None = None) -> MonitorReport:
     """Assess every window of the log between ``since`` and ``until``; stores nothing."""
+    from valueloop.deploy import labels as labeling
+    from valueloop.deploy.label_rule import rule_for
     from valueloop.deploy.predlog import PredictionLog
-    from valueloop.operate.performance import latest_labels
 
     usecase = get_usecase(session, name)
     spec = spec_of(usecase)
     operate = operate_of(spec)
     reference = reference_for(session, usecase, spec)
     plog = PredictionLog(settings, name)
-    log = plog.read(since, until)
+    problems: list[str] = []
+    log = plog.read(since, until, problems)
     if "source" in log.column_names and log.num_rows:
         import pyarrow.compute as pc
 
         log = log.filter(pc.not_equal(log["source"], "shadow"))  # the challenger's, not served
-    labels = latest_labels(plog.read_labels())
+    found = labeling.read(plog.root / "labels", rule_for(session, name))
+    labels, problems = found.valid, problems + found.problems
     windows = [assess(part, start, end, reference, operate.drift, labels)
                for start, end, part in cut(log, operate.window)] if reference.columns else []
     message = None
@@ -101,7 +106,8 @@ def compute(session: Session, settings: Settings, name: str, since: datetime | N
     return MonitorReport(
         usecase=name, reference_version=reference.version, window=_describe(operate), since=since, until=until,
         windows=windows, health=scrape(operate.metrics_url, name), kpis=kpis.latest(session, name),
-        alerts=[], retrain=_trigger(operate, spec, newest), message=message, computed_at=utcnow(),
+        alerts=[], retrain=_trigger(operate, spec, newest), message=message, problems=problems,
+        computed_at=utcnow(),
     )
 
 
@@ -155,7 +161,8 @@ def run_monitor(settings: Settings, actor: str | None, name: str, since: datetim
                       "dataset_drift": w.dataset_drift, "performance": w.performance}
         audit.record(s, acting.name, "monitor.run", "monitor", name, usecase=name,
                      after={"windows": len(report.windows), "newest": newest, "alerts": raised,
-                            "retrain": report.retrain, "message": report.message})
+                            "retrain": report.retrain, "message": report.message,
+                            "problems": report.problems[:20]})
     report.alerts = alerting.deliver(settings, raised, operate)
     return report
 

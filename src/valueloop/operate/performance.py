@@ -9,15 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from valueloop.learn.dataset import Target
-
-
-def latest_labels(labels: pa.Table) -> dict[str, Any]:
-    """The last label per request id: a later label corrects an earlier one."""
-    ids, values = labels["request_id"].to_pylist(), labels["label"].to_pylist()
-    return dict(zip(ids, values))
 
 
 def token(value: Any) -> str:

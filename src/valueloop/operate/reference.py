@@ -20,13 +20,12 @@ from valueloop.store.models import UseCase
 def _model_in_service(session: Session, usecase: str,
                       task: str) -> tuple[int | None, list[str] | None, Target]:
     """(dataset version, features, target) of the champion, else of the newest registered version."""
-    from valueloop.learn.tables import ModelVersion, TrainingRun
+    from valueloop.learn.registry import in_service
+    from valueloop.learn.tables import TrainingRun
 
-    rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
-                           .order_by(ModelVersion.version)).all()
-    if not rows:
+    row = in_service(session, usecase)
+    if row is None:
         return None, None, Target.of(None, task)
-    row = next((r for r in rows if "champion" in r.aliases), rows[-1])
     run = session.scalar(select(TrainingRun).where(TrainingRun.run_id == row.run_id))
     return row.dataset_version, run.features if run else None, Target.of(run.target if run else None, task)
 

@@ -159,12 +159,12 @@ def _labeled_window(settings: Settings, name: str) -> pa.Table:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from valueloop.deploy.labels import current
     from valueloop.deploy.predlog import PredictionLog
-    from valueloop.operate.performance import latest_labels
 
     plog = PredictionLog(settings, name)
-    labels = latest_labels(plog.read_labels())
-    log = plog.read()
+    labels = current(settings, name).valid
+    log = plog.read(problems=[])  # the monitor reports damaged files; the comparison goes on without them
     if log.num_rows and "source" in log.column_names:
         log = log.filter(pc.not_equal(log["source"], "shadow"))
     ids = log["request_id"].to_pylist()

@@ -66,6 +66,8 @@ def monitor_usecase(settings: Settings, name: str) -> Outcome:
         who = _operator(settings, name)
         report = run_monitor(settings, who, name)
         detail = report.message or f"{len(report.windows)} window(s), {len(report.alerts)} new alert(s)"
+        if report.problems:
+            detail += f"; {len(report.problems)} left out: {report.problems[0]}"
         if report.retrain:
             result = retrain(settings, who, name, report.retrain)
             detail += f"; retraining #{result.id} ({report.retrain}): {result.status}"

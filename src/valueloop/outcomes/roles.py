@@ -43,6 +43,7 @@ class Action(StrEnum):
     deploy = "deploy"
     operate = "operate"
     label = "label"
+    manage_labels = "manage_labels"
     review = "review"
     decide_cycle = "decide_cycle"
     manage_members = "manage_members"
@@ -65,6 +66,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.operate: frozenset({Role.operations}),
     # labels drive monitoring and retraining: only those who know the ground truth send them
     Action.label: frozenset({Role.analyst, Role.expert, Role.developer, Role.operations}),
+    # correcting or withdrawing a stored label changes what the monitor and retraining learn from
+    Action.manage_labels: frozenset({Role.data_scientist, Role.operations}),
     Action.review: frozenset({Role.owner, Role.analyst}),
     Action.decide_cycle: frozenset({Role.owner, Role.sponsor}),
     Action.manage_members: frozenset({Role.owner, Role.admin}),

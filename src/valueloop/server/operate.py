@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
+from valueloop.deploy import labels
 from valueloop.operate import alerts, kpis, retrain
 from valueloop.operate.monitor import MonitorReport, run_monitor, view_monitor
 from valueloop.server.deps import DB, Actor, AppSettings, Moment, RowId
@@ -20,6 +21,10 @@ class KpiReport(BaseModel):
     metric: str
     value: float
     at: Moment | None = None
+
+
+class Correction(BaseModel):
+    label: bool | int | float | str
 
 
 class Acknowledgement(BaseModel):
@@ -77,3 +82,22 @@ def start_retraining(name: str, actor: Actor, settings: AppSettings) -> retrain.
 @router.get("/api/usecases/{name}/retrain")
 def retraining_history(name: str, s: DB, actor: Actor) -> list[retrain.RetrainView]:
     return retrain.list_requests(s, actor, name)
+
+
+@router.get("/api/usecases/{name}/labels")
+def list_labels(name: str, actor: Actor, settings: AppSettings, bad: bool = False,
+                request_id: str | None = None) -> list[labels.LabelView]:
+    return labels.list_labels(settings, actor, name, bad=bad, request_id=request_id)
+
+
+@router.put("/api/usecases/{name}/labels/{request_id:path}")
+def correct_label(name: str, request_id: str, body: Correction, actor: Actor,
+                  settings: AppSettings) -> labels.LabelView:
+    """Replace a request's label, checked against the target (data scientist or operations)."""
+    return labels.correct_label(settings, actor, name, request_id, body.label)
+
+
+@router.delete("/api/usecases/{name}/labels/{request_id:path}")
+def delete_label(name: str, request_id: str, actor: Actor, settings: AppSettings) -> labels.LabelView:
+    """Withdraw a request's label (data scientist or operations)."""
+    return labels.delete_label(settings, actor, name, request_id)
