@@ -158,4 +158,4 @@ def test_feedback_by_request_id(served: Served) -> None:
         assert incomplete.json()["error"]["problems"] == [
             "[1]: needs request_id and label, and row for a request of several rows"]
     labels = current(served.settings, "churn").views
-    assert [(r, v.label) for r, v in labels.items()] == [("fb-1", 1)]  # the refused and the invalid wrote nothing
+    assert (labels["fb-1"].label, labels["fb-1"].labeled_by) == (1, "eve")  # the refused and the invalid wrote nothing
