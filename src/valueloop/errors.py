@@ -28,6 +28,12 @@ class ValueloopError(Exception):
         return self.message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
 
 
+def by_name(kind: str) -> type[ValueloopError]:
+    """The error class of a name an answer or a record carries; ValueloopError for any other."""
+    cls = globals().get(kind)
+    return cls if isinstance(cls, type) and issubclass(cls, ValueloopError) else ValueloopError
+
+
 class InvalidInput(ValueloopError):
     """Input that breaks a rule: a field, its value and the rule are named."""
 

@@ -196,3 +196,17 @@ def test_bad_input_is_refused_by_name_and_leaves_nothing_half_written(
                        "--overwrite", as_user="devon")
     assert replaced.returncode == 0, replaced.stderr
     assert pq.read_table(out).num_rows == pq.read_table(churn_parquet).num_rows
+
+
+def test_a_column_named_id_names_the_rows_as_training_took_it_for_an_identifier(
+        settings: Settings, champion: str, churn_parquet: Path, tmp_path: Path) -> None:
+    """Training leaves out `id` and `*_id` columns; batch named rows only by `*_id`, so an input
+    whose key is `id` got row ordinals."""
+    source = pq.read_table(churn_parquet)
+    keyed = tmp_path / "keyed.parquet"
+    pq.write_table(source.rename_columns(["id" if c == "customer_id" else c for c in source.column_names]), keyed)
+    out = tmp_path / "scores.parquet"
+    run_batch(settings, "devon", champion, str(keyed), str(out), BatchOptions())
+    scored = pq.read_table(out)
+    assert scored.column_names[0] == "id"
+    assert scored["id"].to_pylist() == source["customer_id"].to_pylist()

@@ -128,3 +128,20 @@ def test_two_retrainings_of_one_use_case_cannot_run_at_once(db_settings: Setting
         for status in ("failed", "failed", "promoted", "running"):
             s.add(RetrainRequest(usecase="churn", trigger="manual", requested_by="oscar", status=status, steps=[]))
             s.flush()
+
+
+def test_a_failed_retraining_exits_with_the_code_of_its_error(settings: Settings, in_production: Path,
+                                                               run_cli) -> None:
+    """`valueloop retrain` printed "failed" and exited 0; a closed gate is 7, as for every command."""
+    from outcomes.support import PHONE, update_as_team
+
+    from valueloop.outcomes.usecases import spec_of
+
+    with session(settings) as s:
+        data = spec_of(get_usecase(s, "churn")).model_dump(mode="json", by_alias=True)
+    data["privacy"]["columns"].append(PHONE)  # a new personal column closes the DPIA gate until a new decision
+    update_as_team(settings, data)
+    closed = run_cli(settings, "retrain", "churn", as_user="oscar")
+    assert closed.returncode == 7, (closed.stdout, closed.stderr)
+    assert "error: retraining #1 of churn failed:" in closed.stderr and "Traceback" not in closed.stderr
+    assert "│ cycle" in closed.stdout and "error=GateClosed" in closed.stdout  # the steps it took are shown

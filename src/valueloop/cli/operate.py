@@ -182,9 +182,15 @@ def retrain(
     def render() -> None:
         table(f"retraining #{result.id} of {usecase}", ["step", "as", "detail"],
               [(s.step, s.performed_as or "", ", ".join(f"{k}={v}" for k, v in s.detail.items())) for s in result.steps])
-        colour = {"promoted": "green", "failed": "red"}.get(result.status, "yellow")
-        console().print(f"[{colour}]{result.status}[/{colour}]: {result.decision}")
+        if result.status != "failed":
+            colour = "green" if result.status == "promoted" else "yellow"
+            console().print(f"[{colour}]{result.status}[/{colour}]: {result.decision}")
 
     show(result, as_json, render)
+    if result.status == "failed":  # the exit code of the error the loop stopped on (7: a closed gate)
+        from valueloop.errors import by_name
+
+        raise by_name(result.error or "ValueloopError")(f"retraining #{result.id} of {usecase} failed: "
+                                                        f"{result.decision}")
     if result.status == "failed":
         raise typer.Exit(1)

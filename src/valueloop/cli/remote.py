@@ -176,9 +176,7 @@ def _error_of(response: httpx.Response) -> ValueloopError:
         kind, message, problems = error["type"], error["message"], error.get("problems") or []
     except (ValueError, KeyError, TypeError):
         return ValueloopError(f"control plane answered {response.status_code} {response.reason_phrase}")
-    cls = getattr(errors, kind, ValueloopError)
-    if not (isinstance(cls, type) and issubclass(cls, ValueloopError)):
-        cls = ValueloopError
+    cls = errors.by_name(kind)
     if cls is errors.TooManyRequests:
         return cls(message, retry_after=int(response.headers.get("Retry-After", "1")))
     return cls(message, problems=problems)

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from valueloop.deploy.model import ServedModel
+    from valueloop.outcomes.spec import ModelObjective
 
 BatchJob = batch_tables.BatchJob
 #: progress(rows done, rows in total)
@@ -97,15 +98,15 @@ def _view(job: BatchJob) -> BatchJobView:
     return BatchJobView.model_validate(job, from_attributes=True)
 
 
-def _id_column(options: BatchOptions, spec_identifiers: list[str], names: list[str]) -> str | None:
-    """The declared id column, else the first ``*_id`` column; None means row ordinals."""
+def _id_column(options: BatchOptions, objective: ModelObjective, names: list[str]) -> str | None:
+    """``--id``, else the first column the use case names rows by (``id``, ``*_id`` or the declared
+    identifiers, as training leaves them out); None means row ordinals."""
     if options.id_column:
         if options.id_column not in names:
             raise InvalidInput(f"--id {options.id_column!r}: no such input column; "
                                f"columns: {', '.join(names)}")
         return options.id_column
-    declared = [c for c in spec_identifiers if c in names]
-    return (declared or [c for c in names if c.endswith("_id")] or [None])[0]
+    return next((c for c in names if objective.identifier(c, ())), None)
 
 
 def _ids(batch: pa.RecordBatch | pa.Table, id_column: str | None, first_row: int) -> pa.Array:
@@ -242,9 +243,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         if model.raw is None or not model.raw.is_raw(names):  # raw columns are checked as they are treated
             check_schema(model.validator.columns, source.dataset.schema, f"--input {input_text!r}",
                          f"model {name} v{model.version}")
-        spec = spec_of(get_usecase(s, name))
-        identifiers = list((getattr(spec.model, "features", None) and spec.model.features.identifiers) or [])
-        id_column = _id_column(options, identifiers, source.dataset.schema.names)
+        id_column = _id_column(options, spec_of(get_usecase(s, name)).model, source.dataset.schema.names)
         if job is not None:
             if job.input_fingerprint != source.fingerprint:
                 raise Conflict(f"cannot resume batch job {job.id}: input {input_text!r} changed since "

@@ -68,6 +68,12 @@ class RetrainView(BaseModel):
     created_at: datetime
     finished_at: datetime | None
 
+    @property
+    def error(self) -> str | None:
+        """The kind of valueloop error a failed retraining stopped on (``GateClosed``, ...): the
+        command line exits with its code."""
+        return next((s.detail.get("error") for s in self.steps if s.step == "failed"), None)
+
 
 def _view(row: RetrainRequest) -> RetrainView:
     return RetrainView.model_validate(row, from_attributes=True)
@@ -164,7 +170,7 @@ def _labeled_window(settings: Settings, name: str) -> pa.Table:
 
     plog = PredictionLog(settings, name)
     labels = current(settings, name).valid
-    log = plog.read(problems=[])  # the monitor reports damaged files; the comparison goes on without them
+    log = plog.read()
     if log.num_rows and "source" in log.column_names:
         log = log.filter(pc.not_equal(log["source"], "shadow"))
     ids = log["request_id"].to_pylist()
@@ -292,7 +298,7 @@ def retrain(settings: Settings, actor: str | None, name: str, trigger: str = "ma
         return _finish(loop, "promoted", f"v{challenger} promoted to champion: it beats v{champion} on "
                        f"{comparison['metric']} by {comparison['gain']:.4f} (margin {policy.margin:g})")
     except ValueloopError as exc:
-        return _finish(loop, "failed", str(exc), ask_owner=True)
+        return _finish(loop, "failed", str(exc), ask_owner=True, error=type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - left running, the request would block retraining for hours
         log.exception("retraining #%s of %s failed", request_id, name)
         return _finish(loop, "failed", f"unexpected {type(exc).__name__}; the server log has the details",
@@ -312,11 +318,14 @@ def _back_in_production(s: Session, who: str, name: str, version: int) -> dict[s
     return {"state": get_usecase(s, name).state}
 
 
-def _finish(loop: _Loop, status: str, decision: str, ask_owner: bool = False) -> RetrainView:
+def _finish(loop: _Loop, status: str, decision: str, ask_owner: bool = False, error: str | None = None) -> RetrainView:
     with open_session(loop.settings) as s:
         row = s.get(RetrainRequest, loop.request_id)
         assert row is not None
         row.status, row.decision, row.finished_at = status, decision, utcnow()
+        if error is not None:
+            row.steps = [*row.steps, Step(step="failed", at=utcnow(), performed_as=None,
+                                          detail={"error": error}).model_dump(mode="json")]
         if ask_owner:
             alert = _request_decision(s, loop.usecase, f"{loop.usecase}: retraining #{row.id} {status}: {decision}")
             row.steps = [*row.steps, Step(step="ask_owner", at=utcnow(), performed_as=None,
