@@ -38,3 +38,19 @@ def test_serve_command_with_two_workers(workspace: tuple[Settings, list[int]], t
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_serve_on_a_busy_port_says_so_and_exits_4(settings: Settings, run_cli) -> None:
+    """uvicorn's own failure came after "serving on ...", with exit code 1."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for flags in (("--port", str(port)), ("--port", str(free_port()), "--metrics-port", str(port))):
+            done = run_cli(settings, "serve", *flags, timeout=120)
+            assert done.returncode == 4, (done.stdout, done.stderr)
+            flag = "--metrics-port" if "--metrics-port" in flags else "--port"
+            assert f"error: {flag} {port}: port in use on 127.0.0.1" in done.stderr
+            assert "serving on" not in done.stdout and "Traceback" not in done.stderr

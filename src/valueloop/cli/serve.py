@@ -14,6 +14,24 @@ from valueloop.cli._common import JsonOption, actor, console, reconcile_aliases,
 from valueloop.cli.remote import Route, answer, segment, served
 
 
+def _listenable(host: str, port: int, flag: str) -> None:
+    """Refuse a port something already listens on, before anything says "serving on"."""
+    import errno
+    import socket
+
+    from valueloop.errors import Conflict, InvalidInput
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise Conflict(f"{flag} {port}: port in use on {host}; stop what listens there or choose "
+                               "another port") from None
+            raise InvalidInput(f"--host {host}: cannot listen there ({exc.strerror})") from None
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),
@@ -36,6 +54,9 @@ def serve(
     from valueloop.config import load_settings
     from valueloop.deploy.app import OPTIONS_ENV
 
+    _listenable(host, port, "--port")
+    if metrics_port is not None:
+        _listenable("127.0.0.1", metrics_port, "--metrics-port")
     reconcile_aliases(load_settings())
     options = {"auth": not no_auth, "max_body_bytes": max_body_bytes, "poll_seconds": poll_seconds,
                "default_model": default_model, "mlflow_compat": mlflow_compat}
