@@ -40,3 +40,33 @@ def test_top_values_exact_for_few_and_many_values_none_for_identifiers_nulls_in_
     mean, std = con.execute("SELECT avg(number), stddev_samp(number) FROM t").fetchone()
     assert number["nulls"] == rows // 5 and number["mean"] == pytest.approx(mean) and number["std"] == pytest.approx(std)
     assert sum(number["histogram"]["counts"]) == rows - rows // 5
+
+
+def test_a_distinct_count_is_exact_where_every_value_is_counted_and_marked_approximate_elsewhere() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT 'v' || (i % 9000) AS cat, i AS num, 'id' || i AS ident "
+                "FROM range(20000) r(i)")
+    columns = _profile(con)["columns"]
+    assert (columns["cat"]["distinct"], columns["cat"]["distinct_approximate"]) == (9000, False)
+    assert columns["num"]["distinct_approximate"] and columns["ident"]["distinct_approximate"]
+
+
+def _version(number: int, ids: str, rows: int) -> Any:
+    from valueloop.data.service import ColumnView, DatasetVersionView
+
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t AS SELECT {ids} AS customer_id, i % 7 AS calls FROM range({rows}) r(i)")
+    return DatasetVersionView.model_construct(
+        usecase="churn", version=number, row_count=rows, profile=_profile(con),
+        columns=[ColumnView(name="customer_id", type="VARCHAR"), ColumnView(name="calls", type="BIGINT")])
+
+
+def test_diff_does_not_report_the_noise_of_an_approximate_distinct_count_as_a_change() -> None:
+    from valueloop.data.diff import diff
+
+    first = _version(0, "'a' || i", 20_000)
+    renamed = _version(1, "'b' || i", 20_000)  # other customers, as many of them
+    assert first.profile["columns"]["customer_id"]["distinct"] != renamed.profile["columns"]["customer_id"]["distinct"]
+    assert diff(first, renamed)["columns"] == {}
+    doubled = diff(first, _version(2, "'c' || i", 40_000))["columns"]["customer_id"]["distinct"]
+    assert doubled["approximate"] is True and doubled["to"] > 1.5 * doubled["from"]

@@ -86,7 +86,8 @@ def _render_profile(v: DatasetVersionView) -> None:
 
     table(f"profile of {v.usecase}@{v.version}",
           ["column", "type", "nulls", "distinct", "min", "max", "mean", "std", "top values"],
-          [(name, s["type"], s["nulls"], s["distinct"], short(s.get("min")), short(s.get("max")),
+          [(name, s["type"], s["nulls"], f"{'~' if s.get('distinct_approximate', True) else ''}{s['distinct']}",
+            short(s.get("min")), short(s.get("max")),
             short(s.get("mean")), short(s.get("std")),
             ", ".join(f"{str(t['value'])[:12]} ({t['count']})" for t in s.get("top_values", [])[:3]))
            for name, s in v.profile["columns"].items()])
@@ -222,8 +223,8 @@ def diff(
               [(c["column"], c["change"], c.get("type") or f"{c['from']} → {c['to']}") for c in changes["schema"]]
               or [("", "none", "")])
         table("statistics changed", ["column", "statistic", "from", "to"],
-              [(col, stat, ft["from"], ft["to"]) for col, stats in changes["columns"].items()
-               for stat, ft in stats.items()])
+              [(col, stat + (" (approximate)" if ft.get("approximate") else ""), ft["from"], ft["to"])
+               for col, stats in changes["columns"].items() for stat, ft in stats.items()])
 
     show(changes, as_json, render)
 

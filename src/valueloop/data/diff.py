@@ -8,6 +8,26 @@ from valueloop.data.service import DatasetVersionView
 
 #: the profile statistics a diff compares, per column
 STATS = ("nulls", "null_fraction", "distinct", "min", "max", "mean", "std")
+#: two estimates of one distinct count differ by up to this share: DuckDB's HyperLogLog has a
+#: standard error of about 3.5%, so 15% is three standard errors of a difference
+DISTINCT_NOISE = 0.15
+
+
+def _approximate(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Either side's distinct count is an estimate (profiles before the flag: all were)."""
+    return bool(a.get("distinct_approximate", True) or b.get("distinct_approximate", True))
+
+
+def _changed(stat: str, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    before, after = a.get(stat), b.get(stat)
+    if before == after:
+        return None
+    if stat == "distinct" and _approximate(a, b):
+        if isinstance(before, int) and isinstance(after, int) and \
+                abs(after - before) <= DISTINCT_NOISE * max(before, after):
+            return None  # within the estimate's noise: not a change
+        return {"from": before, "to": after, "approximate": True}
+    return {"from": before, "to": after}
 
 
 def diff(old: DatasetVersionView, new: DatasetVersionView) -> dict[str, Any]:
@@ -23,8 +43,7 @@ def diff(old: DatasetVersionView, new: DatasetVersionView) -> dict[str, Any]:
     for name in (c for c in after if c in before):
         a = old.profile.get("columns", {}).get(name, {})
         b = new.profile.get("columns", {}).get(name, {})
-        changed = {s: {"from": a.get(s), "to": b.get(s)} for s in STATS
-                   if s in a or s in b if a.get(s) != b.get(s)}
+        changed = {s: change for s in STATS if (change := _changed(s, a, b)) is not None}
         if changed:
             columns[name] = changed
     return {

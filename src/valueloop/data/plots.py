@@ -52,11 +52,16 @@ def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _approximate(stats: dict[str, Any], stat: str) -> str:
+    return "~" if stat == "distinct" and stats.get("distinct_approximate", True) else ""
+
+
 def page(profile: dict[str, Any], title: str) -> str:
     """A self-contained HTML page: the statistics table and the figure inlined."""
     head = "".join(f"<th>{s}</th>" for s in ("column", *_STATS))
     body = "".join(
-        "<tr><td>" + html.escape(name) + "</td>" + "".join(f"<td>{_cell(stats.get(s))}</td>" for s in _STATS) + "</tr>"
+        "<tr><td>" + html.escape(name) + "</td>" + "".join(f"<td>{_approximate(stats, s)}{_cell(stats.get(s))}</td>"
+                                                           for s in _STATS) + "</tr>"
         for name, stats in profile["columns"].items()
     )
     image = base64.b64encode(png(profile, title)).decode()

@@ -2,7 +2,8 @@
 
 The bounds (row count, min and max) come from the Parquet footers' statistics. The one full
 scan takes every column's null and distinct counts and moments, and it is the scan the quality
-checks' aggregates ride along on (``Profiler.aggregates``). The numeric columns are binned in a
+checks' aggregates ride along on (``Profiler.aggregates``); its distinct counts are HyperLogLog
+estimates (``distinct_approximate``), made exact where every value is counted anyway. The numeric columns are binned in a
 scan of their own, finely enough to read the quantiles off the bins: DuckDB plans a
 ``histogram`` as a grouped subquery whose shared scan buffers the other columns, which made the
 full scan's memory grow with the rows. A last scan counts the values of the categorical columns
@@ -93,10 +94,11 @@ def _scan(column: str, kind: str) -> list[tuple[str, str]]:
 
 
 def _top_values(con: duckdb.DuckDBPyConnection, table: str,
-                columns: dict[str, dict[str, Any]]) -> dict[str, dict[str, int]]:
+                columns: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, int]], set[str]]:
     """Exact counts of the most frequent values of each categorical column but identifiers
-    (nearly every value unique). Columns with few values count them all in one scan that reads
-    only them; the rare other column ranks its values in a GROUP BY of its own."""
+    (nearly every value unique), and the columns whose every value was counted. Columns with few
+    values count them all in one scan that reads only them; the rare other column ranks its
+    values in a GROUP BY of its own."""
     wanted = [c for c, s in columns.items()
               if s["kind"] == "categorical" and 0 < s["distinct"] <= s["count"] * IDENTIFIER_SHARE]
     few = [c for c in wanted if columns[c]["distinct"] <= FEW_VALUES]
@@ -107,7 +109,7 @@ def _top_values(con: duckdb.DuckDBPyConnection, table: str,
             counts[column] = dict(con.execute(
                 f"SELECT {text[column]} AS value, count(*) AS n FROM {table} WHERE {quote(column)} IS NOT NULL "
                 f"GROUP BY value ORDER BY n DESC, value LIMIT {TOP_VALUES}").fetchall())
-    return counts
+    return counts, set(few)
 
 
 def _values(con: duckdb.DuckDBPyConnection, table: str, items: list[tuple[str, str]]) -> list[Any]:
@@ -151,8 +153,13 @@ class Profiler:
                                                                     found[f"{column}\0bins"])
             columns[column] = stats
 
-        for column, counts in _top_values(self._con, self._table, columns).items():
+        counted, complete = _top_values(self._con, self._table, columns)
+        for column, stats in columns.items():  # HyperLogLog's count is off by a few percent
+            stats["distinct_approximate"] = column not in complete
+        for column, counts in counted.items():
             stats = columns[column]
+            if column in complete:
+                stats["distinct"] = len(counts)
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_VALUES]
             stats["top_values"] = [{"value": v, "count": int(n)} for v, n in ranked]
             stats["other_count"] = stats["count"] - sum(n for _, n in ranked)
