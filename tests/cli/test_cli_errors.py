@@ -30,7 +30,7 @@ CASES = [
     (["usecase", "advance", "churn", "shipped"], "olivia", 2, [
         "error: state: unknown state 'shipped'; states are draft, formulated, privacy_review"]),
     (["usecase", "advance", "churn"], "olivia", 2, ["Missing argument 'state'"]),
-    (["usecase", "show", "fraud"], None, 3, ["use case 'fraud' does not exist; `valueloop usecase list` shows yours"]),
+    (["usecase", "show", "fraud"], "olivia", 3, ["use case 'fraud' does not exist; `valueloop usecase list` shows yours"]),
     (["privacy", "submit", "churn"], "dave", 6, [
         "error: dave may not submit privacy on use case 'churn': requires role analyst or owner; "
         "dave has data_engineer"]),
@@ -92,3 +92,17 @@ def test_init_writes_a_file_that_create_accepts_and_never_overwrites(settings, r
     assert "churn-b2b: Predict customer churn" in created.stdout
     assert run_cli(settings, "init", "project", "--force", cwd=tmp_path).returncode == 0
     assert "name: churn\n" in target.read_text()
+
+
+#: the read-only commands of one use case
+READS = [["runs"], ["models"], ["data", "versions"], ["alerts", "list"], ["kpi", "list"], ["privacy", "show"],
+         ["audit"], ["usecase", "show"], ["labels", "list"]]
+
+
+def test_every_read_asks_who_is_reading_before_it_looks_the_use_case_up(settings, run_cli, refused):
+    """runs, models, kpi list and privacy show said whether a use case exists to nobody in
+    particular (exit 3), while data versions, alerts list and audit asked who was asking (5)."""
+    formulated(settings)
+    for words in READS:
+        refused(run_cli(settings, *words, "fraud"), 5, "error: no acting user: pass --as USER or set VALUELOOP_USER")
+    refused(run_cli(settings, "runs", "fraud", as_user="ghost"), 5, "error: unknown user 'ghost'")

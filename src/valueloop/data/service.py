@@ -28,7 +28,7 @@ from valueloop.outcomes import audit
 from valueloop.outcomes.privacy import AssessmentView, require_privacy_approval
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import DataSection, Treatment
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import get_usecase, spec_of, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store import intents
 from valueloop.store.models import UseCase
@@ -268,7 +268,7 @@ def read_version(session: Session, usecase_name: str, version: int | None = None
 
 def viewable(session: Session, actor: str | None, usecase_name: str) -> None:
     """Reading datasets needs a role in the use case, like every view."""
-    require(session, get_user(session, actor), Action.view, get_usecase(session, usecase_name))
+    viewed(session, actor, usecase_name)
 
 
 class DatasetSample(BaseModel):

@@ -27,7 +27,7 @@ from valueloop.deploy.predlog import PredictionLog, _parts, _write_atomically
 from valueloop.errors import InvalidInput, NotFound
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.usecases import get_usecase
+from valueloop.outcomes.usecases import get_usecase, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store import session as open_session
 
@@ -167,7 +167,7 @@ def list_labels(settings: Settings, actor: str | None, usecase: str, *, bad: boo
     """The current labels, oldest first (only those that break the target's rule with ``bad``);
     any member may read them."""
     with open_session(settings) as s:
-        require(s, get_user(s, actor), Action.view, get_usecase(s, usecase))
+        viewed(s, actor, usecase)
         rule = rule_for(s, usecase)
     views = read(PredictionLog(settings, usecase).root / "labels", rule).views.values()
     return [v for v in views if (not bad or v.problem) and (request_id is None or v.request_id == request_id)]

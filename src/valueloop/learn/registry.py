@@ -24,7 +24,7 @@ from valueloop.learn.views import KpiCheck, ModelVersionView
 from valueloop.outcomes import audit
 from valueloop.store import intents
 from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import get_usecase, spec_of, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import UseCase, utcnow
 
@@ -149,14 +149,12 @@ def target_of(session: Session, usecase: str, ref: int | str) -> Target:
 
 
 def get_model(session: Session, actor: str | None, usecase: str, ref: int | str) -> ModelVersionView:
-    found = get_usecase(session, usecase)
-    require(session, get_user(session, actor), Action.view, found)
+    found = viewed(session, actor, usecase)
     return view(session, _row(session, found.name, ref))
 
 
 def list_models(session: Session, actor: str | None, usecase: str) -> list[ModelVersionView]:
-    found = get_usecase(session, usecase)
-    require(session, get_user(session, actor), Action.view, found)
+    found = viewed(session, actor, usecase)
     rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == found.name)
                            .order_by(ModelVersion.version))
     return [view(session, r) for r in rows]

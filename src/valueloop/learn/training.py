@@ -28,7 +28,7 @@ from valueloop.store import intents
 from valueloop.outcomes.privacy import require_privacy_approval
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import KPI, Candidate, ChosenThreshold, ModelObjective, UseCaseSpec, metrics_of
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import get_usecase, spec_of, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import UseCase
 
@@ -374,8 +374,7 @@ def run_view(row: TrainingRun) -> RunView:
 
 
 def list_runs(session: Session, actor: str | None, usecase: str) -> list[RunView]:
-    found = get_usecase(session, usecase)
-    require(session, get_user(session, actor), Action.view, found)
+    found = viewed(session, actor, usecase)
     rows = session.scalars(select(TrainingRun).where(TrainingRun.usecase == found.name)
                            .order_by(TrainingRun.id))
     return [run_view(r) for r in rows]

@@ -16,7 +16,7 @@ from valueloop.errors import InvalidInput
 from valueloop.operate.tables import KpiValue
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import KPI
-from valueloop.outcomes.usecases import get_usecase, record_outcomes, spec_of
+from valueloop.outcomes.usecases import get_usecase, record_outcomes, spec_of, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import utcnow
 
@@ -66,8 +66,7 @@ def record_kpi(session: Session, actor: str | None, name: str, metric: str, valu
 
 
 def list_kpis(session: Session, actor: str | None, name: str, metric: str | None = None) -> list[KpiValueView]:
-    usecase = get_usecase(session, name)
-    require(session, get_user(session, actor), Action.view, usecase)
+    viewed(session, actor, name)
     kpis = _business_kpis(session, name)
     query = select(KpiValue).where(KpiValue.usecase == name).order_by(KpiValue.at, KpiValue.id)
     if metric is not None:

@@ -22,7 +22,7 @@ from valueloop.operate.windows import WindowReport, assess, cut
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import Operate, UseCaseSpec
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import get_usecase, spec_of, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store import session as open_session
 from valueloop.store.models import utcnow
@@ -171,5 +171,5 @@ def view_monitor(settings: Settings, actor: str | None, name: str, since: dateti
                  until: datetime | None = None) -> MonitorReport:
     """The same figures, read-only, for any member (the API and the report)."""
     with open_session(settings) as s:
-        require(s, get_user(s, actor), Action.view, get_usecase(s, name))
+        viewed(s, actor, name)
         return compute(s, settings, name, since, until)

@@ -29,7 +29,7 @@ from valueloop.outcomes import audit, usecases
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import LOWER_IS_BETTER, UseCaseSpec
-from valueloop.outcomes.usecases import get_usecase, spec_of
+from valueloop.outcomes.usecases import get_usecase, spec_of, viewed
 from valueloop.outcomes.users import get_user, system_user
 from valueloop.store import session as open_session
 from valueloop.store.models import utcnow
@@ -336,8 +336,7 @@ def _finish(loop: _Loop, status: str, decision: str, ask_owner: bool = False, er
 
 
 def list_requests(session: Session, actor: str | None, name: str) -> list[RetrainView]:
-    usecase = get_usecase(session, name)
-    require(session, get_user(session, actor), Action.view, usecase)
+    viewed(session, actor, name)
     rows = session.scalars(select(RetrainRequest).where(RetrainRequest.usecase == name).order_by(RetrainRequest.id))
     return [_view(r) for r in rows]
 

@@ -18,7 +18,7 @@ from valueloop.outcomes import audit
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import ColumnTreatment, Privacy, digest_of
-from valueloop.outcomes.usecases import get_usecase, set_state, spec_of
+from valueloop.outcomes.usecases import get_usecase, set_state, spec_of, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store.models import PrivacyAssessment, UseCase, utcnow
 from valueloop.validation import describe_errors
@@ -187,9 +187,7 @@ def reject(session: Session, actor: str | None, name: str, reason: str) -> Asses
 
 
 def history(session: Session, actor: str | None, name: str) -> list[AssessmentView]:
-    usecase = get_usecase(session, name)
-    require(session, get_user(session, actor), Action.view, usecase)
-    return [_view(a) for a in usecase.assessments]
+    return [_view(a) for a in viewed(session, actor, name).assessments]
 
 
 def require_privacy_approval(session: Session, usecase: UseCase | str) -> AssessmentView:

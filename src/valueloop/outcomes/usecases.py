@@ -69,6 +69,16 @@ def get_usecase(session: Session, name: str) -> UseCase:
     return usecase
 
 
+def viewed(session: Session, actor: str | None, name: str) -> UseCase:
+    """The use case, for an actor who may read it. The one rule of every read: who asks comes
+    first (no acting user is the same error whether the use case exists or not), then the use
+    case, then a role on it."""
+    acting = get_user(session, actor)
+    usecase = get_usecase(session, name)
+    require(session, acting, Action.view, usecase)
+    return usecase
+
+
 def spec_of(usecase: UseCase) -> UseCaseSpec:
     return UseCaseSpec.model_validate(usecase.spec)
 
@@ -152,9 +162,7 @@ def list_usecases(session: Session, actor: str | None) -> list[UseCaseView]:
 
 
 def show_usecase(session: Session, actor: str | None, name: str) -> UseCaseDetail:
-    usecase = get_usecase(session, name)
-    require(session, get_user(session, actor), Action.view, usecase)
-    return detail(usecase)
+    return detail(viewed(session, actor, name))
 
 
 def show_value(session: Session, actor: str | None, name: str) -> ValueView:
