@@ -41,6 +41,10 @@ class InvalidInput(ValueloopError):
     exit_code = 2
 
 
+class NotInProject(InvalidInput):
+    """A file the use case file names is not in the project folder (which may be the wrong one)."""
+
+
 class NotFound(ValueloopError):
     http_status = 404
     exit_code = 3

@@ -105,3 +105,18 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(settings: Settings, churn
     assert files_under(datasets_root(settings)) == before
     listed = run_cli(settings, "data", "versions", "churn", "--json", as_user="dave")
     assert [v["version"] for v in json.loads(listed.stdout)] == [0]
+
+
+def test_a_file_not_in_the_default_project_folder_names_the_missing_project(settings: Settings, churn: Path,
+                                                                           run_cli: Cli, tmp_path: Path) -> None:
+    """Run from another folder without --project, ingest said only that the transform was not there."""
+    import shutil
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(churn / "data", elsewhere / "data")  # the export is here, the transform is not
+    _refused(run_cli(settings, "data", "ingest", "churn", cwd=elsewhere, as_user="dave"), 2,
+             f"data.transform: no file 'transform.sql' in {elsewhere.resolve()}; no --project was given, so the "
+             "project folder is the current directory: pass --project DIR")
+    named = run_cli(settings, "data", "ingest", "churn", "--project", str(elsewhere), as_user="dave")
+    _refused(named, 2, f"data.transform: no file 'transform.sql' in {elsewhere.resolve()}")
+    assert "--project DIR" not in named.stderr

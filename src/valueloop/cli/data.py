@@ -19,8 +19,8 @@ app = group("Ingest, check and version the data of a use case (ELT, DPIA treatme
 
 ProjectOption = typer.Option(
     None, "--project", show_default=False,
-    help="Directory of the use case file; relative source paths start here (default: the current one). "
-         "In server mode the server reads the folder of the use case's last ingest.",
+    help="Directory of the use case file; relative source paths start here (default: the folder of the "
+         "last ingest, else the current one). In server mode the server reads the folder of the last ingest.",
 )
 
 
@@ -93,14 +93,15 @@ def _render_profile(v: DatasetVersionView) -> None:
            for name, s in v.profile["columns"].items()])
 
 
-def _in_project(project: Path | None) -> Path:
-    """The project folder a local command reads; in server mode no client names a server's folder."""
+def _in_project(project: Path | None) -> Path | None:
+    """The project folder a local command names; without it the service reads the folder of the
+    last ingest, else the current directory, as in server mode, where no client names a folder."""
     from valueloop.errors import InvalidInput
 
     if project is not None and server():
         raise InvalidInput(f"--project {project}: in server mode the server reads the folder of the use case's "
                            "last ingest; a client never names a folder on the server")
-    return project or Path(".")
+    return project
 
 
 @app.command("ingest")

@@ -23,7 +23,7 @@ from valueloop.data import serving
 from valueloop.data import treatments as treat
 from valueloop.data.sandbox import connect, literal, one_select, sandbox
 from valueloop.data.sources import OnRows, Stream, open_stream
-from valueloop.errors import InvalidInput
+from valueloop.errors import InvalidInput, NotInProject
 from valueloop.outcomes.spec import ColumnTreatment, DataSection, Source
 from valueloop.project import inside
 
@@ -54,7 +54,7 @@ def _sql_transform(section: DataSection, project_dir: Path) -> tuple[str, str]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise InvalidInput(f"data.transform: no file {section.transform!r} in {project_dir}") from None
+        raise NotInProject(f"data.transform: no file {section.transform!r} in {project_dir}") from None
     except OSError as exc:
         raise InvalidInput(f"data.transform: {section.transform} cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError:

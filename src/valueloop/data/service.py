@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from valueloop.data.plain import scan
 from valueloop.data.profile import Profiler
 from valueloop.data.tables import DatasetVersion
 from valueloop.data.treatments import key_ids
-from valueloop.errors import InvalidInput, NotFound
+from valueloop.errors import InvalidInput, NotFound, NotInProject
 from valueloop.outcomes import audit
 from valueloop.outcomes.privacy import AssessmentView, require_privacy_approval
 from valueloop.outcomes.roles import Action, require
@@ -82,15 +83,36 @@ def _rows(session: Session, usecase: UseCase) -> list[DatasetVersion]:
     ))
 
 
-def _project_dir(session: Session, usecase: UseCase, given: str | Path | None) -> Path:
-    """The directory the use case file's relative paths start from: given, else the last ingest's."""
+@dataclass(frozen=True)
+class _Project:
+    """The directory the use case file's relative paths start from, and, when no --project named
+    it, where it came from: a file not found there may be in the folder --project should name."""
+
+    path: Path
+    chosen: str | None = None
+
+    @contextmanager
+    def finding(self) -> Iterator[None]:
+        try:
+            yield
+        except NotInProject as exc:
+            if self.chosen is None:
+                raise
+            raise NotInProject(f"{exc.message}; no --project was given, so the project folder is "
+                               f"{self.chosen}: pass --project DIR") from None
+
+
+def _project_dir(session: Session, usecase: UseCase, given: str | Path | None) -> _Project:
+    """--project, else the last ingest's folder, else the current directory."""
+    chosen = None
     if given is None:
         previous = _rows(session, usecase)
         given = previous[-1].project_dir if previous else Path.cwd()
+        chosen = "the folder of the last ingest" if previous else "the current directory"
     path = Path(given).expanduser().resolve()
     if not path.is_dir():
         raise InvalidInput(f"project: {given} is not a directory")
-    return path
+    return _Project(path, chosen)
 
 
 class _Counter:
@@ -109,7 +131,7 @@ class _Counter:
 
 
 def _prepare(session: Session, settings: Settings, actor: str | None, usecase_name: str,
-             project_dir: str | Path | None) -> tuple[UseCase, str, AssessmentView, Path]:
+             project_dir: str | Path | None) -> tuple[UseCase, str, AssessmentView, _Project]:
     """Who may, whether the gate is open, and where the files are: all before any data is read."""
     usecase = get_usecase(session, usecase_name)
     acting = get_user(session, actor)
@@ -142,7 +164,7 @@ def _keeps_key(settings: Settings, previous: DatasetVersion) -> None:
 
 
 def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings, usecase: UseCase,
-           assessment: AssessmentView, project: Path, work: Path, counter: _Counter,
+           assessment: AssessmentView, project: _Project, work: Path, counter: _Counter,
            mode: str | None) -> tuple[pipeline.Staged, DataSection, str, list[Path]]:
     """Stage the new rows, then show the checks and the profile the version they would make:
     in append mode the current version's rows and the new ones together (its files returned)."""
@@ -157,10 +179,11 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
         if mode == "append" and previous:
             _keeps_key(settings, previous[-1])
     counter.step("reading, treating and transforming")
-    staged = pipeline.stage(
-        settings, list(spec.sources), section, project, assessment.treatments,
-        [c.column for c in assessment.content.columns], work, counter.add,
-    )
+    with project.finding():
+        staged = pipeline.stage(
+            settings, list(spec.sources), section, project.path, assessment.treatments,
+            [c.column for c in assessment.content.columns], work, counter.add,
+        )
     table = delta.table_path(settings, usecase.name)
     delta.check_schema(table, staged.schema)
     files = (delta.files_at(table, previous[-1].version) if mode == "append" and previous else []) + staged.files
@@ -222,7 +245,7 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
         schema=[{"name": f.name, "type": str(f.type)} for f in staged.schema],
         source_fingerprints=staged.fingerprints, transform_hash=staged.transform_hash,
         dpia_version=assessment.version, treatments=staged.treatments, serving=staged.serving, quality=report,
-        profile=profile, project_dir=str(project), actor=acting,
+        profile=profile, project_dir=str(project.path), actor=acting,
     )
     session.add(row)
     intents.finish(session, intent, version=version)

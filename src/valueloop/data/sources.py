@@ -23,7 +23,7 @@ from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
 
-from valueloop.errors import InvalidInput
+from valueloop.errors import InvalidInput, NotInProject
 from valueloop.outcomes.spec import CsvSource, DeltaSource, ParquetSource, Source, SqlSource
 from valueloop.project import inside
 
@@ -107,9 +107,7 @@ def _files(source: CsvSource | ParquetSource, project_dir: Path) -> list[Path]:
     matches = [inside(project_dir, p, field) for p in glob.glob(pattern, recursive=True)]
     files = sorted(p for p in matches if p.is_file())
     if not files:
-        raise InvalidInput(
-            f"sources.{source.name}.path: no file matches {source.path!r} in {project_dir}"
-        )
+        raise NotInProject(f"sources.{source.name}.path: no file matches {source.path!r} in {project_dir}")
     return files
 
 
