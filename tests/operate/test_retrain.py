@@ -144,4 +144,4 @@ def test_a_failed_retraining_exits_with_the_code_of_its_error(settings: Settings
     closed = run_cli(settings, "retrain", "churn", as_user="oscar")
     assert closed.returncode == 7, (closed.stdout, closed.stderr)
     assert "error: retraining #1 of churn failed:" in closed.stderr and "Traceback" not in closed.stderr
-    assert "│ cycle" in closed.stdout and "error=GateClosed" in closed.stdout  # the steps it took are shown
+    assert "error=GateClosed" in closed.stdout  # the steps it took are still shown

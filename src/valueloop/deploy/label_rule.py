@@ -36,14 +36,12 @@ def _kind(value: Any) -> str:
 class LabelRule:
     target: str
     task: str
-    #: the training data's classes (classification); None when no data says them yet
-    classes: tuple[Any, ...] | None = None
+    #: the classes of the model in service (classification)
+    classes: tuple[Any, ...] = ()
 
     def describe(self) -> str:
         if self.task == "regression":
             return f"a finite number (target '{self.target}' is a regression target)"
-        if self.classes is None:
-            return f"a string, a number or a boolean (target '{self.target}')"
         shown = ", ".join(repr(c) for c in self.classes[:_SHOWN]) + (", ..." if len(self.classes) > _SHOWN else "")
         return f"one of {shown} (the classes of target '{self.target}')"
 
@@ -55,31 +53,26 @@ class LabelRule:
         if self.task == "regression":
             if kind == "number" and math.isfinite(label):
                 return float(label), None
-        elif self.classes is None:
-            if kind in ("boolean", "string") or kind == "number" and math.isfinite(label):
-                return label, None
         else:
             for c in self.classes:
                 if _kind(c) == kind and c == label:
                     return c, None
         return None, f"expected {self.describe()}, got {label!r:.60}"
 
-    def arrow_type(self) -> pa.DataType | None:
-        """The stored column's type: float64 for regression, the classes' own type otherwise
-        (None: inferred from the labels)."""
+    def arrow_type(self) -> pa.DataType:
+        """The stored column's type: float64 for regression, the classes' own type otherwise."""
         import pyarrow as pa
 
         if self.task == "regression":
             return pa.float64()
-        if not self.classes:
-            return None
         return {"boolean": pa.bool_(), "string": pa.string()}.get(
             _kind(self.classes[0]), pa.float64() if any(isinstance(c, float) for c in self.classes) else pa.int64())
 
 
 def rule_for(session: Session, usecase: str) -> LabelRule:
     """The rule of a use case's labels: its target and task, and the classes the model in service
-    was trained on (as its training run recorded them); any class before a model exists."""
+    was trained on, as its training run recorded them (0 and 1 for a run from before they were,
+    and before any model, as the monitor assumes)."""
     from sqlalchemy import select
 
     from valueloop.learn.dataset import Target
@@ -88,8 +81,9 @@ def rule_for(session: Session, usecase: str) -> LabelRule:
     from valueloop.outcomes.usecases import get_usecase, spec_of
 
     model = spec_of(get_usecase(session, usecase)).model
-    serving = in_service(session, usecase) if model.task != "regression" else None
-    if serving is None:
+    if model.task == "regression":
         return LabelRule(model.target, model.task)
-    recorded = session.scalar(select(TrainingRun.target).where(TrainingRun.run_id == serving.run_id))
+    serving = in_service(session, usecase)
+    recorded = session.scalar(select(TrainingRun.target).where(TrainingRun.run_id == serving.run_id)) \
+        if serving else None
     return LabelRule(model.target, model.task, Target.of(recorded, model.task).classes)
