@@ -29,7 +29,8 @@ def seed_phases(settings: Settings) -> None:
     import pyarrow as pa
 
     from valueloop.data import service as data
-    from valueloop.deploy.predlog import PredictionLog, record_feedback
+    from valueloop.deploy.labels import record_feedback
+    from valueloop.deploy.predlog import PredictionLog
     from valueloop.examples import example_dir, load_generator
     from valueloop.learn import registry, training
     from valueloop.operate.monitor import run_monitor
