@@ -60,3 +60,14 @@ def test_the_demo_runs_end_to_end(settings, run_cli, tmp_path, monkeypatch):
                           for e in trail] == approvals
     assert f"gate open again: DPIA v{_gate_version(demo)} approved" in said
     assert not settings.home.joinpath("valueloop.db").exists()
+
+    # the console chapter: each printed password signs its person in (the console's own sign-in)
+    from valueloop.demo.outcomes import PEOPLE
+    from valueloop.security.sessions import sign_in
+    from valueloop.store import session
+
+    printed = dict(re.findall(r"(\w+) / ([\w-]+) \(", said.split("sign in as (user / password):", 1)[1]))
+    assert set(printed) == set(PEOPLE)
+    with session(demo) as s:
+        for name, password in printed.items():
+            assert sign_in(s, name=name, password=password).user == name

@@ -1,10 +1,11 @@
-"""``valueloop server``: the control-plane HTTP API and the in-process scheduler."""
+"""``valueloop server``: the web console, the control-plane HTTP API and the in-process scheduler."""
 
 from __future__ import annotations
 
 import typer
 
 from valueloop.cli._common import reconcile_aliases
+from valueloop.config import Settings
 
 
 def server(
@@ -15,17 +16,24 @@ def server(
         help="Run the monitors, retraining policies and scheduled batch jobs in this process.",
     ),
 ) -> None:
-    """Serve the control-plane API (OpenAPI docs at /docs) and run the loop's schedules."""
+    """Serve the web console at /, the control-plane API at /api (OpenAPI docs at /docs), and run
+    the loop's schedules."""
+    from valueloop.config import load_settings
+
+    serve_control_plane(load_settings(), host, port, scheduler)
+
+
+def serve_control_plane(settings: Settings, host: str, port: int, scheduler: bool) -> None:
+    """Mend what killed processes left, then serve until interrupted (``valueloop server`` and
+    ``valueloop demo --serve``)."""
     import uvicorn
 
-    from valueloop.config import load_settings
     from valueloop.deploy.schedule import start_scheduler
     from valueloop.operate.scheduler import start_monitoring
     from valueloop.outcomes.audit import start_head_export
     from valueloop.recovery.doctor import repair_at_start
     from valueloop.server.app import create_app
 
-    settings = load_settings()
     repair_at_start(settings)  # what a killed process left half-written is mended before serving
     reconcile_aliases(settings)
     # the audit's head is exported whatever runs the schedules: it is how a truncation shows

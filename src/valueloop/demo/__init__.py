@@ -33,9 +33,9 @@ class DemoContext:
 
 
 def _chapters() -> list[Callable[[DemoContext], None]]:
-    from valueloop.demo import batch, data, deploy, learn, operate, outcomes, recovery
+    from valueloop.demo import batch, console, data, deploy, learn, operate, outcomes, recovery
 
-    return [outcomes.run, data.run, learn.run, deploy.run, batch.run, operate.run, recovery.run]
+    return [outcomes.run, data.run, learn.run, deploy.run, batch.run, operate.run, recovery.run, console.run]
 
 
 def run(console: Console | None = None, workspace: Path | None = None) -> DemoContext:
