@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,8 +29,10 @@ from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.spec import ColumnTreatment, load_spec, parse_spec
 from valueloop.store import session
 
-#: committed screenshots of the console, made by these tests
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: where each visited page's screenshot goes: the committed docs/screenshots (the README's) when
+#: VALUELOOP_UPDATE_SCREENSHOTS=1, else a folder of the run's own, so a test run leaves the tree clean
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" \
+    if os.environ.get("VALUELOOP_UPDATE_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp(prefix="valueloop-shots-"))
 AXE = Path(__file__).with_name("axe.min.js")
 #: axe-core impacts a page may not have
 BLOCKING = ("serious", "critical")
