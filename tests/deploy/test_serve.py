@@ -37,7 +37,6 @@ def test_health_and_model_metadata(served: Served) -> None:
 
 
 def test_protocols_agree_with_mlflow_pyfunc(served: Served) -> None:
-    import mlflow.pyfunc
     import pandas as pd
 
     from valueloop.learn.registry import load_model

@@ -4,7 +4,6 @@ does. The example's invariance test reads a real input, and fails a model that l
 
 from __future__ import annotations
 
-import pyarrow as pa
 import pytest
 from outcomes.support import churn_data
 

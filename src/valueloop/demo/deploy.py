@@ -63,7 +63,7 @@ def run(ctx: DemoContext) -> None:
                     "datatype": "BYTES" if isinstance(v, str) else "INT64" if isinstance(v, int) else "FP64"}
                    for k, v in REQUEST.items()]
         oip = client.post("/v2/models/churn/infer", json={"id": "demo-1", "inputs": tensors}).json()
-        out.print(f"  POST /v2/models/churn/infer (Open Inference Protocol) → "
+        out.print("  POST /v2/models/churn/infer (Open Inference Protocol) → "
                   + ", ".join(f"{o['name']} {o['data']}" for o in oip["outputs"]))
         refused = client.post("/predict/churn", json=REQUEST | {"contract": "lifetime", "support_calls": "many"})
         out.print(f"  a bad request → {refused.status_code}: " + "; ".join(refused.json()["error"]["problems"]))

@@ -223,9 +223,13 @@ class BatchOutput:
             raise Conflict(f"--output {self.text!r} exists; pass --overwrite to replace it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "delta":
+            from deltalake import DeltaTable
+
             from valueloop.data.delta import commit
 
-            commit(self.path, parts, schema, "overwrite" if self.exists() else "append")
+            # an output table's versions are its owner's, not valueloop's to roll back: all count
+            head = [DeltaTable(str(self.path)).version()] if DeltaTable.is_deltatable(str(self.path)) else []
+            commit(self.path, parts, schema, "overwrite" if self.exists() else "append", recorded=head)
             return
         if self.format == "csv":
             import pyarrow.csv as pacsv

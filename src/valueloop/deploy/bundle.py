@@ -143,7 +143,7 @@ def serve_bundle(root: Path, host: str, port: int) -> None:
     wanted = {meta["usecase"]: Wanted(str(meta["version"]), None, Deploy.model_validate(meta["deploy"]))}
 
     def loader(_: Settings, usecase: str, number: str) -> ServedModel:
-        return from_pyfunc(usecase, number, mlflow.pyfunc.load_model(str(root / "model")))
+        return from_pyfunc(None, usecase, number, mlflow.pyfunc.load_model(str(root / "model")))
 
     settings = load_settings({"VALUELOOP_HOME": str(root / "state")})
     app = create_app(settings, ServeOptions(auth=False, poll_seconds=3600), loader, lambda _: wanted)

@@ -170,8 +170,8 @@ def _outputs(classes: Any) -> dict[str, str]:
     return {"predict": kind, "probability": "FP64"}
 
 
-def from_pyfunc(usecase: str, version: str, pyfunc: Any, load_seconds: float = 0.0,
-                settings: Settings | None = None) -> ServedModel:
+def from_pyfunc(settings: Settings | None, usecase: str, version: str, pyfunc: Any,
+                load_seconds: float = 0.0) -> ServedModel:
     """Serve an MLflow pyfunc model: its raw scikit-learn estimator when it has one (no per-call
     schema enforcement), else the pyfunc itself. Warmed with one prediction. With the settings of
     the home (whose key treats raw records), the version's recorded pipeline takes raw records;
@@ -203,7 +203,7 @@ def load_ref(session: Session, settings: Settings, actor: str | None, usecase: s
     version = get_model(session, actor, usecase, ref).version
     started = time.perf_counter()
     pyfunc = load_model(session, settings, usecase, version)
-    return from_pyfunc(usecase, str(version), pyfunc, time.perf_counter() - started, settings)
+    return from_pyfunc(settings, usecase, str(version), pyfunc, time.perf_counter() - started)
 
 
 def load(settings: Settings, usecase: str, version: str) -> ServedModel:
@@ -214,4 +214,4 @@ def load(settings: Settings, usecase: str, version: str) -> ServedModel:
     started = time.perf_counter()
     with session(settings) as s:
         pyfunc = load_model(s, settings, usecase, int(version))
-    return from_pyfunc(usecase, version, pyfunc, time.perf_counter() - started, settings)
+    return from_pyfunc(settings, usecase, version, pyfunc, time.perf_counter() - started)
