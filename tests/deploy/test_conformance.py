@@ -108,11 +108,14 @@ def test_every_refusal_is_an_exception_the_client_can_print(served: Served) -> N
     client = _client(served)
     metadata = client.get_model_metadata("churn", headers=_auth(served))
     rows = _inputs(metadata, [ROW])
+    number_contract = triton.InferInput("contract", [1], "INT64")
+    number_contract.set_data_from_numpy(np.array([1], dtype=np.int64))
     cases = {
         "401": (lambda: client.infer("churn", rows), "missing bearer token"),
         "404": (lambda: client.infer("nope", rows, headers=_auth(served)), "model 'nope' is not served"),
-        "400": (lambda: client.infer("churn", rows[:-1], headers=_auth(served)),
-                "input is invalid (1 problem(s)): total_charges: required field is missing"),
+        "400": (lambda: client.infer("churn", [t for t in rows if t.name() != "contract"] + [number_contract],
+                                     headers=_auth(served)),
+                "inputs[7] (contract).datatype: INT64 does not fit column type string; use BYTES"),
         "unknown output": (lambda: client.infer("churn", rows, headers=_auth(served),
                                                 outputs=[triton.InferRequestedOutput("shap")]),
                            "shap is not an output of this model; it has predict, probability"),
