@@ -3,6 +3,7 @@ nothing written."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_init_writes_a_file_that_create_accepts_and_never_overwrites(settings, r
     assert target.read_text().startswith("# valueloop use case file")
     refused(run_cli(settings, "init", "project", cwd=tmp_path), 4,
             "project/valueloop.yaml already exist(s); pass --force to overwrite")
-    target.write_text(target.read_text().replace("name: churn", "name: churn-b2b"))
+    target.write_text(re.sub(r"^name: churn$", "name: churn-b2b", target.read_text(), count=1, flags=re.M))
     created = run_cli(settings, "usecase", "create", str(target), as_user="olivia")
     assert created.returncode == 0, created.stderr
     assert "churn-b2b: Predict customer churn" in created.stdout

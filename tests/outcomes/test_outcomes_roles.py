@@ -25,6 +25,7 @@ EXPECTED = {
     Action.deploy: {Role.developer, Role.operations},
     Action.operate: {Role.operations},
     Action.label: {Role.analyst, Role.expert, Role.developer, Role.operations},
+    Action.manage_labels: {Role.data_scientist, Role.operations},
     Action.review: {Role.owner, Role.analyst},
     Action.decide_cycle: {Role.owner, Role.sponsor},
     Action.manage_members: {Role.owner, Role.admin},
