@@ -32,7 +32,8 @@ from valueloop.outcomes.users import get_user
 
 #: What the serving app imports, besides what the model's own requirements name.
 SERVING = ("starlette", "uvicorn", "httptools", "limits", "pydantic", "pydantic-core", "prometheus-client", "pyarrow",
-           "pyyaml", "sqlalchemy", "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle", "lightgbm")
+           "pyyaml", "simpleeval", "sqlalchemy", "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle",
+           "lightgbm")
 
 ENTRYPOINT = '''"""Serve this bundle: python serve.py [--host 0.0.0.0] [--port 8080]."""
 
