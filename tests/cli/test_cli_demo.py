@@ -46,7 +46,7 @@ def test_the_demo_runs_end_to_end(settings, run_cli, tmp_path, monkeypatch):
     # malformed one dead-lettered
     inp, out, dead = stream_names("churn")
     assert "streaming through the home's private Redis-compatible server at redis://127.0.0.1:" in said
-    rate = re.search(rf"oscar's consumer scored {BURST:,} of {BURST:,} events from {inp} into {out}: "
+    rate = re.search(rf"oscar's consumer scored {BURST:,} of {BURST:,} raw CRM records from {inp} into {out}: "
                      r"([\d,]+) events/s", said)
     assert rate and int(rate[1].replace(",", "")) > 0, said[-3000:]
     assert f"a malformed event went to {dead}: " in said
