@@ -20,9 +20,13 @@ from playwright.sync_api import Browser, sync_playwright
 from valueloop.config import Settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium (``apt install chromium``), headless; as root it needs --no-sandbox."""
+    """Debian's Chromium (``apt install chromium``), headless; as root it needs --no-sandbox.
+
+    One per module, not per session: Playwright's sync API keeps an asyncio loop running in the
+    main thread while it is started, and every later test of the run that calls ``asyncio.run``
+    (the micro-batcher's, tritonclient's aio client) would fail."""
     executable = shutil.which("chromium")
     if executable is None:
         pytest.fail("chromium is not installed: scripts/test installs it with apt")
