@@ -85,6 +85,19 @@ class NotReady(ValueloopError):
     http_status = 503
 
 
+class MethodNotAllowed(ValueloopError):
+    http_status = 405
+
+
+def _served_version(deployment: Deployment, version: str) -> MicroBatcher:
+    """The served version of a deployment, or 404 naming the versions it serves."""
+    batcher = deployment.by_version(version)
+    if batcher is None:
+        raise NotFound(f"model '{deployment.usecase}' version {version[:64]} is not served; served: "
+                       f"{', '.join(deployment.versions)}")
+    return batcher
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     auth: bool = True
@@ -247,10 +260,7 @@ class Server:
             body = decoded(body, headers.get("content-encoding"), self.options.max_body_bytes)
             deployment = self.deployment(caller, usecase)  # a swap may have happened while the body arrived
             if wanted is not None:
-                batcher = deployment.by_version(wanted)
-                if batcher is None:
-                    raise NotFound(f"model '{usecase}' version {wanted[:64]} is not served; served: "
-                                   f"{', '.join(deployment.versions)}")
+                batcher = _served_version(deployment, wanted)
             elif deployment.challenger is not None and \
                     to_challenger(deployment.policy.canary, headers.get("x-request-key")):
                 batcher = deployment.challenger
@@ -347,11 +357,7 @@ def create_app(settings: Settings, options: ServeOptions | None = None,
     def served_model(request: Request) -> tuple[Deployment, MicroBatcher]:
         deployment = server.deployment(request.scope[CALLER], request.path_params["name"])
         version = request.path_params.get("version")
-        batcher = deployment.champion if version is None else deployment.by_version(version)
-        if batcher is None:
-            raise NotFound(f"model '{deployment.usecase}' version {version[:64]} is not served; served: "
-                           f"{', '.join(deployment.versions)}")
-        return deployment, batcher
+        return deployment, deployment.champion if version is None else _served_version(deployment, version)
 
     async def model_ready(request: Request) -> Response:
         deployment = server.deployment(request.scope[CALLER], request.path_params["name"])
@@ -379,10 +385,7 @@ def create_app(settings: Settings, options: ServeOptions | None = None,
         wanted = request.path_params.get("version")
         counts = await asyncio.to_thread(statistics, deployment.usecase)
         stats = []
-        for version in deployment.versions if wanted is None else [wanted]:
-            if deployment.by_version(version) is None:
-                raise NotFound(f"model '{deployment.usecase}' version {version[:64]} is not served; served: "
-                               f"{', '.join(deployment.versions)}")
+        for version in deployment.versions if wanted is None else [_served_version(deployment, wanted).model.version]:
             c = counts.get(version, {"success": 0.0, "fail": 0.0, "seconds": 0.0})
             stats.append({"name": deployment.usecase, "version": version, "inference_count": int(c["success"]),
                           "execution_count": int(c["success"]), "inference_stats": {
@@ -476,10 +479,6 @@ async def _no_route(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)
     return response
-
-
-class MethodNotAllowed(ValueloopError):
-    http_status = 405
 
 
 @functools.cache
