@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from valueloop.errors import Conflict, GateClosed, InvalidInput
 from valueloop.outcomes import audit
+from valueloop.outcomes.ai import RiskClass
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import ColumnTreatment, Privacy, digest_of
@@ -87,7 +88,7 @@ def _latest(usecase: UseCase) -> PrivacyAssessment | None:
 
 
 def _new_version(session: Session, actor: str, usecase: UseCase, action: str) -> PrivacyAssessment:
-    content = spec_of(usecase).privacy.model_dump(mode="json")
+    content = spec_of(usecase).privacy.content()
     latest = _latest(usecase)
     if latest is not None and latest.status == Status.pending:
         latest.status = Status.superseded
@@ -114,7 +115,7 @@ def submit(session: Session, actor: str | None, name: str) -> AssessmentView:
     latest = _latest(usecase)
     if state in _UNSUBMITTED - {State.formulated} or (latest is None and state is not State.formulated):
         raise Conflict(f"use case '{name}' is {state}: the DPIA is submitted from formulated")
-    digest = digest_of(spec_of(usecase).privacy.model_dump(mode="json"))
+    digest = digest_of(spec_of(usecase).privacy.content())
     if latest is not None and latest.content_digest == digest and latest.status != Status.rejected:
         raise Conflict(f"DPIA v{latest.version} of '{name}' with this content is already {latest.status}")
     assessment = _new_version(session, acting.name, usecase, "privacy.submit")
@@ -128,7 +129,7 @@ def reopen_if_changed(session: Session, actor: str, usecase: UseCase) -> None:
     latest = _latest(usecase)
     if latest is None or State(usecase.state) in _UNSUBMITTED:
         return  # the file is still being formulated: the next submission takes it as it is then
-    if latest.content_digest != digest_of(spec_of(usecase).privacy.model_dump(mode="json")):
+    if latest.content_digest != digest_of(spec_of(usecase).privacy.content()):
         _new_version(session, actor, usecase, "privacy.reopen")
 
 
@@ -152,6 +153,11 @@ def approve(
     acting = get_user(session, actor)
     require(session, acting, Action.decide_privacy, usecase)
     assessment = _pending(usecase)
+    ai = assessment.content.get("ai") or {}
+    if ai.get("risk") == RiskClass.prohibited:
+        raise GateClosed(f"DPIA v{assessment.version} of '{name}': privacy.ai.risk is prohibited, and a "
+                         "prohibited AI practice (AI Act Art. 5) cannot be approved; reject it, or the team "
+                         "changes the use case")
     conditions = conditions or []
     columns = [c.column for c in conditions]
     if len(set(columns)) != len(columns):
@@ -224,4 +230,9 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
         parts.append("removed " + ", ".join(removed))
     if changed := sorted(c for c in set(before) & set(after) if before[c] != after[c]):
         parts.append("changed " + ", ".join(changed))
+    was, now = old.get("ai") or {}, new.get("ai") or {}
+    if was.get("risk") != now.get("risk"):
+        parts.append(f"AI risk class {was.get('risk', 'not assessed')} → {now.get('risk', 'not assessed')}")
+    elif was != now:
+        parts.append("AI assessment changed")
     return "; ".join(parts) or "description changed"

@@ -19,6 +19,7 @@ from pydantic import (
 
 from valueloop.durations import Duration
 from valueloop.errors import InvalidInput
+from valueloop.outcomes.ai import AiAssessment
 from valueloop.outcomes.value import ValueRefused, intended
 from valueloop.outcomes.roles import Role
 from valueloop.validation import describe_errors
@@ -242,6 +243,7 @@ class Privacy(Strict):
     necessity: str = Field(description="necessity and proportionality of the processing")
     risks: list[Risk] = Field(default_factory=list)
     columns: list[PersonalColumn] = Field(default_factory=list)
+    ai: AiAssessment | None = Field(None, description="the AI Act assessment: risk class and its duties")
 
     @field_validator("columns")
     @classmethod
@@ -251,6 +253,11 @@ class Privacy(Strict):
         if dupes:
             raise ValueError(f"column(s) declared twice: {', '.join(dupes)}")
         return columns
+
+    def content(self) -> dict[str, Any]:
+        """What a DPIA version holds; without an AI assessment, as it was before there was one, so
+        that a DPIA decided then keeps its digest."""
+        return self.model_dump(mode="json", exclude={"ai"} if self.ai is None else None)
 
 
 _METRICS = {
