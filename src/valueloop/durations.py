@@ -29,7 +29,7 @@ class Duration(str):
         return timedelta(seconds=int(self[:-1]) * _SECONDS[self[-1]])
 
     @classmethod
-    def _checked(cls, text: str) -> Duration:
+    def checked(cls, text: str) -> Duration:
         match = _FORM.fullmatch(text)
         if match is None or not 0 < int(match[1]) * _SECONDS[match[2]] <= LONGEST_DAYS * 86400:
             raise ValueError(RULE)
@@ -38,7 +38,7 @@ class Duration(str):
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.no_info_after_validator_function(
-            cls._checked, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema())
+            cls.checked, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema())
 
 
 def parse_duration(text: str, field: str) -> Duration:

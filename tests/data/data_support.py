@@ -95,7 +95,7 @@ def personal(column: str, treatment: str, **params: Any) -> Callable[[dict[str, 
     def change(spec: dict[str, Any]) -> None:
         spec["privacy"]["columns"].append({
             "column": column, "category": "other", "purpose": "churn factor", "legal_basis": "contract",
-            "retention": "24 months", "treatment": treatment, "params": params,
+            "retention": "730d", "treatment": treatment, "params": params,
             "justification": "a model input",
         })
 

@@ -28,7 +28,7 @@ import valueloop.store.intents  # noqa: E402,F401
 
 PHONE = {
     "column": "phone", "category": "contact", "purpose": "retention calls", "legal_basis": "contract",
-    "retention": "24 months", "treatment": "pseudonymize",
+    "retention": "730d", "treatment": "pseudonymize",
 }
 
 

@@ -87,3 +87,25 @@ def test_a_malformed_file_is_named(tmp_path, text, message):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(InvalidInput, match="use case file .*nowhere.yaml: no such file"):
         load_spec(tmp_path / "nowhere.yaml")
+
+
+def test_a_retention_is_a_duration_by_the_one_rule(tmp_path):
+    """The DPIA's retention is enforced (operate/retention.py), so it is read as valueloop's
+    durations are: "24 months" names the rule; a stored column cannot be "not stored"."""
+    spec = load_spec(example_dir("churn") / "valueloop.yaml")
+    assert [str(c.retention) for c in spec.privacy.columns] == ["not stored", "730d", "730d", "730d"]
+    assert spec.privacy.columns[1].retention.delta.days == 730
+    data = churn_data()
+    data["privacy"]["columns"][1]["retention"] = "24 months"
+    data["privacy"]["columns"][2]["retention"] = "not stored"
+    path = tmp_path / "valueloop.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InvalidInput) as invalid:
+        load_spec(path)
+    assert invalid.value.problems == [
+        "privacy.columns[1].retention: expected a duration: a whole number and one unit, s, m, h or d "
+        "(such as 90s, 15m, 12h or 30d), from 1s to 36500d, or 'not stored' for a dropped column, "
+        'got "24 months"',
+        "privacy.columns[2]: personal column 'birth_date' is stored (generalize): its retention must be "
+        "a duration such as 730d, not 'not stored'",
+    ]

@@ -76,7 +76,7 @@ def run(ctx: DemoContext) -> None:
     changed = spec.model_dump(mode="json")
     changed["privacy"]["columns"].append({
         "column": "phone", "category": "contact", "purpose": "retention calls",
-        "legal_basis": "contract", "retention": "24 months", "treatment": "pseudonymize",
+        "legal_basis": "contract", "retention": "730d", "treatment": "pseudonymize",
     })
     with session(settings) as s:
         usecases.update_usecase(s, "ana", parse_spec(changed))

@@ -16,8 +16,9 @@ import yaml
 from pydantic import (
     BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
 )
+from pydantic.functional_validators import PlainValidator
 
-from valueloop.durations import Duration
+from valueloop.durations import RULE, Duration
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.ai import AiAssessment
 from valueloop.outcomes.value import ValueRefused, intended
@@ -220,6 +221,16 @@ class ColumnTreatment(Strict):
         return self
 
 
+def _retention(value: Any) -> Duration | Literal["not stored"]:
+    """A duration by the one rule (durations.py), or "not stored" (a dropped column)."""
+    if value == "not stored":
+        return "not stored"
+    try:
+        return Duration.checked(value if isinstance(value, str) else "")
+    except ValueError:
+        raise ValueError(f"{RULE}, or 'not stored' for a dropped column") from None
+
+
 class PersonalColumn(ColumnTreatment):
     category: str = Field(description="e.g. identifier, contact, demographic, location, financial")
     purpose: str
@@ -227,7 +238,16 @@ class PersonalColumn(ColumnTreatment):
         "consent", "contract", "legal_obligation", "vital_interest", "public_task",
         "legitimate_interest",
     ]
-    retention: str
+    #: how long the column's values are kept once recorded (prediction log, labels, dataset
+    #: versions past it are removed: operate/retention.py); a dropped column is "not stored"
+    retention: Annotated[Duration | Literal["not stored"], PlainValidator(_retention)]
+
+    @model_validator(mode="after")
+    def _stored_has_retention(self) -> PersonalColumn:
+        if self.retention == "not stored" and self.treatment is not Treatment.drop:
+            raise ValueError(f"personal column '{self.column}' is stored ({self.treatment.value}): its "
+                             "retention must be a duration such as 730d, not 'not stored'")
+        return self
 
 
 class Risk(Strict):
