@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from console_support import Console, Visit, example_yaml
+from playwright.sync_api import Page
 
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.spec import parse_spec, parse_yaml
@@ -147,6 +148,7 @@ def test_a_forged_decision_is_refused_naming_the_role_and_changes_nothing(consol
         page.get_by_role("heading", name="Forbidden").wait_for()
     visit.shot("forbidden")
     assert "requires role privacy_officer" in page.locator(".message").inner_text()
+    _keeps_the_navigation(page, "ana")
     assert _twin(visit, "/usecases/churn/privacy") == twin  # nothing changed
 
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
@@ -154,6 +156,26 @@ def test_a_forged_decision_is_refused_naming_the_role_and_changes_nothing(consol
                                data={"state": "draft", "etag": _twin(visit, "/usecases/churn")["etag"]})
     assert without_token.status_code == 403 and "csrf" in without_token.text
     assert _twin(visit, "/usecases/churn/privacy") == twin
+
+
+def _keeps_the_navigation(page: Page, user: str) -> None:
+    """A refusal page is still the console: its navigation, signed in as ``user``."""
+    main = page.get_by_role("navigation", name="Main")
+    for link in ("Inbox", "Use cases", "Audit"):
+        assert main.get_by_role("link", name=link, exact=True).is_visible(), link
+    assert main.get_by_role("button", name=f"Sign out {user}").is_visible()
+
+
+def test_a_page_that_does_not_exist_keeps_the_navigation(console: Console) -> None:
+    visit = console.sign_in("olivia", "not-found")
+    visit.shot("inbox")
+    with visit.expecting(404):
+        page = visit.goto("/usecases/nope", "unknown-usecase")
+    assert "use case 'nope' does not exist" in page.locator(".message").inner_text()
+    _keeps_the_navigation(page, "olivia")
+    with visit.expecting(404):
+        page = visit.goto("/no/such/page", "unknown-page")
+    _keeps_the_navigation(page, "olivia")
 
 
 def test_a_stale_form_is_refused_and_changes_nothing(console: Console) -> None:

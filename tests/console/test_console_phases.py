@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from console_support import Console, password_of
-from phases_support import USECASE, seed_phases
+from phases_support import FEATURES, USECASE, get_spec, seed_phases
 from playwright.sync_api import Page
 
 from valueloop.config import Settings
@@ -25,8 +25,9 @@ def console_seed() -> Callable[[Settings], None]:
 
 
 def _charts_drawn(page: Page, at_least: int) -> None:
-    """Every chart of the page drawn by Vega (an SVG in each chart's box)."""
-    page.wait_for_function(f"document.querySelectorAll('figure.chart .vega svg').length >= {at_least}")
+    """Every chart of the page drawn by Vega (an SVG in each chart's box). A locator waits: a
+    polled wait_for_function evaluates a string, which the page's CSP refuses."""
+    page.locator("figure.chart .vega svg").nth(at_least - 1).wait_for()
     assert page.locator("figure.chart .vega").count() == page.locator("figure.chart .vega svg").count()
 
 
@@ -144,6 +145,49 @@ def test_a_stale_promotion_form_is_refused(console: Console) -> None:
     assert {m["version"]: m["aliases"] for m in _models(console)} == {1: ["champion"], 2: []}
 
 
+def test_the_deploy_page_shows_the_error_rate_between_monitor_runs(console: Console) -> None:
+    import pyarrow as pa
+    from deploy_support import free_port
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    from valueloop.deploy.predlog import PredictionLog
+    from valueloop.operate.monitor import run_monitor
+    from valueloop.outcomes.spec import parse_spec
+    from valueloop.outcomes.usecases import update_usecase
+    from valueloop.store import session
+
+    registry = CollectorRegistry()  # a serving process's counters, on a real /metrics
+    requests = Counter("valueloop_requests", "answered", ["usecase", "model_version", "status"], registry=registry)
+    port = free_port()
+    server, thread = start_http_server(port, "127.0.0.1", registry)
+    try:
+        spec = get_spec(console.settings)
+        spec["operate"] = spec["operate"] | {"metrics_url": f"http://127.0.0.1:{port}/metrics"}
+        with session(console.settings) as s:
+            update_usecase(s, "olivia", parse_spec(spec))
+        requests.labels(USECASE, "1", "200").inc(1000)
+        requests.labels(USECASE, "1", "500").inc(10)
+        run_monitor(console.settings, "oscar", USECASE)  # samples the counters on the newest window
+        log = PredictionLog(console.settings, USECASE)
+        more = log.read().slice(0, 300).select([*FEATURES, "model_version", "latency_seconds", "prediction",
+                                                "probability"])
+        log.append(more.append_column("request_id", pa.array([f"next-{i}" for i in range(300)])), source="rest")
+        requests.labels(USECASE, "1", "200").inc(400)
+        requests.labels(USECASE, "1", "500").inc(100)
+        run_monitor(console.settings, "oscar", USECASE)  # a new window, the first one's sample kept
+    finally:
+        server.shutdown()
+        thread.join()
+
+    visit = console.sign_in("oscar", "deploy-errors")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/deploy", "deploy")
+    _charts_drawn(page, 3)
+    traffic = page.request.get(f"{console.url}/usecases/{USECASE}/deploy.json").json()["traffic"]
+    assert [t["error_rate"] for t in traffic[-2:]] == [None, 0.2]  # 100 failed of 500 between the runs
+    assert "20.00 %" in page.get_by_role("region", name="Traffic").inner_text()
+
+
 def test_operations_acknowledges_an_alert(console: Console) -> None:
     visit = console.sign_in("oscar", "operations")
     visit.shot("inbox")
@@ -163,6 +207,39 @@ def test_operations_acknowledges_an_alert(console: Console) -> None:
     owner.shot("inbox")
     page = owner.goto(f"/usecases/{USECASE}/operate", "operate")
     assert page.get_by_role("button", name="Acknowledge").count() == 0  # not hers to acknowledge
+
+
+def test_the_owner_sees_each_kpi_per_cycle_against_its_target(console: Console) -> None:
+    from valueloop.operate.kpis import record_kpi
+    from valueloop.store import session
+
+    with session(console.settings) as s:
+        record_kpi(s, "olivia", USECASE, "churn_rate", 0.091)
+    visit = console.sign_in("olivia", "owner-kpis")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}", "usecase")
+    _charts_drawn(page, 3)
+    twin = page.request.get(f"{console.url}/usecases/{USECASE}.json").json()
+    series = {k["name"]: k for k in twin["kpi_series"]}
+    assert [(p["cycle"], p["source"], p["value"], p["met"]) for p in series["churn_rate"]["points"]] == [
+        (1, "recorded", 0.091, False)]
+    recall = {p["source"]: p for p in series["recall"]["points"]}
+    assert recall["evaluation"]["detail"] == "v2" and {"evaluation", "production"} <= set(recall)
+    assert recall["production"]["detail"] == "600 labels"
+    assert series["retention_calls"]["points"] == []
+    rule = twin["charts"]["kpi-recall"]["layer"][1]
+    assert rule["mark"]["type"] == "rule" and rule["data"]["values"] == [{"target": 0.7}]
+    assert page.locator('[data-vega="chart-recall"] svg').count() == 1
+    assert page.get_by_text("recall: recall >= 0.7").is_visible()  # the chart's caption names its target
+
+    # the Models page's verdict column says met or missed, never a lifecycle state
+    page = visit.goto(f"/usecases/{USECASE}/models", "models")
+    rows = {k["name"]: k for k in page.request.get(f"{console.url}/usecases/{USECASE}/models.json").json()["kpis"]}
+    assert (rows["churn_rate"]["value"], rows["churn_rate"]["measured_on"], rows["churn_rate"]["verdict"]) == (
+        0.091, "cycle 1", "missed")
+    assert rows["retention_calls"]["verdict"] is None and rows["recall"]["measured_on"] == "held-out data"
+    verdicts = page.locator("table.kpis tbody tr td:nth-child(4)").all_inner_texts()
+    assert set(verdicts) <= {"met", "missed", "—"} and "missed" in verdicts
 
 
 def test_every_phase_page_of_a_use_case_with_nothing_yet(console: Console) -> None:

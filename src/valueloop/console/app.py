@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from valueloop.config import Settings
-from valueloop.console.web import JSON_TWIN, SignInRequired, templates, wants_json
+from valueloop.console.web import JSON_TWIN, SignInRequired, me_of, templates, wants_json
 from valueloop.errors import InternalError, ValueloopError
 from valueloop.security.ratelimit import AuthenticationThrottle
 from valueloop.validation import describe_errors
@@ -56,8 +56,10 @@ def _refusal(request: Request, status: int, kind: str, message: str, problems: l
     if wants_json(request):
         body = {"error": {"type": kind, "message": message, "problems": problems}}
         return JSONResponse(body, status_code=status)
+    me = me_of(request) if status != 401 else None
     context = {"status": status, "phrase": HTTPStatus(status).phrase, "kind": kind, "message": message,
-               "problems": problems, "back": request.headers.get("referer", "/")}
+               "problems": problems, "back": request.headers.get("referer", "/"), "me": me,
+               "csrf": me.csrf if me else ""}
     return templates.TemplateResponse(request, "error.html", context, status_code=status)
 
 

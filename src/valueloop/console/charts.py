@@ -73,8 +73,10 @@ def heatmap(cells: list[dict[str, Any]]) -> Spec:
 
 
 def lines(points: list[dict[str, Any]], x: str, y: str, series: str, description: str,
-          target: float | None = None, x_type: str = "ordinal", y_title: str | None = None) -> Spec:
-    """One line per series, with an optional dashed target line."""
+          target: float | None = None, x_type: str = "ordinal", y_title: str | None = None,
+          extra_tooltip: tuple[str, ...] = ()) -> Spec:
+    """One line per series, with an optional dashed target line; ``extra_tooltip`` names more
+    fields of the points to show on hover."""
     line = {"mark": {"type": "line", "point": True},
             "encoding": {"x": {"field": x, "type": x_type, "sort": None, "title": x,
                                "axis": {"labelAngle": 0, "labelOverlap": True}},
@@ -83,7 +85,8 @@ def lines(points: list[dict[str, Any]], x: str, y: str, series: str, description
                          "color": {"field": series, "type": "nominal", "title": None,
                                    "legend": {"orient": "bottom"}},
                          "strokeDash": {"field": series, "type": "nominal", "title": None},
-                         "tooltip": [{"field": series}, {"field": x}, {"field": y, "format": ".4g"}]}}
+                         "tooltip": [{"field": series}, {"field": x}, {"field": y, "format": ".4g"},
+                                     *({"field": f} for f in extra_tooltip)]}}
     layers: list[Spec] = [line]
     if target is not None:
         layers.append({"data": {"values": [{"target": target}]},

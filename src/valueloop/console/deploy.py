@@ -93,18 +93,30 @@ def _traffic(session: Session, usecase: str) -> list[TrafficWindow]:
                                 .where(MonitorResult.usecase == usecase)
                                 .order_by(MonitorResult.window_start.desc(), MonitorResult.id.desc())
                                 .limit(WINDOWS)))[::-1]
-    shown = []
+    shown, before = [], None
     for i, r in enumerate(rows, 1):
         hours = (r.window_end - r.window_start).total_seconds() / 3600
         latency = (r.health or {}).get("latency") or {}
-        server = (r.health or {}).get("server") or {}
+        server = (r.health or {}).get("server")
         shown.append(TrafficWindow(
             window=f"#{i}", start=f"{r.window_start:%m-%d %H:%M}", rows=r.rows,
             per_hour=r.rows / hours if hours > 1 / 60 else None,
             p50_ms=latency["p50"] * 1000 if "p50" in latency else None,
             p99_ms=latency["p99"] * 1000 if "p99" in latency else None,
-            error_rate=server.get("error_rate")))
+            error_rate=_error_rate(before, server)))
+        before = server or before
     return shown
+
+
+def _error_rate(before: dict[str, float] | None, now: dict[str, float] | None) -> float | None:
+    """The share of failed requests between two monitor runs' samples of the server's counters
+    (a restarted server counts from zero again); None without both."""
+    if before is None or now is None:
+        return None
+    requests, errors = now["requests"] - before["requests"], now["errors"] - before["errors"]
+    if requests < 0:
+        requests, errors = now["requests"], now["errors"]
+    return errors / requests if requests > 0 else None
 
 
 def _charts(traffic: list[TrafficWindow]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ with the owner's acceptance and promotion offered to those who may."""
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -27,6 +27,7 @@ from valueloop.outcomes.roles import Action, allows, require
 from valueloop.outcomes.usecases import UseCaseView, get_usecase, spec_of
 from valueloop.outcomes.usecases import view as usecase_view
 from valueloop.outcomes.users import get_user
+from valueloop.store.models import UseCase
 
 router = APIRouter()
 #: the evaluation figures Learn logs under ``plots/``, by task
@@ -43,6 +44,18 @@ class Training(BaseModel):
     candidates: int
 
 
+class KpiRow(BaseModel):
+    """A KPI target beside the selected version: a model KPI as evaluated on held-out data, a
+    business KPI as recorded on the use case's current cycle (None until one is)."""
+
+    name: str
+    kind: str
+    target: str
+    value: float | None
+    measured_on: str | None
+    verdict: Literal["met", "missed"] | None
+
+
 class ModelsPage(BaseModel):
     usecase: UseCaseView
     primary_metric: str
@@ -54,6 +67,7 @@ class ModelsPage(BaseModel):
     comparison: dict[str, Any] | None
     models: list[ModelVersionView]
     selected: ModelVersionView | None
+    kpis: list[KpiRow]
     trainer: str | None
     segments: dict[str, dict[str, dict[str, Any]]]
     plots: list[str]
@@ -148,6 +162,20 @@ def _comparison(runs: list[RunView], metric: str, threshold: float, passed: dict
     return charts.bars_with_threshold(rows, metric, threshold) if rows else None
 
 
+def _kpi_rows(found: UseCase, selected: ModelVersionView | None) -> list[KpiRow]:
+    cycle = found.cycles[-1] if found.cycles else None
+    rows = []
+    for check in selected.kpis if selected else []:
+        value, on, met = check.value, "held-out data", check.met
+        if check.kind == "business":
+            recorded = cycle.kpi_outcomes.get(check.name) if cycle else None
+            value, on, met = (recorded["value"], f"cycle {cycle.number}", recorded["met"]) if recorded \
+                else (None, None, None)
+        rows.append(KpiRow(name=check.name, kind=check.kind, target=check.target, value=value, measured_on=on,
+                           verdict=None if met is None else "met" if met else "missed"))
+    return rows
+
+
 def build(view: View, usecase: str, training: str | None = None, version: int | None = None) -> ModelsPage:
     session, settings, actor = view.s, view.settings, view.name
     found = get_usecase(session, usecase)
@@ -180,7 +208,7 @@ def build(view: View, usecase: str, training: str | None = None, version: int | 
         usecase=usecase_view(found), primary_metric=objective.primary_metric, threshold=objective.threshold,
         metrics=metrics, trainings=trainings, training=training, runs=shown,
         comparison=_comparison(shown, objective.primary_metric, objective.threshold, passed),
-        models=list(reversed(models)), selected=selected, trainer=trainer, segments=segments or {},
+        models=list(reversed(models)), selected=selected, kpis=_kpi_rows(found, selected), trainer=trainer, segments=segments or {},
         plots=list(PLOTS[objective.task]) if selected else [],
         mlflow_url=mlflow_url, may_accept=allows(session, view.user, Action.accept_model, found) and trainer != actor,
         may_promote=allows(session, view.user, Action.promote, found), champion=champion,

@@ -4,12 +4,14 @@ with its allowed moves, KPI outcomes, cycles) and the editing of its ``valueloop
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.datastructures import FormData, UploadFile
 
+from valueloop.console.kpi_series import KpiSeries, kpi_chart, kpi_series
 from valueloop.console.web import Form, Problems, View, as_yaml, etag_of, text
 from valueloop.errors import InvalidInput
 from valueloop.outcomes import privacy, usecases
@@ -42,6 +44,8 @@ class UseCasePage(BaseModel):
     may_submit_privacy: bool
     may_record_kpis: bool
     may_edit: bool
+    kpi_series: list[KpiSeries]
+    charts: dict[str, Any]
     etag: str
 
 
@@ -62,6 +66,7 @@ def _page(view: View, name: str) -> UseCasePage:
     detail = usecases.show_usecase(view.s, view.name, name)
     row = usecases.get_usecase(view.s, name)
     mine = roles_of(view.s, view.user, row)
+    series = kpi_series(view.s, row.name, detail.kpis, detail.cycles)
     moves = [Move(state=to, label=_LABELS.get(to, to.value)) for (frm, to), action in TRANSITIONS.items()
              if frm is detail.state and to not in OWNED_BY_COMMAND and allows(view.s, view.user, action, row)]
     return UseCasePage(
@@ -69,6 +74,7 @@ def _page(view: View, name: str) -> UseCasePage:
         may_submit_privacy=detail.state is State.formulated and allows(view.s, view.user, Action.submit_privacy, row),
         may_record_kpis=bool(detail.cycles) and allows(view.s, view.user, Action.review, row),
         may_edit=detail.state is not State.retired and bool(mine - {Role.admin, Role.privacy_officer}),
+        kpi_series=series, charts={f"kpi-{k.name}": kpi_chart(k) for k in series if k.points},
         etag=etag_of(detail),
     )
 

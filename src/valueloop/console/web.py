@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from valueloop.config import Settings
-from valueloop.errors import AuthenticationFailed, Conflict, InvalidInput, PermissionDenied
+from valueloop.errors import AuthenticationFailed, Conflict, InvalidInput, PermissionDenied, ValueloopError
 from valueloop.outcomes.users import get_user
 from valueloop.security.sessions import signed_in
 from valueloop.server.deps import DB
@@ -164,6 +164,15 @@ class Viewer:
                            "change, and decide again (nothing was applied)")
 
 
+@dataclass(frozen=True)
+class Me:
+    """Who the navigation is for: what a refusal page shows after the page's transaction ended."""
+
+    name: str
+    is_admin: bool
+    csrf: str
+
+
 def viewer(request: Request, s: DB) -> Viewer:
     secret = request.cookies.get(SESSION_COOKIE, "")
     if not secret:
@@ -172,7 +181,25 @@ def viewer(request: Request, s: DB) -> Viewer:
         live = signed_in(s, secret)
     except AuthenticationFailed as exc:
         raise SignInRequired(exc.message) from None
-    return Viewer(request=request, s=s, user=get_user(s, live.user), csrf=live.csrf_token)
+    user = get_user(s, live.user)
+    request.state.me = Me(user.name, user.is_admin, live.csrf_token)
+    return Viewer(request=request, s=s, user=user, csrf=live.csrf_token)
+
+
+def me_of(request: Request) -> Me | None:
+    """The signed-in person of a refused request, so its error page keeps the navigation: the one
+    the page's dependency found, else the session cookie's (a path no route has), else nobody."""
+    found = getattr(request.state, "me", None)
+    secret = request.cookies.get(SESSION_COOKIE, "")
+    if found is not None or not secret:
+        return found
+    try:
+        with session(request.app.state.settings) as s:
+            live = signed_in(s, secret)
+            user = get_user(s, live.user)
+            return Me(user.name, user.is_admin, live.csrf_token)
+    except ValueloopError:
+        return None
 
 
 View = Annotated[Viewer, Depends(viewer)]

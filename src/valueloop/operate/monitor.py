@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
@@ -111,15 +111,33 @@ def compute(session: Session, settings: Settings, name: str, since: datetime | N
     )
 
 
+def _server_samples(session: Session, report: MonitorReport, first: datetime,
+                    last: datetime) -> dict[datetime, Any]:
+    """The serving counters each window was stored with, kept when it is recomputed, and this
+    run's on the newest window: the error rate between two runs is their difference."""
+    rows = session.execute(select(MonitorResult.window_start, MonitorResult.health).where(
+        MonitorResult.usecase == report.usecase, MonitorResult.window_start >= first,
+        MonitorResult.window_start <= last))
+    kept = {start: health["server"] for start, health in rows if (health or {}).get("server")}
+    if report.health.requests is not None:
+        kept[last] = {"requests": report.health.requests, "errors": report.health.errors,
+                      "at": report.computed_at.isoformat()}
+    return kept
+
+
 def _store(session: Session, report: MonitorReport) -> None:
     """Replace the stored results of the windows this run recomputed."""
     if not report.windows:
         return
     first, last = report.windows[0].start, report.windows[-1].start
+    server = _server_samples(session, report, first, last)
     session.execute(delete(MonitorResult).where(
         MonitorResult.usecase == report.usecase, MonitorResult.window_start >= first,
         MonitorResult.window_start <= last))
     for w in report.windows:
+        health: dict[str, Any] = {"latency": w.latency, "problems": w.problems}
+        if w.start in server:
+            health["server"] = server[w.start]
         session.add(MonitorResult(
             usecase=report.usecase, window_start=w.start, window_end=w.end, rows=w.rows, labeled=w.labeled,
             model_versions=w.model_versions, reference_version=report.reference_version,
@@ -129,7 +147,7 @@ def _store(session: Session, report: MonitorReport) -> None:
             missing={c: m.model_dump() for c, m in w.missing.items()},
             unseen={c: u.model_dump() for c, u in w.unseen.items()},
             performance=w.performance | {f"estimated_{k}": v for k, v in w.estimate.items()},
-            estimated=w.estimated, health={"latency": w.latency, "problems": w.problems},
+            estimated=w.estimated, health=health,
         ))
 
 
