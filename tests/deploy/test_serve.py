@@ -249,3 +249,22 @@ def test_a_prediction_past_the_use_cases_timeout_is_a_504(served: Served) -> Non
     set_deploy(served.settings, timeout=10)
     wait_for(lambda: served_state(served.url, served.tokens["dana"])[2]["timeout"] == 10)
     assert _post(served, "/predict/churn", json=ROW).status_code == 200
+
+
+def test_a_limited_risk_use_case_tells_people_with_every_prediction(served: Served) -> None:
+    """The AI Act's transparency notice of the approved DPIA (churn is limited risk) is a header of
+    every prediction, whichever protocol asked."""
+    from valueloop.outcomes.usecases import get_usecase
+    from valueloop.store import session
+
+    with session(served.settings) as s:
+        notice = get_usecase(s, "churn").spec["privacy"]["ai"]["transparency_notice"]
+    for path, payload in (("/predict/churn", ROW), ("/invocations/churn", {"dataframe_records": [ROW]})):
+        answer = _post(served, path, json=payload)
+        assert answer.status_code == 200 and answer.headers["x-ai-transparency"] == notice
+
+
+def test_a_notice_is_one_header_line_whatever_it_holds() -> None:
+    from valueloop.deploy.app import header_text
+
+    assert header_text("Über 100%\r\nSet-Cookie: x") == b"%C3%9Cber 100%25%0D%0ASet-Cookie: x"

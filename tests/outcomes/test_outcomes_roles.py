@@ -21,6 +21,7 @@ EXPECTED = {
     Action.ingest: {Role.data_engineer},
     Action.train: {Role.data_scientist},
     Action.accept_model: {Role.owner},
+    Action.sign_model_card: {Role.owner},
     Action.promote: {Role.data_scientist, Role.operations},
     Action.deploy: {Role.developer, Role.operations},
     Action.operate: {Role.operations},

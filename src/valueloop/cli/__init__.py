@@ -9,8 +9,8 @@ import sys
 import typer
 
 from valueloop.cli import (
-    admin, audit, backup, batch, data, db, demo, doctor, labels, learn, operate, outcomes, privacy, remote, serve,
-    server, stream,
+    admin, audit, backup, batch, data, db, demo, doctor, labels, learn, modelcard, operate, outcomes, privacy, remote,
+    serve, server, stream,
 )
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
 app.add_typer(data.app, name="data")
 learn.register(app)
+app.command("modelcard")(modelcard.modelcard)
 serve.register(app)
 app.command("batch")(batch.batch)
 app.command("stream")(stream.stream)

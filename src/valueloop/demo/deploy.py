@@ -50,9 +50,11 @@ def run(ctx: DemoContext) -> None:
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     try:
         out.print(f"valueloop serve is up at {url}; devon's application calls it with a bearer token")
-        plain = client.post("/predict/churn", json=REQUEST).json()
+        answered = client.post("/predict/churn", json=REQUEST)
+        plain = answered.json()
         out.print(f"  POST /predict/churn → churn {plain['predictions'][0]} (probability "
                   f"{plain['probabilities'][0]:.2f}), model v{plain['model_version']}, request {plain['request_id'][:8]}…")
+        out.print(f"    X-AI-Transparency: {answered.headers.get('x-ai-transparency')}")
         raw = client.post("/predict/churn", json=RAW).json()
         out.print(f"  POST /predict/churn with the customer's CRM record as exported (name, e-mail, birth date, "
                   f"postcode) → probability {raw['probabilities'][0]:.2f}: the version's pipeline treated it as "

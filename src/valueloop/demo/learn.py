@@ -8,7 +8,7 @@ from rich.progress import Progress
 
 from valueloop.demo import DemoContext
 from valueloop.errors import GateClosed
-from valueloop.learn import registry, training
+from valueloop.learn import modelcard, registry, training
 from valueloop.store import session
 
 
@@ -54,3 +54,14 @@ def run(ctx: DemoContext) -> None:
         champion = registry.promote(s, settings, "dana", "churn", registered.version)
     out.print(f"olivia accepted v{champion.version}; dana promoted it: aliases {', '.join(champion.aliases)}")
     ctx.state["model_version"] = champion.version
+
+    limitations = ("Scored on subscribers with at least one month of tenure; new customers and business "
+                   "accounts are outside the training data.\nThe score ranks, it does not decide: a person "
+                   "calls, and a customer may refuse.")
+    with session(settings) as s:
+        modelcard.generate(s, settings, "dana", "churn", champion.version, limitations)
+        card = modelcard.sign(s, settings, "olivia", "churn", champion.version)
+    path = ctx.workspace / f"churn-v{champion.version}-model-card.html"
+    path.write_text(card.html)
+    out.print(f"dana wrote the model's limitations; the model card (digest {card.digest[:12]}…) is kept with "
+              f"v{champion.version} in MLflow, signed by {card.signed_by}: {path}")

@@ -69,6 +69,9 @@ def run(ctx: DemoContext) -> None:
                                    "approved on condition that postcodes are cut to their region")
         usecases.advance(s, "olivia", "churn", State.in_development)
     out.print(f"pia approved DPIA v{approved.version} with a condition: postcode → generalize(prefix=2)")
+    if (ai := approved.content.ai) is not None:
+        out.print(f"AI Act: pia decided the use case is {ai.risk} risk; serving tells people "
+                  f"\"{ai.transparency_notice}\"")
     out.print("treatments the Data phase must apply: "
               + ", ".join(f"{t.column}={t.treatment.value}" for t in approved.treatments.values()))
 

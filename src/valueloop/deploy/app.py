@@ -112,6 +112,19 @@ class ServeOptions:
     mlflow_compat: bool = False
 
 
+#: the AI Act's (Art. 50) notice of a limited-risk use case, with every prediction it answers
+TRANSPARENCY = b"x-ai-transparency"
+
+
+@functools.cache
+def header_text(text: str) -> bytes:
+    """A notice as a header value: ASCII as written, anything else UTF-8 percent-encoded. The use
+    case file already refuses control characters; quote keeps a CR or LF out regardless."""
+    from urllib.parse import quote
+
+    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode("ascii")
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(to_json(data), status_code=status, media_type="application/json", headers=headers)
 
@@ -279,8 +292,9 @@ class Server:
             _child(LATENCY, label, version).observe(latency)
             answer, extra = wire.answer(batcher.model, rid, p, request)
             answer, packed = _compressed(answer, headers.get("accept-encoding"))
+            notice = [(TRANSPARENCY, header_text(deployment.notice))] if deployment.notice else []
             return 200, answer, [*extra, *packed, (b"x-request-id", rid.encode("latin-1", "replace")),
-                                 (b"x-model-version", version.encode())]
+                                 (b"x-model-version", version.encode()), *notice]
         except ValueloopError as exc:
             return self._refused(exc, wire, label, version)
         except Exception:  # noqa: BLE001 - the trace goes to the log, never to the client

@@ -92,6 +92,7 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
     import platform
 
     from valueloop.learn.registry import artifact_digest, verified_model_dir
+    from valueloop.outcomes.privacy import transparency_notices
 
     found = get_usecase(session, usecase)
     acting = get_user(session, actor)
@@ -114,7 +115,8 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
         policy = spec_of(found).deploy or Deploy()
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
         (staging / "bundle.json").write_text(json.dumps(
-            {"usecase": found.name, "version": number, "digest": digest, "deploy": policy.model_dump()}, indent=2))
+            {"usecase": found.name, "version": number, "digest": digest, "deploy": policy.model_dump(),
+             "notice": transparency_notices(session, [found.name]).get(found.name)}, indent=2))
         (staging / "serve.py").write_text(ENTRYPOINT)
         (staging / "Dockerfile").write_text(DOCKERFILE.format(python=".".join(platform.python_version_tuple()[:2])))
         if out.exists():
@@ -141,7 +143,8 @@ def serve_bundle(root: Path, host: str, port: int) -> None:
     meta = json.loads((root / "bundle.json").read_text())
     if artifact_digest(root / "model") != meta["digest"]:
         raise Conflict(f"bundle {root}: the model's files changed since the bundle was built; not serving")
-    wanted = {meta["usecase"]: Wanted(str(meta["version"]), None, Deploy.model_validate(meta["deploy"]))}
+    wanted = {meta["usecase"]: Wanted(str(meta["version"]), None, Deploy.model_validate(meta["deploy"]),
+                                      meta.get("notice"))}
 
     def loader(_: Settings, usecase: str, number: str) -> ServedModel:
         return from_pyfunc(None, usecase, number, mlflow.pyfunc.load_model(str(root / "model")))

@@ -29,6 +29,8 @@ class Wanted:
     champion: str
     challenger: str | None
     policy: Deploy
+    #: the AI Act's transparency notice of a limited-risk use case, sent with every prediction
+    notice: str | None = None
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Deployment:
     policy: Deploy
     champion: MicroBatcher
     challenger: MicroBatcher | None = None
+    notice: str | None = None
 
     def by_version(self, version: str) -> MicroBatcher | None:
         for batcher in (self.champion, self.challenger):
@@ -54,6 +57,7 @@ def registry_state(settings: Settings) -> dict[str, Wanted]:
     from sqlalchemy import select
 
     from valueloop.learn.tables import ModelVersion
+    from valueloop.outcomes.privacy import transparency_notices
     from valueloop.store import session
     from valueloop.store.models import UseCase
 
@@ -64,11 +68,12 @@ def registry_state(settings: Settings) -> dict[str, Wanted]:
             for alias in held or ():
                 aliases.setdefault(usecase, {})[alias] = str(version)
         specs = dict(s.execute(select(UseCase.name, UseCase.spec).where(UseCase.name.in_(list(aliases)))).all())
+        notices = transparency_notices(s, list(aliases))
     wanted = {}
     for usecase, held in aliases.items():
         if "champion" in held and usecase in specs:
             policy = Deploy.model_validate(specs[usecase].get("deploy") or {})
-            wanted[usecase] = Wanted(held["champion"], held.get("challenger"), policy)
+            wanted[usecase] = Wanted(held["champion"], held.get("challenger"), policy, notices.get(usecase))
     return wanted
 
 
@@ -148,13 +153,13 @@ class ModelPool:
             if want.challenger:
                 old = current.challenger if current else None
                 challenger = await self._batcher(usecase, want.challenger, want.policy, old)
-            self._swap(usecase, Deployment(usecase, want.policy, champion, challenger), current)
+            self._swap(usecase, Deployment(usecase, want.policy, champion, challenger, want.notice), current)
         for usecase in set(self.deployments) - set(wanted):
             self._swap(usecase, None, self.deployments[usecase])
 
     def _swap(self, usecase: str, new: Deployment | None, old: Deployment | None) -> None:
-        if new is not None and old is not None and (new.policy, new.champion, new.challenger) == \
-                (old.policy, old.champion, old.challenger):
+        if new is not None and old is not None and (new.policy, new.champion, new.challenger, new.notice) == \
+                (old.policy, old.champion, old.challenger, old.notice):
             return
         deployments = dict(self.deployments)
         if new is None:

@@ -123,7 +123,7 @@ def in_service(session: Session, usecase: str) -> ModelVersion | None:
     return next((r for r in rows if "champion" in r.aliases), rows[-1]) if rows else None
 
 
-def _row(session: Session, usecase: str, ref: int | str) -> ModelVersion:
+def version_row(session: Session, usecase: str, ref: int | str) -> ModelVersion:
     """A model version by number, or by the alias it holds."""
     rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
                            .order_by(ModelVersion.version)).all()
@@ -143,14 +143,14 @@ def target_of(session: Session, usecase: str, ref: int | str) -> Target:
     """What a model version predicts: task, classes, positive class and decision threshold."""
     from valueloop.learn.dataset import Target
 
-    row = _row(session, usecase, ref)
+    row = version_row(session, usecase, ref)
     record = session.scalar(select(TrainingRun.target).where(TrainingRun.run_id == row.run_id))
     return Target.of(record, spec_of(get_usecase(session, usecase)).model.task)
 
 
 def get_model(session: Session, actor: str | None, usecase: str, ref: int | str) -> ModelVersionView:
     found = viewed(session, actor, usecase)
-    return view(session, _row(session, found.name, ref))
+    return view(session, version_row(session, found.name, ref))
 
 
 def list_models(session: Session, actor: str | None, usecase: str) -> list[ModelVersionView]:
@@ -163,7 +163,7 @@ def list_models(session: Session, actor: str | None, usecase: str) -> list[Model
 def verified_model_dir(session: Session, settings: Settings, usecase: str, ref: int | str) -> tuple[int, Path]:
     """The version number and local MLflow model directory of a registered model, after its
     files match the recorded digest (the Deploy phase copies it into a bundle)."""
-    row = _row(session, get_usecase(session, usecase).name, ref)
+    row = version_row(session, get_usecase(session, usecase).name, ref)
     local = _local(settings, f"models:/{row.registered_name}/{row.version}")
     digest = artifact_digest(local)
     if digest != row.artifact_digest:
@@ -188,7 +188,7 @@ def accept(session: Session, actor: str | None, usecase: str, version: int, *, a
     require(session, acting, Action.accept_model, found)
     if not comment.strip():
         raise InvalidInput("comment: the owner's decision needs a comment saying why")
-    row = _row(session, found.name, version)
+    row = version_row(session, found.name, version)
     trainer = session.scalar(select(TrainingRun.actor).where(TrainingRun.run_id == row.run_id))
     if trainer == acting.name and not acting.is_system:  # a policy accepts under the owner's standing rule
         raise PermissionDenied(f"{acting.name} may not accept model {found.name} v{row.version}: "
@@ -212,7 +212,7 @@ def promote(session: Session, settings: Settings, actor: str | None, usecase: st
     require(session, acting, Action.promote, found)
     if alias not in ALIASES:
         raise InvalidInput(f"alias: '{alias}' is not one of {', '.join(ALIASES)}")
-    row = _row(session, found.name, version)
+    row = version_row(session, found.name, version)
     missing = [] if row.tests_passed else ["its model tests did not pass"]
     if alias == "champion" and row.acceptance != "accepted":
         missing.append(f"the owner has not accepted it (acceptance: {row.acceptance}; "

@@ -70,3 +70,10 @@ class ModelVersion(Base):
     accepted_at: Mapped[datetime | None]
     aliases: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the model card (learn/modelcard.py): its digest as last generated, the data scientist's
+    #: limitations, and the digest the owner signed (a changed card no longer matches it)
+    card_digest: Mapped[str | None] = mapped_column(String(64))
+    card_limitations: Mapped[str | None] = mapped_column(Text)
+    card_signed_digest: Mapped[str | None] = mapped_column(String(64))
+    card_signed_by: Mapped[str | None] = mapped_column(String(64))
+    card_signed_at: Mapped[datetime | None]

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from valueloop.errors import Conflict, GateClosed, InvalidInput
@@ -236,3 +237,14 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     elif was != now:
         parts.append("AI assessment changed")
     return "; ".join(parts) or "description changed"
+
+
+def transparency_notices(session: Session, names: list[str]) -> dict[str, str]:
+    """The notice each limited-risk use case's approved DPIA tells people with every prediction."""
+    rows = session.execute(select(UseCase.name, PrivacyAssessment.content)
+                           .join(PrivacyAssessment, PrivacyAssessment.usecase_id == UseCase.id)
+                           .where(UseCase.name.in_(names), PrivacyAssessment.status == Status.approved)
+                           .order_by(PrivacyAssessment.version)).all()
+    newest = dict(rows)  # the newest approved version of each use case comes last
+    return {name: ai["transparency_notice"] for name, content in newest.items()
+            if (ai := content.get("ai")) and ai["risk"] == RiskClass.limited}

@@ -39,6 +39,7 @@ class Action(StrEnum):
     ingest = "ingest"
     train = "train"
     accept_model = "accept_model"
+    sign_model_card = "sign_model_card"
     promote = "promote"
     deploy = "deploy"
     operate = "operate"
@@ -61,6 +62,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.ingest: frozenset({Role.data_engineer}),
     Action.train: frozenset({Role.data_scientist}),
     Action.accept_model: frozenset({Role.owner}),
+    # the owner vouches for the technical documentation a high-risk system needs (AI Act Art. 11)
+    Action.sign_model_card: frozenset({Role.owner}),
     Action.promote: frozenset({Role.data_scientist, Role.operations}),
     Action.deploy: frozenset({Role.developer, Role.operations}),
     Action.operate: frozenset({Role.operations}),

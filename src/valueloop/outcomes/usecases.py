@@ -281,6 +281,10 @@ def advance(
     require(session, acting, action, usecase)
     if target is State.in_development:
         require_privacy_approval(session, usecase)
+    if target is State.in_production:  # the AI Act's duties of a high-risk system, on its model card
+        from valueloop.learn.modelcard import require_production_ready
+
+        require_production_ready(session, usecase)
     if current is State.in_review and not (reason and reason.strip()):
         raise InvalidInput(
             "reason: the business decision at review needs a comment (why go on, or why retire)"

@@ -8,8 +8,9 @@ from pydantic import BaseModel, Field
 
 from valueloop.deploy.rollback import RollbackView
 from valueloop.deploy.rollback import rollback as rollback_
-from valueloop.learn import registry
+from valueloop.learn import modelcard, registry
 from valueloop.learn import training
+from valueloop.learn.modelcard import ModelCardView
 from valueloop.learn.views import ModelVersionView, ReproduceReport, RunView, TrainingReport
 from valueloop.server.deps import DB, Actor, AppSettings, RowId
 
@@ -25,6 +26,11 @@ class Training(BaseModel):
 class Acceptance(BaseModel):
     accepted: bool = Field(description="false rejects the version")
     comment: str = Field(description="why, in the owner's words")
+
+
+class CardRequest(BaseModel):
+    limitations: str | None = Field(None, description="the model's limitations and known failure cases, "
+                                                      "by the data scientist; the card states them")
 
 
 class Promotion(BaseModel):
@@ -63,6 +69,19 @@ def model(name: str, ref: str, s: DB, actor: Actor) -> ModelVersionView:
 @router.post(f"{USECASE}/models/{{version}}/acceptance")
 def accept(name: str, version: RowId, body: Acceptance, s: DB, actor: Actor) -> ModelVersionView:
     return registry.accept(s, actor, name, version, accepted=body.accepted, comment=body.comment)
+
+
+@router.post(f"{USECASE}/models/{{version}}/card")
+def model_card(name: str, version: RowId, body: CardRequest, s: DB, actor: Actor,
+               settings: AppSettings) -> ModelCardView:
+    """Generate the version's model card (Markdown and HTML) and keep it with the version."""
+    return modelcard.generate(s, settings, actor, name, version, body.limitations)
+
+
+@router.post(f"{USECASE}/models/{{version}}/card/signoff")
+def sign_model_card(name: str, version: RowId, s: DB, actor: Actor, settings: AppSettings) -> ModelCardView:
+    """The owner signs the card as it stands now; a later change of the card voids the sign-off."""
+    return modelcard.sign(s, settings, actor, name, version)
 
 
 @router.post(f"{USECASE}/models/{{version}}/promotion")
