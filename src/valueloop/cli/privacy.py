@@ -30,6 +30,14 @@ def _render(a) -> None:  # type: ignore[no-untyped-def]
           [(t.column, t.treatment, t.params or "",
             "condition" if any(c.column == t.column for c in a.conditions) else "proposal")
            for t in a.treatments.values()])
+    if (ai := a.content.ai) is not None:
+        from rich.markup import escape
+
+        told = [f"Annex III {ai.annex_iii}" if ai.annex_iii else "",
+                f"oversight: {ai.oversight.who}: {ai.oversight.how}" if ai.oversight else "",
+                f"logs kept {ai.log_retention}" if ai.log_retention else "",
+                f"notice: {ai.transparency_notice}" if ai.transparency_notice else ""]
+        console().print(escape("; ".join([f"AI Act risk class {ai.risk}", *filter(None, told)])))
 
 
 @app.command("submit")

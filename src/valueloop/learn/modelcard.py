@@ -29,7 +29,8 @@ from valueloop.learn.registry import kpi_checks, version_row
 from valueloop.learn.tables import ModelVersion, TrainingRun
 from valueloop.learn.views import KpiCheck
 from valueloop.outcomes import audit
-from valueloop.outcomes.ai import AiAssessment, RiskClass, kept_for
+from valueloop.durations import Duration
+from valueloop.outcomes.ai import AiAssessment, RiskClass
 from valueloop.outcomes.privacy import require_privacy_approval
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import digest_of
@@ -249,12 +250,13 @@ def sign(session: Session, settings: Settings, actor: str | None, name: str, ver
 
 
 def _log_retention_problem(ai: AiAssessment, treatments: dict[str, Any],
-                           columns: dict[str, str]) -> str | None:
+                           columns: dict[str, Duration | str]) -> str | None:
     """Why the prediction log cannot be kept as long as the officer set, if it cannot: it holds
     every personal column that is not dropped, and is kept no longer than the shortest of them."""
-    held = {c: kept_for(columns[c]) for c, t in treatments.items() if t.treatment != "drop" and c in columns}
-    short = sorted(c for c, span in held.items()
-                   if span is None or ai.log_retention is None or span < ai.log_retention.delta)
+    assert ai.log_retention is not None  # a high-risk assessment has one
+    held = [c for c, t in treatments.items() if t.treatment != "drop" and c in columns]
+    short = sorted(c for c in held
+                   if not isinstance(columns[c], Duration) or columns[c].delta < ai.log_retention.delta)
     if not short:
         return None
     return (f"the prediction log holds personal column(s) {', '.join(short)}, whose declared retention "

@@ -81,13 +81,3 @@ class AiAssessment(BaseModel):
             raise ValueError("risk limited needs transparency_notice, the text people are shown with a prediction")
         return self
 
-
-_RETENTION = re.compile(r"(\d{1,6})\s*(day|week|month|year)s?")
-_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
-
-
-def kept_for(retention: str) -> timedelta | None:
-    """A personal column's declared retention (``24 months``, a month of 30 days) as a span; None
-    where it is not a span (``not stored``)."""
-    match = _RETENTION.fullmatch(retention.strip().lower())
-    return timedelta(days=int(match[1]) * _DAYS[match[2]]) if match else None
