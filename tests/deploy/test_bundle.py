@@ -27,19 +27,32 @@ def test_bundle_serves_the_champion(workspace: tuple[Settings, list[int]], tmp_p
     assert done.returncode == 0, done.stderr
     built = json.loads(done.stdout)
     assert {p.name for p in out.iterdir()} >= {"model", "valueloop", "requirements.txt", "bundle.json",
-                                               "serve.py", "Dockerfile"}
+                                               "serve.py", "Dockerfile", ".dockerignore"}
     assert any(r.startswith("scikit-learn==") for r in (out / "requirements.txt").read_text().splitlines())
-    assert "python serve.py" in (out / "Dockerfile").read_text().replace('"', "").replace(",", "")
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "python serve.py" in dockerfile.replace('"', "").replace(",", "")
+    assert "USER 10001" in dockerfile and "libgomp1" in dockerfile and "HEALTHCHECK" in dockerfile
+    assert "state/" in (out / ".dockerignore").read_text().splitlines()
 
     python = _fresh_venv(out / "requirements.txt", tmp_path / "venv")
     port = free_port()
+    refused = subprocess.run([str(python), str(out / "serve.py"), "--port", str(port)], cwd=tmp_path,
+                             env=_clean_env(), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "VALUELOOP_BUNDLE_TOKEN is not set" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    token = "bundle-token-of-the-test"
     proc = subprocess.Popen([str(python), str(out / "serve.py"), "--port", str(port)], cwd=tmp_path,
-                            env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env=_clean_env() | {"VALUELOOP_BUNDLE_TOKEN": token},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, proc)
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        answer = httpx.post(url + "/predict/churn", json=ROW, timeout=30)
+        assert httpx.post(url + "/predict/churn", json=ROW, timeout=30).status_code == 401
+        wrong = httpx.post(url + "/predict/churn", json=ROW, headers={"Authorization": "Bearer nope"}, timeout=30)
+        assert wrong.status_code == 401 and "VALUELOOP_BUNDLE_TOKEN" in wrong.text
+        answer = httpx.post(url + "/predict/churn", json=ROW, headers={"Authorization": f"Bearer {token}"},
+                            timeout=30)
         assert answer.status_code == 200, answer.text
         assert answer.json()["model_version"] == str(built["version"])
         assert answer.json()["probabilities"][0] > 0.5  # ROW is a customer about to leave

@@ -110,6 +110,8 @@ class ServeOptions:
     default_model: str | None = None
     #: MLflow's routes answer byte for byte as ``mlflow models serve``
     mlflow_compat: bool = False
+    #: the one bearer token a bundle accepts, in place of the user database's tokens
+    token: str | None = None
 
 
 #: the AI Act's (Art. 50) notice of a limited-risk use case, with every prediction it answers
@@ -185,7 +187,7 @@ class Server:
     def __init__(self, settings: Settings, options: ServeOptions, loader: Loader, state: State) -> None:
         self.settings, self.options = settings, options
         self.pool = ModelPool(settings, loader, options.poll_seconds, state)
-        self.access = Access(settings, options.auth, options.auth_cache_seconds)
+        self.access = Access(settings, options.auth, options.auth_cache_seconds, options.token)
         self.loggers: dict[str, AsyncPredictionLogger] = {}
 
     def logger(self, usecase: str) -> AsyncPredictionLogger:

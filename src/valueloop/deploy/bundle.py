@@ -6,10 +6,13 @@ another machine, the "executable software product":
     requirements.txt   every package serving needs, pinned to the versions installed here
     bundle.json        use case, version, digest, the deploy policy
     serve.py           the entrypoint: ``python serve.py --port 8080``
-    Dockerfile         ``docker build -t churn . && docker run -p 8080:8080 churn``
+    Dockerfile         ``docker build -t churn . && docker run -e VALUELOOP_BUNDLE_TOKEN -p 8080:8080 churn``
+    .dockerignore      keeps the prediction log and caches out of the image
 
-The bundle has no registry and no user database: it serves the one version it holds, without
-tokens (put it behind your gateway), and keeps its prediction log under ``state/``.
+The bundle has no registry and no user database: it serves the one version it holds to whoever
+sends the bearer token in ``VALUELOOP_BUNDLE_TOKEN`` (``--no-auth`` behind a gateway that checks
+callers itself), and keeps its prediction log under ``state/``. Its image runs as a user without
+privileges, with LightGBM's OpenMP runtime and a health check on ``/v2/health/ready``.
 """
 
 from __future__ import annotations
@@ -45,22 +48,43 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from valueloop.deploy.bundle import serve_bundle  # noqa: E402
+from valueloop.errors import ValueloopError  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--host", default="127.0.0.1")
 parser.add_argument("--port", type=int, default=8080)
+parser.add_argument("--no-auth", action="store_true",
+                    help="serve without a token (only behind a gateway that authenticates callers)")
 args = parser.parse_args()
-serve_bundle(HERE, args.host, args.port)
+try:
+    serve_bundle(HERE, args.host, args.port, auth=not args.no_auth)
+except ValueloopError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(exc.exit_code)
 '''
 
-DOCKERFILE = '''FROM python:{python}-slim
+DOCKERFILE = '''FROM python:{python}-slim-bookworm
+# libgomp1: LightGBM's OpenMP runtime, which the slim image lacks; Debian's current one
+# hadolint ignore=DL3008
+RUN apt-get update \\
+    && apt-get install -y --no-install-recommends libgomp1 \\
+    && rm -rf /var/lib/apt/lists/* \\
+    && useradd --create-home --uid 10001 valueloop
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
+RUN mkdir -p state && chown 10001 state
+USER 10001
 EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/v2/health/ready', timeout=3)"]
+# the bearer token clients send comes from the environment: docker run -e VALUELOOP_BUNDLE_TOKEN=...
 CMD ["python", "serve.py", "--host", "0.0.0.0", "--port", "8080"]
 '''
+DOCKERIGNORE = "state/\n**/__pycache__\n**/*.pyc\nDockerfile\n.dockerignore\n"
+#: the environment variable holding the one token a bundle accepts
+TOKEN_ENV = "VALUELOOP_BUNDLE_TOKEN"
 
 
 class BundleView(BaseModel):
@@ -119,6 +143,7 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
              "notice": transparency_notices(session, [found.name]).get(found.name)}, indent=2))
         (staging / "serve.py").write_text(ENTRYPOINT)
         (staging / "Dockerfile").write_text(DOCKERFILE.format(python=".".join(platform.python_version_tuple()[:2])))
+        (staging / ".dockerignore").write_text(DOCKERIGNORE)
         if out.exists():
             out.rmdir()
         staging.rename(out)
@@ -129,8 +154,11 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
     return BundleView(usecase=found.name, version=number, digest=digest, path=str(out), requirements=requirements)
 
 
-def serve_bundle(root: Path, host: str, port: int) -> None:
-    """Serve a bundle's model with valueloop's serving app, after checking its digest."""
+def serve_bundle(root: Path, host: str, port: int, auth: bool = True) -> None:
+    """Serve a bundle's model with valueloop's serving app, after checking its digest; with
+    ``auth``, only to callers that send the token of ``VALUELOOP_BUNDLE_TOKEN``."""
+    import os
+
     import mlflow.pyfunc
     import uvicorn
 
@@ -140,6 +168,10 @@ def serve_bundle(root: Path, host: str, port: int) -> None:
     from valueloop.deploy.pool import Wanted
     from valueloop.learn.registry import artifact_digest
 
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    if auth and token is None:
+        raise InvalidInput(f"{TOKEN_ENV} is not set: set it to the bearer token clients must send, or pass "
+                           "--no-auth to serve behind a gateway that authenticates them")
     meta = json.loads((root / "bundle.json").read_text())
     if artifact_digest(root / "model") != meta["digest"]:
         raise Conflict(f"bundle {root}: the model's files changed since the bundle was built; not serving")
@@ -150,5 +182,5 @@ def serve_bundle(root: Path, host: str, port: int) -> None:
         return from_pyfunc(None, usecase, number, mlflow.pyfunc.load_model(str(root / "model")))
 
     settings = load_settings({"VALUELOOP_HOME": str(root / "state")})
-    app = create_app(settings, ServeOptions(auth=False, poll_seconds=3600), loader, lambda _: wanted)
+    app = create_app(settings, ServeOptions(auth=auth, poll_seconds=3600, token=token), loader, lambda _: wanted)
     uvicorn.run(app, host=host, port=port, log_level="warning")
