@@ -50,6 +50,11 @@ def test_the_demo_runs_end_to_end(settings, run_cli, tmp_path, monkeypatch):
                      r"([\d,]+) events/s", said)
     assert rate and int(rate[1].replace(",", "")) > 0, said[-3000:]
     assert f"a malformed event went to {dead}: " in said
+    # the AI Act: churn is limited risk, so serving tells people; the champion's card is signed
+    assert "X-AI-Transparency: Churn risk scores are produced by an AI system" in said
+    card = re.search(r"kept with v(\d+) in MLflow, signed by olivia", said)
+    assert card and "<h2>Limitations and known failure cases</h2>" in \
+        (workspace / f"churn-v{card[1]}-model-card.html").read_text()
 
     # the demo keeps its state in its workspace, apart from the user's own home
     demo = load_settings({"VALUELOOP_HOME": str(workspace)})

@@ -62,3 +62,27 @@ def test_a_changed_risk_class_needs_a_new_decision(settings, approved_usecase):
         privacy.require_privacy_approval(s, "churn")
     assert (f"DPIA v{approved + 1} of 'churn' awaits the privacy officer's decision "
             "(AI risk class limited → high)") in str(closed.value)
+
+
+def test_a_high_risk_use_case_names_every_duty_missing_before_production(settings, approved_usecase):
+    """No oversight named, logs that cannot outlive the personal columns they hold (730d), no
+    champion: the move to production is refused, naming each; nothing moves."""
+    approved_usecase(settings)
+    data = _with_ai(risk="high", annex_iii="employment", log_retention="1000d")
+    with session(settings) as s:
+        usecases.update_usecase(s, "ana", parse_spec(data))
+    with pytest.raises(GateClosed, match="DPIA v.* awaits the privacy officer's decision"):
+        with session(settings) as s:
+            usecases.advance(s, "devon", "churn", State.in_production)
+    with session(settings) as s:
+        privacy.approve(s, "pia", "churn", comment="employment screening is Annex III")
+    with pytest.raises(GateClosed) as closed, session(settings) as s:
+        usecases.advance(s, "devon", "churn", State.in_production)
+    assert str(closed.value) == (
+        "use case 'churn' is high-risk AI (Annex III: employment) and cannot enter in_production: "
+        "privacy.ai.oversight does not name who can override or stop predictions, and how; the prediction "
+        "log holds personal column(s) birth_date, email, postcode, whose declared retention (730d, 730d, 730d) "
+        "is shorter than the 1000d the officer set for logs (privacy.ai.log_retention); no model version is "
+        "champion")
+    with session(settings) as s:
+        assert usecases.get_usecase(s, "churn").state == State.in_development
