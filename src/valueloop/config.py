@@ -21,7 +21,8 @@ FIELDS: dict[str, str] = {
     "migration_database_url": "SQLAlchemy URL that migrations run as, the schema owner (empty: database_url)",
     "mlflow_uri": "MLflow tracking and registry URI",
     "mlflow_ui_url": "address of MLflow's own UI, which the console links runs to (empty: no link)",
-    "artifact_root": "directory (or URI) for model and dataset artifacts",
+    "artifact_root": "folder or s3://BUCKET/PREFIX for model and dataset artifacts",
+    "prediction_log": "folder or s3://BUCKET/PREFIX of the prediction log, shared by every replica and worker",
     "redis_url": "Redis URL for streaming",
     "pseudonym_key": "secret key for keyed pseudonymization (HMAC-SHA256)",
     "allow_development_key": "true: ingest may use the development key outside the demo",
@@ -56,6 +57,7 @@ class Settings:
     mlflow_uri: str
     mlflow_ui_url: str
     artifact_root: str
+    prediction_log: str
     redis_url: str
     pseudonym_key: str
     allow_development_key: bool
@@ -119,6 +121,7 @@ def _defaults(home: Path) -> dict[str, str]:
         "mlflow_uri": f"sqlite:///{home / 'mlflow.db'}",
         "mlflow_ui_url": "",
         "artifact_root": str(home / "artifacts"),
+        "prediction_log": str(home / "predictions"),
         "redis_url": "redis://127.0.0.1:6379/0",
         # A fixed development key: fine for the demo, flagged by `valueloop config`.
         "pseudonym_key": DEVELOPMENT_KEY,

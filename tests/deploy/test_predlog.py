@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -28,9 +29,10 @@ def test_append_and_read_keep_types_days_and_order(settings: Settings) -> None:
     assert plog.append([_record(1, yesterday), _record(2)], source="rest") == 2
     plog.append(pa.table({"request_id": ["b1"], "model_version": ["2"], "prediction": [1],
                           "tenure_months": [3.5]}), source="batch")
-    days = sorted(p.name for p in plog.root.glob("date=*"))
+    root = Path(plog.root.path)
+    days = sorted(p.name for p in root.glob("date=*"))
     assert days == [f"date={yesterday:%Y-%m-%d}", f"date={datetime.now(UTC):%Y-%m-%d}"]
-    assert not list(plog.root.rglob(".*.tmp"))
+    assert not list(root.rglob(".*.tmp"))
     table = plog.read()
     assert table["request_id"].to_pylist() == ["r1", "r2", "b1"]
     assert table["source"].to_pylist() == ["rest", "rest", "batch"]

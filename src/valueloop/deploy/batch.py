@@ -234,7 +234,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         acting = authorize(s, actor, name)
         if output.exists() and not options.overwrite:
             raise Conflict(f"--output {output_text!r} exists; pass --overwrite to replace it")
-        job = _unfinished(s, name, str(output.path)) if options.resume else None
+        job = _unfinished(s, name, output.location.uri) if options.resume else None
         model = load_ref(s, settings, acting.name, name, job.model_version if job else options.model)
         source = open_input(s, settings, name, input_text, model.validator.csv_types)
         if source.num_rows == 0:
@@ -257,9 +257,9 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
             job_id = uuid.uuid4().hex
             job = BatchJob(
                 id=job_id, usecase=name, model_version=model.version, model_ref=options.model,
-                input=input_text, input_fingerprint=source.fingerprint, output=str(output.path),
+                input=input_text, input_fingerprint=source.fingerprint, output=output.location.uri,
                 output_format=output.format,
-                staging=str(output.path.parent / f".{output.path.name}.valueloop-{job_id[:12]}"),
+                staging=str(output.staging(settings.home, job_id)),
                 executor=_executor_name(options), part_rows=options.part_rows,
                 parts_total=-(-source.num_rows // options.part_rows), parts_done=0, row_count=0,
                 status="running", actor=acting.name, started_at=utcnow(),

@@ -12,6 +12,10 @@ Inputs::
 Outputs: ``PATH.parquet`` (a Parquet dataset: a directory of part files, read whole by pyarrow,
 pandas, Polars, DuckDB and Spark), ``PATH.csv``, or a Delta table as ``delta:PATH`` or ``PATH.delta``.
 
+Every PATH may be an ``s3://bucket/key`` URL (:mod:`valueloop.storage`). An output there is staged
+on local disk and published as one object (one Parquet or CSV file, seen whole or not at all) or
+one Delta commit.
+
 Every input has a fingerprint (its files' names, sizes and modification times; a Delta table's
 version; a SQL result's content digest) so a resumed job can prove it reads the same rows.
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from valueloop.errors import Conflict, InvalidInput
+from valueloop.storage import Location
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -36,8 +41,9 @@ if TYPE_CHECKING:
 
     from valueloop.config import Settings
 
-INPUT_FORMS = "USECASE@N, USECASE@latest, a .parquet/.csv file, a Parquet directory, delta:PATH or sql:URL::QUERY"
-OUTPUT_FORMS = "PATH.parquet, PATH.csv, PATH.delta or delta:PATH"
+INPUT_FORMS = ("USECASE@N, USECASE@latest, a .parquet/.csv file, a Parquet directory, delta:PATH or "
+               "sql:URL::QUERY (a PATH may be s3://BUCKET/KEY)")
+OUTPUT_FORMS = "PATH.parquet, PATH.csv, PATH.delta or delta:PATH (a PATH may be s3://BUCKET/KEY)"
 
 
 @dataclass
@@ -52,19 +58,19 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
-def _files_fingerprint(paths: list[str]) -> str:
-    stats = [(p, (s := os.stat(p)).st_size, s.st_mtime_ns) for p in sorted(paths)]
-    return _digest("files", stats)
+def _files_fingerprint(dataset: pads.FileSystemDataset) -> str:
+    infos = dataset.filesystem.get_file_info(sorted(dataset.files))
+    return _digest("files", [(i.path, i.size, i.mtime_ns) for i in infos])
 
 
-def _delta(path: str, version: int | None, text: str) -> BatchInput:
+def _delta(where: Location, version: int | None, text: str) -> BatchInput:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        table = DeltaTable(path, version=version)
+        table = DeltaTable(where.uri, version=version, storage_options=where.storage_options())
     except TableNotFoundError:
-        raise InvalidInput(f"--input {text!r}: no Delta table at {path}") from None
+        raise InvalidInput(f"--input {text!r}: no Delta table at {where}") from None
     dataset = table.to_pyarrow_dataset()
     return BatchInput(text, dataset, _digest("delta", table.table_uri, table.version()),
                       dataset.count_rows())
@@ -79,7 +85,7 @@ def _dataset_version(session: Session, usecase: str, text: str) -> BatchInput:
         raise InvalidInput(f"--input {text!r}: scores use case '{usecase}' on another use case's "
                            f"data ('{ref.usecase}'); its DPIA covers only its own datasets")
     version = get_version(session, usecase, ref.version)
-    return _delta(version.uri, version.version, text)
+    return _delta(Location.parse(version.uri, "dataset"), version.version, text)
 
 
 def _sql(settings: Settings, text: str) -> BatchInput:
@@ -141,23 +147,23 @@ def open_input(session: Session, settings: Settings, usecase: str, text: str,
         return _sql(settings, text)
     if names_a_version(text):
         return _dataset_version(session, usecase, text)
-    path = text.removeprefix("delta:")
-    if not os.path.exists(path):
+    where = Location.parse(text.removeprefix("delta:"), "--input")
+    if not where.exists():
         raise InvalidInput(f"--input {text!r}: no such file or directory; expected {INPUT_FORMS}")
-    if text.startswith("delta:") or os.path.isdir(os.path.join(path, "_delta_log")):
-        return _delta(path, None, text)
-    fmt = "csv" if path.endswith(".csv") else "parquet"
+    if text.startswith("delta:") or where.child("_delta_log").exists():
+        return _delta(where, None, text)
+    fmt = "csv" if where.uri.endswith(".csv") else "parquet"
     types = {name: pa.type_for_alias(alias) for name, alias in (csv_types or {}).items()}
     file_format = pads.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types=types)) \
         if fmt == "csv" else fmt
     try:
-        dataset = pads.dataset(path, format=file_format)
+        dataset = pads.dataset(where.path, format=file_format, filesystem=where.filesystem)
         num_rows = dataset.count_rows()
     except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
         raise InvalidInput(f"--input {text!r}: not readable as {fmt}: {exc}") from None
     if not dataset.files:
         raise InvalidInput(f"--input {text!r}: holds no {fmt} files")
-    return BatchInput(text, dataset, _files_fingerprint(dataset.files), num_rows)
+    return BatchInput(text, dataset, _files_fingerprint(dataset), num_rows)
 
 
 #: Bytes read from a Parquet file at a time: pages are decoded as the batches need them, so
@@ -205,11 +211,19 @@ def aligned_batches(
 @dataclass(frozen=True)
 class BatchOutput:
     text: str
-    path: Path
+    location: Location
     format: str  # parquet | csv | delta
 
     def exists(self) -> bool:
-        return self.path.exists()
+        return self.location.exists()
+
+    def staging(self, home: Path, job_id: str) -> Path:
+        """Where a job's parts wait: beside a local output (publishing is a rename), under the
+        home for an output on the object store (publishing is an upload)."""
+        if self.location.is_local:
+            local = Path(self.location.path)
+            return local.parent / f".{local.name}.valueloop-{job_id[:12]}"
+        return home / "batch" / "staging" / job_id[:12]
 
     def publish(self, parts: list[Path], schema: pa.Schema, staging: Path, overwrite: bool) -> None:
         """Move the committed part files (in order) into place as one output, whole or not at all.
@@ -217,50 +231,86 @@ class BatchOutput:
         Parquet: the staging directory itself becomes the output, a Parquet dataset of its parts
         (as Spark and Dask write it), in one rename. Delta: the parts become one new table
         version in one commit. CSV: the parts are written out as one file, then renamed. Nothing
-        is decoded and written again except for CSV.
+        is decoded and written again except for CSV. On the object store, Parquet and CSV are
+        one file uploaded as one object, and Delta one commit of deltalake's.
         """
         if self.exists() and not overwrite:
             raise Conflict(f"--output {self.text!r} exists; pass --overwrite to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.location.is_local:
+            self._upload(parts, schema, staging)
+            return
+        path = Path(self.location.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if self.format == "delta":
             from deltalake import DeltaTable
 
             from valueloop.data.delta import commit
 
             # an output table's versions are its owner's, not valueloop's to roll back: all count
-            head = [DeltaTable(str(self.path)).version()] if DeltaTable.is_deltatable(str(self.path)) else []
-            commit(self.path, parts, schema, "overwrite" if self.exists() else "append", recorded=head)
+            head = [DeltaTable(str(path)).version()] if DeltaTable.is_deltatable(str(path)) else []
+            commit(path, parts, schema, "overwrite" if self.exists() else "append", recorded=head)
             return
         if self.format == "csv":
-            import pyarrow.csv as pacsv
-            import pyarrow.parquet as pq
-
-            whole = staging / "output.csv"
-            with pacsv.CSVWriter(whole, schema) as writer:
-                for part in parts:
-                    for batch in pq.ParquetFile(part).iter_batches():
-                        writer.write_batch(batch)
+            whole = _csv(parts, schema, staging)
         else:
             whole = staging.with_name(staging.name + ".out")
             whole.mkdir()
             for part in parts:
                 os.replace(part, whole / part.name)
-        replaced = self.path.with_name(f".{self.path.name}.replaced-{staging.name}")
+        replaced = path.with_name(f".{path.name}.replaced-{staging.name}")
         if self.exists():
-            os.replace(self.path, replaced)
-        os.replace(whole, self.path)
+            os.replace(path, replaced)
+        os.replace(whole, path)
         if replaced.is_dir():
             shutil.rmtree(replaced)
         else:
             replaced.unlink(missing_ok=True)
 
+    def _upload(self, parts: list[Path], schema: pa.Schema, staging: Path) -> None:
+        import pyarrow.dataset as pads
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+
+        if self.format == "delta":
+            from deltalake import write_deltalake
+
+            write_deltalake(self.location.uri, pads.dataset([str(p) for p in parts], schema=schema).scanner().to_reader(),
+                            mode="overwrite" if self.exists() else "append",
+                            storage_options=self.location.storage_options())
+            return
+        if self.format == "csv":
+            whole = _csv(parts, schema, staging)
+        else:
+            whole = staging / "output.parquet"
+            with pq.ParquetWriter(whole, schema, compression="zstd") as writer:
+                for part in parts:
+                    for batch in pq.ParquetFile(part).iter_batches():
+                        writer.write_batch(batch)
+        # one object, completed by the upload's last request: readers see the old one or the new
+        pafs.copy_files(str(whole), self.location.path, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.location.filesystem)
+
+
+def _csv(parts: list[Path], schema: pa.Schema, staging: Path) -> Path:
+    """The parts written out as one CSV file in ``staging``."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    whole = staging / "output.csv"
+    with pacsv.CSVWriter(whole, schema) as writer:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches():
+                writer.write_batch(batch)
+    return whole
+
 
 def parse_output(text: str) -> BatchOutput:
+    where = Location.parse(text.removeprefix("delta:"), "--output")
     if text.startswith("delta:"):
-        return BatchOutput(text, Path(text.removeprefix("delta:")).resolve(), "delta")
-    path = Path(text).resolve()
+        return BatchOutput(text, where, "delta")
     formats = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".delta": "delta"}
-    if path.suffix not in formats:
-        raise InvalidInput(f"--output {text!r}: unknown format {path.suffix or '(no extension)'}; "
+    suffix = Path(where.path).suffix
+    if suffix not in formats:
+        raise InvalidInput(f"--output {text!r}: unknown format {suffix or '(no extension)'}; "
                            f"expected {OUTPUT_FORMS}")
-    return BatchOutput(text, path, formats[path.suffix])
+    return BatchOutput(text, where, formats[suffix])

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,6 +28,7 @@ from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.usecases import get_usecase, viewed
 from valueloop.outcomes.users import get_user
+from valueloop.storage import Location
 from valueloop.store import session as open_session
 
 #: how many bad labels a report names before it counts the rest
@@ -72,7 +72,7 @@ def _plain(value: Any) -> Any:
     return value if value is None or isinstance(value, bool | int | float | str) else repr(value)[:200]
 
 
-def read(root: Path, rule: LabelRule) -> Labels:
+def read(root: Location, rule: LabelRule) -> Labels:
     """Every label file under ``root`` read one at a time: a file that cannot be read is named in
     ``problems`` and skipped; a label that breaks ``rule`` is kept with its problem."""
     import pyarrow.parquet as pq
@@ -81,7 +81,7 @@ def read(root: Path, rule: LabelRule) -> Labels:
     rows: list[tuple[datetime, str, Any, str | None]] = []
     for path in _parts(root):
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path.path, filesystem=path.filesystem)
             missing = {"request_id", "label", "ts"} - set(table.column_names)
             if missing:
                 raise ValueError(f"missing column(s) {', '.join(sorted(missing))}")
@@ -109,10 +109,10 @@ def current(settings: Settings, usecase: str) -> Labels:
     """The labels of a use case, checked against its rule (the monitor, retraining)."""
     with open_session(settings) as s:
         rule = rule_for(s, usecase)
-    return read(PredictionLog(settings, usecase).root / "labels", rule)
+    return read(PredictionLog(settings, usecase).root.child("labels"), rule)
 
 
-def _store(root: Path, rule: LabelRule, pairs: list[tuple[str, Any]], by: str) -> None:
+def _store(root: Location, rule: LabelRule, pairs: list[tuple[str, Any]], by: str) -> None:
     import pyarrow as pa
 
     n = len(pairs)
@@ -158,7 +158,7 @@ def record_feedback(settings: Settings, actor: str, usecase: str,
     pairs = _checked(rule, list(labels), known)
     accepted = [(r, lab) for r, lab in pairs if r in known]
     if accepted:
-        _store(plog.root / "labels", rule, accepted, who.name)
+        _store(plog.root.child("labels"), rule, accepted, who.name)
     return FeedbackResult(usecase=usecase, recorded=len(accepted), unknown=[r for r, _ in pairs if r not in known])
 
 
@@ -169,7 +169,7 @@ def list_labels(settings: Settings, actor: str | None, usecase: str, *, bad: boo
     with open_session(settings) as s:
         viewed(s, actor, usecase)
         rule = rule_for(s, usecase)
-    views = read(PredictionLog(settings, usecase).root / "labels", rule).views.values()
+    views = read(PredictionLog(settings, usecase).root.child("labels"), rule).views.values()
     return [v for v in views if (not bad or v.problem) and (request_id is None or v.request_id == request_id)]
 
 
@@ -181,7 +181,7 @@ def _change(settings: Settings, actor: str | None, usecase: str, request_id: str
         who = get_user(s, actor)
         require(s, who, Action.manage_labels, get_usecase(s, usecase))
         rule = rule_for(s, usecase)
-        root = PredictionLog(settings, usecase).root / "labels"
+        root = PredictionLog(settings, usecase).root.child("labels")
         before = read(root, rule).views.get(request_id)
         if before is None:
             raise NotFound(f"request_id: {request_id!r:.80} has no label in '{usecase}'; "

@@ -1,33 +1,45 @@
 """The prediction log: every served prediction with its features, model version and latency,
 written by REST serving, batch and stream scoring, read by the Operate phase.
 
-Layout under ``<home>/predictions/<usecase>/``::
+Layout under the ``prediction_log`` setting (a folder, or ``s3://bucket/prefix`` shared by every
+replica and worker), one prefix per use case::
 
-    date=YYYY-MM-DD/part-<utc time>-<uuid>.parquet   predictions (one file per flush)
-    labels/part-<utc time>-<uuid>.parquet            ground truth by request id, with who sent it
-                                                     (``labeled_by``): :mod:`valueloop.deploy.labels`
+    <usecase>/date=YYYY-MM-DD/part-<writer>-<sequence>.parquet   predictions (one file per flush)
+    <usecase>/date=YYYY-MM-DD/compact-<uuid>.parquet             a day's small files, compacted
+    <usecase>/labels/part-<writer>-<sequence>.parquet            ground truth by request id, with who
+                                                                 sent it: :mod:`valueloop.deploy.labels`
 
-Files are immutable: each is written under a hidden temporary name, fsynced, then renamed, so a
-reader never sees half a file and a crash loses at most the batch being written. Several
-processes (uvicorn workers, scorers) append side by side because each writes its own files.
-Feature columns keep their types; files whose types differ are unified on read (int → float).
+Files are immutable and every writer (a serve replica, a batch job, a stream consumer) names its
+own by its writer id (host, process, random) and a sequence number, so any number of them append
+side by side without ever naming the same file. A file appears whole or not at all: on local disk
+it is written under a hidden name, fsynced and renamed; on S3 it is one PUT of the finished bytes.
+A compacted file names, in its Parquet metadata, the files it replaces: readers leave those out
+from the moment it exists, so a compaction that dies before deleting them loses and doubles
+nothing. Readers list only the days of the window they read, and push the time filter down to
+the files' row groups. Feature columns keep their types; files whose types differ are unified on
+read (int → float).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
-from datetime import UTC, date, datetime
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from valueloop.config import Settings
 from valueloop.errors import InvalidInput
+from valueloop.storage import Location
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,10 +50,18 @@ SOURCES = ("rest", "batch", "stream", "shadow")
 #: Columns every record has; every other column is a feature.
 RESERVED = ("request_id", "ts", "usecase", "model_version", "source", "latency_seconds",
             "prediction", "probability")
+#: the Parquet metadata key of a compacted file: the JSON list of the file names it replaces
+REPLACES = b"valueloop.replaces"
+#: files read at once: on an object store each is a request whose latency is overlapped
+_READERS = 16
 
 
-def _root(settings: Settings, usecase: str) -> Path:
-    return settings.home / "predictions" / usecase
+def log_root(settings: Settings) -> Location:
+    return Location.parse(settings.prediction_log, "prediction_log")
+
+
+def _root(settings: Settings, usecase: str) -> Location:
+    return log_root(settings).child(usecase)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -49,21 +69,51 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _write_atomically(table: pa.Table, directory: Path) -> Path:
+class Writer:
+    """Names a writer's files: its id (host, process, random, so two replicas on two hosts or two
+    workers in one never collide) and a sequence, thread-safe."""
+
+    def __init__(self) -> None:
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._sequence = itertools.count()
+        self._lock = threading.Lock()
+
+    def name(self, prefix: str = "part") -> str:
+        with self._lock:
+            return f"{prefix}-{self.id}-{next(self._sequence):08d}.parquet"
+
+
+_WRITER = Writer()
+
+
+def _write_atomically(table: pa.Table, directory: Location, name: str | None = None,
+                      metadata: dict[bytes, bytes] | None = None) -> Location:
+    """Write ``table`` as one new file in ``directory``, seen whole or not at all."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
-    final, temporary = directory / name, directory / f".{name}.tmp"
+    name = name or _WRITER.name()
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    final = directory.child(name)
+    if not directory.is_local:
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer, compression="zstd")
+        with directory.filesystem.open_output_stream(final.path) as out:  # one PUT of whole bytes
+            out.write(buffer.getvalue())
+        return final
+    os.makedirs(directory.path, exist_ok=True)
+    temporary = os.path.join(directory.path, f".{name}.tmp")
     try:
         with open(temporary, "wb") as handle:
             pq.write_table(table, handle, compression="zstd")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, final)
+        os.replace(temporary, final.path)
     finally:
-        temporary.unlink(missing_ok=True)
-    fd = os.open(directory, os.O_RDONLY)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    fd = os.open(directory.path, os.O_RDONLY)
     try:
         os.fsync(fd)  # the rename itself survives a crash
     finally:
@@ -71,18 +121,57 @@ def _write_atomically(table: pa.Table, directory: Path) -> Path:
     return final
 
 
-def _read_files(files: Iterable[Path], columns: list[str] | None = None,
-                problems: list[str] | None = None) -> pa.Table | None:
-    """The files as one table. A file that cannot be read, or whose columns cannot be unified
-    with the files before it, is named in ``problems`` and skipped (raised without a list)."""
+def _listing(directory: Location) -> list[str]:
+    """The names of the finished Parquet files in ``directory`` (one listing)."""
+    import pyarrow.fs as pafs
+
+    infos = directory.filesystem.get_file_info(pafs.FileSelector(directory.path, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.File
+                  and i.base_name.endswith(".parquet") and not i.base_name.startswith("."))
+
+
+def _replaced(directory: Location, names: list[str]) -> set[str]:
+    """The files that the compacted files among ``names`` replace."""
+    import pyarrow.parquet as pq
+
+    gone: set[str] = set()
+    for name in names:
+        if name.startswith("compact-"):
+            found = directory.child(name)
+            metadata = pq.read_metadata(found.path, filesystem=found.filesystem).metadata or {}
+            gone.update(json.loads(metadata.get(REPLACES, b"[]")))
+    return gone
+
+
+def _parts(directory: Location) -> list[Location]:
+    """The files a reader of ``directory`` reads: every one not replaced by a compacted one."""
+    names = _listing(directory)
+    gone = _replaced(directory, names)
+    return [directory.child(n) for n in names if n not in gone]
+
+
+def _read_files(files: list[Location], columns: list[str] | None = None,
+                problems: list[str] | None = None, filters: Any = None) -> pa.Table | None:
+    """The files as one table, read side by side, with ``filters`` pushed down to their row groups.
+    A file that cannot be read, or whose columns cannot be unified with the files before it, is
+    named in ``problems`` and skipped (raised without a list)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    def one(f: Location) -> pa.Table | Exception:
+        try:
+            return pq.read_table(f.path, filesystem=f.filesystem, columns=columns, filters=filters)
+        except (pa.ArrowException, OSError) as exc:
+            return exc
+
+    with ThreadPoolExecutor(min(_READERS, max(1, len(files)))) as pool:
+        results = list(pool.map(one, files))
     tables: list[pa.Table] = []
     schema = None
-    for f in files:
+    for f, table in zip(files, results, strict=True):
         try:
-            table = pq.read_table(f, columns=columns)
+            if isinstance(table, Exception):
+                raise table
             schema = pa.unify_schemas([s for s in (schema, table.schema) if s is not None],
                                       promote_options="permissive")
         except (pa.ArrowException, OSError) as exc:
@@ -90,14 +179,17 @@ def _read_files(files: Iterable[Path], columns: list[str] | None = None,
                 raise
             problems.append(f"prediction log file {f} was skipped: {str(exc)[:200]}")
             continue
-        tables.append(table)
+        tables.append(table.replace_schema_metadata(None))
     if not tables:
         return None
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _parts(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("part-*.parquet")) if directory.is_dir() else []
+class Compaction(BaseModel):
+    usecase: str
+    days: int
+    files: int
+    rows: int
 
 
 class PredictionLog:
@@ -142,23 +234,35 @@ class PredictionLog:
         days = pc.strftime(whole["ts"], format="%Y-%m-%d")
         for day in pc.unique(days).to_pylist():
             part = whole.filter(pc.equal(days, day))
-            _write_atomically(part, self.root / f"date={day}")
+            _write_atomically(part, self.root.child(f"date={day}"))
         return n
 
-    def _day_dirs(self, since: datetime | None, until: datetime | None) -> list[Path]:
-        if not self.root.is_dir():
-            return []
+    def _day(self, day: date) -> Location:
+        return self.root.child(f"date={day.isoformat()}")
+
+    def _days(self, since: datetime | None, until: datetime | None) -> list[Location]:
+        """The day partitions of the window: named from its bounds when it has both (nothing else
+        is listed), else found by listing the use case's prefix."""
+        import pyarrow.fs as pafs
+
         first = _utc(since).date() if since else date.min
         last = _utc(until).date() if until else date.max
-        dirs = []
-        for d in sorted(self.root.glob("date=*")):
+        if since is not None and until is not None:
+            return [self._day(first + timedelta(days=i)) for i in range((last - first).days + 1)]
+        infos = self.root.filesystem.get_file_info(pafs.FileSelector(self.root.path, allow_not_found=True))
+        days = []
+        for info in infos:
             try:
-                day = date.fromisoformat(d.name.removeprefix("date="))
+                day = date.fromisoformat(info.base_name.removeprefix("date="))
             except ValueError:
                 continue
-            if first <= day <= last:
-                dirs.append(d)
-        return dirs
+            if info.type == pafs.FileType.Directory and first <= day <= last:
+                days.append(self._day(day))
+        return sorted(days, key=str)
+
+    def files(self, since: datetime | None = None, until: datetime | None = None) -> list[Location]:
+        """The files a read of the window reads."""
+        return [f for d in self._days(since, until) for f in _parts(d)]
 
     def read(self, since: datetime | None = None, until: datetime | None = None,
              problems: list[str] | None = None) -> pa.Table:
@@ -167,8 +271,11 @@ class PredictionLog:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        files = [f for d in self._day_dirs(since, until) for f in _parts(d)]
-        table = _read_files(files, problems=problems)
+        ts = pc.field("ts")
+        bounds = ([ts >= pa.scalar(_utc(since), pa.timestamp("us", tz="UTC"))] if since else []) + \
+                 ([ts < pa.scalar(_utc(until), pa.timestamp("us", tz="UTC"))] if until else [])
+        condition = bounds[0] & bounds[1] if len(bounds) == 2 else (bounds[0] if bounds else None)
+        table = _read_files(self.files(since, until), problems=problems, filters=condition)
         if table is None:
             return pa.table({
                 "request_id": pa.array([], pa.string()), "ts": pa.array([], pa.timestamp("us", tz="UTC")),
@@ -176,16 +283,48 @@ class PredictionLog:
                 "source": pa.array([], pa.string()), "latency_seconds": pa.array([], pa.float64()),
                 "prediction": pa.array([], pa.null()), "probability": pa.array([], pa.float64()),
             })
-        if since is not None:
-            table = table.filter(pc.greater_equal(table["ts"], pa.scalar(_utc(since), table["ts"].type)))
-        if until is not None:
-            table = table.filter(pc.less(table["ts"], pa.scalar(_utc(until), table["ts"].type)))
         return table.sort_by("ts")
 
     def request_ids(self) -> set[str]:
-        files = [f for d in self._day_dirs(None, None) for f in _parts(d)]
-        table = _read_files(files, columns=["request_id"], problems=[])  # a damaged file's ids are unknown
+        table = _read_files(self.files(), columns=["request_id"], problems=[])  # a damaged file's ids are unknown
         return set() if table is None else set(table["request_id"].to_pylist())
+
+    def compact(self, before: date | None = None, min_files: int = 2) -> Compaction:
+        """Rewrite each day before ``before`` (by default today: a past day gets few new files)
+        that holds ``min_files`` files or more as one file, then delete the files it replaces.
+        Damaged files are left as they are. Returns what was compacted."""
+        import pyarrow as pa
+
+        from valueloop.store.intents import crash_point
+
+        before = before or datetime.now(UTC).date()
+        done = Compaction(usecase=self.usecase, days=0, files=0, rows=0)
+        for day in self._days(None, datetime.combine(before, datetime.min.time(), UTC) - timedelta(microseconds=1)):
+            names = _listing(day)
+            gone = _replaced(day, names)
+            for name in sorted(gone & set(names)):  # left by a compaction that died before deleting
+                day.filesystem.delete_file(day.child(name).path)
+            live = [day.child(n) for n in names if n not in gone]
+            if len(live) < min_files:
+                continue
+            readable: list[Location] = []
+            tables = []
+            for f in live:
+                table = _read_files([f], problems=[])
+                if table is not None:
+                    readable.append(f)
+                    tables.append(table)
+            if len(readable) < min_files:
+                continue
+            whole = pa.concat_tables(tables, promote_options="permissive").sort_by("ts")
+            replaced = [f.name for f in readable]
+            _write_atomically(whole, day, _WRITER.name("compact"), {REPLACES: json.dumps(replaced).encode()})
+            crash_point("predlog.compacted")
+            for f in readable:
+                f.filesystem.delete_file(f.path)
+            done = Compaction(usecase=self.usecase, days=done.days + 1, files=done.files + len(readable),
+                              rows=done.rows + whole.num_rows)
+        return done
 
 
 class AsyncPredictionLogger:

@@ -91,7 +91,7 @@ def compute(session: Session, settings: Settings, name: str, since: datetime | N
         import pyarrow.compute as pc
 
         log = log.filter(pc.not_equal(log["source"], "shadow"))  # the challenger's, not served
-    found = labeling.read(plog.root / "labels", rule_for(session, name))
+    found = labeling.read(plog.root.child("labels"), rule_for(session, name))
     labels, problems = found.valid, problems + found.problems
     windows = [assess(part, start, end, reference, operate.drift, labels)
                for start, end, part in cut(log, operate.window)] if reference.columns else []
