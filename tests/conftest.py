@@ -104,8 +104,8 @@ def s3_server() -> Iterator[str]:
     moto = Path(sys.executable).with_name("moto_server")
     if not moto.is_file():
         pytest.fail("moto_server is not installed: `uv sync --extra test` installs moto[server]")
-    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = tempfile.TemporaryFile()  # not a pipe: a full pipe would stop the server mid-request
+    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -115,7 +115,8 @@ def s3_server() -> Iterator[str]:
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                pytest.fail(f"the S3 server (moto_server) did not start: {process.stderr.read().decode()[-500:]}")
+                log.seek(0)
+                pytest.fail(f"the S3 server (moto_server) did not start: {log.read().decode()[-500:]}")
             time.sleep(0.2)
     aws = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "valueloop-test",
            "AWS_SECRET_ACCESS_KEY": "valueloop-test", "AWS_REGION": "us-east-1"}
@@ -131,6 +132,7 @@ def s3_server() -> Iterator[str]:
                 os.environ[name] = value
         process.kill()
         process.wait()
+        log.close()
 
 
 @pytest.fixture

@@ -37,11 +37,13 @@ def _region() -> str:
 def _s3(endpoint_url: str | None, region: str) -> pafs.FileSystem:
     import pyarrow.fs as pafs
 
+    # a busy server answers slowly rather than not at all: the SDK's 3 s would fail the write
+    patient = {"region": region, "connect_timeout": 10, "request_timeout": 60,
+               "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=5)}
     if endpoint_url is None:
-        return pafs.S3FileSystem(region=region)
+        return pafs.S3FileSystem(**patient)
     scheme, _, address = endpoint_url.partition("://")
-    return pafs.S3FileSystem(endpoint_override=address.rstrip("/"), scheme=scheme, region=region,
-                             allow_bucket_creation=False)
+    return pafs.S3FileSystem(endpoint_override=address.rstrip("/"), scheme=scheme, **patient)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ from sqlalchemy import select
 
 from valueloop.config import Settings
 from valueloop.deploy import batch_tables
-from valueloop.deploy.batch_io import BatchInput, aligned_batches, open_input, parse_output, read_batches
+from valueloop.deploy.batch_io import (BatchInput, aligned_batches, input_location, open_input, parse_output,
+                                       read_batches)
 from valueloop.errors import Conflict, InvalidInput, NotFound
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
@@ -230,6 +231,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
     from valueloop.deploy.table_rules import check_schema
 
     output = parse_output(output_text)
+    input_location(input_text)
     with session(settings) as s:
         acting = authorize(s, actor, name)
         if output.exists() and not options.overwrite:

@@ -133,6 +133,16 @@ def _sql_schema(conn, query: str) -> pa.Schema:  # type: ignore[no-untyped-def]
     return pa.Table.from_pylist(head).schema
 
 
+def input_location(text: str) -> Location | None:
+    """The file or folder an input names (None for a dataset version or a query), so that an
+    unsupported scheme is refused before anything else is looked at."""
+    from valueloop.refs import names_a_version
+
+    if text.startswith("sql:") or names_a_version(text):
+        return None
+    return Location.parse(text.removeprefix("delta:"), "--input")
+
+
 def open_input(session: Session, settings: Settings, usecase: str, text: str,
                csv_types: dict[str, str] | None = None) -> BatchInput:
     """The input named by ``text`` as a lazily read Arrow dataset with its fingerprint; a CSV's
