@@ -11,6 +11,7 @@ from deploy_support import make_usecase, train_version
 from valueloop.config import Settings, load_settings
 from valueloop.errors import GateClosed, PermissionDenied
 from valueloop.learn import modelcard
+from valueloop.learn.registry import promote
 from valueloop.outcomes import audit, privacy, usecases
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.spec import parse_spec
@@ -73,6 +74,16 @@ def test_a_high_risk_use_case_waits_for_the_owner_signed_card(high_risk, tmp_pat
         assert usecases.get_usecase(s, "churn").state == State.in_production
         actions = [e.action for e in audit.events(s, usecase="churn", action="modelcard.")]
     assert actions.count("modelcard.sign") == 2 and "modelcard.limitations" in actions
+
+    # in production, a new champion needs its own signed card before it serves
+    second = train_version(settings, None, candidate="logistic")
+    with pytest.raises(GateClosed, match=f"high-risk AI in production: the champion's card must be signed first; "
+                                         f"v{second}'s model card is not signed by the owner"):
+        with session(settings) as s:
+            promote(s, settings, "dana", "churn", second)
+    with session(settings) as s:
+        modelcard.sign(s, settings, "olivia", "churn", second)
+        promote(s, settings, "dana", "churn", second)
 
 
 def test_the_card_is_kept_with_the_version_in_mlflow(high_risk) -> None:

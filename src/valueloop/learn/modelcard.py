@@ -25,12 +25,13 @@ from valueloop.config import Settings
 from valueloop.errors import GateClosed, InvalidInput, PermissionDenied
 from valueloop.learn import tracking
 from valueloop.learn.model_tests import TestResult
-from valueloop.learn.registry import kpi_checks, version_row
+from valueloop.learn.versions import kpi_checks, version_row
 from valueloop.learn.tables import ModelVersion, TrainingRun
 from valueloop.learn.views import KpiCheck
 from valueloop.outcomes import audit
 from valueloop.durations import Duration
 from valueloop.outcomes.ai import AiAssessment, RiskClass
+from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.privacy import require_privacy_approval
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.spec import digest_of
@@ -264,11 +265,35 @@ def _log_retention_problem(ai: AiAssessment, treatments: dict[str, Any],
             "for logs (privacy.ai.log_retention)")
 
 
+def _high_risk(usecase: UseCase) -> bool:
+    """Whether the newest DPIA version declares the use case high-risk (decided or not)."""
+    newest = usecase.assessments[-1].content.get("ai") if usecase.assessments else None
+    return bool(newest) and newest["risk"] == RiskClass.high
+
+
+def _unsigned(session: Session, usecase: UseCase, row: ModelVersion) -> str | None:
+    """Why the version's card does not hold the owner's sign-off as it stands, if it does not."""
+    command = f"`valueloop modelcard {usecase.name} {row.version} --sign`, by {spec_of(usecase).owner}"
+    if row.card_signed_digest is None:
+        return f"v{row.version}'s model card is not signed by the owner ({command})"
+    if (now := build(session, usecase, row).digest()) != row.card_signed_digest:
+        return (f"v{row.version}'s model card changed since {row.card_signed_by} signed it (signed "
+                f"{row.card_signed_digest[:12]}…, now {now[:12]}…): the owner signs it again ({command})")
+    return None
+
+
+def require_signed_champion(session: Session, usecase: UseCase, row: ModelVersion) -> None:
+    """A high-risk use case in production takes a new champion only with its card signed."""
+    if State(usecase.state) is State.in_production and _high_risk(usecase) and \
+            (problem := _unsigned(session, usecase, row)):
+        raise GateClosed(f"use case '{usecase.name}' is high-risk AI in production: the champion's card "
+                         f"must be signed first; {problem}")
+
+
 def require_production_ready(session: Session, usecase: UseCase) -> None:
     """A high-risk use case enters production with its oversight named, logs kept long enough,
     and the champion's model card signed by the owner as it stands now (AI Act Art. 11, 14, 26)."""
-    newest = usecase.assessments[-1].content.get("ai") if usecase.assessments else None
-    if not newest or newest["risk"] != RiskClass.high:
+    if not _high_risk(usecase):
         return
     decided = require_privacy_approval(session, usecase)  # a high risk declared is decided first
     ai = decided.content.ai
@@ -281,16 +306,10 @@ def require_production_ready(session: Session, usecase: UseCase) -> None:
         missing.append(problem)
     rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase.name)).all()
     champion = next((r for r in rows if "champion" in r.aliases), None)
-    owner = spec_of(usecase).owner
     if champion is None:
         missing.append("no model version is champion")
-    elif champion.card_signed_digest is None:
-        missing.append(f"the champion v{champion.version}'s model card is not signed by the owner "
-                       f"(`valueloop modelcard {usecase.name} {champion.version} --sign`, by {owner})")
-    elif (now := build(session, usecase, champion).digest()) != champion.card_signed_digest:
-        missing.append(f"the champion v{champion.version}'s model card changed since {champion.card_signed_by} "
-                       f"signed it (signed {champion.card_signed_digest[:12]}…, now {now[:12]}…): the owner "
-                       f"signs it again (`valueloop modelcard {usecase.name} {champion.version} --sign`)")
+    elif problem := _unsigned(session, usecase, champion):
+        missing.append(f"the champion {problem}")
     if missing:
         raise GateClosed(f"use case '{usecase.name}' is high-risk AI (Annex III: {ai.annex_iii}) and cannot "
                          "enter in_production: " + "; ".join(missing))

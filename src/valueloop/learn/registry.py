@@ -9,18 +9,20 @@ import contextlib
 import hashlib
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
-from valueloop.errors import Conflict, GateClosed, InvalidInput, NotFound, PermissionDenied
+from valueloop.errors import Conflict, GateClosed, InvalidInput, PermissionDenied
 from valueloop.learn import tracking
 from valueloop.learn.aliases import ALIASES, reconcile_after_commit
 from valueloop.learn.model_tests import TestResult
+from valueloop.learn.modelcard import require_signed_champion
 from valueloop.learn.tables import ModelVersion, TrainingRun
-from valueloop.learn.views import KpiCheck, ModelVersionView
+from valueloop.learn.versions import kpi_checks, version_row
+from valueloop.learn.views import ModelVersionView
 from valueloop.outcomes import audit
 from valueloop.store import intents
 from valueloop.outcomes.roles import Action, require
@@ -53,16 +55,6 @@ def _local(settings: Settings, uri: str) -> Path:
 
     tracking.configure(settings)
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=settings.mlflow_uri))
-
-
-def kpi_checks(usecase: UseCase, metrics: dict[str, Any]) -> list[KpiCheck]:
-    """Each KPI target next to the model's value; business KPIs wait for production."""
-    checks = []
-    for kpi in spec_of(usecase).kpis:
-        value = metrics.get(kpi.metric) if kpi.kind == "model" else None
-        checks.append(KpiCheck(name=kpi.name, kind=kpi.kind, target=str(kpi), value=value,
-                               met=None if value is None else kpi.met_by(value)))
-    return checks
 
 
 def view(session: Session, row: ModelVersion) -> ModelVersionView:
@@ -121,22 +113,6 @@ def in_service(session: Session, usecase: str) -> ModelVersion | None:
     rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
                            .order_by(ModelVersion.version)).all()
     return next((r for r in rows if "champion" in r.aliases), rows[-1]) if rows else None
-
-
-def version_row(session: Session, usecase: str, ref: int | str) -> ModelVersion:
-    """A model version by number, or by the alias it holds."""
-    rows = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase)
-                           .order_by(ModelVersion.version)).all()
-    if isinstance(ref, str) and not ref.isdigit():
-        found = [r for r in rows if ref in r.aliases]
-        if not found:
-            raise NotFound(f"no model version of '{usecase}' holds the alias '{ref}'")
-        return found[0]
-    found = [r for r in rows if r.version == int(ref)]
-    if not found:
-        known = ", ".join(f"v{r.version}" for r in rows) or "none yet"
-        raise NotFound(f"model version {ref} of '{usecase}' does not exist; registered: {known}")
-    return found[0]
 
 
 def target_of(session: Session, usecase: str, ref: int | str) -> Target:
@@ -219,6 +195,8 @@ def promote(session: Session, settings: Settings, actor: str | None, usecase: st
                        f"`valueloop accept {found.name} {row.version} -m COMMENT` by {spec_of(found).owner})")
     if missing:
         raise GateClosed(f"model {found.name} v{row.version} cannot become {alias}: " + "; ".join(missing))
+    if alias == "champion":
+        require_signed_champion(session, found, row)
     if alias == "challenger" and "champion" in row.aliases:
         raise Conflict(f"model {found.name} v{row.version} is the champion; promote another "
                        "version to champion before making this one a challenger")
