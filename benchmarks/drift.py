@@ -3,12 +3,12 @@
 The script generates 1 million reference and 1 million current rows of 20 columns (14 numeric,
 6 categorical; 7 columns drift for real: 5 numeric, 2 categorical) to Parquet files under
 benchmarks/.data/drift/, then runs each method in its own subprocess, so that the peak resident
-memory each reports (``ru_maxrss``) is its own: valueloop streams both files in 64k-row record batches
+memory each reports (``ru_maxrss``) is its own: valueloop streams both files in 16k-row record batches
 (two passes over the reference for its bins, one over the current), Evidently reads both into
 pandas as its API requires. Both use the same methods and thresholds: normalized Wasserstein 0.1
 for numeric columns and Jensen-Shannon 0.1 for categorical ones (also both tools' defaults above
 1000 rows). It prints wall time, peak RSS, the ratios (goal: at least 20x faster, at least 5x less
-memory) and whether the same set of columns is flagged; then valueloop alone at 1M, 5M and 10M
+memory, raised to 8x) and whether the same set of columns is flagged; then valueloop alone at 1M, 5M and 10M
 rows to show time growing linearly and memory staying flat.
 
 Evidently is not a dependency of valueloop and is not in its lock file: on first run the script
@@ -124,13 +124,14 @@ def valueloop_child(reference_path: str, current_path: str) -> None:
     from valueloop.operate.summary import build_reference, summarize
 
     def batches(path: str, columns: list[str] | None = None):  # type: ignore[no-untyped-def]
-        """Stream the file: no pre-buffering of whole row groups, 1 MiB reads, 64k-row batches,
+        """Stream the file: no pre-buffering of whole row groups, 256 KiB reads, 16k-row batches,
         text columns as their dictionary codes."""
         text = [f.name for f in pq.read_schema(path) if f.type in (pa.string(), pa.large_string())]
-        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20, read_dictionary=text)
-        return parquet.iter_batches(batch_size=65_536, columns=columns, use_threads=False)
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 18, read_dictionary=text)
+        return parquet.iter_batches(batch_size=16_384, columns=columns, use_threads=False)
 
-    tiny = pa.table({"x": [1.0, 2.0], "c": pa.array(["a", "b"]).dictionary_encode()})
+    # the warm-up's data: the reference's first rows (pa.table or pa.array would import pandas)
+    tiny = pa.Table.from_batches([next(batches(reference_path)).slice(0, 100)])
     dataset_drift(build_reference(lambda columns=None: tiny.select(columns or tiny.column_names).to_batches()),
                   summarize(tiny.to_batches(), build_reference(lambda columns=None: tiny.to_batches())))
     start, cpu = time.perf_counter(), time.process_time()  # after a warm-up that loads the lazy imports
@@ -198,7 +199,7 @@ def main() -> None:
         memory = theirs["peak_rss_mib"] / ours["peak_rss_mib"]
         print(f"ratio     : {speed:.1f}x faster in wall time, {cpu:.1f}x in CPU time (goal >= 20x: "
               f"{'met' if speed >= 20 else 'MISSED'}), {memory:.1f}x less peak memory (goal >= 5x: "
-              f"{'met' if memory >= 5 else 'MISSED'})")
+              f"{'met' if memory >= 5 else 'MISSED'}; raised goal >= 8x: {'met' if memory >= 8 else 'MISSED'})")
         same = ours["flagged"] == theirs["flagged"]
         print(f"same columns flagged: {'yes' if same else 'NO'}; expected (the drifted ones): "
               f"{'yes' if set(ours['flagged']) == DRIFTED else 'NO'}")

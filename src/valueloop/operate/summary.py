@@ -90,11 +90,10 @@ class ColumnSummary:
 
     def _add_numeric(self, column: pa.Array | pa.ChunkedArray) -> None:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         assert self.edges is not None and self.counts is not None
-        data = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        if column.null_count or pa.types.is_floating(column.type):  # nulls arrive as NaN
+        data = _values(column, np.float64)
+        if pa.types.is_floating(column.type):  # NaN counts as missing too
             missing = np.isnan(data)
             if missing.any():
                 data = data[~missing]
@@ -130,7 +129,7 @@ class ColumnSummary:
             chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
             pairs = []
             for chunk in chunks:
-                counts = np.bincount(pc.drop_null(chunk.indices).to_numpy(), minlength=len(chunk.dictionary))
+                counts = np.bincount(_values(chunk.indices, np.int64), minlength=len(chunk.dictionary))
                 pairs += zip(pc.cast(chunk.dictionary, pa.string()).to_pylist(), counts.tolist())
         else:
             if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
@@ -152,6 +151,19 @@ class ColumnSummary:
         else:
             data |= {"values": self.values, "complete": self.complete}
         return data
+
+
+def _values(column: pa.Array | pa.ChunkedArray, dtype: type[np.float64 | np.int64]) -> np.ndarray:
+    """The column's non-null values as ``dtype``, viewed by NumPy without a copy: pyarrow's
+    ``to_numpy`` imports pandas (some 40 MiB) on its first call."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pc.drop_null(pc.cast(column, pa.from_numpy_dtype(dtype)))
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return np.frombuffer(array.buffers()[1], dtype=dtype)[array.offset:array.offset + len(array)] \
+        if len(array) else np.empty(0, dtype)
 
 
 def kind_of(data_type: pa.DataType) -> Kind:
