@@ -43,6 +43,21 @@ def test_append_and_read_keep_types_days_and_order(settings: Settings) -> None:
     assert plog.read(until=datetime.now(UTC) - timedelta(hours=1))["request_id"].to_pylist() == ["r1"]
 
 
+def test_log_files_keep_dictionaries_for_repeated_text_only(settings: Settings) -> None:
+    """A dictionary over unique ids or measured numbers is built and thrown away on every write,
+    three quarters of a batch's log cost (issue 19); repeated text keeps its dictionary."""
+    import pyarrow.parquet as pq
+
+    plog = PredictionLog(settings, "churn")
+    plog.append([_record(i) | {"monthly_charges": i * 1.37} for i in range(200)], source="batch")
+    (part,) = Path(plog.root.path).rglob("part-*.parquet")
+    row_group = pq.ParquetFile(part).metadata.row_group(0)
+    encoded = {row_group.column(i).path_in_schema: row_group.column(i).has_dictionary_page
+               for i in range(row_group.num_columns)}
+    assert {c for c, dictionary in encoded.items() if dictionary} == {"usecase", "model_version", "source", "contract"}
+    assert plog.read()["request_id"].to_pylist() == [f"r{i}" for i in range(200)]
+
+
 def test_bad_records_are_refused_whole(settings: Settings) -> None:
     plog = PredictionLog(settings, "churn")
     with pytest.raises(InvalidInput, match="source: must be one of"):
