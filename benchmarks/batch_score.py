@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -214,6 +215,7 @@ def main() -> None:
         a, b, c, d = runs.values()
         print(f"valueloop / ceiling: {c['rows_per_s'] / a['rows_per_s']:.2f}x  (goal >= 0.8x)")
         print(f"valueloop / mlflow.pyfunc: {c['rows_per_s'] / b['rows_per_s']:.2f}x  (goal >= 2x)")
+        print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         print(f"valueloop peak memory: {c['peak_mb']:,.0f} MB at batch {args.batch_size:,}, {d['peak_mb']:,.0f} MB "
               f"at batch {small:,} (of which {c['loaded_mb']:,.0f} MB before the first row: libraries and "
               f"model); the ceiling holds the whole input: {a['peak_mb']:,.0f} MB")
