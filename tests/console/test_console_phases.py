@@ -252,6 +252,31 @@ def test_every_phase_page_of_a_use_case_with_nothing_yet(console: Console) -> No
     assert page.get_by_text("No monitor window stored yet").is_visible()
 
 
+def test_the_inbox_lists_a_challenger_waiting_for_a_decision(console_home: Settings, settings: Settings,
+                                                             copy_home: Callable[[Settings, Settings], None]) -> None:
+    from fastapi.testclient import TestClient
+
+    from valueloop.console.web import SESSION_COOKIE
+    from valueloop.learn.registry import accept, promote
+    from valueloop.security.sessions import sign_in
+    from valueloop.server.app import create_app
+    from valueloop.store import session
+
+    copy_home(console_home, settings)
+    with session(settings) as s:
+        accept(s, "olivia", USECASE, 2, accepted=True, comment="worth a canary")
+        promote(s, settings, "oscar", USECASE, 2, "challenger")
+    with session(settings) as s:
+        secrets = {u: sign_in(s, name=u, password=password_of(u)).secret for u in ("dana", "olivia")}
+    with TestClient(create_app(settings)) as client:
+        waiting = client.get("/index.json", cookies={SESSION_COOKIE: secrets["dana"]}).json()["challengers"]
+        html = client.get("/", cookies={SESSION_COOKIE: secrets["dana"]}).text
+        owner = client.get("/index.json", cookies={SESSION_COOKIE: secrets["olivia"]}).json()["challengers"]
+    assert [(w["usecase"], w["link"]) for w in waiting] == [(USECASE, f"/usecases/{USECASE}/models?version=2")]
+    assert "challenger v2 waits for a decision" in html
+    assert owner == []  # promotion is not the owner's to decide
+
+
 def test_the_models_page_links_the_run_to_mlflow_ui_when_one_is_configured(console_home: Settings) -> None:
     import dataclasses
 

@@ -37,6 +37,7 @@ class Inbox(BaseModel):
     user: str
     dpias_to_decide: list[Waiting]
     models_to_accept: list[Waiting]
+    challengers: list[Waiting]
     open_alerts: list[Waiting]
     usecases_by_state: dict[State, list[UseCaseView]]
     recent_actions: list[audit.AuditEntry]
@@ -57,12 +58,20 @@ def build(view: View) -> Inbox:
                         .order_by(ModelVersion.usecase, ModelVersion.version)) if owned else []
     models = [Waiting(usecase=m.usecase, what=f"model v{m.version} awaits your acceptance",
                       since=m.created_at, link=f"/usecases/{m.usecase}/models") for m in pending]
+    promoting = [u.name for u in usecases if allows(s, me, Action.promote, rows[u.name])]
+    candidates = s.execute(select(ModelVersion.usecase, ModelVersion.version, ModelVersion.aliases,
+                                  ModelVersion.created_at).where(ModelVersion.usecase.in_(promoting))
+                           .order_by(ModelVersion.usecase, ModelVersion.version)) if promoting else []
+    challengers = [Waiting(usecase=u, what=f"challenger v{v} waits for a decision: promote it to champion, "
+                           "or leave the champion serving", since=at, link=f"/usecases/{u}/models?version={v}")
+                   for u, v, aliases, at in candidates if "challenger" in (aliases or [])]
     operated = {u.name for u in usecases if allows(s, me, Action.operate, rows[u.name])}
     alerts = [Waiting(usecase=a.usecase, what=a.message, since=a.last_seen_at,
                       link=f"/usecases/{a.usecase}/operate")
               for a in list_alerts(s, me.name) if a.usecase in operated and a.status != "acknowledged"]
     by_state = {state: [u for u in usecases if u.state is state] for state in State}
-    return Inbox(user=me.name, dpias_to_decide=dpias, models_to_accept=models, open_alerts=alerts,
+    return Inbox(user=me.name, dpias_to_decide=dpias, models_to_accept=models, challengers=challengers,
+                 open_alerts=alerts,
                  usecases_by_state={k: v for k, v in by_state.items() if v},
                  recent_actions=audit.trail(s, me.name, actor=me.name, limit=RECENT)[::-1])
 
