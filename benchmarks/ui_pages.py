@@ -15,6 +15,7 @@ time per page is printed as p50 / p95 over the repeats. Goal: every page under 3
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import time
@@ -123,9 +124,19 @@ def _predictions(settings: Settings, names: list[str]) -> None:
 
 
 #: each page, the user who looks at it, and its paths (``{u}``: a use case)
-PAGES = [("inbox", "olivia", "/"), ("data", "dave", "/usecases/{u}/data"),
+PAGES = [("inbox", "olivia", "/"), ("usecase", "olivia", "/usecases/{u}"),
+         ("privacy", "pia", "/usecases/{u}/privacy"), ("data", "dave", "/usecases/{u}/data"),
          ("models", "dana", "/usecases/{u}/models"), ("deploy", "oscar", "/usecases/{u}/deploy"),
-         ("operate", "oscar", "/usecases/{u}/operate")]
+         ("operate", "oscar", "/usecases/{u}/operate"), ("audit", "olivia", "/audit?usecase={u}"),
+         ("admin", "admin", "/admin")]
+
+
+def _address(path: str, twin: bool) -> str:
+    """The page's address, or its JSON twin's (``/audit.json?usecase=churn``)."""
+    path, _, query = path.partition("?")
+    if twin:
+        path = (path.rstrip("/") or "/index") + ".json"
+    return path + (f"?{query}" if query else "")
 
 
 def measure(workspace: Path, repeat: int) -> None:
@@ -133,7 +144,10 @@ def measure(workspace: Path, repeat: int) -> None:
     process, signed in; the server time is the request's time, rendering included."""
     from fastapi.testclient import TestClient
 
+    from sqlalchemy import func, select
+
     from valueloop.console.web import SESSION_COOKIE
+    from valueloop.learn.tables import ModelVersion
     from valueloop.outcomes import users
     from valueloop.security.sessions import sign_in
     from valueloop.server.app import create_app
@@ -142,20 +156,21 @@ def measure(workspace: Path, repeat: int) -> None:
     settings = load_settings({"VALUELOOP_HOME": str(workspace)})
     secrets = {}
     with session(settings) as s:
+        versions = s.scalar(select(func.count()).select_from(ModelVersion))
         for user in {u for _, u, _ in PAGES}:
             users.set_password(s, "admin", user, f"benchmark-{user}-secret")
             secrets[user] = sign_in(s, name=user, password=f"benchmark-{user}-secret").secret
     names = ["churn", *(f"churn{i}" for i in range(1, USECASES))]
     with TestClient(create_app(settings)) as client:
         client.get("/", cookies={SESSION_COOKIE: secrets["olivia"]})  # the process warms up once
+        print(f"{len(names)} use cases, {versions} model versions; load average {_load()}")
         print(f"{'page':<10} {'twin':<5} {'requests':>8} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
         for page, user, path in PAGES:
             for twin in ("", ".json"):
                 times = []
                 for _ in range(repeat):
                     for name in names:
-                        url = path.format(u=name)
-                        url = (url.rstrip("/") or "/index") + twin if twin else url
+                        url = _address(path.format(u=name), bool(twin))
                         started = time.perf_counter()
                         answer = client.get(url, cookies={SESSION_COOKIE: secrets[user]})
                         times.append((time.perf_counter() - started) * 1000)
@@ -164,6 +179,11 @@ def measure(workspace: Path, repeat: int) -> None:
                 p95 = times[max(0, int(len(times) * 0.95) - 1)]
                 print(f"{page:<10} {'json' if twin else 'html':<5} {len(times):>8} "
                       f"{statistics.median(times):>8.1f} {p95:>8.1f} {times[-1]:>8.1f}", flush=True)
+        print(f"load average {_load()} (the machine's, during the measurement)")
+
+
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def main() -> None:

@@ -175,6 +175,7 @@ def test_a_page_that_does_not_exist_keeps_the_navigation(console: Console) -> No
     _keeps_the_navigation(page, "olivia")
     with visit.expecting(404):
         page = visit.goto("/no/such/page", "unknown-page")
+    assert "no page at /no/such/page" in page.locator(".message").inner_text()
     _keeps_the_navigation(page, "olivia")
 
 

@@ -88,7 +88,10 @@ def create_console(settings: Settings) -> FastAPI:
     @console.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> Response:
         kind = HTTPStatus(exc.status_code).phrase.replace(" ", "")
-        return _refusal(request, exc.status_code, kind, str(exc.detail), [])
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":  # no route: say which address
+            message = f"no page at {request.url.path}: the inbox and the use cases lead to every page"
+        return _refusal(request, exc.status_code, kind, message, [])
 
     @console.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

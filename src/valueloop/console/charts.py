@@ -74,14 +74,15 @@ def heatmap(cells: list[dict[str, Any]]) -> Spec:
 
 def lines(points: list[dict[str, Any]], x: str, y: str, series: str, description: str,
           target: float | None = None, x_type: str = "ordinal", y_title: str | None = None,
-          extra_tooltip: tuple[str, ...] = ()) -> Spec:
+          extra_tooltip: tuple[str, ...] = (), y_format: str = "~g") -> Spec:
     """One line per series, with an optional dashed target line; ``extra_tooltip`` names more
-    fields of the points to show on hover."""
+    fields of the points to show on hover, ``y_format`` is a d3 format of the y axis (``~g``:
+    300 and 0.2, not 300.000000)."""
     line = {"mark": {"type": "line", "point": True},
             "encoding": {"x": {"field": x, "type": x_type, "sort": None, "title": x,
                                "axis": {"labelAngle": 0, "labelOverlap": True}},
                          "y": {"field": y, "type": "quantitative", "title": y_title or y,
-                               "scale": {"zero": False}},
+                               "scale": {"zero": False}, "axis": {"format": y_format}},
                          "color": {"field": series, "type": "nominal", "title": None,
                                    "legend": {"orient": "bottom"}},
                          "strokeDash": {"field": series, "type": "nominal", "title": None},

@@ -128,10 +128,10 @@ def _charts(traffic: list[TrafficWindow]) -> dict[str, Any]:
                for q, v in (("p50", t.p50_ms), ("p99", t.p99_ms)) if v is not None]
     if latency:
         found["latency"] = charts.lines(latency, "window", "ms", "series", "latency per window", y_title="ms")
-    errors = [{"window": t.window, "error rate": t.error_rate, "series": "error rate"} for t in traffic
-              if t.error_rate is not None]
-    if errors:
-        found["errors"] = charts.lines(errors, "window", "error rate", "series", "error rate per window")
+    if any(t.error_rate is not None for t in traffic):  # every window, so the axes line up
+        errors = [{"window": t.window, "error rate": t.error_rate, "series": "error rate"} for t in traffic]
+        found["errors"] = charts.lines(errors, "window", "error rate", "series", "error rate per window",
+                                       y_format=".1%")
     return found
 
 
