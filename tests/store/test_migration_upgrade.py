@@ -30,13 +30,16 @@ AT = datetime(2025, 3, 1, 9, 30)
 BEFORE_KEYS = [t for t in USECASE_TABLES if t != "intents"]
 
 
-def _foundation_database(url: str) -> dict:
+def _foundation_database(url: str, retention: dict[str, str] | None = None) -> dict:
     """The schema of revision 0001 with a team, a use case whose file names its privacy officer
-    (as files did then), its members and audit events; returns the file as stored."""
+    (as files did then), its members and audit events; returns the file as stored. ``retention``
+    spells columns' retention as files did before it was a duration."""
     from alembic import command
 
     spec = parse_spec(churn_data()).model_dump(mode="json")  # stored as the parsed file, then and now
     spec["members"]["privacy_officer"] = ["pia"]
+    for column in spec["privacy"]["columns"]:
+        column["retention"] = (retention or {}).get(column["column"], column["retention"])
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
@@ -120,3 +123,46 @@ def test_a_row_naming_no_usecase_stops_the_upgrade(db_settings: Settings) -> Non
         assert inspect(old).get_foreign_keys("training_runs") == []
     finally:
         old.dispose()
+
+
+def _approved_at_foundation(url: str, spec: dict) -> None:
+    """The use case's privacy section decided by its officer, as revision 0001 stored a DPIA."""
+    content = spec["privacy"]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO privacy_assessments (usecase_id, version, content, content_digest, status, "
+            "submitted_by, submitted_at, decided_by, decided_at, conditions) SELECT id, 1, :c, :d, "
+            "'approved', 'olivia', :t, 'pia', :t, '[]' FROM usecases WHERE name = 'churn'"),
+            {"c": json.dumps(content), "d": digest_of(content), "t": AT})
+        conn.execute(text("UPDATE usecases SET state = 'approved' WHERE name = 'churn'"))
+    engine.dispose()
+
+
+def test_a_retention_spelled_in_words_becomes_days_and_the_dpia_stays_decided(db_settings: Settings) -> None:
+    spec = _foundation_database(db_settings.database_url, {"email": "24 months", "birth_date": "2 Years",
+                                                           "name": "n/a"})
+    _approved_at_foundation(db_settings.database_url, spec)
+    get_engine(db_settings.database_url)
+
+    with session(db_settings) as s:
+        churn = usecases.get_usecase(s, "churn")
+        columns = {c.column: c.retention for c in usecases.spec_of(churn).privacy.columns}
+        assert columns == {"name": "not stored", "email": "730d", "birth_date": "730d", "postcode": "730d"}
+        assert privacy.require_privacy_approval(s, churn).version == 1  # the decision holds
+        privacy.reopen_if_changed(s, "olivia", churn)
+        assert [a.status for a in churn.assessments] == ["approved"]
+
+
+def test_a_retention_that_names_no_period_is_decided_again(db_settings: Settings) -> None:
+    spec = _foundation_database(db_settings.database_url, {"email": "as long as needed"})
+    _approved_at_foundation(db_settings.database_url, spec)
+    get_engine(db_settings.database_url)
+
+    with session(db_settings) as s:
+        churn = usecases.get_usecase(s, "churn")
+        assert {c.column: c.retention for c in usecases.spec_of(churn).privacy.columns}["email"] == "36500d"
+        privacy.reopen_if_changed(s, "olivia", churn)  # as the next change of the file does
+        assert [a.status for a in churn.assessments] == ["approved", "pending"]
+        with pytest.raises(ValueloopError):
+            privacy.require_privacy_approval(s, churn)
