@@ -37,6 +37,10 @@ def configure(settings: Settings) -> None:
 
     import mlflow
 
+    from valueloop.storage import endpoint
+
+    if url := endpoint():  # MLflow's S3 artifact repository reads only its own variable
+        os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", url)
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_registry_uri(settings.mlflow_uri)
     for noisy in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.store.db.utils",
@@ -52,16 +56,18 @@ def client(settings: Settings) -> Any:
 
 
 def experiment(settings: Settings, usecase: str) -> str:
-    """The use case's experiment id, created with its artifacts under the artifact root."""
+    """The use case's experiment id, created with its artifacts under the artifact root (a
+    folder or s3:// prefix); a tracking server (http/https) keeps them where it is told to."""
+    from valueloop.storage import Location
+
     mlflow_client = client(settings)
     found = mlflow_client.get_experiment_by_name(usecase)
     if found is not None:
         return str(found.experiment_id)
-    location = settings.artifact_root
-    if "://" not in location:
-        location = Path(location, "mlflow", usecase).resolve().as_uri()
-    else:
-        location = f"{location.rstrip('/')}/mlflow/{usecase}"
+    location = None
+    if not settings.mlflow_uri.startswith(("http://", "https://")):
+        root = Location.parse(settings.artifact_root, "artifact_root").child("mlflow", usecase)
+        location = Path(root.path).as_uri() if root.is_local else root.uri
     return str(mlflow_client.create_experiment(usecase, artifact_location=location,
                                                tags={TAG + "usecase": usecase}))
 
