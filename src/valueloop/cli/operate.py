@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(alerts_app, name="alerts")
     app.command("monitor")(monitor)
     app.command("retrain")(retrain)
+    app.command("compact")(compact)
 
 
 def _moment(text: str | None, field: str) -> datetime | None:
@@ -41,32 +42,51 @@ def monitor(
     usecase: str,
     since: str = typer.Option(None, "--since", help="Only predictions from this time on (ISO, UTC)."),
     until: str = typer.Option(None, "--until", help="Only predictions before this time (ISO, UTC)."),
-    report: Path = typer.Option(None, "--report", help="Also write the HTML monitoring report here."),
+    report: str = typer.Option(None, "--report", help="Also write the HTML monitoring report here "
+                                                      "(a path or s3://BUCKET/KEY)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Run the monitor over the prediction log: drift, performance, health, alerts (operations)."""
     from valueloop.config import load_settings
     from valueloop.operate.monitor import MonitorReport, run_monitor
 
+    from valueloop.storage import Location
+
     start, end = _moment(since, "--since"), _moment(until, "--until")
+    target = Location.parse(report, "--report") if report is not None else None  # refused before the run
     window = {"since": start and start.isoformat(), "until": end and end.isoformat()}
     result = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/monitor", params=window), MonitorReport,
                     lambda who: run_monitor(load_settings(), who, usecase, start, end))
-    if report is not None:
-        _write_report(ctx, usecase, result, report)
+    if target is not None:
+        _write_report(ctx, usecase, result, target)
     show(result, as_json, lambda: _render(result, report))
 
 
-def _write_report(ctx: typer.Context, usecase: str, result, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _write_report(ctx: typer.Context, usecase: str, result, where) -> None:  # type: ignore[no-untyped-def]
     from valueloop.operate.kpis import list_kpis
     from valueloop.operate.report import render
 
     history = call(ctx, Route("GET", f"/api/usecases/{segment(usecase)}/kpis"), list_kpis, usecase)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(result, history))
+    if where.is_local:
+        Path(where.path).parent.mkdir(parents=True, exist_ok=True)
+    with where.filesystem.open_output_stream(where.path) as out:
+        out.write(render(result, history).encode())
 
 
-def _render(result, report: Path | None) -> None:  # type: ignore[no-untyped-def]
+@served
+def compact(ctx: typer.Context, usecase: str, as_json: bool = JsonOption) -> None:
+    """Rewrite each past day of the prediction log as one file (operations; the server does it daily)."""
+    from valueloop.config import load_settings
+    from valueloop.deploy.predlog import Compaction
+    from valueloop.operate.compaction import compact_log
+
+    done = answer(ctx, Route("POST", f"/api/usecases/{segment(usecase)}/predictions/compact"), Compaction,
+                  lambda who: compact_log(load_settings(), who, usecase))
+    show(done, as_json, lambda: console().print(
+        f"{usecase}: {done.files} file(s) of {done.days} day(s) compacted into {done.days}, {done.rows} row(s)"))
+
+
+def _render(result, report: str | None) -> None:  # type: ignore[no-untyped-def]
     out = console()
     out.print(f"[bold]{result.usecase}[/bold]: windows of {result.window}, reference dataset "
               f"version {result.reference_version}")

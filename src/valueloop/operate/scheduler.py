@@ -1,6 +1,7 @@
 """The in-process scheduler of ``valueloop server``: for every use case with an ``operate:``
 section, its monitor every ``operate.every`` (followed by the retraining policy when the monitor
-calls for it) and, with the schedule trigger, retraining on its cron. Use cases are re-read every
+calls for it), the compaction of its prediction log every day (:data:`COMPACTION`) and, with the
+schedule trigger, retraining on its cron. Use cases are re-read every
 minute, so a changed file takes effect without a restart. Scheduled runs act as the use case's
 operations member; one use case's failure is logged and never stops the others."""
 
@@ -89,6 +90,21 @@ def retrain_on_schedule(settings: Settings, name: str) -> Outcome:
         return Outcome(usecase=name, ok=False, detail=f"{type(exc).__name__}: {exc}")
 
 
+#: when the prediction log's past days are compacted (UTC), after the day's last files are in
+COMPACTION = "20 0 * * *"
+
+
+def compact_on_schedule(settings: Settings, name: str) -> Outcome:
+    from valueloop.operate.compaction import compact_log
+
+    try:
+        done = compact_log(settings, _operator(settings, name), name)
+        return Outcome(usecase=name, ok=True, detail=f"{done.files} file(s) of {done.days} day(s) compacted")
+    except Exception as exc:  # noqa: BLE001 - as above
+        log.exception("compaction of %s's prediction log failed", name)
+        return Outcome(usecase=name, ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
 def run_all(settings: Settings) -> list[Outcome]:
     """Every monitored use case once, in turn (the scheduler runs them on their own intervals)."""
     outcomes = [monitor_usecase(settings, name) for name in monitored(settings)]
@@ -104,7 +120,7 @@ def _sync(scheduler: BackgroundScheduler, settings: Settings) -> None:
     wanted = monitored(settings)
     for job in scheduler.get_jobs():
         kind, _, name = job.id.partition(":")
-        if kind in ("monitor", "retrain") and (name not in wanted or (kind == "retrain" and wanted[name][1] is None)):
+        if kind in ("monitor", "retrain", "compact") and (name not in wanted or (kind == "retrain" and wanted[name][1] is None)):
             job.remove()
     for name, (seconds, cron) in wanted.items():
         job = scheduler.get_job(f"monitor:{name}")
@@ -112,6 +128,9 @@ def _sync(scheduler: BackgroundScheduler, settings: Settings) -> None:
             scheduler.add_job(monitor_usecase, IntervalTrigger(seconds=seconds, timezone=UTC), args=[settings, name],
                               id=f"monitor:{name}", replace_existing=True, max_instances=1, coalesce=True,
                               next_run_time=datetime.now(UTC))
+        if scheduler.get_job(f"compact:{name}") is None:
+            scheduler.add_job(compact_on_schedule, CronTrigger.from_crontab(COMPACTION, timezone=UTC),
+                              args=[settings, name], id=f"compact:{name}", max_instances=1, coalesce=True)
         if cron is not None:
             job = scheduler.get_job(f"retrain:{name}")
             if job is None or str(job.trigger) != str(CronTrigger.from_crontab(cron, timezone=UTC)):

@@ -10,7 +10,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from valueloop.deploy import labels
+from valueloop.deploy.predlog import Compaction
 from valueloop.operate import alerts, kpis, retrain
+from valueloop.operate.compaction import compact_log
 from valueloop.operate.monitor import MonitorReport, run_monitor, view_monitor
 from valueloop.server.deps import DB, Actor, AppSettings, Moment, RowId
 
@@ -53,6 +55,12 @@ def run_monitoring(name: str, actor: Actor, settings: AppSettings, since: Moment
     """Run the monitor as `valueloop monitor` does: store the windows, raise and deliver alerts
     (operations)."""
     return run_monitor(settings, actor, name, since, until)
+
+
+@router.post("/api/usecases/{name}/predictions/compact")
+def compact_predictions(name: str, actor: Actor, settings: AppSettings) -> Compaction:
+    """Compact the prediction log's past days, as `valueloop compact` does (operations)."""
+    return compact_log(settings, actor, name)
 
 
 @router.get("/api/usecases/{name}/monitor/report", response_class=HTMLResponse)
