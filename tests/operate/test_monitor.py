@@ -134,7 +134,8 @@ def test_the_scheduler_runs_the_monitor_and_schedules_retraining(settings: Setti
             time.sleep(0.2)
         # the scheduler acts as the file's operate policy, never in the name of a person
         assert [(r.actor, r.after["windows"]) for r in runs] == [("policy:schedule", 1)]
-        assert {job.id for job in scheduler.get_jobs()} == {"operate:sync", "monitor:churn", "retrain:churn", "compact:churn"}
+        assert {job.id for job in scheduler.get_jobs()} == {"operate:sync", "monitor:churn", "retrain:churn",
+                                                            "compact:churn"}
         assert isinstance(scheduler.get_job("retrain:churn").trigger, CronTrigger)
     finally:
         scheduler.shutdown(wait=True)
