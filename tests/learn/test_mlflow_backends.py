@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,16 +42,9 @@ def tracking_server(postgres_server: str, s3_server: str, tmp_path_factory: pyte
              "--workers", "1", "--backend-store-uri", _database(postgres_server),
              "--artifacts-destination", f"s3://{bucket}/artifacts"], stdout=out, stderr=out)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"mlflow server did not start: {log.read_text()[-800:]}")
-            time.sleep(0.5)
+    deploy_support.wait_until_ready(url, process, 180, "/health")
+    if process.poll() is not None:
+        pytest.fail(f"mlflow server did not start: {log.read_text()[-800:]}")
     try:
         yield url, f"s3://{bucket}/artifacts"
     finally:
