@@ -204,6 +204,13 @@ def new_settings(database: str, request: pytest.FixtureRequest) -> Callable[[Pat
     return make
 
 
+@pytest.fixture(scope="session")
+def new_pg_settings(postgres_server: str) -> Callable[[Path], Settings]:
+    """Settings on a fresh home whose metadata lives in a fresh PostgreSQL database, for the
+    module fixtures of tests that share one database between processes (PostgreSQL by design)."""
+    return lambda home: _settings(home, _new_database(postgres_server))
+
+
 @pytest.fixture
 def copy_home(database: str, request: pytest.FixtureRequest) -> Callable[[Settings, Settings], None]:
     """Copy a workspace made once into a test's fresh settings: the home, and on PostgreSQL

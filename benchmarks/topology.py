@@ -1,0 +1,130 @@
+"""Serving replicas behind HAProxy, side by side: REST req/s of one ``valueloop serve`` replica
+asked directly, then through HAProxy (Debian's package, configured as deploy/haproxy.cfg) with
+that one replica and with two. The replicas share one home and are pinned to core 0; HAProxy and
+wrk share core 1. On a 2-core machine two replicas cannot scale: the ratios show what the
+balancer costs (issue 16's goal: under 15% against direct), not what a second host would add.
+
+The model is serve_rest.py's (a scikit-learn gradient boosting model, 20 numeric features,
+single-row JSON records, prediction logging on); the load is wrk at concurrency 16.
+
+    python benchmarks/topology.py               # ~1 minute
+    python benchmarks/topology.py --seconds 3   # a quick one
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import serve_rest  # noqa: E402  (its model, registration and wrk runner)
+
+OUT = HERE / ".out" / "topology"
+CONCURRENCY = 16
+HAPROXY = """\
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout check 2s
+    retries 2
+    option redispatch
+    retry-on conn-failure empty-response
+frontend serving
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET /v2/health/ready
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 1
+{servers}
+"""
+
+
+@contextmanager
+def process(name: str, cmd: list[str], ready_url: str, env: dict[str, str]) -> Iterator[None]:
+    with (OUT / f"{name}.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        serve_rest.wait_ready(ready_url, proc)
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def balancer(name: str, replicas: list[int], env: dict[str, str]) -> tuple[str, object]:
+    haproxy = shutil.which("haproxy", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if haproxy is None:
+        sys.exit("haproxy is not installed: apt-get install haproxy")
+    port = serve_rest.free_port()
+    servers = "\n".join(f"    server r{i} 127.0.0.1:{p} check" for i, p in enumerate(replicas))
+    config = OUT / f"{name}.cfg"
+    config.write_text(HAPROXY.format(port=port, servers=servers))
+    url = f"http://127.0.0.1:{port}"
+    return url, process(name, ["taskset", "-c", "1", haproxy, "-db", "-f", str(config)], url + "/v2/health/ready", env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    serve_rest.OUT.mkdir(parents=True, exist_ok=True)  # where its wrk runner writes the request script
+    model, x = serve_rest.train(OUT)
+    serve_rest.register_in_valueloop(OUT / "home", model, x)
+    body = json.dumps(dict(zip(serve_rest.FEATURES, x[0].tolist()))).encode()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | {
+        "VALUELOOP_HOME": str(OUT / "home")}
+
+    ports = [serve_rest.free_port(), serve_rest.free_port()]
+    results: dict[str, dict[str, float]] = {}
+    with ExitStack() as running:
+        for i, port in enumerate(ports):
+            url = f"http://127.0.0.1:{port}"
+            running.enter_context(process(
+                f"replica-{i}", ["taskset", "-c", "0", str(serve_rest.BIN / "valueloop"), "serve", "--port", str(port),
+                                 "--no-auth"], url + "/v2/health/ready", env))
+        runs = {"one replica, direct": f"http://127.0.0.1:{ports[0]}"}
+        one_url, one = balancer("haproxy-1", ports[:1], env)
+        two_url, two = balancer("haproxy-2", ports, env)
+        running.enter_context(one)  # type: ignore[arg-type]
+        running.enter_context(two)  # type: ignore[arg-type]
+        runs |= {"HAProxy, 1 replica": one_url, "HAProxy, 2 replicas": two_url}
+        for label, url in runs.items():
+            load = (url + "/predict/churn", body, serve_rest.JSON)
+            serve_rest.wrk(load, 4, 2)  # warm up
+            results[label] = r = serve_rest.wrk(load, CONCURRENCY, args.seconds)
+            print(f"{label:<22} c={CONCURRENCY} {r['rps']:>8.0f} req/s   p50 {r['p50']:>7.2f} ms   "
+                  f"p99 {r['p99']:>7.2f} ms" + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
+    direct = results["one replica, direct"]["rps"]
+    for label in ("HAProxy, 1 replica", "HAProxy, 2 replicas"):
+        ratio = results[label]["rps"] / direct
+        print(f"{label}: {ratio:.2f}x direct ({(1 - ratio) * 100:+.1f}% overhead; goal under 15%)")
+    print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()
