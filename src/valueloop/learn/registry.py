@@ -183,7 +183,7 @@ def promote(session: Session, settings: Settings, actor: str | None, usecase: st
             alias: str = "champion") -> ModelVersionView:
     """Give a version an alias: champion needs passed tests and the owner's acceptance;
     challenger needs passed tests. The alias moves off whichever version held it."""
-    found = get_usecase(session, usecase)
+    found = get_usecase(session, usecase, for_update=True)  # one promotion of a use case at a time
     acting = get_user(session, actor)
     require(session, acting, Action.promote, found)
     if alias not in ALIASES:

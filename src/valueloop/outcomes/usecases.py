@@ -62,8 +62,14 @@ class UseCaseDetail(UseCaseView):
     spec: dict[str, Any]
 
 
-def get_usecase(session: Session, name: str) -> UseCase:
-    usecase = session.scalar(select(UseCase).where(UseCase.name == name))
+def get_usecase(session: Session, name: str, *, for_update: bool = False) -> UseCase:
+    """The use case by name. ``for_update`` locks its row until the transaction ends (PostgreSQL),
+    and reads it afresh: a change that reads the use case before writing it (state, a cycle's
+    outcomes, a promotion) then waits for a concurrent one instead of overwriting it."""
+    query = select(UseCase).where(UseCase.name == name)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    usecase = session.scalar(query)
     if usecase is None:  # named to nobody: which use cases exist is for their members to know
         raise NotFound(f"use case '{name}' does not exist; `valueloop usecase list` shows yours")
     return usecase
@@ -272,7 +278,7 @@ def advance(
     """Move a use case along its lifecycle, refusing illegal moves and closed gates."""
     from valueloop.outcomes.privacy import require_privacy_approval
 
-    usecase = get_usecase(session, name)
+    usecase = get_usecase(session, name, for_update=True)
     acting = get_user(session, actor)
     current = State(usecase.state)
     action = check_transition(current, target)
@@ -301,7 +307,7 @@ def record_outcomes(
     session: Session, actor: str | None, name: str, values: dict[str, float]
 ) -> UseCaseDetail:
     """Record measured KPI values on the current cycle, judged against the use case's targets."""
-    usecase = get_usecase(session, name)
+    usecase = get_usecase(session, name, for_update=True)
     acting = get_user(session, actor)
     require(session, acting, Action.review, usecase)
     if not usecase.cycles:
