@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from contextlib import ExitStack, contextmanager
@@ -25,34 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 import serve_rest  # noqa: E402  (its model, registration and wrk runner)
+from deploy_support import haproxy_config  # noqa: E402  (the balancer's configuration, as the scale test's)
 
 OUT = HERE / ".out" / "topology"
 CONCURRENCY = 16
-HAPROXY = """\
-global
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout check 2s
-    retries 2
-    option redispatch
-    retry-on conn-failure empty-response
-frontend serving
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-    option httpchk GET /v2/health/ready
-    http-check expect status 200
-    default-server inter 1s fall 2 rise 1
-{servers}
-"""
 
 
 @contextmanager
@@ -63,12 +41,7 @@ def process(name: str, cmd: list[str], ready_url: str, env: dict[str, str]) -> I
         serve_rest.wait_ready(ready_url, proc)
         yield
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        serve_rest.stop(proc)
 
 
 def balancer(name: str, replicas: list[int], env: dict[str, str]) -> tuple[str, object]:
@@ -76,9 +49,8 @@ def balancer(name: str, replicas: list[int], env: dict[str, str]) -> tuple[str, 
     if haproxy is None:
         sys.exit("haproxy is not installed: apt-get install haproxy")
     port = serve_rest.free_port()
-    servers = "\n".join(f"    server r{i} 127.0.0.1:{p} check" for i, p in enumerate(replicas))
     config = OUT / f"{name}.cfg"
-    config.write_text(HAPROXY.format(port=port, servers=servers))
+    config.write_text(haproxy_config(port, {f"r{i}": p for i, p in enumerate(replicas)}))
     url = f"http://127.0.0.1:{port}"
     return url, process(name, ["taskset", "-c", "1", haproxy, "-db", "-f", str(config)], url + "/v2/health/ready", env)
 

@@ -25,6 +25,41 @@ FAST = [{"name": "logistic", "kind": "logistic", "baseline": True},
 UNTIMED = {"max_seconds_per_row": 60.0}
 
 
+#: HAProxy before the serving replicas, as deploy/haproxy.cfg has it, on loopback: round robin over
+#: the replicas whose /v2/health/ready answers, a refused or emptied request sent to another
+HAPROXY = """\
+global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout check 2s
+    retries 2
+    option redispatch
+    retry-on conn-failure empty-response
+{stats}frontend serving
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET /v2/health/ready
+    http-check expect status 200
+    default-server inter 200ms fall 2 rise 2
+{servers}
+"""
+
+
+def haproxy_config(port: int, replicas: dict[str, int], stats_port: int | None = None) -> str:
+    """HAProxy's configuration for ``replicas`` (name: port) behind ``port``; with ``stats_port``,
+    its statistics (CSV at /stats;csv) there."""
+    stats = f"listen stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n" \
+        if stats_port else ""
+    servers = "\n".join(f"    server {name} 127.0.0.1:{p} check" for name, p in replicas.items())
+    return HAPROXY.format(stats=stats, port=port, servers=servers)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -28,39 +28,13 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 import redis
-from deploy_support import free_port, make_usecase, train_version, wait_for, wait_until_ready
+from deploy_support import free_port, haproxy_config, make_usecase, train_version, wait_for, wait_until_ready
 
 from valueloop.config import Settings
 
 ROW = {"birth_date": 1980, "postcode": "12", "contract": "month-to-month", "payment_method": "invoice",
        "tenure_months": 3, "monthly_charges": 80.5, "support_calls": 4, "total_charges": 241.5}
 CLIENTS = 4  # threads sending requests through the balancer under load
-HAPROXY = """\
-global
-    maxconn 256
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout check 2s
-    retries 2
-    option redispatch
-    retry-on conn-failure empty-response
-listen stats
-    bind 127.0.0.1:{stats}
-    stats enable
-    stats uri /stats
-frontend serving
-    bind 127.0.0.1:{port}
-    default_backend replicas
-backend replicas
-    balance roundrobin
-    option httpchk GET /v2/health/ready
-    http-check expect status 200
-    default-server inter 200ms fall 2 rise 2
-{servers}
-"""
 
 
 @dataclass
@@ -160,9 +134,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory,
             server = topology.start("server", sys.executable, "-m", "valueloop", "server", "--port",
                                     str(ports["server"]), "--no-scheduler")
             replicas = {name: topology.start_replica(name) for name in topology.replicas}
-            servers = "\n".join(f"    server {name} 127.0.0.1:{port} check" for name, port in topology.replicas.items())
-            (root / "haproxy.cfg").write_text(HAPROXY.format(stats=ports["stats"], port=ports["balancer"],
-                                                             servers=servers))
+            (root / "haproxy.cfg").write_text(haproxy_config(ports["balancer"], topology.replicas, ports["stats"]))
             balancer = topology.start("haproxy", haproxy, "-db", "-f", str(root / "haproxy.cfg"))
             first = train_version(settings, "champion")
             train_version(settings, None, candidate="logistic")
