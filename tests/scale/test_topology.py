@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -302,9 +303,14 @@ def _churn_worker(env: dict[str, str], index: int, rounds: int, start: Any) -> N
                 advance(s, who, "churn", target, "next cycle" if target is State.in_development else None)
         except Conflict:  # the other process moved it first: a refusal, never a wrong state
             pass
-        if n == rounds // 2:
-            with session(settings) as s:
-                ingest(s, settings, "dave", "churn", project_dir=Path(env["CHURN_PROJECT"]))
+        for _ in range(120 if n == rounds // 2 else 0):  # bounded: the other's ingest ends first
+            try:
+                with session(settings) as s:
+                    ingest(s, settings, "dave", "churn", project_dir=Path(env["CHURN_PROJECT"]))
+                break
+            except Conflict as exc:  # "... is writing it; try again when it ends": a refusal, nothing lost
+                assert "is writing it" in str(exc), exc
+                time.sleep(0.5)
 
 
 def test_two_processes_changing_churn_at_once_lose_no_update(topology: Topology) -> None:
