@@ -39,14 +39,14 @@ from sqlalchemy import select
 
 from valueloop.config import Settings
 from valueloop.deploy import batch_tables
-from valueloop.deploy.batch_io import (BatchInput, aligned_batches, input_location, open_input, parse_output,
-                                       read_batches)
+from valueloop.deploy.batch_io import (BatchInput, BatchOutput, aligned_batches, input_location, open_input,
+                                       parse_output, read_batches)
 from valueloop.errors import Conflict, InvalidInput, NotFound
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
-from valueloop.store import session
+from valueloop.store import intents, session
 from valueloop.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -407,15 +407,23 @@ def _run_on_dask(job: BatchJobView, model: ServedModel, source: BatchInput, id_c
             collect("ALL_COMPLETED")
 
 
-def _finish(settings: Settings, job_id: str, status: str, error: str | None = None) -> BatchJobView:
+def _finish(settings: Settings, job_id: str, status: str, error: str | None = None,
+            intent: int | None = None) -> BatchJobView:
+    """The job's end, with its output's intent marked done in the same transaction."""
     with session(settings) as s:
         job = s.get(BatchJob, job_id)
-        job.status, job.error, job.finished_at = status, error, utcnow()
-        audit.record(s, job.actor, f"batch.{'finish' if status == 'succeeded' else 'fail'}",
-                     "batch_job", job.id, usecase=job.usecase,
-                     after={"status": status, "row_count": job.row_count, "parts_done": job.parts_done,
-                            "error": error})
+        _end(s, job, status, error, job.actor)
+        if intent is not None:
+            intents.finish(s, intent)
         return _view(job)
+
+
+def _end(s: Any, job: BatchJob, status: str, error: str | None, actor: str) -> None:
+    job.status, job.error, job.finished_at = status, error, utcnow()
+    audit.record(s, actor, f"batch.{'finish' if status == 'succeeded' else 'fail'}",
+                 "batch_job", job.id, usecase=job.usecase,
+                 after={"status": status, "row_count": job.row_count, "parts_done": job.parts_done,
+                        "error": error})
 
 
 def run_batch(
@@ -439,13 +447,24 @@ def run_batch(
     run = _run_on_dask if options.dask else _run_in_process
     try:
         run(job, model, source, id_column, options, staging, settings, advance)
-        parse_output(output_text).publish(staging.parts(), staging.schema(), staging.root,
-                                          options.overwrite)
+        intent = _publish(settings, job, parse_output(output_text), staging, options.overwrite)
     except BaseException as exc:
         _finish(settings, job.id, "failed", str(exc) or exc.__class__.__name__)
         raise
     shutil.rmtree(staging.root, ignore_errors=True)
-    return _finish(settings, job.id, "succeeded")
+    return _finish(settings, job.id, "succeeded", intent=intent)
+
+
+def _publish(settings: Settings, job: BatchJobView, output: BatchOutput, staging: _Staging,
+             overwrite: bool) -> int:
+    """Publish the output under an intent naming what it replaces, so that the doctor can tell a
+    published output (a new file, folder or Delta version) from a half-published one."""
+    with intents.writing(settings, intents.BATCH_OUTPUT, job.usecase, output.location.uri, job.actor,
+                         job=job.id, staging=str(staging.root), text=output.text,
+                         **output.identity()) as intent:
+        output.publish(staging.parts(), staging.schema(), staging.root, overwrite)
+        intents.crash_point("after-batch-output-publish")
+    return intent
 
 
 def get_job(settings: Settings, actor: str | None, job_id: str) -> BatchJobView:
@@ -463,3 +482,25 @@ def list_jobs(settings: Settings, actor: str | None, usecase: str) -> list[Batch
         jobs = s.scalars(select(BatchJob).where(BatchJob.usecase == usecase)
                          .order_by(BatchJob.started_at))
         return [_view(j) for j in jobs]
+
+
+def recover_publish(s: Any, row: intents.Intent, actor: str, *, repair: bool) -> str:
+    """The doctor's step for a publish whose process died: completed when the output is whole
+    (the job succeeded), otherwise rolled back (the job failed; ``--resume`` takes it up without
+    scoring its committed parts again). Returns what repairing does."""
+    output = parse_output(row.detail["text"])
+    staging, job = Path(row.detail["staging"]), s.get(BatchJob, row.detail["job"])
+    if output.published(row.detail):
+        if repair:
+            output.complete(staging)
+            if job.status != "succeeded":
+                _end(s, job, "succeeded", None, actor)
+            intents.finish(s, row.id, intents.DONE, "its process died after publishing the whole output; "
+                           "valueloop doctor completed the job")
+        return f"complete batch job {job.id}: its output is whole"
+    if repair:
+        output.roll_back(staging)
+        _end(s, job, "failed", "its process died while publishing the output; run it again with --resume", actor)
+        intents.finish(s, row.id, intents.ORPHANED, "its process died before the output was published; "
+                       "valueloop doctor rolled the publish back")
+    return f"roll the publish back; batch job {job.id} fails and resumes with --resume"

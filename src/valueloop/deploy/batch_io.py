@@ -29,10 +29,11 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from valueloop.errors import Conflict, InvalidInput
 from valueloop.storage import Location
+from valueloop.store.intents import crash_point
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -267,14 +268,61 @@ class BatchOutput:
             whole.mkdir()
             for part in parts:
                 os.replace(part, whole / part.name)
-        replaced = path.with_name(f".{path.name}.replaced-{staging.name}")
+        replaced = self._replaced(staging)
         if self.exists():
             os.replace(path, replaced)
+            crash_point("mid-batch-output-publish")
         os.replace(whole, path)
         if replaced.is_dir():
             shutil.rmtree(replaced)
         else:
             replaced.unlink(missing_ok=True)
+
+    def identity(self) -> dict[str, int | None]:
+        """What the output is before a publish, which any publish changes: the inode of its file or
+        folder (a publish renames a new one into place), or its Delta table's newest version."""
+        if not self.location.is_local:
+            return {}  # an upload, or deltalake's commit: one request, whole or absent
+        path = Path(self.location.path)
+        if self.format == "delta":
+            from deltalake import DeltaTable
+
+            return {"head": DeltaTable(str(path)).version() if DeltaTable.is_deltatable(str(path)) else None}
+        return {"inode": path.stat().st_ino if path.exists() else None}
+
+    def published(self, before: dict[str, Any]) -> bool:
+        """Whether a publish that began on the output ``before`` (its identity) got through; one to
+        the object store is taken as not, and the job resumed publishes it again."""
+        if not self.location.is_local:
+            return False
+        key = "head" if self.format == "delta" else "inode"
+        now = self.identity()[key]
+        return now is not None and now != before.get(key)
+
+    def _replaced(self, staging: Path) -> Path:
+        path = Path(self.location.path)
+        return path.with_name(f".{path.name}.replaced-{staging.name}")
+
+    def complete(self, staging: Path) -> None:
+        """Remove what a published output's killed process left: the output it replaced, the staging."""
+        replaced = self._replaced(staging)
+        if replaced.is_dir():
+            shutil.rmtree(replaced)
+        replaced.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def roll_back(self, staging: Path) -> None:
+        """Undo a half publish: the replaced output back in its place, the moved parts back in the
+        staging (whose manifest still lists them, so a resumed job does not score them again)."""
+        replaced = self._replaced(staging)
+        if replaced.exists() and not self.exists():
+            os.replace(replaced, self.location.path)
+        whole = staging.with_name(staging.name + ".out")
+        if whole.is_dir():
+            for part in whole.iterdir():
+                os.replace(part, staging / part.name)
+            whole.rmdir()
+        (staging / "output.csv").unlink(missing_ok=True)
 
     def _upload(self, parts: list[Path], schema: pa.Schema, staging: Path) -> None:
         import pyarrow.dataset as pads

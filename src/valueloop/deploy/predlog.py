@@ -12,7 +12,9 @@ replica and worker), one prefix per use case::
 Files are immutable and every writer (a serve replica, a batch job, a stream consumer) names its
 own by its writer id (host, process, random) and a sequence number, so any number of them append
 side by side without ever naming the same file. A file appears whole or not at all: on local disk
-it is written under a hidden name, fsynced and renamed; on S3 it is one PUT of the finished bytes.
+it is written under a hidden name (naming its host and process), fsynced and renamed, and
+``valueloop doctor`` removes what a dead writer left (:func:`partial_files`); on S3 it is one PUT
+of the finished bytes.
 A compacted file names, in its Parquet metadata, the files it replaces: readers leave those out
 from the moment it exists, so a compaction that dies before deleting them loses and doubles
 nothing. Readers list only the days of the window they read, and push the time filter down to
@@ -33,6 +35,7 @@ import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -40,6 +43,7 @@ from pydantic import BaseModel
 from valueloop.config import Settings
 from valueloop.errors import InvalidInput
 from valueloop.storage import Location
+from valueloop.store.intents import crash_point
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,6 +52,8 @@ log = logging.getLogger("valueloop.deploy.predlog")
 
 SOURCES = ("rest", "batch", "stream", "shadow")
 #: Columns every record has; every other column is a feature.
+#: how a file being written ends, after ``@<host>@<process id>`` (the writer the doctor asks after)
+PARTIAL = ".tmp"
 RESERVED = ("request_id", "ts", "usecase", "model_version", "source", "latency_seconds",
             "prediction", "probability")
 #: the Parquet metadata key of a compacted file: the JSON list of the file names it replaces
@@ -113,11 +119,12 @@ def _write_atomically(table: pa.Table, directory: Location, name: str | None = N
             out.write(buffer.getvalue())
         return final
     os.makedirs(directory.path, exist_ok=True)
-    temporary = os.path.join(directory.path, f".{name}.tmp")
+    temporary = os.path.join(directory.path, f".{name}@{socket.gethostname()}@{os.getpid()}{PARTIAL}")
     try:
         with open(temporary, "wb") as handle:
             pq.write_table(table, handle, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
             handle.flush()
+            crash_point("mid-prediction-log-flush")
             os.fsync(handle.fileno())
         os.replace(temporary, final.path)
     finally:
@@ -129,6 +136,23 @@ def _write_atomically(table: pa.Table, directory: Location, name: str | None = N
     finally:
         os.close(fd)
     return final
+
+
+def partial_files(settings: Settings, usecase: str | None = None) -> list[Path]:
+    """Files a writer left under their temporary names when it died mid-flush (on this host, or
+    an hour ago): readers never see them, ``valueloop doctor`` removes them."""
+    from valueloop.store.intents import STALE_SECONDS, pid_alive
+
+    root = log_root(settings)
+    if not root.is_local:
+        return []  # an object store's upload is whole or absent: nothing is left half-written
+    found = []
+    for path in sorted(Path(root.path).glob(f"{usecase or '*'}/**/.*{PARTIAL}")):
+        _, host, pid = path.name.removesuffix(PARTIAL).rsplit("@", 2) if path.name.count("@") >= 2 else ("", "", "")
+        dead = host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
+        if dead or time.time() - path.stat().st_mtime > STALE_SECONDS:
+            found.append(path)
+    return found
 
 
 def _listing(directory: Location) -> list[str]:

@@ -30,6 +30,9 @@ from valueloop.outcomes.users import get_user
 from valueloop.store import intents
 from valueloop.store.models import UseCase
 
+#: who repairs at server start (and completes a batch job whose process died)
+DOCTOR = "policy:doctor"
+
 
 class Finding(BaseModel):
     """One thing left half-written, what repairing it does, and whether it was done."""
@@ -59,19 +62,24 @@ def _pending(session: Session, usecase: str | None) -> list[intents.Intent]:
     return [i for i in intents.pending(session, usecase=usecase) if not intents.writer_alive(i)]
 
 
-def _intent_findings(session: Session, usecase: str | None, repair: bool) -> list[Finding]:
-    """Pending intents whose writer died: the external write was rolled back (by the checks
-    below) or never happened, so each ends orphaned."""
+def _intent_findings(session: Session, usecase: str | None, actor: str, repair: bool) -> list[Finding]:
+    """Pending intents whose writer died. A batch output is completed when it was published whole
+    and rolled back otherwise; the other writes were rolled back (by the checks below) or never
+    happened, so their intents end orphaned."""
+    from valueloop.deploy.batch import recover_publish
+
     found = []
     for row in _pending(session, usecase):
         finding = Finding(kind="pending intent", usecase=row.usecase, target=row.target,
                           detail=f"{row.kind} by {row.actor} (process {row.pid} on {row.host}, "
                                  f"{row.created_at:%Y-%m-%d %H:%M:%S} UTC) never finished",
                           repair="mark it orphaned; what it wrote is rolled back below")
-        if repair:
+        if row.kind == intents.BATCH_OUTPUT:
+            finding.repair = recover_publish(session, row, actor, repair=repair)
+        elif repair:
             intents.finish(session, row.id, intents.ORPHANED, "its process died before the rows were written; "
                            "valueloop doctor rolled back what it wrote")
-            finding.repaired = True
+        finding.repaired = repair
         found.append(finding)
     return found
 
@@ -184,11 +192,28 @@ def _staging_findings(settings: Settings, repair: bool) -> list[Finding]:
     return found
 
 
+def _partial_log_findings(settings: Settings, usecase: str | None, repair: bool) -> list[Finding]:
+    """Prediction-log files a killed writer left under their temporary names (never read)."""
+    from valueloop.deploy.predlog import partial_files
+
+    found = []
+    for path in partial_files(settings, usecase):
+        finding = Finding(kind="prediction-log partial file", usecase=path.parent.parent.name, target=str(path),
+                          detail=f"{path.stat().st_size} bytes written by a process that died mid-flush; "
+                                 "no reader sees it", repair="delete it")
+        if repair:
+            path.unlink(missing_ok=True)
+            finding.repaired = True
+        found.append(finding)
+    return found
+
+
 def examine(session: Session, settings: Settings, usecase: str | None = None, *,
-            repair: bool = False) -> Report:
-    """Everything half-written, for one use case or all; repaired when ``repair``."""
+            repair: bool = False, actor: str = DOCTOR) -> Report:
+    """Everything half-written, for one use case or all; repaired (as ``actor``) when ``repair``."""
     usecases = [get_usecase(session, usecase)] if usecase else list(session.scalars(select(UseCase)))
-    findings = _intent_findings(session, usecase, repair)
+    findings = _intent_findings(session, usecase, actor, repair)
+    findings += _partial_log_findings(settings, usecase, repair)
     mlflow = _mlflow_store_exists(settings)
     for one in usecases:
         findings += _delta_findings(session, settings, one, repair)
@@ -204,9 +229,10 @@ def repair_at_start(settings: Settings) -> Report:
     from valueloop.store import session
 
     with session(settings) as s:
+        system_user(s, DOCTOR)
         report = examine(s, settings, repair=True)
         if report.findings:
-            audit.record(s, system_user(s, "policy:doctor").name, "doctor.repair", "home", "*",
+            audit.record(s, DOCTOR, "doctor.repair", "home", "*",
                          after={"repaired": [f.model_dump() for f in report.findings]})
     return report
 
@@ -222,7 +248,7 @@ def doctor(session: Session, settings: Settings, actor: str | None, usecase: str
     elif not acting.is_admin:
         raise PermissionDenied(f"{acting.name} may not examine every use case: requires admin; "
                                "name one with --usecase to examine it as its operations")
-    report = examine(session, settings, usecase, repair=repair)
+    report = examine(session, settings, usecase, repair=repair, actor=acting.name)
     if repair and report.findings:
         audit.record(session, acting.name, "doctor.repair", "home", usecase or "*", usecase=usecase,
                      after={"repaired": [f.model_dump() for f in report.findings]})
