@@ -37,14 +37,17 @@ def test_a_model_registered_by_a_killed_training_is_never_listed(settings: Setti
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert json.loads(run_cli(settings, "models", "churn", "--json", as_user="olivia").stdout) == []
 
+    # the next training says what it found among the objects it touches, repairs nothing, uses none of it
+    trained = run_cli(settings, "train", "churn", "--json", as_user="dana")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["registered"]["version"] == 2
+    assert "doctor: unknown model version model churn version 1: registered from run" in trained.stderr
+    assert "doctor: pending intent mlflow training" in trained.stderr and "doctor --usecase churn --repair" in trained.stderr
+
     code, found = _doctor(settings, run_cli)
     assert code == 1 and [f["kind"] for f in found] == ["pending intent", "unknown model version"]
     assert found[1]["target"] == "model churn version 1"
     assert _doctor(settings, run_cli, "--repair")[0] == 0
     assert tracking.TAG + "orphaned" in tracking.client(settings).get_model_version("churn", "1").tags
-
-    trained = run_cli(settings, "train", "churn", "--json", as_user="dana")
-    assert trained.returncode == 0, trained.stderr
-    assert json.loads(trained.stdout)["registered"]["version"] == 2
     assert [m["version"] for m in json.loads(run_cli(settings, "models", "churn", "--json", as_user="olivia").stdout)] == [2]
     assert _doctor(settings, run_cli) == (0, [])

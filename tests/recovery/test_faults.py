@@ -50,6 +50,8 @@ def test_a_delta_commit_killed_before_its_row_is_never_built_on(settings: Settin
                        cwd=churn)
     assert appended.returncode == 0, appended.stderr
     assert json.loads(appended.stdout)["row_count"] == 700
+    # it said what it found (and built on none of it), repairing only what its own commit must
+    assert "doctor: unrecorded Delta versions" in appended.stderr and "not used by this ingest" in appended.stderr
     assert read(settings).num_rows == 700
     from deltalake import DeltaTable
 

@@ -113,3 +113,24 @@ def reconcile_aliases(settings: Settings) -> None:
         now = "none" if change.version is None else f"v{change.version}"
         console().print(f"MLflow alias {change.alias} of {change.usecase}: {now} (was "
                         f"{'none' if change.was is None else f'v{change.was}'}), as valueloop's database holds it")
+
+
+def report_half_written(settings: Settings, actor: str | None, usecase: str, step: str) -> None:
+    """Before ingest, train or promote: what the doctor finds half-written among the objects the
+    step touches, said on stderr for who may read the use case (repaired only by ``doctor --repair``)."""
+    from valueloop.errors import ValueloopError
+    from valueloop.outcomes.usecases import viewed
+    from valueloop.recovery.doctor import before
+    from valueloop.store import session
+
+    try:
+        with session(settings) as s:
+            viewed(s, actor, usecase)
+            found = before(s, settings, usecase, step).findings
+    except ValueloopError:
+        return  # the step itself refuses, with its own message
+    for f in found:
+        typer.secho(f"doctor: {f.kind} {f.target}: {f.detail}; not used by this {step}", fg="yellow", err=True)
+    if found:
+        typer.secho(f"doctor: `valueloop doctor --usecase {usecase} --repair` mends {len(found)} thing(s) "
+                    "(operations or the admin)", fg="yellow", err=True)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from valueloop.cli._common import JsonOption, console, group, show, table
+from valueloop.cli._common import JsonOption, console, group, report_half_written, show, table
 from valueloop.cli.remote import Route, answer, call, segment, served, server
 
 if TYPE_CHECKING:
@@ -123,6 +123,7 @@ def ingest(
 
     def local(who: str | None) -> DatasetVersionView:
         settings = load_settings()
+        report_half_written(settings, who, usecase, "ingest")
         with _progress() as progress, session(settings) as s:
             return ingest_(s, settings, who, usecase, project_dir=folder, mode=mode, progress=progress)
 

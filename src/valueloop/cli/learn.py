@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from valueloop.cli._common import JsonOption, console, show, table
+from valueloop.cli._common import JsonOption, console, report_half_written, show, table
 from valueloop.cli.remote import Route, answer, call, segment, served
 
 
@@ -55,6 +55,7 @@ def train(
         from valueloop.store import session
 
         settings = load_settings()
+        report_half_written(settings, who, usecase, "train")
         with Progress(console=console(), transient=True, disable=as_json) as progress, session(settings) as s:
             return train_(s, settings, who, usecase, dataset_version=dataset_version,
                           candidates=candidate or None, progress=progress)
@@ -174,6 +175,7 @@ def promote(
         from valueloop.store import session
 
         settings = load_settings()
+        report_half_written(settings, who, usecase, "promote")
         with session(settings) as s:
             return promote_(s, settings, who, usecase, version, alias)
 

@@ -62,7 +62,8 @@ def _pending(session: Session, usecase: str | None) -> list[intents.Intent]:
     return [i for i in intents.pending(session, usecase=usecase) if not intents.writer_alive(i)]
 
 
-def _intent_findings(session: Session, usecase: str | None, actor: str, repair: bool) -> list[Finding]:
+def _intent_findings(session: Session, usecase: str | None, actor: str, repair: bool,
+                     kinds: tuple[str, ...] | None = None) -> list[Finding]:
     """Pending intents whose writer died. A batch output is completed when it was published whole
     and rolled back otherwise; the other writes were rolled back (by the checks below) or never
     happened, so their intents end orphaned."""
@@ -70,6 +71,8 @@ def _intent_findings(session: Session, usecase: str | None, actor: str, repair: 
 
     found = []
     for row in _pending(session, usecase):
+        if kinds is not None and row.kind not in kinds:
+            continue
         finding = Finding(kind="pending intent", usecase=row.usecase, target=row.target,
                           detail=f"{row.kind} by {row.actor} (process {row.pid} on {row.host}, "
                                  f"{row.created_at:%Y-%m-%d %H:%M:%S} UTC) never finished",
@@ -221,6 +224,25 @@ def examine(session: Session, settings: Settings, usecase: str | None = None, *,
     if usecase is None:
         findings += _staging_findings(settings, repair)
     return Report(findings=findings, repaired=repair)
+
+
+#: the objects ingest, train and promote touch: what the doctor examines before each
+TOUCHES = {"ingest": ("delta",), "train": ("delta", "mlflow"), "promote": ("mlflow",)}
+_KINDS = {"delta": (intents.DELTA_COMMIT,), "mlflow": (intents.MLFLOW_RUN, intents.MLFLOW_REGISTER)}
+
+
+def before(session: Session, settings: Settings, usecase: str, step: str) -> Report:
+    """What is half-written among the objects ``step`` is about to touch in ``usecase``, found and
+    never repaired (that takes ``--repair`` or a server start); the step never uses any of it."""
+    one = session.scalar(select(UseCase).where(UseCase.name == usecase))
+    if one is None:
+        return Report(findings=[], repaired=False)  # the step itself says it does not exist
+    touched = TOUCHES[step]
+    findings = _intent_findings(session, usecase, DOCTOR, False, sum((_KINDS[t] for t in touched), ()))
+    findings += _delta_findings(session, settings, one, False) if "delta" in touched else []
+    if "mlflow" in touched and _mlflow_store_exists(settings):
+        findings += _mlflow_findings(session, settings, one, False)
+    return Report(findings=findings, repaired=False)
 
 
 def repair_at_start(settings: Settings) -> Report:
