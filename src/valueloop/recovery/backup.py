@@ -97,13 +97,13 @@ def _pg_tool(name: str, url: str) -> str:
                          "to back up or restore a PostgreSQL metadata database")
 
 
-def _libpq(url: str) -> str:
-    """The SQLAlchemy URL as libpq reads it (no driver suffix)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def _pg(tool: str, url: str, *args: str) -> None:
-    done = subprocess.run([_pg_tool(tool, url), *args, _libpq(url)], capture_output=True, text=True)
+    """Run a PostgreSQL client tool on the database; its password goes in the child's
+    environment (``PGPASSWORD``), never on its command line, which every local user can read."""
+    parsed = make_url(url)
+    env = {**os.environ, **({"PGPASSWORD": parsed.password} if parsed.password else {})}
+    target = parsed._replace(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    done = subprocess.run([_pg_tool(tool, url), *args, target], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise ValueloopError(f"{tool} failed: {done.stderr.strip()[:2000]}")
 
