@@ -28,6 +28,10 @@ FIELDS: dict[str, str] = {
     "allow_development_key": "true: ingest may use the development key outside the demo",
     "url_variables": "variables a SQL source's URL may expand as ${VAR} (comma-separated)",
     "hook_modules": "modules a use case may name as Python hooks (@project: its folder's)",
+    "backup_dir": "folder where `valueloop server` keeps scheduled backups (empty: none are taken)",
+    "backup_every": "how often the server takes a scheduled backup (a duration: 1d, 12h)",
+    "backup_keep_daily": "scheduled backups kept: the newest of each of the last N days",
+    "backup_keep_weekly": "scheduled backups kept besides: the newest of each of the last M weeks",
 }
 SECRET_FIELDS = {"pseudonym_key"}
 #: Settings that hold a list (comma-separated in the environment) or a yes/no.
@@ -63,6 +67,10 @@ class Settings:
     allow_development_key: bool
     url_variables: tuple[str, ...]
     hook_modules: tuple[str, ...]
+    backup_dir: str
+    backup_every: str
+    backup_keep_daily: str
+    backup_keep_weekly: str
     sources: dict[str, str]
 
     def as_env(self) -> dict[str, str]:
@@ -130,6 +138,10 @@ def _defaults(home: Path) -> dict[str, str]:
         # the server's Python unless its operator says so.
         "url_variables": "",
         "hook_modules": "",
+        "backup_dir": "",
+        "backup_every": "1d",
+        "backup_keep_daily": "7",
+        "backup_keep_weekly": "4",
     }
 
 

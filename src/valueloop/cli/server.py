@@ -13,7 +13,7 @@ def server(
     port: int = typer.Option(8700, "--port"),
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler",
-        help="Run the monitors, retraining policies and scheduled batch jobs in this process.",
+        help="Run the monitors, retraining policies, scheduled batch jobs and backups in this process.",
     ),
 ) -> None:
     """Serve the web console at /, the control-plane API at /api (OpenAPI docs at /docs), and run
@@ -32,13 +32,16 @@ def serve_control_plane(settings: Settings, host: str, port: int, scheduler: boo
     from valueloop.operate.scheduler import start_monitoring
     from valueloop.outcomes.audit import start_head_export
     from valueloop.recovery.doctor import repair_at_start
+    from valueloop.recovery.schedule import start_backups
     from valueloop.server.app import create_app
 
     repair_at_start(settings)  # what a killed process left half-written is mended before serving
     reconcile_aliases(settings)
     # the audit's head is exported whatever runs the schedules: it is how a truncation shows
     running = [start_head_export(settings)]
-    running += [start_monitoring(settings), start_scheduler(settings)] if scheduler else []
+    if scheduler:
+        backups = start_backups(settings)
+        running += [start_monitoring(settings), start_scheduler(settings), *([backups] if backups else [])]
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:

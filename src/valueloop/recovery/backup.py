@@ -162,7 +162,8 @@ def backup(settings: Settings, out: Path) -> Manifest:
     if mlflow is not None and mlflow.is_file():
         _sqlite_copy(mlflow, out / "mlflow.db")
     skipped = _skipped(settings)
-    skipped |= {out, out.resolve()}  # a backup kept in the home is not backed up into itself
+    kept = [out, *([Path(settings.backup_dir)] if settings.backup_dir else [])]
+    skipped |= {*kept, *(k.resolve() for k in kept)}  # backups kept in the home are not backed up
     _copy_tree(settings.home, out / "home", skipped | {artifacts})
     _copy_tree(artifacts, out / "artifacts", skipped)
     _config_without_secrets(settings, out)
