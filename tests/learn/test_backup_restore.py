@@ -64,5 +64,5 @@ def test_a_backup_restores_into_a_new_home_as_it_was(settings: Settings, churn, 
 
     corrupt = out / "home" / next(p for p in out.joinpath("home").rglob("*") if p.is_file()).relative_to(out / "home")
     corrupt.write_bytes(b"changed")
-    checked = run_cli(settings, "restore", str(out), "--check")
+    checked = run_cli(settings, "backup", "verify", str(out))
     assert checked.returncode == 2 and "digest differs" in checked.stderr

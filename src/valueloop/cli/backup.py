@@ -11,35 +11,51 @@ from valueloop.cli._common import JsonOption, actor, console, show
 
 def backup(
     ctx: typer.Context,
-    out: Path = typer.Argument(..., help="A new folder for the backup."),
+    out: Path = typer.Argument(..., help="A new folder for the backup, or `verify` followed by a backup."),
+    archive: Path = typer.Argument(None, help="With `verify`: the backup to verify against its manifest."),
     as_json: bool = JsonOption,
 ) -> None:
     """Snapshot the metadata and MLflow databases, the Delta tables, artifacts, prediction logs and
     reports, and the configuration without its secrets, with a manifest of SHA-256 digests; safe
-    while the server runs. Admin only."""
+    while the server runs. Admin only. `valueloop backup verify ARCHIVE` checks every file of a
+    backup against its manifest (a folder named verify is ./verify)."""
     from valueloop.config import load_settings
+    from valueloop.errors import InvalidInput
     from valueloop.recovery.backup import take
 
+    if str(out) == "verify":
+        if archive is None:
+            raise InvalidInput("backup verify: name the backup to verify (valueloop backup verify ARCHIVE)")
+        _verify(archive, as_json)
+        return
+    if archive is not None:
+        raise InvalidInput(f"backup: one folder, got {out} and {archive}; to verify one: valueloop backup verify ARCHIVE")
     manifest = take(load_settings(), actor(ctx), out)
     show(manifest, as_json, lambda: console().print(
         f"backed up {manifest.home} ({manifest.metadata} metadata, {len(manifest.files)} files) to {out}"))
 
 
+def _verify(source: Path, as_json: bool) -> None:
+    from valueloop.recovery.backup import verify
+
+    manifest = verify(source)
+    show(manifest, as_json, lambda: console().print(f"{source}: {len(manifest.files)} files match the manifest"))
+
+
 def restore(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="A folder made by `valueloop backup`."),
-    check: bool = typer.Option(False, "--check", help="Only verify the backup against its manifest."),
+    check: bool = typer.Option(False, "--check", help="Only verify the backup (as `valueloop backup verify`)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Restore a backup into this empty installation (VALUELOOP_HOME, and VALUELOOP_DATABASE_URL for
     PostgreSQL), rewriting the old home's locations, MLflow's included; then repair what the files
     hold past the databases' snapshot. The secrets are not in the backup: set them again."""
     from valueloop.config import load_settings
-    from valueloop.recovery.backup import bring_back, verify
+    from valueloop.recovery.backup import bring_back
 
     if check:
-        manifest = verify(source)
-        show(manifest, as_json, lambda: console().print(f"{source}: {len(manifest.files)} files match the manifest"))
+        _verify(source, as_json)
         return
     settings = load_settings()
     restored = bring_back(settings, actor(ctx), source)

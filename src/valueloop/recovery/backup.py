@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
@@ -25,6 +26,9 @@ from sqlalchemy.engine import make_url
 from valueloop.config import Settings
 from valueloop.errors import Conflict, InvalidInput, ValueloopError
 from valueloop.store.models import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -307,19 +311,25 @@ class Restored(BaseModel):
     repaired: list[dict[str, object]]
 
 
-def bring_back(settings: Settings, actor: str | None, source: Path) -> Restored:
-    """``restore``, then the doctor's repairs (what the files hold past the databases' snapshot),
-    audited in the restored installation as its admin."""
-    from valueloop.outcomes import audit
+def after_restore(session: Session, settings: Settings, manifest: Manifest, actor: str) -> dict[str, Any]:
+    """What a restored installation does before anything uses it, in the transaction that audits
+    the restore; returns what each step did, for the audit. A step that must act on the restored
+    state (such as re-applying what was done since the backup was taken) belongs here."""
     from valueloop.recovery.doctor import examine
+
+    report = examine(session, settings, repair=True, actor=actor)  # files newer than the databases' snapshot
+    return {"repaired": [f.model_dump() for f in report.findings]}
+
+
+def bring_back(settings: Settings, actor: str | None, source: Path) -> Restored:
+    """``restore``, then ``after_restore``, audited in the restored installation as its admin."""
+    from valueloop.outcomes import audit
     from valueloop.store import session
 
     manifest = restore(settings, source)
     name = _require_admin(settings, actor, "restore an installation")
     with session(settings) as s:
-        report = examine(s, settings, repair=True)
-        repaired = [f.model_dump() for f in report.findings]
+        done = after_restore(s, settings, manifest, name)
         audit.record(s, name, "home.restore", "home", str(settings.home.resolve()),
-                     after={"taken_at": manifest.created_at.isoformat(), "files": len(manifest.files),
-                            "repaired": repaired})
-    return Restored(manifest=manifest, repaired=repaired)
+                     after={"taken_at": manifest.created_at.isoformat(), "files": len(manifest.files), **done})
+    return Restored(manifest=manifest, repaired=done["repaired"])
