@@ -9,7 +9,7 @@ from valueloop.errors import Conflict
 
 def run(ctx: DemoContext) -> None:
     from valueloop.outcomes import audit
-    from valueloop.recovery.backup import bring_back, take
+    from valueloop.recovery.backup import bring_back, take, verify
     from valueloop.recovery.doctor import doctor
     from valueloop.store import session
 
@@ -18,11 +18,15 @@ def run(ctx: DemoContext) -> None:
     with session(settings) as s:
         report = doctor(s, settings, "admin")
     out.print(f"`valueloop doctor`: {len(report.findings)} thing(s) half-written (pending intents, Delta "
-              "versions without a row, staging folders, MLflow runs left RUNNING, unknown model versions)")
+              "versions without a row, staging folders, MLflow runs left RUNNING, unknown model versions, "
+              "half-published batch outputs, prediction-log files a killed writer left)")
     folder = ctx.workspace / "backups" / "demo"
     manifest = take(settings, "admin", folder)
     out.print(f"`valueloop backup {folder}`: {manifest.metadata} metadata, MLflow, Delta tables, artifacts "
               f"and logs, {len(manifest.files)} files with their SHA-256 in manifest.json")
+    out.print(f"`valueloop backup verify {folder}`: {len(verify(folder).files)} files match the manifest; "
+              "`valueloop server` takes them on a schedule with backup_dir, backup_every, backup_keep_daily "
+              "and backup_keep_weekly in config.yaml")
     restored = load_settings({"VALUELOOP_HOME": str(ctx.workspace / "restored")})
     bring_back(restored, "admin", folder)
     with session(restored) as s:
