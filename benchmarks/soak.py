@@ -37,7 +37,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / ".out" / "soak"
-ROWS = 1500
+ROWS = 1200
 CANDIDATES = [{"name": "logistic", "kind": "logistic", "baseline": True},
               {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 20}}]
 
@@ -79,7 +79,10 @@ def setup(home: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
         ingest(s, settings, "dave", "churn", project_dir=project)
     for _ in range(2):
         with session(settings) as s:
-            version = training.train(s, settings, "dana", "churn", candidates=["lightgbm"]).registered.version
+            report = training.train(s, settings, "dana", "churn", candidates=["lightgbm"])
+        if report.registered is None:
+            sys.exit(f"training registered no version: {report.model_dump_json()[:3000]}")
+        version = report.registered.version
         with session(settings) as s:
             registry.accept(s, "olivia", "churn", version, accepted=True, comment="soak")
     with session(settings) as s:
