@@ -4,8 +4,8 @@
 the prediction log) run as processes on a home made like the demo's: churn with two trained,
 accepted versions, the first champion. Meanwhile:
 
-- single-row predictions at a steady rate (``--rate`` per second, default 20), each answered
-  request's id kept;
+- single-row predictions at a steady rate (``--rate`` per second, default 20, from 8 senders),
+  each answered request's id kept;
 - labels for one answered request in ten, arriving in batches through ``POST /feedback``;
 - every minute a promotion of the other version to champion, and half a minute later a rollback;
 - every 30 s a monitor run; every 2 minutes an ingest (both through the control-plane API).
@@ -38,6 +38,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 OUT = HERE / ".out" / "soak"
 ROWS = 1200
+SENDERS = 8
 CANDIDATES = [{"name": "logistic", "kind": "logistic", "baseline": True},
               {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 20}}]
 
@@ -243,8 +244,10 @@ def main() -> None:
         wait_ready(f"{api}/health", server)
         wait_ready(f"{url}/v2/health/ready", serve)
         load = Load()
-        threads = [threading.Thread(target=predictions, args=(load, url, tokens["devon"], rows, args.rate)),
-                   threading.Thread(target=labels, args=(load, url, tokens["dana"])),
+        # several senders share the rate, so that one slow answer does not hold the next back
+        threads = [threading.Thread(target=predictions, args=(load, url, tokens["devon"], rows, args.rate / SENDERS))
+                   for _ in range(SENDERS)]
+        threads += [threading.Thread(target=labels, args=(load, url, tokens["oscar"])),
                    threading.Thread(target=control, args=(load, api, tokens, args.minutes))]
         for t in threads:
             t.start()

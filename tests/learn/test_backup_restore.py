@@ -44,9 +44,12 @@ def _traffic(url: str, rows: list[dict], stop: threading.Event, answers: list[in
 def test_a_backup_restores_into_a_new_home_as_it_was(settings: Settings, churn, run_cli, new_settings,
                                                      tmp_path: Path) -> None:
     name, project = churn
+    versions = []
+    for _ in range(2):
+        with session(settings) as s:
+            versions.append(training.train(s, settings, "dana", name, candidates=["logistic"]).registered.version)
+    first, second = versions
     with session(settings) as s:
-        first, second = (training.train(s, settings, "dana", name, candidates=["logistic"]).registered.version
-                         for _ in range(2))
         for version in (first, second):
             registry.accept(s, "olivia", name, version, accepted=True, comment="calls the right customers")
         registry.promote(s, settings, "dana", name, first)

@@ -49,5 +49,7 @@ def test_a_model_registered_by_a_killed_training_is_never_listed(settings: Setti
     assert found[1]["target"] == "model churn version 1"
     assert _doctor(settings, run_cli, "--repair")[0] == 0
     assert tracking.TAG + "orphaned" in tracking.client(settings).get_model_version("churn", "1").tags
-    assert [m["version"] for m in json.loads(run_cli(settings, "models", "churn", "--json", as_user="olivia").stdout)] == [2]
+    listed = run_cli(settings, "models", "churn", "--json", as_user="olivia")
+    assert listed.returncode == 0, listed.stderr
+    assert [m["version"] for m in json.loads(listed.stdout)] == [2]
     assert _doctor(settings, run_cli) == (0, [])
