@@ -26,7 +26,6 @@ import io
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,18 +34,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from serve_rest import free_port, wait_ready  # this folder is the script's first import path
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / ".out" / "soak"
 ROWS = 1200
 SENDERS = 8
 CANDIDATES = [{"name": "logistic", "kind": "logistic", "baseline": True},
               {"name": "lightgbm", "kind": "lightgbm", "params": {"n_estimators": 20}}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup(home: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
@@ -96,22 +91,6 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "valueloop", *args], env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 300) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"{process.args} exited with {process.returncode}; see {OUT}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    sys.exit(f"{url} not ready in {seconds} s")
 
 
 def proc_stats(pid: int) -> tuple[float, int]:
