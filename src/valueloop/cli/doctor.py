@@ -14,7 +14,9 @@ def doctor(
     as_json: bool = JsonOption,
 ) -> None:
     """Find pending intents, Delta versions without a row, unreferenced data files, staging folders
-    of killed ingests; exit 1 when something is left unrepaired. The admin examines every use case."""
+    of killed ingests, MLflow runs left RUNNING, model versions valueloop does not know, batch
+    outputs a killed job was publishing and prediction-log files a killed writer left; exit 1 when
+    something is left unrepaired. The admin examines every use case."""
     from valueloop.config import load_settings
     from valueloop.recovery.doctor import doctor as doctor_
     from valueloop.store import session
