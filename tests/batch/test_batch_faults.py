@@ -94,7 +94,7 @@ def test_a_prediction_log_flush_killed_midway_is_never_read_and_the_doctor_remov
     killed = _batch(settings, run_cli, churn_parquet, out, crash="mid-prediction-log-flush")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     plog = PredictionLog(settings, champion)
-    [partial] = list(plog.root.glob("date=*/.part-*"))
+    [partial] = list(Path(plog.root.path).glob("date=*/.*"))
     assert partial.stat().st_size > 0 and plog.read().num_rows == 0  # the half-written file is not read
 
     clean, found = _doctor(settings)
