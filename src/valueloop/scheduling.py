@@ -15,12 +15,12 @@ if TYPE_CHECKING:
 Sync = Callable[["BackgroundScheduler", Settings], None]
 
 
-def start_background(settings: Settings, sync: Sync, sync_id: str) -> BackgroundScheduler:
-    """Start a scheduler that runs ``sync`` now and every minute; the caller shuts it down."""
+def start_background(settings: Settings, sync: Sync, sync_id: str, minutes: int = 1) -> BackgroundScheduler:
+    """Start a scheduler that runs ``sync`` now and every ``minutes``; the caller shuts it down."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     scheduler = BackgroundScheduler(timezone=UTC)
-    scheduler.add_job(sync, "interval", minutes=1, args=[scheduler, settings], id=sync_id,
+    scheduler.add_job(sync, "interval", minutes=minutes, args=[scheduler, settings], id=sync_id,
                       next_run_time=datetime.now(UTC), max_instances=1, coalesce=True)
     scheduler.start()
     return scheduler

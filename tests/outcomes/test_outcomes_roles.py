@@ -27,6 +27,8 @@ EXPECTED = {
     Action.operate: {Role.operations},
     Action.label: {Role.analyst, Role.expert, Role.developer, Role.operations},
     Action.manage_labels: {Role.data_scientist, Role.operations},
+    Action.enforce_retention: {Role.privacy_officer, Role.operations},
+    Action.erase: {Role.privacy_officer},
     Action.review: {Role.owner, Role.analyst},
     Action.decide_cycle: {Role.owner, Role.sponsor},
     Action.manage_members: {Role.owner, Role.admin},

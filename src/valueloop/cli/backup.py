@@ -46,6 +46,11 @@ def restore(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="A folder made by `valueloop backup`."),
     check: bool = typer.Option(False, "--check", help="Only verify the backup (as `valueloop backup verify`)."),
+    erasures: list[Path] = typer.Option(
+        [], "--erasures",
+        help="An erasure ledger newer than the backup (privacy/erasures.jsonl of a later home or backup), "
+             "repeatable; the ledger of the home the backup came from is read when it is still there.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Restore a backup into this empty installation (VALUELOOP_HOME, and VALUELOOP_DATABASE_URL for
@@ -58,7 +63,8 @@ def restore(
         _verify(source, as_json)
         return
     settings = load_settings()
-    restored = bring_back(settings, actor(ctx), source)
+    restored = bring_back(settings, actor(ctx), source, erasures)
     show(restored, as_json, lambda: console().print(
         f"restored {restored.manifest.home} (taken {restored.manifest.created_at:%Y-%m-%d %H:%M:%S} UTC) "
-        f"into {settings.home}; repaired {len(restored.repaired)} thing(s) newer than the snapshot"))
+        f"into {settings.home}; repaired {len(restored.repaired)} thing(s) newer than the snapshot; "
+        f"re-applied {len(restored.erasures)} recorded erasure(s)"))

@@ -1,11 +1,11 @@
-"""``valueloop privacy ...``: submit the DPIA, and the privacy officer's decision."""
+"""``valueloop privacy ...``: submit the DPIA, the privacy officer's decision, retention and erasure."""
 
 from __future__ import annotations
 
 import typer
 
 from valueloop.cli._common import JsonOption, group, console, show, table
-from valueloop.cli.remote import Route, call, segment, served
+from valueloop.cli.remote import Route, answer, call, segment, served
 
 app = group("The Data Privacy Impact Assessment and the privacy officer's decision.")
 
@@ -104,3 +104,82 @@ def show_(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
             _render(versions[-1])
 
     show(versions, as_json, render)
+
+
+@app.command("enforce-retention")
+@served
+def enforce_retention(
+    ctx: typer.Context,
+    name: str,
+    models_too: bool = typer.Option(
+        False, "--models-too",
+        help="Also remove dataset versions a registered model was trained on (the privacy officer's decision).",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete what is kept past the DPIA's retention: prediction-log days, labels and superseded dataset
+    versions (privacy officer or operations; `valueloop server` does it hourly)."""
+    from valueloop.config import load_settings
+    from valueloop.operate.retention import RetentionReport, enforce
+
+    report = answer(ctx, Route("POST", f"/api/usecases/{segment(name)}/privacy/retention",
+                               json={"models_too": models_too}),
+                    RetentionReport, lambda who: enforce(load_settings(), who, name, models_too=models_too))
+    show(report, as_json, lambda: console().print(
+        f"retention of {name} ({', '.join(f'{k} {v}' for k, v in report.retention.items() if v) or 'no personal column'}): "
+        f"deleted {report.predictions_deleted} prediction(s) in {len(report.partitions_deleted)} day(s), "
+        f"{report.labels_deleted} label(s), {report.dataset_files_deleted} dataset file(s)"
+        + (f"; versions removed: {', '.join(map(str, report.dataset_versions_removed))}"
+           if report.dataset_versions_removed else "")
+        + (f"; kept for models: {', '.join(map(str, report.dataset_versions_kept_for_models))}"
+           if report.dataset_versions_kept_for_models else "")))
+
+
+@app.command("erase")
+@served
+def erase(
+    ctx: typer.Context,
+    name: str,
+    subject: str = typer.Option(..., "--subject", help="COLUMN=VALUE as the source holds it, e.g. email=jane@example.com."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Erase a data subject's rows from every kept dataset version, the prediction log and the labels
+    (privacy officer only); recorded without the value, re-applied by every later restore."""
+    from valueloop.config import load_settings
+    from valueloop.operate.erasure import ErasureReport, erase as erase_, subject_of
+
+    column, value = subject_of(subject)
+    report = answer(ctx, Route("POST", f"/api/usecases/{segment(name)}/privacy/erase",
+                               json={"column": column, "value": value}),
+                    ErasureReport, lambda who: erase_(load_settings(), who, name, column, value))
+
+    def render() -> None:
+        e = report.erasure
+        console().print(
+            f"erasure {e.id} of {name} by {column}: {report.dataset_rows} dataset row(s)"
+            + (f" (new version {report.dataset_version})" if report.dataset_version is not None else "")
+            + f", {report.dataset_files_deleted} file(s) deleted, {report.predictions} prediction(s), "
+            f"{report.labels} label(s)")
+        if report.dataset_versions_removed:
+            console().print(f"dataset versions no longer readable: {', '.join(map(str, report.dataset_versions_removed))}")
+        if report.not_held:
+            console().print(f"no {column} column in: {', '.join(report.not_held)}")
+        if e.models_to_retrain:
+            console().print(f"[yellow]models to retrain at the next cycle: {', '.join(map(str, e.models_to_retrain))}[/yellow]")
+
+    show(report, as_json, render)
+
+
+@app.command("erasures")
+@served
+def erasures(ctx: typer.Context, name: str, as_json: bool = JsonOption) -> None:
+    """The use case's recorded erasures (no personal value) and the models awaiting retraining."""
+    from valueloop.config import load_settings
+    from valueloop.operate.erasure import ErasureView, erasures as erasures_
+
+    found = answer(ctx, Route("GET", f"/api/usecases/{segment(name)}/privacy/erasures"), list[ErasureView],
+                   lambda who: erasures_(load_settings(), who, name))
+    show(found, as_json, lambda: table(
+        f"erasures of {name}", ["id", "at", "by", "column", "key id", "models awaiting retraining"],
+        [(e.id, f"{e.at:%Y-%m-%d %H:%M}", e.by, e.column, e.key_id, ", ".join(map(str, e.awaiting_retraining)))
+         for e in found]))

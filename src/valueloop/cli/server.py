@@ -13,7 +13,7 @@ def server(
     port: int = typer.Option(8700, "--port"),
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler",
-        help="Run the monitors, retraining policies, scheduled batch jobs and backups in this process.",
+        help="Run the monitors, retraining policies, scheduled batch jobs, backups and retention in this process.",
     ),
 ) -> None:
     """Serve the web console at /, the control-plane API at /api (OpenAPI docs at /docs), and run
@@ -29,6 +29,7 @@ def serve_control_plane(settings: Settings, host: str, port: int, scheduler: boo
     import uvicorn
 
     from valueloop.deploy.schedule import start_scheduler
+    from valueloop.operate.retention import start_retention
     from valueloop.operate.scheduler import start_monitoring
     from valueloop.outcomes.audit import start_head_export
     from valueloop.recovery.doctor import repair_at_start
@@ -41,7 +42,7 @@ def serve_control_plane(settings: Settings, host: str, port: int, scheduler: boo
     running = [start_head_export(settings)]
     if scheduler:
         backups = start_backups(settings)
-        running += [start_monitoring(settings), start_scheduler(settings), *([backups] if backups else [])]
+        running += [start_monitoring(settings), start_scheduler(settings), start_retention(settings), *([backups] if backups else [])]
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:

@@ -24,7 +24,7 @@ from valueloop.data.plain import scan
 from valueloop.data.profile import Profiler
 from valueloop.data.tables import DatasetVersion
 from valueloop.data.treatments import key_ids
-from valueloop.errors import InvalidInput, NotFound, NotInProject
+from valueloop.errors import Conflict, InvalidInput, NotFound, NotInProject
 from valueloop.outcomes import audit
 from valueloop.outcomes.privacy import AssessmentView, require_privacy_approval
 from valueloop.outcomes.roles import Action, require
@@ -62,6 +62,7 @@ class DatasetVersionView(BaseModel):
     serving: dict[str, Any] | None = None
     quality: dict[str, Any]
     profile: dict[str, Any]
+    removed: dict[str, Any] | None = None
     project_dir: str
     actor: str
     created_at: datetime
@@ -72,7 +73,8 @@ def _view(row: DatasetVersion) -> DatasetVersionView:
         usecase=row.usecase.name, version=row.version, uri=row.uri, mode=row.mode,
         row_count=row.row_count, columns=row.schema, source_fingerprints=row.source_fingerprints,
         transform_hash=row.transform_hash, dpia_version=row.dpia_version, treatments=row.treatments,
-        serving=row.serving, quality=row.quality, profile=row.profile, project_dir=row.project_dir, actor=row.actor,
+        serving=row.serving, quality=row.quality, profile=row.profile, removed=row.removed,
+        project_dir=row.project_dir, actor=row.actor,
         created_at=row.created_at,
     )
 
@@ -286,6 +288,10 @@ def get_version(session: Session, usecase_name: str, version: int | None = None)
 def read_version(session: Session, usecase_name: str, version: int | None = None) -> pa.Table:
     """A version's rows exactly as committed (Delta time travel), whatever came after."""
     row = _row(session, usecase_name, version)
+    if row.removed:
+        raise Conflict(f"dataset version {row.version} of '{usecase_name}' can no longer be read: its files were "
+                       f"removed by {row.removed['reason']} on {row.removed['at'][:10]} ({row.removed['detail']}); "
+                       "its record keeps the lineage")
     return delta.read(row.uri, row.version)
 
 

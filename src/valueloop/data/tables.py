@@ -31,6 +31,9 @@ class DatasetVersion(Base):
     #: the sources' raw schemas and the row-level transform (data/serving.py); null before migration 0014
     serving: Mapped[dict[str, Any] | None]
     quality: Mapped[dict[str, Any]]
+    #: why its files are gone, when and by whom (operate/retention.py, operate/erasure.py): the
+    #: row keeps the lineage, the rows cannot be read back; null while the version is readable
+    removed: Mapped[dict[str, Any] | None]
     profile: Mapped[dict[str, Any]]
     project_dir: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64))

@@ -1,4 +1,5 @@
-"""Demo chapter: nothing half-written, a backup taken while everything runs, restored elsewhere."""
+"""Demo chapter: nothing half-written, a backup taken while everything runs, the DPIA's retention and a
+data subject's erasure carried out, the backup restored elsewhere with the erasure re-applied."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from valueloop.errors import Conflict
 
 
 def run(ctx: DemoContext) -> None:
+    import pyarrow.csv as pacsv
+
+    from valueloop.operate.erasure import erase
+    from valueloop.operate.retention import enforce
     from valueloop.outcomes import audit
     from valueloop.recovery.backup import bring_back, take, verify
     from valueloop.recovery.doctor import doctor
@@ -27,8 +32,18 @@ def run(ctx: DemoContext) -> None:
     out.print(f"`valueloop backup verify {folder}`: {len(verify(folder).files)} files match the manifest; "
               "`valueloop server` takes them on a schedule with backup_dir, backup_every, backup_keep_daily "
               "and backup_keep_weekly in config.yaml")
+    kept = enforce(settings, "pia", "churn")
+    out.print(f"`valueloop privacy enforce-retention churn` (pia; hourly in `valueloop server`): "
+              f"{kept.predictions_deleted} prediction(s), {kept.labels_deleted} label(s), "
+              f"{kept.dataset_files_deleted} dataset file(s) past the DPIA's retention deleted")
+    email = pacsv.read_csv(ctx.state["project"] / "data" / "customers.csv")["email"][0].as_py()
+    gone = erase(settings, "pia", "churn", "email", email)
+    out.print(f"`valueloop privacy erase churn --subject email=…` (pia): {gone.dataset_rows} dataset row(s) "
+              f"(new version {gone.dataset_version}), recorded by a keyed token only; models to retrain at the "
+              f"next cycle: {', '.join(map(str, gone.erasure.models_to_retrain)) or 'none'}")
     restored = load_settings({"VALUELOOP_HOME": str(ctx.workspace / "restored")})
-    bring_back(restored, "admin", folder)
+    back = bring_back(restored, "admin", folder)
+    out.print(f"the backup predates the erasure: the restore re-applied {len(back.erasures)} recorded erasure(s)")
     with session(restored) as s:
         chain = audit.verify(s)
     if not chain.ok:

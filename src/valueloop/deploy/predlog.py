@@ -295,6 +295,10 @@ class PredictionLog:
                 days.append(self._day(day))
         return sorted(days, key=str)
 
+    def days(self) -> list[Location]:
+        """Every day partition of the log, oldest first."""
+        return self._days(None, None)
+
     def files(self, since: datetime | None = None, until: datetime | None = None) -> list[Location]:
         """The files a read of the window reads."""
         return [f for d in self._days(since, until) for f in _parts(d)]

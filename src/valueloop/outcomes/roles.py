@@ -45,6 +45,8 @@ class Action(StrEnum):
     operate = "operate"
     label = "label"
     manage_labels = "manage_labels"
+    enforce_retention = "enforce_retention"
+    erase = "erase"
     review = "review"
     decide_cycle = "decide_cycle"
     manage_members = "manage_members"
@@ -71,6 +73,10 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.label: frozenset({Role.analyst, Role.expert, Role.developer, Role.operations}),
     # correcting or withdrawing a stored label changes what the monitor and retraining learn from
     Action.manage_labels: frozenset({Role.data_scientist, Role.operations}),
+    # deleting personal data past the DPIA's retention: the officer, or operations who run the platform
+    Action.enforce_retention: frozenset({Role.privacy_officer, Role.operations}),
+    # a data subject's erasure request (GDPR Art. 17) is the privacy officer's to carry out
+    Action.erase: frozenset({Role.privacy_officer}),
     Action.review: frozenset({Role.owner, Role.analyst}),
     Action.decide_cycle: frozenset({Role.owner, Role.sponsor}),
     Action.manage_members: frozenset({Role.owner, Role.admin}),
@@ -83,7 +89,11 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 STANDING: dict[str, frozenset[Role]] = {
     "policy:schedule": frozenset({Role.operations}),
     "policy:retrain": frozenset({Role.owner, Role.data_engineer, Role.data_scientist, Role.operations}),
+    "policy:retention": frozenset({Role.operations}),
 }
+#: the section of the use case file that grants a policy its standing roles: retention carries out
+#: the DPIA's ``privacy`` section, the other policies the ``operate`` one
+GRANTED_BY: dict[str, str] = {"policy:retention": "privacy"}
 
 
 def roles_of(session: Session, user: User, usecase: UseCase | None) -> set[Role]:
@@ -93,7 +103,8 @@ def roles_of(session: Session, user: User, usecase: UseCase | None) -> set[Role]
     if usecase is None:
         return roles
     if user.is_system:
-        return set(STANDING.get(user.name, ())) if usecase.spec.get("operate") else set()
+        granted = usecase.spec.get(GRANTED_BY.get(user.name, "operate"))
+        return set(STANDING.get(user.name, ())) if granted else set()
     rows = session.query(Member.role).filter_by(usecase_id=usecase.id, user_id=user.id)
     held = {Role(r) for (r,) in rows}
     if user.is_privacy_officer and not held:

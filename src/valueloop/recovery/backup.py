@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 
 from valueloop.config import Settings
 from valueloop.errors import Conflict, InvalidInput, ValueloopError
+from valueloop.operate.erasure import ErasureReport
 from valueloop.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -309,6 +310,8 @@ def take(settings: Settings, actor: str | None, out: Path) -> Manifest:
 class Restored(BaseModel):
     manifest: Manifest
     repaired: list[dict[str, object]]
+    #: the recorded erasures re-applied: the backup may predate some, and still hold their subjects
+    erasures: list[ErasureReport] = []
 
 
 def after_restore(session: Session, settings: Settings, manifest: Manifest, actor: str) -> dict[str, Any]:
@@ -321,8 +324,12 @@ def after_restore(session: Session, settings: Settings, manifest: Manifest, acto
     return {"repaired": [f.model_dump() for f in report.findings]}
 
 
-def bring_back(settings: Settings, actor: str | None, source: Path) -> Restored:
-    """``restore``, then ``after_restore``, audited in the restored installation as its admin."""
+def bring_back(settings: Settings, actor: str | None, source: Path, ledgers: list[Path] | None = None) -> Restored:
+    """``restore``, then ``after_restore``, audited in the restored installation as its admin; then
+    every recorded erasure re-applied before the home is used (each in transactions of its own, as
+    its Delta commit records an intent apart): the backup's own, the ledger of the home it was
+    taken from when that is still there, and ``ledgers`` (a newer backup's ``home/privacy/erasures.jsonl``)."""
+    from valueloop.operate.erasure import LEDGER, reapply
     from valueloop.outcomes import audit
     from valueloop.store import session
 
@@ -332,4 +339,6 @@ def bring_back(settings: Settings, actor: str | None, source: Path) -> Restored:
         done = after_restore(s, settings, manifest, name)
         audit.record(s, name, "home.restore", "home", str(settings.home.resolve()),
                      after={"taken_at": manifest.created_at.isoformat(), "files": len(manifest.files), **done})
-    return Restored(manifest=manifest, repaired=done["repaired"])
+    origin = Path(manifest.home) / LEDGER
+    erased = reapply(settings, name, [*([origin] if origin.is_file() else []), *(ledgers or [])])
+    return Restored(manifest=manifest, repaired=done["repaired"], erasures=erased)

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from valueloop.deploy import labels
 from valueloop.deploy.predlog import Compaction
-from valueloop.operate import alerts, kpis, retrain
+from valueloop.operate import alerts, erasure, kpis, retention, retrain
 from valueloop.operate.compaction import compact_log
 from valueloop.operate.monitor import MonitorReport, run_monitor, view_monitor
 from valueloop.server.deps import DB, Actor, AppSettings, Moment, RowId
@@ -109,3 +109,29 @@ def correct_label(name: str, request_id: str, body: Correction, actor: Actor,
 def delete_label(name: str, request_id: str, actor: Actor, settings: AppSettings) -> labels.LabelView:
     """Withdraw a request's label (data scientist or operations)."""
     return labels.delete_label(settings, actor, name, request_id)
+
+
+class RetentionRun(BaseModel):
+    models_too: bool = False
+
+
+class Subject(BaseModel):
+    column: str
+    value: str
+
+
+@router.post("/api/usecases/{name}/privacy/retention", tags=["privacy"])
+def enforce_retention(name: str, body: RetentionRun, actor: Actor, settings: AppSettings) -> retention.RetentionReport:
+    """Delete what is kept past the DPIA's retention (privacy officer or operations)."""
+    return retention.enforce(settings, actor, name, models_too=body.models_too)
+
+
+@router.post("/api/usecases/{name}/privacy/erase", tags=["privacy"])
+def erase(name: str, body: Subject, actor: Actor, settings: AppSettings) -> erasure.ErasureReport:
+    """Erase a data subject's rows everywhere they are kept (privacy officer)."""
+    return erasure.erase(settings, actor, name, body.column, body.value)
+
+
+@router.get("/api/usecases/{name}/privacy/erasures", tags=["privacy"])
+def erasures(name: str, actor: Actor, settings: AppSettings) -> list[erasure.ErasureView]:
+    return erasure.erasures(settings, actor, name)

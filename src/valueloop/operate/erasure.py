@@ -1,0 +1,298 @@
+"""A data subject's erasure (GDPR Art. 17), carried out in every store that keeps their rows.
+
+The subject is named by a column and its value as the source holds it. The rows are found as
+ingest stored them: a pseudonymized column holds the keyed pseudonym of the value, a kept (or
+undeclared) column the value itself; a dropped column was never stored and a generalized one
+names a group, not a person, so neither can name a subject.
+
+Nothing recorded holds a personal value, nor the pseudonym stored in the data: an erasure is
+recorded by its *token*, the keyed HMAC of the stored value, which matches the rows (the same
+HMAC over each stored value) and reveals neither. The ledger ``<home>/privacy/erasures.jsonl``
+(also in every later backup) and the audit event hold it; a restore re-applies every recorded
+erasure (:func:`reapply`), since a backup taken before holds the subject.
+
+Per store: the dataset's newest version is committed again without them (a new version,
+recorded like an ingest's), then every file of any kept version that holds the subject is deleted; the versions
+that read such a file are marked removed, their rows keeping the lineage, and the models trained
+on them are flagged for retraining. Prediction-log and label files are rewritten without the rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from valueloop.config import Settings, key_id
+from valueloop.data import delta
+from valueloop.data.tables import DatasetVersion
+from valueloop.data.treatments import hmac_params, hmac_sql, pseudonym, quote
+from valueloop.deploy.predlog import PredictionLog
+from valueloop.errors import InvalidInput
+from valueloop.learn.tables import ModelVersion
+from valueloop.operate.retention import mark_removed, rewrite_without
+from valueloop.outcomes import audit
+from valueloop.outcomes.privacy import require_privacy_approval
+from valueloop.outcomes.roles import Action, require
+from valueloop.outcomes.spec import Treatment
+from valueloop.outcomes.usecases import get_usecase, viewed
+from valueloop.outcomes.users import get_user
+from valueloop.storage import Location
+from valueloop.store import intents
+from valueloop.store import session as open_session
+from valueloop.store.models import UseCase, utcnow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+LEDGER = Path("privacy") / "erasures.jsonl"
+
+
+class Erasure(BaseModel):
+    """One recorded erasure: what finds the subject's rows, and no personal value."""
+
+    id: str
+    usecase: str
+    column: str
+    #: HMAC(pseudonym key, the value as stored): matches the rows, reveals neither value nor pseudonym
+    token: str
+    key_id: str
+    at: datetime
+    by: str
+    models_to_retrain: list[int] = []
+
+
+class ErasureReport(BaseModel):
+    erasure: Erasure
+    dataset_rows: int
+    dataset_version: int | None
+    dataset_versions_removed: list[int]
+    dataset_files_deleted: int
+    predictions: int
+    labels: int
+    #: stores that hold no such column, so nothing of the subject could be found there
+    not_held: list[str]
+
+
+class ErasureView(Erasure):
+    #: model versions flagged for retraining for which no model was registered since
+    awaiting_retraining: list[int]
+
+
+def ledger_path(settings: Settings) -> Path:
+    return settings.home / LEDGER
+
+
+def read_ledger(path: Path) -> list[Erasure]:
+    if not path.is_file():
+        return []
+    return [Erasure.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _append(settings: Settings, entry: Erasure) -> None:
+    path = ledger_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(entry.model_dump_json() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _matching(files: Iterable[Location], column: str, token: str, key: str) -> set[str]:
+    """The values (as text) of ``column`` in the Parquet files whose keyed HMAC is ``token``."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    found: set[str] = set()
+    con = duckdb.connect()
+    try:
+        value = f"CAST({quote(column)} AS VARCHAR)"
+        for f in files:
+            if column not in pq.read_schema(f.path, filesystem=f.filesystem).names:
+                continue
+            con.register("held", pq.read_table(f.path, columns=[column], filesystem=f.filesystem))
+            query = f"SELECT DISTINCT {value} FROM held WHERE {hmac_sql(value)} = $token"
+            found |= {v for (v,) in con.execute(query, {"token": token, **hmac_params(key)}).fetchall()}
+            con.unregister("held")
+    finally:
+        con.close()
+    return found
+
+
+def _without(column: str, values: set[str]) -> Callable[[pa.Table], Any]:
+    """A mask keeping the rows whose ``column`` is not among ``values``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def keep(table: pa.Table) -> Any:
+        if column not in table.column_names:
+            return pa.chunked_array([pa.repeat(True, table.num_rows)])
+        return pc.fill_null(pc.invert(pc.is_in(table[column].cast(pa.string()), pa.array(sorted(values)))), True)
+
+    return keep
+
+
+def _holding(files: Iterable[Location], column: str, values: set[str]) -> set[Location]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    return {f for f in files if column in pq.read_schema(f.path, filesystem=f.filesystem).names
+            and not pc.all(_without(column, values)(pq.read_table(f.path, columns=[column],
+                                                                  filesystem=f.filesystem))).as_py()}
+
+
+def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Erasure,
+             report: ErasureReport) -> None:
+    rows = [r for r in session.scalars(select(DatasetVersion).where(DatasetVersion.usecase_id == usecase.id)
+                                       .order_by(DatasetVersion.version)) if not r.removed]
+    table = delta.table_path(settings, usecase.name)
+    files = {Location.parse(f, "dataset file"): r for r in rows for f in delta.files_at(table, r.version) if f.exists()}
+    if rows and not any(entry.column in (c["name"] for c in r.schema) for r in rows):
+        report.not_held.append("datasets")
+    values = _matching(sorted(files, key=str), entry.column, entry.token, settings.pseudonym_key)
+    if not values:
+        return
+    holding = {Path(f.path) for f in _holding(files, entry.column, values)}
+    head = rows[-1]
+    if holding & set(delta.files_at(table, head.version)):
+        # the newest version rewritten whole and committed as an overwrite, as ingest commits: a
+        # Delta DELETE would keep its predicate, the pseudonym, in the table's log for good
+        import pyarrow.parquet as pq
+
+        kept = delta.read(str(table), head.version)  # the table's place in this home, whatever a restore left in uri
+        kept = kept.filter(_without(entry.column, values)(kept))
+        recorded = [r.version for r in rows]
+        with delta.staging(settings) as work:
+            pq.write_table(kept, work / "erased.parquet", compression="zstd")
+            with intents.writing(settings, intents.DELTA_COMMIT, usecase.name, str(table), entry.by,
+                                 after=max(recorded)) as intent:
+                version = delta.commit(table, [work / "erased.parquet"], kept.schema, "overwrite", recorded)
+        report.dataset_rows = head.row_count - kept.num_rows
+        report.dataset_version = version
+        session.add(DatasetVersion(
+            usecase_id=usecase.id, version=version, uri=str(table), mode="erase",
+            row_count=kept.num_rows, schema=head.schema,
+            source_fingerprints=head.source_fingerprints, transform_hash=head.transform_hash,
+            dpia_version=head.dpia_version, treatments=head.treatments, serving=head.serving,
+            quality=head.quality, profile=head.profile, project_dir=head.project_dir, actor=entry.by))
+        intents.finish(session, intent, version=version)
+    for path in holding:
+        path.unlink()
+    report.dataset_files_deleted = len(holding)
+    mark_removed(rows, table, "erasure", f"a data subject's rows, erasure {entry.id}", entry.by)
+    report.dataset_versions_removed = [r.version for r in rows if r.removed]
+    entry.models_to_retrain = sorted(session.scalars(
+        select(ModelVersion.version).where(ModelVersion.usecase == usecase.name,
+                                           ModelVersion.dataset_version.in_(report.dataset_versions_removed))))
+
+
+def _log(settings: Settings, entry: Erasure, report: ErasureReport) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    plog = PredictionLog(settings, entry.usecase)
+    files = plog.files()
+    values = _matching(files, entry.column, entry.token, settings.pseudonym_key)
+    if files and not any(entry.column in pq.read_schema(f.path, filesystem=f.filesystem).names for f in files):
+        report.not_held.append("prediction log")
+    if not values:
+        return
+    keep = _without(entry.column, values)
+    erased: set[str] = set()
+    for f in _holding(files, entry.column, values):
+        table = pq.read_table(f.path, filesystem=f.filesystem)
+        erased |= set(table.filter(pc.invert(keep(table)))["request_id"].to_pylist())
+    report.predictions = sum(rewrite_without(day, keep) for day in plog.days())
+    report.labels = rewrite_without(plog.root.child("labels"), _without("request_id", erased))
+
+
+def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure) -> ErasureReport:
+    """Remove the rows ``entry`` matches from every store of the use case (idempotent)."""
+    if entry.key_id != key_id(settings.pseudonym_key):
+        raise InvalidInput(f"pseudonym_key: erasure {entry.id} was recorded under key id {entry.key_id}, this "
+                           f"installation's key is {key_id(settings.pseudonym_key)}: set the key of the home "
+                           "it was made in, or its rows cannot be found")
+    report = ErasureReport(erasure=entry, dataset_rows=0, dataset_version=None, dataset_versions_removed=[],
+                           dataset_files_deleted=0, predictions=0, labels=0, not_held=[])
+    _dataset(session, settings, usecase, entry, report)
+    _log(settings, entry, report)
+    return report
+
+
+def _counts(report: ErasureReport) -> dict[str, Any]:
+    return report.model_dump(mode="json", exclude={"erasure"}) | {
+        "column": report.erasure.column, "token": report.erasure.token, "key_id": report.erasure.key_id,
+        "models_to_retrain": report.erasure.models_to_retrain}
+
+
+def erase(settings: Settings, actor: str | None, name: str, column: str, value: str) -> ErasureReport:
+    """Erase the subject whose ``column`` holds ``value`` (privacy officer only), audited and
+    recorded without the value."""
+    with open_session(settings) as s:
+        usecase = get_usecase(s, name)
+        acting = get_user(s, actor)
+        require(s, acting, Action.erase, usecase)
+        rule = require_privacy_approval(s, usecase).treatments.get(column)
+        treatment = rule.treatment if rule else Treatment.keep
+        if treatment is Treatment.drop:
+            raise InvalidInput(f"--subject {column}: the DPIA drops '{column}' at ingest, so no store holds it and "
+                               "it cannot find a subject; name a pseudonymized or kept column (such as email)")
+        if treatment is Treatment.generalize:
+            raise InvalidInput(f"--subject {column}: the DPIA generalizes '{column}', whose values each name a "
+                               "group of people, not one subject; name a pseudonymized or kept column")
+        if not value:
+            raise InvalidInput(f"--subject {column}=: the value is empty; name the subject's value")
+        key = settings.pseudonym_key
+        stored = pseudonym(value, key) if treatment is Treatment.pseudonymize else value
+        entry = Erasure(id=uuid.uuid4().hex[:12], usecase=name, column=column, token=pseudonym(stored, key),
+                        key_id=key_id(key), at=utcnow(), by=acting.name)
+        report = apply(s, settings, usecase, entry)
+        audit.record(s, acting.name, "privacy.erase", "erasure", entry.id, usecase=name, after=_counts(report))
+        _append(settings, entry)
+        return report
+
+
+def reapply(settings: Settings, actor: str, ledgers: Iterable[Path]) -> list[ErasureReport]:
+    """After a restore: every erasure the ``ledgers`` and the restored home record, re-applied
+    (idempotent) and recorded in the home's ledger, audited as ``actor``."""
+    own = {e.id for e in read_ledger(ledger_path(settings))}
+    entries = {e.id: e for path in [ledger_path(settings), *ledgers] for e in read_ledger(path)}
+    reports = []
+    for entry in sorted(entries.values(), key=lambda e: e.at):
+        with open_session(settings) as s:  # one transaction each: a Delta commit records its intent apart
+            usecase = s.scalar(select(UseCase).where(UseCase.name == entry.usecase))
+            if usecase is None:  # the backup predates the use case: none of its data is there
+                continue
+            report = apply(s, settings, usecase, entry)
+            audit.record(s, actor, "privacy.erase.reapply", "erasure", entry.id, usecase=entry.usecase,
+                         after=_counts(report))
+            reports.append(report)
+    for entry in sorted(entries.values(), key=lambda e: e.at):
+        if entry.id not in own:
+            _append(settings, entry)
+    return reports
+
+
+def erasures(settings: Settings, actor: str | None, name: str) -> list[ErasureView]:
+    """The use case's recorded erasures, with the models still awaiting their retraining."""
+    with open_session(settings) as s:
+        viewed(s, actor, name)
+        newest = s.scalar(select(ModelVersion.created_at).where(ModelVersion.usecase == name)
+                          .order_by(ModelVersion.created_at.desc()).limit(1))
+    return [ErasureView(**e.model_dump(), awaiting_retraining=[] if newest and newest > e.at else e.models_to_retrain)
+            for e in read_ledger(ledger_path(settings)) if e.usecase == name]
+
+
+def subject_of(text: str) -> tuple[str, str]:
+    """``COLUMN=VALUE`` as typed on the command line."""
+    column, sep, value = text.partition("=")
+    if not sep or not column.strip():
+        raise InvalidInput(f"--subject: expected COLUMN=VALUE (such as email=jane@example.com), got {text!r}")
+    return column.strip(), value

@@ -1,0 +1,107 @@
+"""A data subject's erasure (issue 17): found through the keyed pseudonym ingest stored, removed
+from every kept dataset version, the prediction log and the labels, until no file under the home
+holds the pseudonym or the raw value; recorded without either; re-applied by a restore of a
+backup taken before it; the privacy officer's alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from data.data_support import churn_with_export, ingest
+
+from valueloop.config import Settings, load_settings
+from valueloop.data import read_version
+from valueloop.data.treatments import pseudonym
+from valueloop.deploy.predlog import PredictionLog, _write_atomically
+from valueloop.errors import Conflict, InvalidInput, PermissionDenied
+from valueloop.learn.training import train
+from valueloop.operate.erasure import erase, erasures
+from valueloop.store import session
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Settings:
+    """SQLite only, whose file the scan reads as well: the stores erased are files either way."""
+    return load_settings({"VALUELOOP_HOME": str(tmp_path / "home")})
+
+
+#: the scan, run in a process of its own: closing a file of the SQLite database in this process
+#: would release the locks this process's connections hold on it (POSIX record locks)
+_SCAN = """
+import json, sys
+from pathlib import Path
+import pyarrow.parquet as pq
+home, needles, found = Path(sys.argv[1]), sys.argv[2:], []
+for path in sorted(p for p in home.rglob("*") if p.is_file()):
+    if path.suffix == ".parquet":
+        text = json.dumps(pq.read_table(path).to_pylist(), default=str)
+    else:
+        text = path.read_bytes().decode("latin-1")
+    found += [f"{path.relative_to(home)}: {n[:12]}" for n in needles if n in text]
+print(json.dumps(found))
+"""
+
+
+def holding(home: Path, *needles: str) -> list[str]:
+    """Every file under ``home`` holding one of ``needles``: Parquet files (Delta's data and
+    checkpoints, the prediction log, labels) by their values, every other file (the SQLite
+    databases, Delta's log, the erasure ledger) by its bytes."""
+    done = subprocess.run([sys.executable, "-c", _SCAN, str(home), *needles], capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout)
+
+
+def test_an_erasure_leaves_no_file_holding_the_subject_and_a_restore_reapplies_it(
+        local: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]], run_cli, tmp_path: Path) -> None:
+    project = churn_with_export(local, approved_usecase, 600)
+    ingest(local, project)
+    ingest(local, project)  # overwrite: both versions hold every customer
+    email = pacsv.read_csv(project / "data" / "customers.csv")["email"][0].as_py()
+    stored = pseudonym(email, local.pseudonym_key)
+    with session(local) as s:
+        model = train(s, local, "dana", "churn", candidates=["logistic"]).registered
+    plog = PredictionLog(local, "churn")
+    plog.append(pa.table({"request_id": ["subject", "other"], "model_version": ["1", "1"], "prediction": [1, 0],
+                          "email": [stored, "someone else"], "tenure_months": [3, 4]}), source="batch")
+    _write_atomically(pa.table({"request_id": ["subject", "other"], "label": [1, 0],
+                                "ts": pa.array([plog.read()["ts"][0].as_py()] * 2, pa.timestamp("us", tz="UTC")),
+                                "labeled_by": ["eve", "eve"]}), plog.root.child("labels"))
+    assert holding(local.home, stored)  # the scan finds the subject where the stores keep it
+    assert run_cli(local, "backup", str(tmp_path / "backup"), as_user="admin").returncode == 0
+
+    with pytest.raises(PermissionDenied, match="dana may not erase on use case 'churn': requires role privacy_officer"):
+        erase(local, "dana", "churn", "email", email)
+    with pytest.raises(InvalidInput, match="the DPIA drops 'name' at ingest"):
+        erase(local, "pia", "churn", "name", "Jane Doe")
+    with pytest.raises(InvalidInput, match="the DPIA generalizes 'birth_date'"):
+        erase(local, "pia", "churn", "birth_date", "1980-01-01")
+    done = run_cli(local, "privacy", "erase", "churn", "--subject", f"email={email}", "--json", as_user="pia")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["dataset_rows"], report["dataset_version"], report["predictions"], report["labels"]) == (1, 2, 1, 1)
+    assert report["dataset_versions_removed"] == [0, 1] and report["erasure"]["models_to_retrain"] == [model.version]
+
+    assert holding(local.home, stored, email) == []
+    with session(local) as s:
+        assert read_version(s, "churn").num_rows == 599
+        with pytest.raises(Conflict, match="dataset version 1 of 'churn' can no longer be read: .* erasure"):
+            read_version(s, "churn", 1)
+    assert plog.read()["request_id"].to_pylist() == ["other"]
+    listed = erasures(local, "olivia", "churn")
+    assert [(e.column, e.by, e.awaiting_retraining) for e in listed] == [("email", "pia", [model.version])]
+    assert stored not in listed[0].token and email not in listed[0].model_dump_json()
+
+    restored = load_settings({"VALUELOOP_HOME": str(tmp_path / "restored")})
+    back = run_cli(restored, "restore", str(tmp_path / "backup"), "--json", as_user="admin")
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["erasures"][0]["dataset_rows"] == 1
+    assert holding(restored.home, stored, email) == []
+    with session(restored) as s:
+        assert read_version(s, "churn").num_rows == 599
