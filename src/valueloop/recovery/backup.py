@@ -208,6 +208,8 @@ def _moves(manifest: Manifest, settings: Settings) -> list[tuple[str, str]]:
 
 def _relocate_mlflow(database: Path, moves: list[tuple[str, str]]) -> None:
     """Rewrite every text value of MLflow's database that starts with an old location."""
+    if not moves:
+        return
     con = sqlite3.connect(database)
     with con:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -215,17 +217,20 @@ def _relocate_mlflow(database: Path, moves: list[tuple[str, str]]) -> None:
             columns = [r[1] for r in con.execute(f'PRAGMA table_info("{table}")')
                        if r[2].upper().startswith(("VARCHAR", "TEXT", "CHAR"))]
             for column in columns:
-                for old, new in moves:
-                    con.execute(f'UPDATE "{table}" SET "{column}" = :new || substr("{column}", :n) '
-                                f'WHERE substr("{column}", 1, :m) = :old',
-                                {"new": new, "old": old, "n": len(old) + 1, "m": len(old)})
+                # one CASE, the longest prefix first: a value is rewritten once, even when the new
+                # home lies inside the old one and so starts with an old prefix again
+                matches = [f'WHEN substr("{column}", 1, {len(old)}) = :old{i} '
+                           f'THEN :new{i} || substr("{column}", {len(old) + 1})' for i, (old, _) in enumerate(moves)]
+                params = {f"{k}{i}": v for i, pair in enumerate(moves) for k, v in zip(("old", "new"), pair)}
+                con.execute(f'UPDATE "{table}" SET "{column}" = CASE {" ".join(matches)} ELSE "{column}" END',
+                            params)
     con.close()
     _compact(database)
 
 
 def _relocate_metadata(settings: Settings, moves: list[tuple[str, str]]) -> None:
     """valueloop's own absolute paths: each dataset version's table and model version's artifacts."""
-    from sqlalchemy import func, update
+    from sqlalchemy import case, func, or_, update
 
     from valueloop.data.tables import DatasetVersion
     from valueloop.learn.tables import ModelVersion
@@ -234,9 +239,11 @@ def _relocate_metadata(settings: Settings, moves: list[tuple[str, str]]) -> None
 
     with session(settings) as s:
         for column in (DatasetVersion.uri, ModelVersion.artifact_uri, Intent.target):
-            for old, new in moves:
-                s.execute(update(column.class_).where(func.substr(column, 1, len(old)) == old)
-                          .values({column.key: new + func.substr(column, len(old) + 1)}))
+            matches = [(func.substr(column, 1, len(old)) == old, new + func.substr(column, len(old) + 1))
+                       for old, new in moves]
+            if matches:  # one CASE, the longest prefix first, so a value is rewritten once
+                s.execute(update(column.class_).where(or_(*(m for m, _ in matches)))
+                          .values({column.key: case(*matches)}))
     if path := _sqlite_path(settings.database_url, "database_url"):
         _compact(path)
 
