@@ -13,6 +13,9 @@ from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.spec import ColumnTreatment, load_spec, parse_spec
 from valueloop.store import session
 
+#: the privacy officer's condition on the churn DPIA: postcodes cut to their region
+POSTCODE_TO_REGION = ColumnTreatment(column="postcode", treatment="generalize", params={"prefix": 2})
+
 PEOPLE = {
     "admin": "administers valueloop",
     "olivia": "owner, head of customer service",
@@ -63,9 +66,8 @@ def run(ctx: DemoContext) -> None:
     except PermissionDenied as refused:
         out.print(f"[yellow]refused:[/yellow] {refused}")
 
-    condition = ColumnTreatment(column="postcode", treatment="generalize", params={"prefix": 2})
     with session(settings) as s:
-        approved = privacy.approve(s, "pia", "churn", [condition],
+        approved = privacy.approve(s, "pia", "churn", [POSTCODE_TO_REGION],
                                    "approved on condition that postcodes are cut to their region")
         usecases.advance(s, "olivia", "churn", State.in_development)
     out.print(f"pia approved DPIA v{approved.version} with a condition: postcode → generalize(prefix=2)")
@@ -91,7 +93,7 @@ def run(ctx: DemoContext) -> None:
     # They settle on the approved scope instead: the file goes back, and pia confirms it as v3.
     with session(settings) as s:
         usecases.update_usecase(s, "ana", spec)
-        privacy.approve(s, "pia", "churn", [condition], "back to the approved scope")
+        privacy.approve(s, "pia", "churn", [POSTCODE_TO_REGION], "back to the approved scope")
         gate = privacy.require_privacy_approval(s, "churn")
     out.print(f"gate open again: DPIA v{gate.version} approved")
     ctx.state["dpia_version"] = gate.version
