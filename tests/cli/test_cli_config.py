@@ -34,6 +34,11 @@ def test_config_names_the_source_of_each_value(tmp_path, refused):
         "allow_development_key": {"value": "false", "source": "default"},
         "url_variables": {"value": "", "source": "default"},
         "hook_modules": {"value": "", "source": "default"},
+        "prediction_log": {"value": f"{home}/predictions", "source": "default"},
+        "backup_dir": {"value": "", "source": "default"},
+        "backup_every": {"value": "1d", "source": "default"},
+        "backup_keep_daily": {"value": "7", "source": "default"},
+        "backup_keep_weekly": {"value": "4", "source": "default"},
     }
     table = config(home, VALUELOOP_PSEUDONYM_KEY="s3cret").stdout
     assert "env VALUELOOP_PSEUDONYM_KEY" in table and "s3cret" not in table

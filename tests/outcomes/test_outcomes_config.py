@@ -27,6 +27,11 @@ def test_each_value_comes_from_env_file_or_default(tmp_path):
         "allow_development_key": ("false", "default"),
         "url_variables": ("", "default"),
         "hook_modules": ("", "default"),
+        "prediction_log": (f"{home}/predictions", "default"),
+        "backup_dir": ("", "default"),
+        "backup_every": ("1d", "default"),
+        "backup_keep_daily": ("7", "default"),
+        "backup_keep_weekly": ("4", "default"),
     }
     assert settings.pseudonym_key == "from-the-file"
 

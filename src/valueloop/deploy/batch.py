@@ -484,23 +484,23 @@ def list_jobs(settings: Settings, actor: str | None, usecase: str) -> list[Batch
         return [_view(j) for j in jobs]
 
 
-def recover_publish(s: Any, row: intents.Intent, actor: str, *, repair: bool) -> str:
+def recover_publish(session: Any, actor: str, row: intents.Intent, *, repair: bool) -> str:
     """The doctor's step for a publish whose process died: completed when the output is whole
     (the job succeeded), otherwise rolled back (the job failed; ``--resume`` takes it up without
     scoring its committed parts again). Returns what repairing does."""
     output = parse_output(row.detail["text"])
-    staging, job = Path(row.detail["staging"]), s.get(BatchJob, row.detail["job"])
+    staging, job = Path(row.detail["staging"]), session.get(BatchJob, row.detail["job"])
     if output.published(row.detail):
         if repair:
             output.complete(staging)
             if job.status != "succeeded":
-                _end(s, job, "succeeded", None, actor)
-            intents.finish(s, row.id, intents.DONE, "its process died after publishing the whole output; "
+                _end(session, job, "succeeded", None, actor)
+            intents.finish(session, row.id, intents.DONE, "its process died after publishing the whole output; "
                            "valueloop doctor completed the job")
         return f"complete batch job {job.id}: its output is whole"
     if repair:
         output.roll_back(staging)
-        _end(s, job, "failed", "its process died while publishing the output; run it again with --resume", actor)
-        intents.finish(s, row.id, intents.ORPHANED, "its process died before the output was published; "
+        _end(session, job, "failed", "its process died while publishing the output; run it again with --resume", actor)
+        intents.finish(session, row.id, intents.ORPHANED, "its process died before the output was published; "
                        "valueloop doctor rolled the publish back")
     return f"roll the publish back; batch job {job.id} fails and resumes with --resume"

@@ -186,7 +186,7 @@ def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Eras
     for path in holding:
         path.unlink()
     report.dataset_files_deleted = len(holding)
-    mark_removed(rows, table, "erasure", f"a data subject's rows, erasure {entry.id}", entry.by)
+    mark_removed(entry.by, rows, table, "erasure", f"a data subject's rows, erasure {entry.id}")
     report.dataset_versions_removed = [r.version for r in rows if r.removed]
     entry.models_to_retrain = sorted(session.scalars(
         select(ModelVersion.version).where(ModelVersion.usecase == usecase.name,

@@ -163,12 +163,12 @@ def _datasets(session: Session, settings: Settings, usecase: UseCase, declared: 
                                             keep_versions=keep or None)
     report.dataset_files_deleted = len(deleted)
     if deleted:
-        mark_removed(readable, table, "retention", f"superseded longer than the retention of {shortest}", actor)
+        mark_removed(actor, readable, table, "retention", f"superseded longer than the retention of {shortest}")
         report.dataset_versions_removed = [r.version for r in readable if r.removed]
     return shortest
 
 
-def mark_removed(rows: list[DatasetVersion], table: Path, reason: str, detail: str, actor: str) -> None:
+def mark_removed(actor: str, rows: list[DatasetVersion], table: Path, reason: str, detail: str) -> None:
     """Mark each readable version one of whose files is gone: its row keeps the lineage."""
     for row in rows:
         if not row.removed and any(not f.exists() for f in delta.files_at(table, row.version)):

@@ -78,7 +78,7 @@ def _intent_findings(session: Session, usecase: str | None, actor: str, repair: 
                                  f"{row.created_at:%Y-%m-%d %H:%M:%S} UTC) never finished",
                           repair="mark it orphaned; what it wrote is rolled back below")
         if row.kind == intents.BATCH_OUTPUT:
-            finding.repair = recover_publish(session, row, actor, repair=repair)
+            finding.repair = recover_publish(session, actor, row, repair=repair)
         elif repair:
             intents.finish(session, row.id, intents.ORPHANED, "its process died before the rows were written; "
                            "valueloop doctor rolled back what it wrote")
