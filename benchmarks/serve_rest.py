@@ -214,12 +214,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def wrk_arguments(doc: str) -> argparse.Namespace:
+    """The command line of a benchmark driven by wrk (``--seconds`` per run), refused without wrk."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
+    return args
+
+
+def main() -> None:
+    args = wrk_arguments(__doc__)
     mlserver = ensure_peers()
     if OUT.exists():
         shutil.rmtree(OUT)

@@ -13,7 +13,6 @@ single-row JSON records, prediction logging on); the load is wrk at concurrency 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -56,11 +55,7 @@ def balancer(name: str, replicas: list[int], env: dict[str, str]) -> tuple[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+    args = serve_rest.wrk_arguments(__doc__)
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
