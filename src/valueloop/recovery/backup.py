@@ -219,11 +219,12 @@ def _relocate_mlflow(database: Path, moves: list[tuple[str, str]]) -> None:
             for column in columns:
                 # one CASE, the longest prefix first: a value is rewritten once, even when the new
                 # home lies inside the old one and so starts with an old prefix again
-                matches = [f'WHEN substr("{column}", 1, {len(old)}) = :old{i} '
-                           f'THEN :new{i} || substr("{column}", {len(old) + 1})' for i, (old, _) in enumerate(moves)]
+                starts = [f'substr("{column}", 1, {len(old)}) = :old{i}' for i, (old, _) in enumerate(moves)]
+                matches = [f'WHEN {start} THEN :new{i} || substr("{column}", {len(old) + 1})'
+                           for i, (start, (old, _)) in enumerate(zip(starts, moves))]
                 params = {f"{k}{i}": v for i, pair in enumerate(moves) for k, v in zip(("old", "new"), pair)}
-                con.execute(f'UPDATE "{table}" SET "{column}" = CASE {" ".join(matches)} ELSE "{column}" END',
-                            params)
+                con.execute(f'UPDATE "{table}" SET "{column}" = CASE {" ".join(matches)} END '
+                            f'WHERE {" OR ".join(starts)}', params)  # only the rows that name an old place
     con.close()
     _compact(database)
 
