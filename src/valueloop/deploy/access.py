@@ -15,6 +15,7 @@ not exist: a 404 that names only what the caller may call, never a 403 that conf
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -129,8 +130,6 @@ class Access:
 
     def _given(self, token: str, client: str) -> Caller:
         """The bundle's caller: whoever holds its token may do anything it serves."""
-        import hmac
-
         assert self.token is not None
         self.throttle.check(client)
         if not hmac.compare_digest(token.encode(), self.token.encode()):

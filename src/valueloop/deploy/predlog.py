@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("valueloop.deploy.predlog")
 
 SOURCES = ("rest", "batch", "stream", "shadow")
-#: Columns every record has; every other column is a feature.
 #: how a file being written ends, after ``@<host>@<process id>`` (the writer the doctor asks after)
 PARTIAL = ".tmp"
+#: Columns every record has; every other column is a feature.
 RESERVED = ("request_id", "ts", "usecase", "model_version", "source", "latency_seconds",
             "prediction", "probability")
 #: the Parquet metadata key of a compacted file: the JSON list of the file names it replaces
@@ -112,9 +112,10 @@ def _write_atomically(table: pa.Table, directory: Location, name: str | None = N
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     final = directory.child(name)
+    dictionary = _dictionary_columns(table.schema)
     if not directory.is_local:
         buffer = pa.BufferOutputStream()
-        pq.write_table(table, buffer, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
+        pq.write_table(table, buffer, compression="zstd", use_dictionary=dictionary)
         with directory.filesystem.open_output_stream(final.path) as out:  # one PUT of whole bytes
             out.write(buffer.getvalue())
         return final
@@ -122,7 +123,7 @@ def _write_atomically(table: pa.Table, directory: Location, name: str | None = N
     temporary = os.path.join(directory.path, f".{name}@{socket.gethostname()}@{os.getpid()}{PARTIAL}")
     try:
         with open(temporary, "wb") as handle:
-            pq.write_table(table, handle, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
+            pq.write_table(table, handle, compression="zstd", use_dictionary=dictionary)
             handle.flush()
             crash_point("mid-prediction-log-flush")
             os.fsync(handle.fileno())
@@ -333,8 +334,6 @@ class PredictionLog:
         that holds ``min_files`` files or more as one file, then delete the files it replaces.
         Damaged files are left as they are. Returns what was compacted."""
         import pyarrow as pa
-
-        from valueloop.store.intents import crash_point
 
         before = before or datetime.now(UTC).date()
         done = Compaction(usecase=self.usecase, days=0, files=0, rows=0)
