@@ -97,6 +97,20 @@ class Location:
 
         return self.filesystem.get_file_info(self.path).type != pafs.FileType.NotFound
 
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return self.filesystem.get_file_info(self.path).size
+
+    def delete(self) -> None:
+        """Remove the file or the folder with all it holds; nothing if it is gone already."""
+        import pyarrow.fs as pafs
+
+        kind = self.filesystem.get_file_info(self.path).type
+        if kind == pafs.FileType.Directory:
+            self.filesystem.delete_dir(self.path)
+        elif kind == pafs.FileType.File:
+            self.filesystem.delete_file(self.path)
+
     def storage_options(self) -> dict[str, str] | None:
         """deltalake's options for this location (None on local disk)."""
         if self.is_local:

@@ -75,7 +75,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(settings: Settings, churn
         return run_cli(settings, "data", "ingest", "churn", "--project", str(churn), as_user="dave")
 
     assert ingest().returncode == 0
-    before = files_under(datasets_root(settings))
+    before = files_under(Path(datasets_root(settings).path))
 
     transform = churn / "transform.sql"
     original = transform.read_text()
@@ -102,7 +102,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(settings: Settings, churn
     approve(settings)
     _refused(ingest(), 2, "treatment of column(s) phone but no source has such a column")
 
-    assert files_under(datasets_root(settings)) == before
+    assert files_under(Path(datasets_root(settings).path)) == before
     listed = run_cli(settings, "data", "versions", "churn", "--json", as_user="dave")
     assert [v["version"] for v in json.loads(listed.stdout)] == [0]
 

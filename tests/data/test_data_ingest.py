@@ -79,7 +79,7 @@ def test_hmac_in_sql_is_rfc_2104_hmac_sha256(key: str) -> None:
 
 def test_a_failing_error_check_blocks_the_version_and_says_why(settings: Settings, churn: Path) -> None:
     first = ingest(settings, churn)
-    before = files_under(datasets_root(settings))
+    before = files_under(Path(datasets_root(settings).path))
     row = dict(_export(churn)[0], customer_id=99_999, contract="weekly")
     add_rows(churn / "data" / "customers.csv", [row])
     with pytest.raises(InvalidInput) as refused:
@@ -88,7 +88,7 @@ def test_a_failing_error_check_blocks_the_version_and_says_why(settings: Setting
     assert "allowed_values(contract)" in message and "1 of 601 row(s) fail" in message
     assert "weekly" in message and "no version was written" in message
     assert versions(settings) == [first.version]
-    assert files_under(datasets_root(settings)) == before
+    assert files_under(Path(datasets_root(settings).path)) == before
     assert read(settings).num_rows == first.row_count
 
 
@@ -170,10 +170,10 @@ def test_a_conflicting_schema_is_refused(settings: Settings, churn: Path) -> Non
     ingest(settings, churn)
     transform = churn / "transform.sql"
     transform.write_text(transform.read_text().replace("churned", "CAST(churned AS VARCHAR) AS churned"))
-    before = files_under(datasets_root(settings))
+    before = files_under(Path(datasets_root(settings).path))
     with pytest.raises(Conflict, match="column churned: string, was long"):
         ingest(settings, churn)
-    assert versions(settings) == [0] and files_under(datasets_root(settings)) == before
+    assert versions(settings) == [0] and files_under(Path(datasets_root(settings).path)) == before
 
 
 def test_a_treatment_of_a_missing_column_is_refused(settings: Settings, churn: Path) -> None:

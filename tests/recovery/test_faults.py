@@ -13,7 +13,7 @@ from data.data_support import read, update
 from deploy_support import server_started
 
 from valueloop.config import Settings
-from valueloop.data.delta import datasets_root
+from valueloop.data.delta import staging_root, table_path
 from valueloop.examples import load_generator
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -55,13 +55,13 @@ def test_a_delta_commit_killed_before_its_row_is_never_built_on(settings: Settin
     assert read(settings).num_rows == 700
     from deltalake import DeltaTable
 
-    assert DeltaTable(str(datasets_root(settings) / "churn")).to_pyarrow_table().num_rows == 700
+    assert DeltaTable(table_path(settings, "churn").uri).to_pyarrow_table().num_rows == 700
 
     code, found = _doctor(settings, run_cli, "--repair")
     assert code == 0 and {f["kind"] for f in found} == {"pending intent", "unreferenced data files", "staging folder"}
     assert all(f["repaired"] for f in found)
     assert _doctor(settings, run_cli) == (0, [])
-    assert not list((datasets_root(settings) / ".staging").iterdir())
+    assert not list(staging_root(settings).iterdir())
     assert read(settings).num_rows == 700 and read(settings, 0).num_rows == 600
     trail = json.loads(run_cli(settings, "audit", "--action", "doctor", "--json", as_user="admin").stdout)
     assert [e["actor"] for e in trail] == ["admin"]
@@ -77,7 +77,7 @@ def test_doctor_repairs_an_unrecorded_version_before_any_ingest(settings: Settin
 
     code, found = _doctor(settings, run_cli, "--repair", "--usecase", "churn")
     assert code == 0 and {f["kind"] for f in found} == {"pending intent", "unrecorded Delta versions"}
-    assert not (datasets_root(settings) / "churn").exists()
+    assert not table_path(settings, "churn").exists()
     again = run_cli(settings, "data", "ingest", "churn", "--json", as_user="dave", cwd=churn)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["version"] == 0 and read(settings).num_rows == 600

@@ -3,6 +3,8 @@
 The staged Parquet files, already checked, are moved into the table directory and added in one
 Delta transaction (deltalake's ``create_write_transaction``): readers see the new version whole
 or not at all, and the files are written once instead of being read back and written again.
+The tables live under ``artifact_root``: a local folder, or an s3:// prefix reached through
+deltalake's own object store (and pyarrow's for the files), with the options of :mod:`valueloop.storage`.
 """
 
 from __future__ import annotations
@@ -18,21 +20,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from valueloop.config import Settings
-from valueloop.errors import Conflict, InvalidInput
+from valueloop.errors import Conflict
+from valueloop.storage import Location
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from deltalake import DeltaTable
 
 
-def datasets_root(settings: Settings) -> Path:
-    root = settings.artifact_root or str(settings.home)
-    if "://" in root and not root.startswith("file://"):
-        raise InvalidInput(f"artifact_root: datasets are kept on a local disk; got {root!r}")
-    return Path(root.removeprefix("file://")) / "datasets"
+def datasets_root(settings: Settings) -> Location:
+    """Where the tables live: under ``artifact_root``, a local folder or an s3:// prefix."""
+    return Location.parse(settings.artifact_root or str(settings.home), "artifact_root").child("datasets")
 
 
-def table_path(settings: Settings, usecase: str) -> Path:
-    return datasets_root(settings) / usecase
+def table_path(settings: Settings, usecase: str) -> Location:
+    return datasets_root(settings).child(usecase)
+
+
+def staging_root(settings: Settings) -> Path:
+    """Where ingests stage their files, always on local disk: beside local tables (so moving files
+    in is a rename), under the home for tables on the object store (moving in is an upload)."""
+    root = datasets_root(settings)
+    return Path(root.path) / ".staging" if root.is_local else settings.home / "staging" / "datasets"
+
+
+def open_table(table: Location, version: int | None = None) -> DeltaTable | None:
+    """The Delta table at ``table`` through deltalake's own object store (None if there is none)."""
+    from deltalake import DeltaTable
+
+    options = table.storage_options()
+    if not DeltaTable.is_deltatable(table.uri, storage_options=options):
+        return None
+    return DeltaTable(table.uri, version=version, storage_options=options)
 
 
 #: the file in a staging folder naming the process working in it, "host pid"
@@ -41,8 +60,8 @@ OWNER = "owner"
 
 @contextmanager
 def staging(settings: Settings) -> Iterator[Path]:
-    """A private work directory beside the tables (so moving files in is a rename), always removed."""
-    work = datasets_root(settings) / ".staging" / uuid.uuid4().hex
+    """A private local work directory for one ingest, always removed."""
+    work = staging_root(settings) / uuid.uuid4().hex
     work.mkdir(parents=True)
     (work / OWNER).write_text(f"{socket.gethostname()} {os.getpid()}")
     try:
@@ -63,13 +82,13 @@ def _fields(schema: object) -> dict[str, str]:
             for f in json.loads(schema.to_json())["fields"]}  # type: ignore[attr-defined]
 
 
-def check_schema(table: Path, schema: pa.Schema) -> None:
+def check_schema(table: Location, schema: pa.Schema) -> None:
     """Refuse a schema that differs from the table's current one, naming every difference."""
-    from deltalake import DeltaTable, Schema
+    from deltalake import Schema
 
-    if not DeltaTable.is_deltatable(str(table)):
+    current = open_table(table)
+    if current is None:
         return
-    current = DeltaTable(str(table))
     before, after = _fields(current.schema()), _fields(Schema.from_arrow(nullable(schema)))
     if before == after:
         return
@@ -85,86 +104,104 @@ def check_schema(table: Path, schema: pa.Schema) -> None:
     )
 
 
-def files_at(table: Path, version: int | None) -> list[Path]:
+def files_at(table: Location, version: int | None) -> list[Location]:
     """The data files of a version of the table (none for None, or before the first)."""
-    from deltalake import DeltaTable
-
-    if version is None or not DeltaTable.is_deltatable(str(table)):
+    if version is None or (at := open_table(table, version)) is None:
         return []
-    return [Path(uri.removeprefix("file://")) for uri in DeltaTable(str(table), version=version).file_uris()]
+    return [Location.parse(uri, "dataset file") for uri in at.file_uris()]
 
 
-def unrecorded(table: Path, recorded: list[int]) -> list[int]:
+def local_files(files: list[Location], work: Path) -> list[Path]:
+    """``files`` as local paths DuckDB reads: those on the object store downloaded into ``work``."""
+    import pyarrow.fs as pafs
+
+    local = []
+    for f in files:
+        if f.is_local:
+            local.append(Path(f.path))
+            continue
+        copy = work / "previous" / f.name
+        copy.parent.mkdir(exist_ok=True)
+        pafs.copy_files(f.path, str(copy), source_filesystem=f.filesystem, destination_filesystem=pafs.LocalFileSystem())
+        local.append(copy)
+    return local
+
+
+def unrecorded(table: Location, recorded: list[int]) -> list[int]:
     """The versions after the last recorded one, when the table's newest differs from it: versions
     committed by a process that died before writing their row. Never to be read or built on."""
-    from deltalake import DeltaTable
-
-    if not DeltaTable.is_deltatable(str(table)):
+    if (current := open_table(table)) is None:
         return []
-    head, last = DeltaTable(str(table)).version(), max(recorded, default=-1)
+    head, last = current.version(), max(recorded, default=-1)
     if head == last or (last >= 0 and set(files_at(table, head)) == set(files_at(table, last))):
         return []
     return list(range(last + 1, head + 1))
 
 
-def roll_back(table: Path, recorded: list[int]) -> None:
+def roll_back(table: Location, recorded: list[int]) -> None:
     """Make the table's newest version hold the last recorded one's files again (a Delta restore,
     itself a new version), or remove the table when no version of it was recorded."""
-    from deltalake import DeltaTable
-
     if not recorded:
-        shutil.rmtree(table, ignore_errors=True)
+        table.delete()
         return
-    DeltaTable(str(table)).restore(max(recorded))
+    open_table(table).restore(max(recorded))  # type: ignore[union-attr]
 
 
-def unreferenced(table: Path, recorded: list[int]) -> list[Path]:
+def unreferenced(table: Location, recorded: list[int]) -> list[Location]:
     """Data files in the table's folder that no recorded version holds: moved in or committed by a
     process that died before writing the version's row."""
-    if not table.is_dir():
-        return []
+    import pyarrow.fs as pafs
+
+    listed = table.filesystem.get_file_info(pafs.FileSelector(table.path, allow_not_found=True))
     kept = {f for version in recorded for f in files_at(table, version)}
-    return sorted(f for f in table.glob("part-*.parquet") if f not in kept)
+    found = (table.child(i.base_name) for i in listed
+             if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
+    return sorted((f for f in found if f not in kept), key=str)
 
 
-def commit(table: Path, files: list[Path], schema: pa.Schema, mode: str, recorded: list[int]) -> int:
-    """Move the staged files into the table and commit them as one new version; return it.
+def commit(table: Location, files: list[Path], schema: pa.Schema, mode: str, recorded: list[int]) -> int:
+    """Move the staged files into the table (a rename on local disk, an upload to the object
+    store) and commit them as one new version; return it.
 
     The new version builds on the last ``recorded`` version: versions committed after it without
     a row are rolled back first, so that an append never adds to rows nobody recorded."""
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
-    from deltalake import DeltaTable, Schema
+    from deltalake import Schema
     from deltalake.transaction import AddAction, create_table_with_add_actions
 
     if unrecorded(table, recorded):
         roll_back(table, recorded)
     created = not table.exists()
-    table.mkdir(parents=True, exist_ok=True)
+    if table.is_local:
+        Path(table.path).mkdir(parents=True, exist_ok=True)
     actions, moved = [], []
     try:
         for staged in files:
-            target = table / f"part-{uuid.uuid4()}.parquet"
-            rows = pq.read_metadata(staged).num_rows
-            os.replace(staged, target)
+            target = table.child(f"part-{uuid.uuid4()}.parquet")
+            rows, stat = pq.read_metadata(staged).num_rows, staged.stat()
+            if table.is_local:
+                os.replace(staged, target.path)
+            else:
+                pafs.copy_files(str(staged), target.path, source_filesystem=pafs.LocalFileSystem(),
+                                destination_filesystem=table.filesystem)
             moved.append(target)
-            stat = target.stat()
             actions.append(AddAction(target.name, stat.st_size, {}, int(stat.st_mtime * 1000), True,
                                      json.dumps({"numRecords": rows})))
         delta_schema = Schema.from_arrow(nullable(schema))
-        if DeltaTable.is_deltatable(str(table)):
-            DeltaTable(str(table)).create_write_transaction(actions, mode=mode, schema=delta_schema)
+        if (current := open_table(table)) is not None:
+            current.create_write_transaction(actions, mode=mode, schema=delta_schema)
         else:
-            create_table_with_add_actions(str(table), delta_schema, actions, mode="error")
+            create_table_with_add_actions(table.uri, delta_schema, actions, mode="error",
+                                          storage_options=table.storage_options())
     except BaseException:
-        for path in moved:
-            path.unlink(missing_ok=True)
+        for target in moved:
+            target.delete()
         if created:
-            shutil.rmtree(table, ignore_errors=True)
+            table.delete()
         raise
-    return DeltaTable(str(table)).version()
+    return open_table(table).version()  # type: ignore[union-attr]
 
 
 def read(uri: str, version: int) -> pa.Table:
-    from deltalake import DeltaTable
-
-    return DeltaTable(uri, version=version).to_pyarrow_table()
+    return open_table(Location.parse(uri, "dataset uri"), version).to_pyarrow_table()  # type: ignore[union-attr]

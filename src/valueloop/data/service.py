@@ -188,7 +188,8 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
         )
     table = delta.table_path(settings, usecase.name)
     delta.check_schema(table, staged.schema)
-    files = (delta.files_at(table, previous[-1].version) if mode == "append" and previous else []) + staged.files
+    kept = delta.files_at(table, previous[-1].version) if mode == "append" and previous else []
+    files = delta.local_files(kept, work) + staged.files
     pipeline.register_dataset(con, files)
     return staged, section, mode, files
 

@@ -259,7 +259,7 @@ class BatchOutput:
 
             # an output table's versions are its owner's, not valueloop's to roll back: all count
             head = [DeltaTable(str(path)).version()] if DeltaTable.is_deltatable(str(path)) else []
-            commit(path, parts, schema, "overwrite" if self.exists() else "append", recorded=head)
+            commit(self.location, parts, schema, "overwrite" if self.exists() else "append", recorded=head)
             return
         if self.format == "csv":
             whole = _csv(parts, schema, staging)

@@ -153,13 +153,13 @@ def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Eras
     rows = [r for r in session.scalars(select(DatasetVersion).where(DatasetVersion.usecase_id == usecase.id)
                                        .order_by(DatasetVersion.version)) if not r.removed]
     table = delta.table_path(settings, usecase.name)
-    files = {Location.parse(f, "dataset file"): r for r in rows for f in delta.files_at(table, r.version) if f.exists()}
+    files = {f: r for r in rows for f in delta.files_at(table, r.version) if f.exists()}
     if rows and not any(entry.column in (c["name"] for c in r.schema) for r in rows):
         report.not_held.append("datasets")
     values = _matching(sorted(files, key=str), entry.column, entry.token, settings.pseudonym_key)
     if not values:
         return
-    holding = {Path(f.path) for f in _holding(files, entry.column, values)}
+    holding = _holding(files, entry.column, values)
     head = rows[-1]
     if holding & set(delta.files_at(table, head.version)):
         # the newest version rewritten whole and committed as an overwrite, as ingest commits: a
@@ -183,8 +183,8 @@ def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Eras
             dpia_version=head.dpia_version, treatments=head.treatments, serving=head.serving,
             quality=head.quality, profile=head.profile, project_dir=head.project_dir, actor=entry.by))
         intents.finish(session, intent, version=version)
-    for path in holding:
-        path.unlink()
+    for f in holding:
+        f.delete()
     report.dataset_files_deleted = len(holding)
     mark_removed(entry.by, rows, table, "erasure", f"a data subject's rows, erasure {entry.id}")
     report.dataset_versions_removed = [r.version for r in rows if r.removed]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -143,12 +142,11 @@ def _labels(plog: PredictionLog, shortest: Duration | None, now: datetime, repor
 def _datasets(session: Session, settings: Settings, usecase: UseCase, declared: dict[str, Duration],
               actor: str, models_too: bool, report: RetentionReport) -> Duration | None:
     """Vacuum the dataset's Delta files superseded longer ago than its shortest retention."""
-    from deltalake import DeltaTable
-
     rows = list(session.scalars(select(DatasetVersion).where(DatasetVersion.usecase_id == usecase.id)
                                 .order_by(DatasetVersion.version)))
     table = delta.table_path(settings, usecase.name)
-    if not rows or not DeltaTable.is_deltatable(str(table)):
+    current = delta.open_table(table)
+    if not rows or current is None:
         return None
     shortest = _shortest(declared, {c["name"] for r in rows for c in r.schema})
     if shortest is None:
@@ -159,7 +157,7 @@ def _datasets(session: Session, settings: Settings, usecase: UseCase, declared: 
     keep = [] if models_too else [v for v in trained_on if v in {r.version for r in readable}]
     report.dataset_versions_kept_for_models = keep
     hours = int(shortest.delta.total_seconds() // 3600)  # Delta counts whole hours: never longer than declared
-    deleted = DeltaTable(str(table)).vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False,
+    deleted = current.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=False,
                                             keep_versions=keep or None)
     report.dataset_files_deleted = len(deleted)
     if deleted:
@@ -168,7 +166,7 @@ def _datasets(session: Session, settings: Settings, usecase: UseCase, declared: 
     return shortest
 
 
-def mark_removed(actor: str, rows: list[DatasetVersion], table: Path, reason: str, detail: str) -> None:
+def mark_removed(actor: str, rows: list[DatasetVersion], table: Location, reason: str, detail: str) -> None:
     """Mark each readable version one of whose files is gone: its row keeps the lineage."""
     for row in rows:
         if not row.removed and any(not f.exists() for f in delta.files_at(table, row.version)):

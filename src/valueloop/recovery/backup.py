@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from valueloop.config import Settings
 from valueloop.errors import Conflict, InvalidInput, ValueloopError
 from valueloop.operate.erasure import ErasureReport
+from valueloop.storage import Location
 from valueloop.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -149,15 +150,23 @@ def _config_without_secrets(settings: Settings, out: Path) -> None:
         (out / "config.yaml").write_text(yaml.safe_dump(kept))
 
 
+def _local_artifacts(settings: Settings, what: str) -> Path:
+    """The artifact folder a backup copies from and a restore into: local disk only."""
+    where = Location.parse(settings.artifact_root, "artifact_root")
+    if not where.is_local:
+        raise InvalidInput(f"artifact_root {settings.artifact_root!r}: {what} copies a local folder and cannot copy "
+                           "an object store; back up the bucket's dataset tables and model artifacts with its own "
+                           "versioning or replication, or set artifact_root to a local folder")
+    return Path(where.path)
+
+
 def backup(settings: Settings, out: Path) -> Manifest:
     """Snapshot the installation into the new folder ``out``; the databases first, then the files."""
     metadata = _sqlite_path(settings.database_url, "database_url")
     mlflow = _sqlite_path(settings.mlflow_uri, "mlflow_uri")
     if out.exists() and any(out.iterdir()):
         raise InvalidInput(f"backup: {out} exists and is not empty; name a new folder")
-    artifacts = Path(settings.artifact_root.removeprefix("file://"))
-    if "://" in settings.artifact_root.removeprefix("file://"):
-        raise InvalidInput(f"artifact_root: backups copy a local folder; got {settings.artifact_root!r}")
+    artifacts = _local_artifacts(settings, "backup")
     out.mkdir(parents=True, exist_ok=True)
     if metadata is None:
         _pg("pg_dump", settings.database_url, "--format=custom", "--no-owner", "--no-privileges",
@@ -261,6 +270,7 @@ def _compact(database: Path) -> None:
 def restore(settings: Settings, source: Path) -> Manifest:
     """Restore a verified backup into the empty installation ``settings`` names, rewriting every
     location of the old home to the new one."""
+    artifacts = _local_artifacts(settings, "restore")
     manifest = verify(source)
     metadata = _sqlite_path(settings.database_url, "database_url")
     mlflow = _sqlite_path(settings.mlflow_uri, "mlflow_uri")
@@ -269,7 +279,6 @@ def restore(settings: Settings, source: Path) -> Manifest:
     if (metadata is None) != (manifest.metadata == "postgresql"):
         raise InvalidInput(f"database_url: the backup holds a {manifest.metadata} metadata database; "
                            f"restore it onto {manifest.metadata}")
-    artifacts = Path(settings.artifact_root)
     _copy_tree(source / "home", settings.home, set())
     _copy_tree(source / "artifacts", artifacts, set())
     if (source / "config.yaml").is_file():

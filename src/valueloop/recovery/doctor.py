@@ -103,12 +103,12 @@ def _delta_findings(session: Session, settings: Settings, usecase: UseCase, repa
         found.append(finding)
     if files := delta.unreferenced(table, recorded):
         finding = Finding(kind="unreferenced data files", usecase=usecase.name, target=str(table),
-                          detail=f"{len(files)} file(s), {sum(f.stat().st_size for f in files)} bytes, "
+                          detail=f"{len(files)} file(s), {sum(f.size() for f in files)} bytes, "
                                  "in no recorded version",
                           repair="delete them")
         if repair:
-            for path in files:
-                path.unlink(missing_ok=True)
+            for f in files:
+                f.delete()
             finding.repaired = True
         found.append(finding)
     return found
@@ -172,7 +172,7 @@ def _mlflow_findings(session: Session, settings: Settings, usecase: UseCase, rep
 
 def _stale_staging(settings: Settings) -> list[Path]:
     """Staging folders whose process is gone, or older than an hour."""
-    root = delta.datasets_root(settings) / ".staging"
+    root = delta.staging_root(settings)
     stale = []
     for work in sorted(root.glob("*")) if root.is_dir() else []:
         owner = (work / delta.OWNER).read_text().split() if (work / delta.OWNER).is_file() else []
