@@ -171,11 +171,12 @@ def _outputs(classes: Any) -> dict[str, str]:
 
 
 def from_pyfunc(settings: Settings | None, usecase: str, version: str, pyfunc: Any,
-                load_seconds: float = 0.0) -> ServedModel:
+                load_seconds: float = 0.0, library: bytes | None = None) -> ServedModel:
     """Serve an MLflow pyfunc model: its raw scikit-learn estimator when it has one (no per-call
-    schema enforcement), else the pyfunc itself. Warmed with one prediction. With the settings of
-    the home (whose key treats raw records), the version's recorded pipeline takes raw records;
-    without (a bundle, which never holds the key), only features."""
+    schema enforcement), else the pyfunc itself; its trees from the compiled ``library`` when
+    given. Warmed with one prediction. With the settings of the home (whose key treats raw
+    records), the version's recorded pipeline takes raw records; without (a bundle, which never
+    holds the key), only features."""
     signature = pyfunc.metadata.signature
     if signature is None:
         raise InvalidInput(f"model {usecase} v{version} has no signature; register it with one "
@@ -185,6 +186,10 @@ def from_pyfunc(settings: Settings | None, usecase: str, version: str, pyfunc: A
         estimator = pyfunc.get_raw_model() if "sklearn" in pyfunc.metadata.flavors else pyfunc
     except (AttributeError, NotImplementedError, ValueError):
         estimator = pyfunc
+    if library is not None and estimator is not pyfunc:
+        from valueloop.learn.compiled import CompiledEstimator
+
+        estimator = CompiledEstimator(estimator, library)
     validator = compile_validator(signature.inputs.to_dict(), estimator)
     recorded = (pyfunc.metadata.metadata or {}).get(METADATA_KEY)
     raw = RawPipeline(recorded, validator, settings.pseudonym_key, settings.home / "serving") \
@@ -195,23 +200,29 @@ def from_pyfunc(settings: Settings | None, usecase: str, version: str, pyfunc: A
     return served
 
 
-def load_ref(session: Session, settings: Settings, actor: str | None, usecase: str, ref: str) -> ServedModel:
-    """The model ``ref`` (an alias such as champion, or a version number) of a use case, as the
-    actor may view it, through the Learn phase's digest-verified loader (batch, stream, retraining)."""
-    from valueloop.learn.registry import get_model, load_model
+def _registered(session: Session, settings: Settings, usecase: str, version: int) -> ServedModel:
+    """The one place a registered version becomes a ServedModel (REST, batch, stream, retraining):
+    the Python model through the Learn phase's digest-verified loader, its trees from their
+    compiled library when it has one (also digest-verified: a changed library is refused)."""
+    from valueloop.learn.registry import compiled_library, load_model
 
-    version = get_model(session, actor, usecase, ref).version
     started = time.perf_counter()
     pyfunc = load_model(session, settings, usecase, version)
-    return from_pyfunc(settings, usecase, str(version), pyfunc, time.perf_counter() - started)
+    library = compiled_library(session, settings, usecase, version)
+    return from_pyfunc(settings, usecase, str(version), pyfunc, time.perf_counter() - started, library)
+
+
+def load_ref(session: Session, settings: Settings, actor: str | None, usecase: str, ref: str) -> ServedModel:
+    """The model ``ref`` (an alias such as champion, or a version number) of a use case, as the
+    actor may view it (batch, stream, retraining)."""
+    from valueloop.learn.registry import get_model
+
+    return _registered(session, settings, usecase, get_model(session, actor, usecase, ref).version)
 
 
 def load(settings: Settings, usecase: str, version: str) -> ServedModel:
-    """Load a registered version through the Learn phase (which verifies the artifact digest)."""
-    from valueloop.learn.registry import load_model
+    """Load a registered version (REST serving)."""
     from valueloop.store import session
 
-    started = time.perf_counter()
     with session(settings) as s:
-        pyfunc = load_model(s, settings, usecase, int(version))
-    return from_pyfunc(settings, usecase, version, pyfunc, time.perf_counter() - started)
+        return _registered(s, settings, usecase, int(version))

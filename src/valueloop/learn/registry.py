@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from valueloop.config import Settings
 from valueloop.errors import Conflict, GateClosed, InvalidInput, PermissionDenied
-from valueloop.learn import tracking
+from valueloop.learn import compiled, tracking
 from valueloop.learn.aliases import ALIASES, reconcile_after_commit
+from valueloop.learn.compiled import CompiledRecord
 from valueloop.learn.model_tests import TestResult
 from valueloop.learn.modelcard import require_signed_champion
 from valueloop.learn.tables import ModelVersion, TrainingRun
@@ -70,12 +71,14 @@ def view(session: Session, row: ModelVersion) -> ModelVersionView:
         tests_passed=row.tests_passed, acceptance=row.acceptance, accepted_by=row.accepted_by,
         acceptance_comment=row.acceptance_comment, accepted_at=row.accepted_at,
         aliases=list(row.aliases), created_at=row.created_at,
+        compiled=CompiledRecord.model_validate(row.compiled) if row.compiled else None,
     )
 
 
 def register(session: Session, settings: Settings, actor: str, usecase: UseCase, run: TrainingRun,
-             model_uri: str, tests: list[TestResult]) -> ModelVersion:
-    """Register a model that passed its tests and record its lineage and digest."""
+             model_uri: str, tests: list[TestResult], *, compile: bool = False) -> ModelVersion:
+    """Register a model that passed its tests and record its lineage and digest; with
+    ``compile``, its trees compiled beside it (or the note why not)."""
     import mlflow
 
     if not all(t.passed for t in tests):
@@ -88,23 +91,46 @@ def register(session: Session, settings: Settings, actor: str, usecase: UseCase,
             tracking.TAG + "run_id": run.run_id,
         })
     intents.crash_point("after-mlflow-registration")
-    digest = artifact_digest(_local(settings, registered.source))
+    local = _local(settings, registered.source)
+    digest = artifact_digest(local)
     tracking.client(settings).set_model_version_tag(usecase.name, registered.version,
                                                     tracking.TAG + "artifact_digest", digest)
+    built = _compile(settings, run.run_id, local).model_dump(exclude_none=True) if compile else None
     row = ModelVersion(
         usecase=usecase.name, registered_name=usecase.name, version=int(registered.version),
         run_id=run.run_id, dataset_version=run.dataset_version, dpia_version=run.dpia_version,
         artifact_uri=registered.source, artifact_digest=digest,
         test_report={"tests": [t.model_dump() for t in tests]}, tests_passed=True,
-        acceptance="pending", aliases=[],
+        acceptance="pending", aliases=[], compiled=built,
     )
     session.add(row)
     session.flush()
     audit.record(session, actor, "model.register", "model_version", f"{usecase.name}/v{row.version}",
                  usecase=usecase.name,
                  after={"run_id": run.run_id, "dataset_version": run.dataset_version,
-                        "dpia_version": run.dpia_version, "artifact_digest": digest})
+                        "dpia_version": run.dpia_version, "artifact_digest": digest,
+                        **({"compiled": built} if built is not None else {})})
     return row
+
+
+def _compile(settings: Settings, run_id: str, model_dir: Path) -> CompiledRecord:
+    """The model's trees compiled and logged to its run as ``compiled/model.so``, with the
+    library's digest; or the note why the model is served by Python."""
+    import tempfile
+
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    estimator = mlflow.sklearn.load_model(str(model_dir))
+    example = Model.load(str(model_dir)).load_input_example(str(model_dir))
+    with tempfile.TemporaryDirectory() as folder:
+        library, note = compiled.compile_model(estimator, example, Path(folder))
+        if library is None:
+            return CompiledRecord(note=note)
+        client = tracking.client(settings)
+        client.log_artifact(run_id, str(library), compiled.ARTIFACT_DIR)
+        uri = f"{client.get_run(run_id).info.artifact_uri}/{compiled.ARTIFACT_DIR}/{compiled.LIBRARY}"
+        return CompiledRecord(library=uri, digest=compiled.file_digest(library), compiler=compiled.compiler())
 
 
 def in_service(session: Session, usecase: str) -> ModelVersion | None:
@@ -147,6 +173,31 @@ def verified_model_dir(session: Session, settings: Settings, usecase: str, ref: 
                        f"the registered {row.artifact_digest[:12]}…; the files at {local} changed "
                        "since registration and are not loaded")
     return row.version, local
+
+
+def compiled_library(session: Session, settings: Settings, usecase: str, ref: int | str) -> bytes | None:
+    """A version's compiled library, read once and matched against its recorded digest (these
+    bytes are what loads); None when the version has none (the Python model serves)."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    row = version_row(session, get_usecase(session, usecase).name, ref)
+    record = CompiledRecord.model_validate(row.compiled or {})
+    if record.library is None or record.digest is None:
+        return None
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=record.library,
+                                                         tracking_uri=settings.mlflow_uri))
+        library = local.read_bytes()
+    except (MlflowException, OSError) as error:
+        raise Conflict(f"model {usecase} v{row.version}: compiled library {record.library} cannot be read "
+                       f"({error}); register the model again to recompile it") from error
+    digest = hashlib.sha256(library).hexdigest()
+    if digest != record.digest:
+        raise Conflict(f"model {usecase} v{row.version}: compiled library digest {digest[:12]}… does not match "
+                       f"the registered {record.digest[:12]}…; the file at {local} changed since "
+                       "registration and is not loaded")
+    return library
 
 
 def load_model(session: Session, settings: Settings, usecase: str, ref: int | str) -> PyFuncModel:

@@ -77,3 +77,6 @@ class ModelVersion(Base):
     card_signed_digest: Mapped[str | None] = mapped_column(String(64))
     card_signed_by: Mapped[str | None] = mapped_column(String(64))
     card_signed_at: Mapped[datetime | None]
+    #: ``model: compile: true``: the trees' compiled library (artifact URI, digest, compiler) or
+    #: the note why the model has none (learn/compiled.py); null when not asked
+    compiled: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -294,7 +294,7 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
         registered = None
         if best is not None:
             row = registry.register(session, settings, job.actor, job.usecase, best.row,
-                                    best.model_uri or "", best.result.tests)
+                                    best.model_uri or "", best.result.tests, compile=objective.compile)
             registered = registry.view(session, row)
     intents.finish(session, intent, registered=registered.version if registered else None)
     plot = _comparison_plot(job, outcomes)

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from valueloop.learn.compiled import CompiledRecord
 from valueloop.learn.model_tests import TestResult
 
 
@@ -60,6 +61,8 @@ class ModelVersionView(BaseModel):
     accepted_at: datetime | None
     aliases: list[str]
     created_at: datetime
+    #: the compiled library or the note why there is none; None when the use case did not ask
+    compiled: CompiledRecord | None = None
 
 
 class CandidateResult(BaseModel):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator, model_validator,
 )
 from pydantic.functional_validators import PlainValidator
 
@@ -431,6 +431,10 @@ class ModelObjective(Strict):
     )
     segments: list[str] = Field(default_factory=list, description="columns to report metrics per value")
     tests: ModelTests = Field(default_factory=ModelTests)
+    compile: StrictBool = Field(
+        False, description="compile a registered tree ensemble (LightGBM, scikit-learn's forests and "
+                           "gradient boosting) to native code, which serving, batch and stream use; a model "
+                           "that cannot be compiled is registered as usual with a note")
 
     @model_validator(mode="after")
     def _metric_fits_task(self) -> ModelObjective:

@@ -1,0 +1,90 @@
+"""Compiled tree ensembles: ``model: compile: true`` compiles a registered LightGBM model's trees
+to a native library beside it, which the loader of REST, batch and stream verifies and uses; a
+model that cannot be compiled is registered with a note and served by Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.csv as pacsv
+import pytest
+from learn_support import FAST, set_model, untimed
+
+from valueloop.config import Settings
+from valueloop.deploy.model import from_pyfunc, load, load_ref
+from valueloop.errors import Conflict, InvalidInput
+from valueloop.examples import load_generator
+from valueloop.learn import registry, training
+from valueloop.learn.compiled import CompiledEstimator
+from valueloop.outcomes import audit
+from valueloop.store import session
+
+TREES = [FAST[1]]  # LightGBM, 40 trees
+
+
+def _train(settings: Settings, name: str, candidates: list[dict]) -> int:
+    # the directional test is the model's own business, not the compiler's: 40 trees may miss it
+    tests = {k: v for k, v in untimed(settings, name).items() if k != "directional"}
+    set_model(settings, name, candidates=candidates, compile=True, tests=tests)
+    with session(settings) as s:
+        report = training.train(s, settings, "dana", name)
+    assert report.registered is not None, report.results
+    return report.registered.version
+
+
+def test_compiled_trees_answer_as_the_model_and_a_changed_library_is_refused(
+        settings: Settings, churn, tmp_path: Path) -> None:
+    name, _ = churn
+    version = _train(settings, name, TREES)
+    with session(settings) as s:
+        shown = registry.get_model(s, "dana", name, version)
+        served = load_ref(s, settings, "oscar", name, str(version))
+        python = from_pyfunc(settings, name, str(version), registry.load_model(s, settings, name, version))
+    assert shown.compiled is not None and shown.compiled.note is None, shown.compiled
+    assert shown.compiled.library.endswith("/compiled/model.so") and len(shown.compiled.digest) == 64
+    assert isinstance(served.estimator, CompiledEstimator)
+    assert not isinstance(python.estimator, CompiledEstimator)
+
+    # 10,000 raw records, through the recorded pipeline, as batch and stream score them
+    load_generator("churn").write(tmp_path / "rows", 10_000, 11)
+    table = pacsv.read_csv(next((tmp_path / "rows").glob("*.csv")))
+    features = served.features(table)
+    compiled, reference = served.predict_table(features), python.predict_table(features)
+    assert len(compiled.probabilities) == 10_000
+    np.testing.assert_allclose(compiled.proba, reference.proba, rtol=0, atol=1e-6)
+    assert (compiled.labels == reference.labels).all()
+    # and one request, as REST answers it
+    row = {c: [features.column(c)[0].as_py()] for c in served.validator.names}
+    assert served.predict(row).probabilities == pytest.approx(python.predict(row).probabilities, abs=1e-6)
+
+    library = Path(shown.compiled.library.removeprefix("file://"))
+    library.write_bytes(library.read_bytes() + b"\0")
+    with pytest.raises(Conflict, match=r"compiled library digest .* does not match the registered .* changed since "
+                                       r"registration and is not loaded"):
+        load(settings, name, str(version))
+
+
+def test_an_uncompilable_model_is_registered_with_a_note_and_served_by_python(settings: Settings, churn) -> None:
+    name, _ = churn
+    version = _train(settings, name, [{"name": "logistic", "kind": "logistic", "baseline": True}])
+    with session(settings) as s:
+        shown = registry.get_model(s, "dana", name, version)
+        served = load_ref(s, settings, "oscar", name, str(version))
+        events = [e for e in audit.events(s, usecase=name) if e.action == "model.register"]
+    assert shown.compiled is not None and shown.compiled.library is None
+    assert "LogisticRegression is not a tree ensemble valueloop compiles" in shown.compiled.note
+    assert events[-1].after["compiled"] == {"note": shown.compiled.note}
+    assert not isinstance(served.estimator, CompiledEstimator)
+    assert served.predict(served.example()).probabilities is not None
+
+
+def test_compile_must_be_true_or_false() -> None:
+    import yaml
+
+    from valueloop.outcomes.spec import parse_spec
+
+    data = yaml.safe_load((Path(__file__).parents[2] / "examples/churn/valueloop.yaml").read_text())
+    assert parse_spec(data | {"model": data["model"] | {"compile": True}}).model.compile is True
+    with pytest.raises(InvalidInput, match=r'model\.compile: expected true or false, got "sometimes"'):
+        parse_spec(data | {"model": data["model"] | {"compile": "sometimes"}})
