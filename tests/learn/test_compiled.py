@@ -65,7 +65,8 @@ def test_compiled_trees_answer_as_the_model_and_a_changed_library_is_refused(
         load(settings, name, str(version))
 
 
-def test_an_uncompilable_model_is_registered_with_a_note_and_served_by_python(settings: Settings, churn) -> None:
+def test_an_uncompilable_model_is_registered_with_a_note_and_served_by_python(settings: Settings, churn,
+                                                                             run_cli) -> None:
     name, _ = churn
     version = _train(settings, name, [{"name": "logistic", "kind": "logistic", "baseline": True}])
     with session(settings) as s:
@@ -77,6 +78,9 @@ def test_an_uncompilable_model_is_registered_with_a_note_and_served_by_python(se
     assert events[-1].after["compiled"] == {"note": shown.compiled.note}
     assert not isinstance(served.estimator, CompiledEstimator)
     assert served.predict(served.example()).probabilities is not None
+    shown_cli = run_cli(settings, "models", name, str(version), as_user="dana")
+    assert shown_cli.returncode == 0, shown_cli.stderr
+    assert "not compiled: LogisticRegression is not a tree ensemble" in " ".join(shown_cli.stdout.split())
 
 
 def test_compile_must_be_true_or_false() -> None:

@@ -113,6 +113,9 @@ def _render_version(m: Any) -> None:
                     f"acceptance [cyan]{m.acceptance}[/cyan]"
                     + (f" by {m.accepted_by}: {m.acceptance_comment}" if m.accepted_by else "")
                     + (f"; aliases {', '.join(m.aliases)}" if m.aliases else ""))
+    if m.compiled is not None:
+        console().print(f"compiled: {m.compiled.compiler}, digest {m.compiled.digest[:12]}…" if m.compiled.digest
+                        else f"not compiled: {m.compiled.note}")
     table("evaluation next to the targets", ["KPI", "kind", "target", "model", "met"],
           [(k.name, k.kind, k.target, _number(k.value),
             "-" if k.met is None else ("yes" if k.met else "no")) for k in m.kpis])
