@@ -6,8 +6,12 @@
 phase's digest-verified loader, Arrow batches from Parquet, a Parquet output with ids,
 probabilities, versions and times, the job's lineage; then again with a 4x smaller batch size,
 for its peak memory. The model is a HistGradientBoostingClassifier on 20 features, logged to
-MLflow and registered, accepted and promoted to champion through the Learn phase's services.
-Goals (issue 6): (c) at least 0.8x the rows/s of (a), at least 2x (b), memory set by the batch size.
+MLflow and registered, accepted and promoted to champion through the Learn phase's services;
+(d) the same model registered again with its trees compiled to native code (``model: compile:
+true``: treelite and tl2cgen), its library's ``predict_proba`` on the whole array, and
+(e) ``valueloop batch`` of that version.
+Goals (issue 6): (c) at least 0.8x the rows/s of (a), at least 2x (b), memory set by the batch size;
+(issue 19) (e) at least 3x the rows/s of (a).
 
     python benchmarks/batch_score.py                 # 10 million rows x 20 features
     python benchmarks/batch_score.py --rows 2000000  # a quicker run
@@ -95,23 +99,27 @@ def make_home(home: Path) -> None:
         accept(s, "olivia", "churn", version, accepted=True, comment="benchmark model")
     with session(settings) as s:
         promote(s, settings, "dana", "churn", version, "champion")
+    with session(settings) as s:  # version 2: the same model, its trees compiled
+        register(s, settings, "dana", get_usecase(s, "churn"), trained, info.model_uri, [], compile=True)
 
 
-def run_ceiling(home: Path, data: Path) -> dict[str, Any]:
+def run_ceiling(home: Path, data: Path, compiled: bool = False) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from valueloop.config import load_settings
+    from valueloop.deploy.model import load_ref
     from valueloop.learn.registry import load_model
     from valueloop.store import session
 
     settings = load_settings({"VALUELOOP_HOME": str(home)})
     with session(settings) as s:
-        model = load_model(s, settings, "churn", "champion").get_raw_model()
+        model = load_ref(s, settings, "devon", "churn", "2").estimator if compiled else \
+            load_model(s, settings, "churn", "champion").get_raw_model()
     table = pq.read_table(data, columns=FEATURES)
     X = table.to_pandas().to_numpy()
     del table
     started = time.perf_counter()
-    predictions = model.predict(X)
+    predictions = model.predict_proba(X) if compiled else model.predict(X)
     seconds = time.perf_counter() - started
     return {"rows": len(predictions), "seconds": seconds}
 
@@ -134,7 +142,7 @@ def run_pyfunc(home: Path, data: Path, batch_size: int) -> dict[str, Any]:
     return {"rows": sum(len(p) for p in parts), "seconds": seconds}
 
 
-def run_valueloop(home: Path, data: Path, batch_size: int, out: Path) -> dict[str, Any]:
+def run_valueloop(home: Path, data: Path, batch_size: int, out: Path, model: str = "champion") -> dict[str, Any]:
     from valueloop.config import load_settings
     from valueloop.deploy.batch import BatchOptions, run_batch
 
@@ -149,7 +157,7 @@ def run_valueloop(home: Path, data: Path, batch_size: int, out: Path) -> dict[st
             started.append(time.perf_counter())
             loaded.append(_peak_mb())
 
-    job = run_batch(settings, "devon", "churn", str(data), str(out), BatchOptions(batch_size=batch_size),
+    job = run_batch(settings, "devon", "churn", str(data), str(out), BatchOptions(batch_size=batch_size, model=model),
                     progress=progress)
     ended = time.perf_counter()
     return {"rows": job.row_count, "seconds": ended - started[0], "total_seconds": ended - begun,
@@ -158,12 +166,13 @@ def run_valueloop(home: Path, data: Path, batch_size: int, out: Path) -> dict[st
 
 def child(args: argparse.Namespace) -> None:
     home, data = Path(args.home), Path(args.data)
-    if args.run == "ceiling":
-        result = run_ceiling(home, data)
+    if args.run in ("ceiling", "compiled"):
+        result = run_ceiling(home, data, compiled=args.run == "compiled")
     elif args.run == "pyfunc":
         result = run_pyfunc(home, data, args.batch_size)
     else:
-        result = run_valueloop(home, data, args.batch_size, Path(args.out))
+        result = run_valueloop(home, data, args.batch_size, Path(args.out),
+                               "2" if args.run == "valueloop-compiled" else "champion")
     print(json.dumps(result | {"peak_mb": _peak_mb()}))
 
 
@@ -181,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--batch-size", type=int, default=65_536)
-    parser.add_argument("--run", choices=["ceiling", "pyfunc", "valueloop"])
+    parser.add_argument("--run", choices=["ceiling", "pyfunc", "valueloop", "compiled", "valueloop-compiled"])
     parser.add_argument("--home")
     parser.add_argument("--data")
     parser.add_argument("--out")
@@ -205,6 +214,9 @@ def main() -> None:
             f"(c) valueloop batch, batch size {args.batch_size:,}":
                 measure("valueloop", home, data, args.batch_size, root / "c.parquet"),
             f"(c) valueloop batch, batch size {small:,}": measure("valueloop", home, data, small, root / "d.parquet"),
+            "(d) compiled trees: predict_proba, whole array": measure("compiled", home, data, args.batch_size, root / "e"),
+            f"(e) valueloop batch, compiled, batch size {args.batch_size:,}":
+                measure("valueloop-compiled", home, data, args.batch_size, root / "f.parquet"),
         }
         print(f"{'':58} {'rows/s':>12} {'seconds':>9} {'peak RSS':>10}")
         for name, r in runs.items():
@@ -212,9 +224,11 @@ def main() -> None:
         print("valueloop's seconds run from the input opened to the output published; with loading and "
               "verifying the model: " + ", ".join(f"{r['total_seconds']:.1f} s" for r in runs.values()
                                                    if "total_seconds" in r))
-        a, b, c, d = runs.values()
+        a, b, c, d, compiled, e = runs.values()
         print(f"valueloop / ceiling: {c['rows_per_s'] / a['rows_per_s']:.2f}x  (goal >= 0.8x)")
         print(f"valueloop / mlflow.pyfunc: {c['rows_per_s'] / b['rows_per_s']:.2f}x  (goal >= 2x)")
+        print(f"valueloop compiled / ceiling: {e['rows_per_s'] / a['rows_per_s']:.2f}x  (goal >= 3x); the compiled "
+              f"trees alone: {compiled['rows_per_s'] / a['rows_per_s']:.2f}x")
         print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         print(f"valueloop peak memory: {c['peak_mb']:,.0f} MB at batch {args.batch_size:,}, {d['peak_mb']:,.0f} MB "
               f"at batch {small:,} (of which {c['loaded_mb']:,.0f} MB before the first row: libraries and "
