@@ -23,6 +23,10 @@ FIELDS: dict[str, str] = {
     "mlflow_ui_url": "address of MLflow's own UI, which the console links runs to (empty: no link)",
     "artifact_root": "folder or s3://BUCKET/PREFIX for model and dataset artifacts",
     "prediction_log": "folder or s3://BUCKET/PREFIX of the prediction log, shared by every replica and worker",
+    "s3_endpoint_url": "address of an S3-compatible server (empty: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS)",
+    "s3_region": "the object store's region (empty: AWS_REGION, else us-east-1)",
+    "s3_access_key_id": "the object store's access key (empty: the AWS variables or ~/.aws files)",
+    "s3_secret_access_key": "the object store's secret key (empty: the AWS variables or ~/.aws files)",
     "redis_url": "Redis URL for streaming",
     "pseudonym_key": "secret key for keyed pseudonymization (HMAC-SHA256)",
     "allow_development_key": "true: ingest may use the development key outside the demo",
@@ -33,7 +37,7 @@ FIELDS: dict[str, str] = {
     "backup_keep_daily": "scheduled backups kept: the newest of each of the last N days",
     "backup_keep_weekly": "scheduled backups kept besides: the newest of each of the last M weeks",
 }
-SECRET_FIELDS = {"pseudonym_key"}
+SECRET_FIELDS = {"pseudonym_key", "s3_secret_access_key"}
 #: Settings that hold a list (comma-separated in the environment) or a yes/no.
 LIST_FIELDS = {"url_variables", "hook_modules"}
 FLAG_FIELDS = {"allow_development_key"}
@@ -62,6 +66,10 @@ class Settings:
     mlflow_ui_url: str
     artifact_root: str
     prediction_log: str
+    s3_endpoint_url: str
+    s3_region: str
+    s3_access_key_id: str
+    s3_secret_access_key: str
     redis_url: str
     pseudonym_key: str
     allow_development_key: bool
@@ -78,14 +86,15 @@ class Settings:
         return {f"VALUELOOP_{name.upper()}": _text(getattr(self, name)) for name in FIELDS}
 
     def describe(self) -> dict[str, Setting]:
-        """Each value as it may be shown: a secret as ``***`` with its key id (which the dataset
-        versions' lineage names) unless it is the default, and a URL without its password."""
+        """Each value as it may be shown: a secret as ``***`` unless it is the default (the
+        pseudonym key with its key id, which the dataset versions' lineage names), and a URL
+        without its password."""
         shown = {}
         for name in FIELDS:
             value = _text(getattr(self, name))
-            secret = name in SECRET_FIELDS and self.sources[name] != "default"
-            shown[name] = Setting(f"*** (key id {key_id(value)})" if secret else hide_password(value),
-                                  self.sources[name])
+            if name in SECRET_FIELDS and self.sources[name] != "default":
+                value = f"*** (key id {key_id(value)})" if name == "pseudonym_key" else "***"
+            shown[name] = Setting(hide_password(value), self.sources[name])
         return shown
 
 
@@ -130,6 +139,11 @@ def _defaults(home: Path) -> dict[str, str]:
         "mlflow_ui_url": "",
         "artifact_root": str(home / "artifacts"),
         "prediction_log": str(home / "predictions"),
+        # Empty: the AWS SDKs' own variables and files decide, as for any AWS tool.
+        "s3_endpoint_url": "",
+        "s3_region": "",
+        "s3_access_key_id": "",
+        "s3_secret_access_key": "",
         "redis_url": "redis://127.0.0.1:6379/0",
         # A fixed development key: fine for the demo, flagged by `valueloop config`.
         "pseudonym_key": DEVELOPMENT_KEY,
@@ -162,7 +176,11 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read the settings from the environment (``os.environ`` unless given) and the config file."""
+    """Read the settings from the environment (``os.environ`` unless given) and the config file.
+
+    The process's own settings (no ``env`` given) also set its object-store variables: see
+    :func:`valueloop.storage.use_settings`."""
+    own = env is None
     env = dict(os.environ) if env is None else env
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -188,7 +206,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         else:
             values[name], sources[name] = default, "default"
         values[name] = _typed(name, values[name], sources[name])
-    return Settings(home=home, sources=sources, **values)
+    settings = Settings(home=home, sources=sources, **values)
+    if own:
+        from valueloop.storage import use_settings
+
+        use_settings(settings)
+    return settings
 
 
 def key_id(key: str) -> str:

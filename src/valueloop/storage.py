@@ -3,9 +3,11 @@
 Every file-like store (the dataset tables, the prediction log, batch inputs and outputs, monitor
 reports, MLflow's artifacts) takes a :class:`Location`, so a path and an ``s3://bucket/prefix`` URL
 are read and written through the same pyarrow filesystem and the same deltalake storage options.
-Credentials come from the usual AWS variables or files (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``,
-``~/.aws/credentials``); an S3-compatible server's address from ``AWS_ENDPOINT_URL_S3`` or
-``AWS_ENDPOINT_URL``. Any other scheme is refused, naming the supported ones.
+Credentials come from the settings ``s3_access_key_id`` and ``s3_secret_access_key`` (the config
+file's or ``VALUELOOP_*``), else the usual AWS variables or files (``AWS_ACCESS_KEY_ID``,
+``AWS_PROFILE``, ``~/.aws/credentials``); an S3-compatible server's address from
+``s3_endpoint_url``, else ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``. Any other scheme is
+refused, naming the supported ones.
 """
 
 from __future__ import annotations
@@ -21,7 +23,24 @@ from valueloop.errors import InvalidInput
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
+    from valueloop.config import Settings
+
 SUPPORTED = "a local path, file:///PATH or s3://BUCKET/PREFIX"
+
+
+#: valueloop's object-store settings, and the AWS variable each one sets
+AWS_VARIABLES = {"s3_endpoint_url": "AWS_ENDPOINT_URL_S3", "s3_region": "AWS_REGION",
+                 "s3_access_key_id": "AWS_ACCESS_KEY_ID", "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY"}
+
+
+def use_settings(settings: Settings) -> None:
+    """Set the AWS variables the object-store settings name, in this process: every library that
+    reaches the object store (pyarrow, deltalake, MLflow's boto3) and every process started from
+    here read the same ones. An empty setting leaves the variable, or the ~/.aws files, to decide."""
+    for name, variable in AWS_VARIABLES.items():
+        if value := getattr(settings, name):
+            os.environ[variable] = value
+    _s3.cache_clear()
 
 
 def endpoint() -> str | None:

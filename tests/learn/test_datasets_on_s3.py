@@ -106,3 +106,42 @@ def test_backup_and_restore_refuse_tables_on_s3_saying_how_to_back_them_up(tmp_p
     with pytest.raises(InvalidInput, match="artifact_root 's3://b/artifacts': restore copies a local folder"):
         restore(settings, tmp_path / "backup")
     assert list(tmp_path.iterdir()) == [], "no folder named s3:, no home"
+
+
+def test_the_object_store_reached_with_the_config_files_endpoint_and_keys_never_shown(
+        s3_bucket: str, s3_server: str, approved_usecase: Callable[[Settings], tuple[str, Path]],
+        tmp_path: Path) -> None:
+    """No AWS variable in the environment: the endpoint and keys come from config.yaml, and the
+    secret key shows up in no output, not even ``valueloop config``'s, nor in the audit trail."""
+    import os
+    import sys
+
+    from valueloop.config import load_settings
+
+    secret = "config-file-secret-5e9d"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yaml").write_text(
+        f"artifact_root: {s3_bucket}/artifacts\ns3_endpoint_url: {s3_server}\ns3_region: us-east-1\n"
+        f"s3_access_key_id: valueloop-config\ns3_secret_access_key: {secret}\n")
+    settings = load_settings({"VALUELOOP_HOME": str(home)})
+    _, project = approved_usecase(settings)
+    load_generator("churn").write(project / "data", rows=200, seed=7)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VALUELOOP_"))}
+    env |= {"VALUELOOP_HOME": str(home), "COLUMNS": "200"}
+
+    def cli(*args: str, user: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "valueloop", *args], env=env | {"VALUELOOP_USER": user},
+                              capture_output=True, text=True, timeout=300)
+
+    done = cli("data", "ingest", "churn", "--project", str(project), "--json", user="dave")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["uri"] == f"{s3_bucket}/artifacts/datasets/churn"
+    assert any(p.startswith("churn/_delta_log/") for p in _stored(settings))
+    shown = cli("config", "--json", user="admin")
+    assert json.loads(shown.stdout)["s3_secret_access_key"] == {"value": "***", "source": f"file {home}/config.yaml"}
+    assert json.loads(shown.stdout)["s3_endpoint_url"]["value"] == s3_server
+    trail = cli("audit", "--json", user="admin")
+    assert trail.returncode == 0, trail.stderr
+    for output in (done, shown, trail):
+        assert secret not in output.stdout + output.stderr

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 FORMAT = 1
 #: settings a backup never holds: the pseudonym key and anything that may carry a password
-SECRETS = ("pseudonym_key", "database_url", "migration_database_url", "redis_url")
+SECRETS = ("pseudonym_key", "s3_secret_access_key", "database_url", "migration_database_url", "redis_url")
 
 
 class Manifest(BaseModel):
