@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import warnings
-from functools import cache
+from functools import cache, lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +41,39 @@ def configure(settings: Settings) -> None:
 
     if url := endpoint():  # MLflow's S3 artifact repository reads only its own variable
         os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", url)
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
     for noisy in ("mlflow.sklearn", "mlflow.utils.environment", "mlflow.store.db.utils",
                   "mlflow.models.model", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    _create_tables(settings.mlflow_uri, settings.artifact_root)
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_registry_uri(settings.mlflow_uri)
+
+
+@cache
+def _create_tables(uri: str, artifact_root: str) -> None:
+    """MLflow creates its tables on first use without a lock, so processes starting together
+    on a fresh database (a server, its replicas, a training job) died with "table … already
+    exists". Its stores are built here first, one process at a time."""
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "mssql")):
+        return  # a tracking server keeps its own database
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from valueloop.storage import Location
+    from valueloop.store.db import exclusive
+
+    url = make_url(uri)
+    if url.drivername == "postgresql":  # MLflow's default driver; valueloop ships psycopg 3
+        url = url.set(drivername="postgresql+psycopg")
+    engine = create_engine(url)
+    try:
+        with exclusive(engine, "migrate"):
+            SqlAlchemyStore(uri, Location.parse(artifact_root, "artifact_root").child("mlflow").uri)
+            RegistryStore(uri)
+    finally:
+        engine.dispose()
 
 
 def client(settings: Settings) -> Any:
@@ -53,6 +81,31 @@ def client(settings: Settings) -> Any:
 
     configure(settings)
     return MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+
+
+def artifact(mlflow_uri: str, run_id: str, path: str) -> bytes | None:
+    """A file a run logged, or None when it logged none (a failed run)."""
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = MlflowClient(tracking_uri=mlflow_uri).download_artifacts(run_id, path, tmp)
+        except (MlflowException, OSError):
+            return None
+        return Path(local).read_bytes()
+
+
+@lru_cache(maxsize=256)
+def evaluation(mlflow_uri: str, run_id: str) -> dict[str, Any]:
+    """The run's evaluation record (segments, calibration) as training logged it, or {} for a
+    run that logged none; a run never changes, so it is kept once read."""
+    import json
+
+    found = artifact(mlflow_uri, run_id, "evaluation.json")
+    return json.loads(found) if found else {}
 
 
 def experiment(settings: Settings, usecase: str) -> str:

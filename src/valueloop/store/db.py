@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,9 +39,7 @@ def migrate(engine: Engine) -> None:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    with _exclusive(engine), engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # serialize concurrent first starts
-            conn.execute(text("SELECT pg_advisory_xact_lock(727172)"))
+    with exclusive(engine, "migrate"), engine.begin() as conn:
         cfg = _alembic_config(conn)
         heads = set(ScriptDirectory.from_config(cfg).get_heads())
         if set(MigrationContext.configure(conn).get_current_heads()) != heads:
@@ -56,14 +55,25 @@ def schema_revisions(engine: Engine) -> list[str]:
 
 
 @contextmanager
-def _exclusive(engine: Engine) -> Iterator[None]:
-    """One migrating process at a time on a SQLite file (PostgreSQL uses an advisory lock):
-    server workers and scheduler threads all start on a fresh home at once."""
+def exclusive(engine: Engine, purpose: str) -> Iterator[None]:
+    """One process at a time for ``purpose`` on this database: server workers, replicas and
+    scheduler threads all start on a fresh installation at once. On a SQLite file, a lock file
+    beside it; on PostgreSQL, a session advisory lock, which holds across hosts too."""
+    if engine.dialect.name == "postgresql":
+        key = zlib.crc32(purpose.encode())
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        return
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         yield
         return
-    with open(f"{database}.migrate-lock", "a") as lock:
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.{purpose}-lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
