@@ -8,7 +8,7 @@ import json
 import pytest
 from outcomes.support import churn_data
 
-from valueloop.deploy.batch_io import open_input
+from valueloop.deploy.batch_io import input_location, open_input
 from valueloop.errors import InvalidInput
 from valueloop.outcomes.spec import parse_spec
 from valueloop.refs import RULE, DatasetRef
@@ -31,7 +31,7 @@ def test_a_malformed_reference_is_refused_alike_everywhere(settings, run_cli) ->
         shown = run_cli(settings, "data", "show", text, as_user="dave")
         assert (shown.returncode, shown.stderr.strip()) == (2, f"error: dataset: {got}"), text
         with pytest.raises(InvalidInput) as batch, session(settings) as s:
-            open_input(s, settings, "churn", text)
+            open_input(s, settings, "churn", text, input_location(text))
         assert str(batch.value) == f"--input: {got}"
         data = churn_data()
         data["batch"] = [{"name": "nightly", "cron": "0 2 * * *", "input": text, "output": "s.parquet"}]

@@ -18,7 +18,7 @@ from valueloop.console import charts
 from valueloop.console.web import Form, Number, Problems, View, etag_of, text
 from valueloop.deploy.rollback import rollback
 from valueloop.errors import InvalidInput, NotFound
-from valueloop.learn import registry
+from valueloop.learn import registry, tracking
 from valueloop.learn.registry import list_models
 from valueloop.learn.tables import TrainingRun
 from valueloop.learn.training import list_runs
@@ -87,34 +87,9 @@ def _trainings(runs: list[RunView]) -> list[Training]:
     return list(reversed(found.values()))
 
 
-def _artifact(mlflow_uri: str, run_id: str, path: str) -> bytes | None:
-    """A file a run logged to MLflow, or None when it logged none (a failed run)."""
-    import tempfile
-    from pathlib import Path
-
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = MlflowClient(tracking_uri=mlflow_uri).download_artifacts(run_id, path, tmp)
-        except (MlflowException, OSError):
-            return None
-        return Path(local).read_bytes()
-
-
-@lru_cache(maxsize=256)
-def _evaluation(mlflow_uri: str, run_id: str) -> dict[str, Any]:
-    """The run's ``evaluation.json``; a run never changes, so it is kept once read."""
-    import json
-
-    found = _artifact(mlflow_uri, run_id, "evaluation.json")
-    return json.loads(found) if found else {}
-
-
 @lru_cache(maxsize=64)
 def _plot(mlflow_uri: str, run_id: str, name: str) -> bytes | None:
-    return _artifact(mlflow_uri, run_id, f"plots/{name}")
+    return tracking.artifact(mlflow_uri, run_id, f"plots/{name}")
 
 
 @lru_cache(maxsize=64)
@@ -199,7 +174,7 @@ def build(view: View, usecase: str, training: str | None = None, version: int | 
     trainer = segments = None
     if selected is not None:
         trainer = session.scalar(select(TrainingRun.actor).where(TrainingRun.run_id == selected.run_id))
-        segments = _evaluation(settings.mlflow_uri, selected.run_id).get("segments")
+        segments = tracking.evaluation(settings.mlflow_uri, selected.run_id).get("segments")
     champion = next((m.version for m in models if "champion" in m.aliases), None)
     mlflow_url, experiment = None, _experiment(settings.mlflow_uri, found.name) if settings.mlflow_ui_url else None
     if selected is not None and experiment is not None:

@@ -173,17 +173,23 @@ class Me:
     csrf: str
 
 
+def _me(s: Session, secret: str) -> tuple[User, Me]:
+    """The person a session cookie signs in (raises when it is gone or expired)."""
+    live = signed_in(s, secret)
+    user = get_user(s, live.user)
+    return user, Me(user.name, user.is_admin, live.csrf_token)
+
+
 def viewer(request: Request, s: DB) -> Viewer:
     secret = request.cookies.get(SESSION_COOKIE, "")
     if not secret:
         raise SignInRequired("not signed in: sign in first")
     try:
-        live = signed_in(s, secret)
+        user, me = _me(s, secret)
     except AuthenticationFailed as exc:
         raise SignInRequired(exc.message) from None
-    user = get_user(s, live.user)
-    request.state.me = Me(user.name, user.is_admin, live.csrf_token)
-    return Viewer(request=request, s=s, user=user, csrf=live.csrf_token)
+    request.state.me = me
+    return Viewer(request=request, s=s, user=user, csrf=me.csrf)
 
 
 def me_of(request: Request) -> Me | None:
@@ -195,9 +201,7 @@ def me_of(request: Request) -> Me | None:
         return found
     try:
         with session(request.app.state.settings) as s:
-            live = signed_in(s, secret)
-            user = get_user(s, live.user)
-            return Me(user.name, user.is_admin, live.csrf_token)
+            return _me(s, secret)[1]
     except ValueloopError:
         return None
 

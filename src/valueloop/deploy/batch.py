@@ -231,14 +231,14 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
     from valueloop.deploy.table_rules import check_schema
 
     output = parse_output(output_text)
-    input_location(input_text)
+    where = input_location(input_text)
     with session(settings) as s:
         acting = authorize(s, actor, name)
         if output.exists() and not options.overwrite:
             raise Conflict(f"--output {output_text!r} exists; pass --overwrite to replace it")
         job = _unfinished(s, name, output.location.uri) if options.resume else None
         model = load_ref(s, settings, acting.name, name, job.model_version if job else options.model)
-        source = open_input(s, settings, name, input_text, model.validator.csv_types)
+        source = open_input(s, settings, name, input_text, where, model.validator.csv_types)
         if source.num_rows == 0:
             raise InvalidInput(f"--input {input_text!r} holds no rows")
         names = set(source.dataset.schema.names)

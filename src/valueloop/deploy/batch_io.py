@@ -144,21 +144,17 @@ def input_location(text: str) -> Location | None:
     return Location.parse(text.removeprefix("delta:"), "--input")
 
 
-def open_input(session: Session, settings: Settings, usecase: str, text: str,
+def open_input(session: Session, settings: Settings, usecase: str, text: str, where: Location | None,
                csv_types: dict[str, str] | None = None) -> BatchInput:
-    """The input named by ``text`` as a lazily read Arrow dataset with its fingerprint; a CSV's
-    columns named in ``csv_types`` are read as those Arrow types instead of guessed."""
+    """The input named by ``text`` (at ``where``, its ``input_location``) as a lazily read Arrow
+    dataset with its fingerprint; a CSV's columns named in ``csv_types`` are read as those Arrow
+    types instead of guessed."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.dataset as pads
 
-    from valueloop.refs import names_a_version
-
-    if text.startswith("sql:"):
-        return _sql(settings, text)
-    if names_a_version(text):
-        return _dataset_version(session, usecase, text)
-    where = Location.parse(text.removeprefix("delta:"), "--input")
+    if where is None:
+        return _sql(settings, text) if text.startswith("sql:") else _dataset_version(session, usecase, text)
     if not where.exists():
         raise InvalidInput(f"--input {text!r}: no such file or directory; expected {INPUT_FORMS}")
     if text.startswith("delta:") or where.child("_delta_log").exists():

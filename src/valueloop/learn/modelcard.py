@@ -12,9 +12,7 @@ A high-risk use case enters ``in_production`` only through :func:`require_produc
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -137,8 +135,9 @@ def build(session: Session, usecase: UseCase, row: ModelVersion) -> ModelCard:
     dataset = get_version(session, usecase.name, row.dataset_version)
     dpia = next(a for a in usecase.assessments if a.version == row.dpia_version)
     decided = require_privacy_approval(session, usecase)  # the assessment in force now
-    earlier = session.scalars(select(ModelVersion).where(ModelVersion.usecase == usecase.name,
-                                                         ModelVersion.version <= row.version)
+    earlier = session.execute(select(ModelVersion, TrainingRun.candidate)
+                              .outerjoin(TrainingRun, TrainingRun.run_id == ModelVersion.run_id)
+                              .where(ModelVersion.usecase == usecase.name, ModelVersion.version <= row.version)
                               .order_by(ModelVersion.version)).all()
     primary = spec.model.primary_metric
     return ModelCard(
@@ -159,31 +158,18 @@ def build(session: Session, usecase: UseCase, row: ModelVersion) -> ModelCard:
         limitations=row.card_limitations, ai=decided.content.ai,
         monitoring=spec.operate.model_dump(mode="json") if spec.operate else None,
         acceptance=row.acceptance, accepted_by=row.accepted_by, acceptance_comment=row.acceptance_comment,
-        history=[HistoryLine(version=r.version, candidate=_candidate(session, r), dataset_version=r.dataset_version,
-                             acceptance=r.acceptance, accepted_by=r.accepted_by, created_at=r.created_at)
-                 for r in earlier],
+        history=[HistoryLine(version=r.version, candidate=(candidate or {}).get("name", ""),
+                             dataset_version=r.dataset_version, acceptance=r.acceptance, accepted_by=r.accepted_by,
+                             created_at=r.created_at)
+                 for r, candidate in earlier],
     )
-
-
-def _candidate(session: Session, row: ModelVersion) -> str:
-    found = session.scalar(select(TrainingRun.candidate).where(TrainingRun.run_id == row.run_id))
-    return found["name"] if found else ""
-
-
-def _evaluated(settings: Settings, run_id: str) -> dict[str, Any]:
-    """The run's evaluation record (segments, calibration), as training logged it."""
-    import mlflow.artifacts
-
-    tracking.configure(settings)
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation.json",
-                                               tracking_uri=settings.mlflow_uri)
-    return json.loads(Path(path).read_text())
 
 
 def _view(settings: Settings, row: ModelVersion, card: ModelCard) -> ModelCardView:
     from valueloop.learn.card_render import render
 
-    evaluated = _evaluated(settings, card.training.run_id)
+    tracking.configure(settings)  # the artifact store's endpoint, for a card made outside the server
+    evaluated = tracking.evaluation(settings.mlflow_uri, card.training.run_id)
     digest = card.digest()
     markdown, html = render(card, digest, evaluated, row)
     return ModelCardView(card=card, digest=digest, signed_by=row.card_signed_by, signed_at=row.card_signed_at,

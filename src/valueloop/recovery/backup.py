@@ -331,7 +331,7 @@ class Restored(BaseModel):
     erasures: list[ErasureReport] = []
 
 
-def after_restore(session: Session, settings: Settings, manifest: Manifest, actor: str) -> dict[str, Any]:
+def after_restore(session: Session, settings: Settings, actor: str) -> dict[str, Any]:
     """What a restored installation does before anything uses it, in the transaction that audits
     the restore; returns what each step did, for the audit. A step that must act on the restored
     state (such as re-applying what was done since the backup was taken) belongs here."""
@@ -353,7 +353,7 @@ def bring_back(settings: Settings, actor: str | None, source: Path, ledgers: lis
     manifest = restore(settings, source)
     name = _require_admin(settings, actor, "restore an installation")
     with session(settings) as s:
-        done = after_restore(s, settings, manifest, name)
+        done = after_restore(s, settings, name)
         audit.record(s, name, "home.restore", "home", str(settings.home.resolve()),
                      after={"taken_at": manifest.created_at.isoformat(), "files": len(manifest.files), **done})
     origin = Path(manifest.home) / LEDGER
