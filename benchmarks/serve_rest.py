@@ -161,11 +161,11 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 180) ->
     raise RuntimeError(f"{url} not ready in {seconds:.0f} s")
 
 
-def wrk(load: Load, concurrency: int, seconds: int) -> dict[str, float]:
+def wrk(load: Load, concurrency: int, seconds: int, cores: str = "1", threads: int = 1) -> dict[str, float]:
     url, body, headers = load
     script = OUT / "post.lua"
     script.write_bytes(LUA % (body, "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()).encode()))
-    done = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--latency",
+    done = subprocess.run(["taskset", "-c", cores, "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency",
                            "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True, check=True)
     text = done.stdout
 
