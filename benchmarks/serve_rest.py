@@ -6,7 +6,10 @@ each server pinned to core 0 (``taskset -c 0``), wrk pinned to core 1, single-ro
 loopback at concurrency 1, 16 and 64, ~10 s each. Prints req/s, p50 and p99 per run and the
 ratios of issue 5's goals: valueloop ≥ 0.8× the bare app at c=1, ≥ 3× MLServer-with-batching
 at c=16 and 64 with a lower p99. valueloop is also loaded as an Open Inference Protocol client
-loads it, with a JSON tensor and with tritonclient's default binary tensors (issue 13).
+loads it, with a JSON tensor and with tritonclient's default binary tensors (issue 13). And
+valueloop again with the model's trees compiled to native code at registration (``model:
+compile: true``), whose p99 at c=1 should stay within 1.5x the bare app's (issue 19);
+``--compiled`` runs only valueloop, compiled valueloop and the bare app.
 
 MLServer is not one of valueloop's dependencies: on first run the script creates a separate
 virtual environment for it, ``benchmarks/.venv-peers`` (``python -m venv`` then ``pip install
@@ -15,6 +18,7 @@ model loads in both. wrk comes from the system (``apt-get install wrk``).
 
     python benchmarks/serve_rest.py                 # the full run, ~4 minutes
     python benchmarks/serve_rest.py --seconds 3     # a quick one
+    python benchmarks/serve_rest.py --compiled      # without the peers (MLflow, MLServer)
 """
 
 from __future__ import annotations
@@ -104,9 +108,10 @@ def train(out: Path) -> tuple[Any, Any]:
     return model, np.asarray(x[:1])
 
 
-def register_in_valueloop(home: Path, model: Any, x: Any) -> Path:
-    """The churn use case (demo chapter 1) with this model registered, accepted and promoted
-    through the Learn phase's registry, as a trained model would be. Returns the model dir."""
+def register_in_valueloop(home: Path, model: Any, x: Any, compile: bool = False) -> Path:
+    """The churn use case (demo chapter 1) with this model registered (its trees compiled with
+    ``compile``), accepted and promoted through the Learn phase's registry, as a trained model
+    would be. Returns the model dir."""
     import io
     import uuid
 
@@ -139,7 +144,8 @@ def register_in_valueloop(home: Path, model: Any, x: Any) -> Path:
                           status="finished", error=None, reproduces=None, actor="dana")
         s.add(row)
         s.flush()
-        version = registry.register(s, settings, "dana", get_usecase(s, "churn"), row, info.model_uri, []).version
+        version = registry.register(s, settings, "dana", get_usecase(s, "churn"), row, info.model_uri, [],
+                                    compile=compile).version
         registry.accept(s, "olivia", "churn", version, accepted=True, comment="benchmark model")
         registry.promote(s, settings, "dana", "churn", version, "champion")
     return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(home / "model-copy")))
@@ -214,10 +220,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wrk_arguments(doc: str) -> argparse.Namespace:
-    """The command line of a benchmark driven by wrk (``--seconds`` per run), refused without wrk."""
+def wrk_arguments(doc: str, flags: dict[str, str] | None = None) -> argparse.Namespace:
+    """The command line of a benchmark driven by wrk (``--seconds`` per run, and the script's own
+    ``flags`` with their help), refused without wrk."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="length of each wrk run")
+    for flag, text in (flags or {}).items():
+        parser.add_argument(flag, action="store_true", help=text)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -225,14 +234,15 @@ def wrk_arguments(doc: str) -> argparse.Namespace:
 
 
 def main() -> None:
-    args = wrk_arguments(__doc__)
-    mlserver = ensure_peers()
+    args = wrk_arguments(__doc__, {"--compiled": "only valueloop, valueloop with compiled trees and the bare app"})
+    mlserver = None if args.compiled else ensure_peers()
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     model, x = train(OUT)
     row = dict(zip(FEATURES, x[0].tolist()))
     model_dir = register_in_valueloop(OUT / "home", model, x)
+    register_in_valueloop(OUT / "home-compiled", model, x, compile=True)
 
     bodies = {
         "record": json.dumps(row).encode(),
@@ -265,9 +275,22 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     results |= run_server(
+        "valueloop compiled", [str(BIN / "valueloop"), "serve", "--port", str(port), "--no-auth"],
+        f"{base}/v2/health/ready", {"valueloop compiled": (f"{base}/predict/churn", bodies["record"], JSON)},
+        args.seconds, env={"VALUELOOP_HOME": str(OUT / "home-compiled")})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    results |= run_server(
         "bare FastAPI", [str(BIN / "uvicorn"), "bare:app", "--port", str(port), "--log-level", "warning"],
         f"{base}/docs", {"bare FastAPI": (f"{base}/predict", bodies["record"], JSON)}, args.seconds,
         cwd=_write_bare())
+    compiled, bare = results["valueloop compiled"], results["bare FastAPI"]
+    print(f"\nvalueloop compiled p99 / bare FastAPI p99 at c=1: {compiled[1]['p99'] / bare[1]['p99']:.2f}x "
+          f"({compiled[1]['p99']:.2f} vs {bare[1]['p99']:.2f} ms; goal <= 1.5x); valueloop compiled / valueloop "
+          f"req/s at c=1: {compiled[1]['rps'] / results['valueloop'][1]['rps']:.2f}x")
+    print(f"(load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    if mlserver is None:
+        return
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     results |= run_server(
@@ -285,7 +308,7 @@ def main() -> None:
         results |= run_server(name, [str(mlserver), "start", str(folder)], f"{base}/v2/health/ready",
                               {name: (f"{base}/v2/models/gbm/infer", bodies["oip"], JSON)}, args.seconds)
 
-    vl, bare, batched = results["valueloop"], results["bare FastAPI"], results["MLServer batching on"]
+    vl, batched = results["valueloop"], results["MLServer batching on"]
     print()
     failed = [f"{name} c={c}" for name, runs in results.items() for c, r in runs.items() if r["errors"]]
     if failed:

@@ -52,6 +52,9 @@ def test_the_demo_runs_end_to_end(settings, run_cli, tmp_path, monkeypatch):
     assert f"a malformed event went to {dead}: " in said
     # the AI Act: churn is limited risk, so serving tells people; the champion's card is signed
     assert "X-AI-Transparency: Churn risk scores are produced by an AI system" in said
+    # the winner's trees compiled to native code, or the note why it is served by Python
+    assert re.search(r"model: compile: true → compiled with treelite [\d.]+, tl2cgen [\d.]+ \(library digest "
+                     r"[0-9a-f]{12}…\)|not compiled: \w+ is not a tree ensemble", said), said[:6000]
     card = re.search(r"kept with v(\d+) in MLflow, signed by olivia", said)
     assert card and "<h2>Limitations and known failure cases</h2>" in \
         (workspace / f"churn-v{card[1]}-model-card.html").read_text()

@@ -1,5 +1,6 @@
-"""Demo chapter 3, Learn: dana trains the candidates on the pinned dataset version, the
-comparison, the tested winner registered; promotion before the owner's acceptance is refused;
+"""Demo chapter 3, Learn: dana asks for the winner's trees compiled to native code and trains
+the candidates on the pinned dataset version, the comparison, the tested winner registered (and
+compiled, or noted why not); promotion before the owner's acceptance is refused;
 olivia accepts it against the business targets and dana promotes it to champion."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from rich.progress import Progress
 from valueloop.demo import DemoContext
 from valueloop.errors import GateClosed
 from valueloop.learn import modelcard, registry, training
+from valueloop.outcomes.usecases import get_usecase, spec_of, update_usecase
 from valueloop.store import session
 
 
@@ -16,6 +18,9 @@ def run(ctx: DemoContext) -> None:
     out, settings = ctx.console, ctx.settings
     ctx.chapter("Learn: train candidates, test them, accept and promote the winner")
 
+    with session(settings) as s:  # serving, batch and stream then use the compiled trees
+        spec = spec_of(get_usecase(s, "churn"))
+        update_usecase(s, "dana", spec.model_copy(update={"model": spec.model.model_copy(update={"compile": True})}))
     with Progress(console=out, transient=True) as progress, session(settings) as s:
         report = training.train(s, settings, "dana", "churn", dataset_version=ctx.state["dataset_version"],
                                 progress=progress)
@@ -37,6 +42,10 @@ def run(ctx: DemoContext) -> None:
     out.print(f"registered [bold]{registered.registered_name} v{registered.version}[/bold] "
               f"(digest {registered.artifact_digest[:12]}…) → run {registered.run_id[:8]}… → "
               f"churn@{registered.dataset_version} → DPIA v{registered.dpia_version}")
+    compiled = registered.compiled
+    if compiled is not None:
+        out.print(f"model: compile: true → compiled with {compiled.compiler} (library digest {compiled.digest[:12]}…), "
+                  "which serving, batch and stream load" if compiled.digest else f"not compiled: {compiled.note}")
 
     try:
         with session(settings) as s:

@@ -11,11 +11,11 @@ registered as usual with a note saying why, and is served by Python.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,8 +86,6 @@ def compiler() -> str:
 def compile_model(estimator: Any, example: pd.DataFrame, folder: Path) -> tuple[Path | None, str | None]:
     """The library compiled from the estimator's trees into ``folder`` and checked against the
     estimator on the example rows; else None and the reason, for the registry's note."""
-    import tl2cgen
-
     trees = _parts(estimator)[1]
     name = type(trees).__name__
     # a compiler's failure of any kind leaves the model as it is: registration never fails on it
@@ -99,11 +97,14 @@ def compile_model(estimator: Any, example: pd.DataFrame, folder: Path) -> tuple[
         return None, f"{name} is not a tree ensemble valueloop compiles ({_SUPPORTED}); served by Python"
     if shutil.which("gcc") is None:
         return None, "gcc is not installed, so the trees were not compiled; served by Python"
-    library = folder / LIBRARY
+    library, checkpoint = folder / LIBRARY, folder / "model.treelite"
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            tl2cgen.export_lib(model, toolchain="gcc", libpath=str(library),
-                               params={"parallel_comp": os.cpu_count() or 1}, nthread=os.cpu_count() or 1)
+        model.serialize(checkpoint)
+        done = subprocess.run([sys.executable, "-m", __name__, str(checkpoint), str(library)],
+                              capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            return None, (f"tl2cgen could not compile this {name} (exit {done.returncode}: "
+                          f"{done.stderr.strip()[-500:]}); served by Python")
         differs = _difference(CompiledEstimator(estimator, library.read_bytes()), estimator, example)
     except Exception as error:  # noqa: BLE001
         return None, f"tl2cgen could not compile this {name}: {error}; served by Python"
@@ -118,6 +119,18 @@ def _difference(compiled: CompiledEstimator, estimator: Any, example: pd.DataFra
 
     method = "predict_proba" if hasattr(estimator, "predict_proba") else "predict"
     return float(np.max(np.abs(getattr(compiled, method)(example) - getattr(estimator, method)(example))))
+
+
+def _export(checkpoint: str, library: str) -> None:
+    """tl2cgen's compilation, run in a child process: a crash of the compiler cannot take the
+    registering process down, and its C++ log (a notice that tl2cgen's own treelite is older than
+    the one that read the model) stays out of the user's terminal."""
+    import tl2cgen
+    import treelite
+
+    cores = os.cpu_count() or 1
+    tl2cgen.export_lib(treelite.Model.deserialize(checkpoint), toolchain="gcc", libpath=library,
+                       params={"parallel_comp": cores}, nthread=cores)
 
 
 class CompiledEstimator:
@@ -182,3 +195,7 @@ class CompiledEstimator:
         if hasattr(self.estimator, "predict_proba"):
             return self.estimator.predict(x)
         return self._trees(x)[:, 0]
+
+
+if __name__ == "__main__":
+    _export(*sys.argv[1:3])
