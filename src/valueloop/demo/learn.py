@@ -1,4 +1,4 @@
-"""Demo chapter 3, Learn: dana asks for the winner's trees compiled to native code and trains
+"""Demo chapter 3, Learn: ana asks for the winner's trees compiled to native code, dana trains
 the candidates on the pinned dataset version, the comparison, the tested winner registered (and
 compiled, or noted why not); promotion before the owner's acceptance is refused;
 olivia accepts it against the business targets and dana promotes it to champion."""
@@ -20,7 +20,7 @@ def run(ctx: DemoContext) -> None:
 
     with session(settings) as s:  # serving, batch and stream then use the compiled trees
         spec = spec_of(get_usecase(s, "churn"))
-        update_usecase(s, "dana", spec.model_copy(update={"model": spec.model.model_copy(update={"compile": True})}))
+        update_usecase(s, "ana", spec.model_copy(update={"model": spec.model.model_copy(update={"compile": True})}))
     with Progress(console=out, transient=True) as progress, session(settings) as s:
         report = training.train(s, settings, "dana", "churn", dataset_version=ctx.state["dataset_version"],
                                 progress=progress)
