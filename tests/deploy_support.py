@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +175,41 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], seconds: float 
             return process.poll() is not None
 
     wait_for(ready, seconds)
+
+
+def new_database(server_url: str, prefix: str) -> str:
+    """A new database on the PostgreSQL server at ``server_url``, as a postgresql+psycopg:// URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def mlflow_server(postgres_server: str, artifacts: str, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``mlflow server`` on a new PostgreSQL database with its artifacts at ``artifacts`` (an
+    s3:// prefix): its URL and process, which the caller waits for (on /health).
+
+    MLflow's job runner (a pool of huey consumers) is not what valueloop uses: seven processes
+    fewer to start. Its own process group, so that stopping it stops its workers too, even when
+    it failed to come up."""
+    port = free_port()
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--backend-store-uri", new_database(postgres_server, "mlflow"),
+             "--artifacts-destination", artifacts], stdout=out, stderr=out, env=env, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def set_deploy(settings: Settings, **deploy: object) -> None:

@@ -4,10 +4,6 @@ over HTTP. Training registers a model through each, and the model loads back, it
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +16,6 @@ from valueloop.config import Settings, load_settings
 from valueloop.storage import Location
 
 
-def _database(server_url: str) -> str:
-    """A new database on the session's PostgreSQL, as a postgresql+psycopg:// URL."""
-    name = f"mlflow_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return server_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(scope="module")
 def tracking_server(postgres_server: str, s3_server: str, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[tuple[str, str]]:
@@ -36,26 +24,12 @@ def tracking_server(postgres_server: str, s3_server: str, tmp_path_factory: pyte
 
     bucket = f"mlflow-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
-    port = deploy_support.free_port()
     log = tmp_path_factory.mktemp("mlflow-server") / "log"
-    # MLflow's job runner (a pool of huey consumers) is not what valueloop uses: seven processes
-    # fewer to start; its own process group, so that stopping it stops its workers too
-    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--backend-store-uri", _database(postgres_server),
-             "--artifacts-destination", f"s3://{bucket}/artifacts"], stdout=out, stderr=out, env=env,
-            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with deploy_support.mlflow_server(postgres_server, f"s3://{bucket}/artifacts", log) as (url, process):
         deploy_support.wait_until_ready(url, process, 180, "/health")
         if process.poll() is not None:
             pytest.fail(f"mlflow server did not start: {log.read_text()[-800:]}")
         yield url, f"s3://{bucket}/artifacts"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def _train_and_load(settings: Settings, tmp_path: Path) -> None:
@@ -77,7 +51,7 @@ def test_mlflow_on_postgresql(tmp_path: Path, postgres_server: str) -> None:
 
     from valueloop.learn import tracking
 
-    mlflow_db = _database(postgres_server)
+    mlflow_db = deploy_support.new_database(postgres_server, "mlflow")
     settings = load_settings({"VALUELOOP_HOME": str(tmp_path / "home"), "VALUELOOP_MLFLOW_URI": mlflow_db})
     experiment = tracking.experiment(settings, "churn")
     frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})

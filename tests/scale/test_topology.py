@@ -1,6 +1,8 @@
 """The several-machine topology as real processes on loopback: PostgreSQL, Valkey, the control
 plane (``valueloop server``), two ``valueloop serve`` replicas behind HAProxy, a Dask scheduler
-with two workers, and two stream consumers, all sharing one database and one home folder.
+with two workers, two stream consumers and an MLflow tracking server (``mlflow server`` on
+PostgreSQL), all sharing one database and one object store (moto's S3 server): the dataset
+tables, the prediction log, MLflow's artifacts and the batch outputs live there, not on local disk.
 
 The churn loop runs through them: trained and promoted on the shared database, scored through
 the balancer, in batch on the Dask workers and from the stream, monitored through the control
@@ -10,6 +12,7 @@ plane. A replica is SIGKILLed under load and taken out by the balancer.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 import shutil
@@ -26,12 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import redis
-from deploy_support import free_port, haproxy_config, make_usecase, train_version, wait_for, wait_until_ready
+from deploy_support import (free_port, haproxy_config, make_usecase, mlflow_server, train_version, wait_for,
+                            wait_until_ready)
 
 from valueloop.config import Settings
+from valueloop.storage import Location
 
 ROW = {"birth_date": 1980, "postcode": "12", "contract": "month-to-month", "payment_method": "invoice",
        "tenure_months": 3, "monthly_charges": 80.5, "support_calls": 4, "total_charges": 241.5}
@@ -50,6 +56,7 @@ class Topology:
     scheduler: str
     redis_url: str
     tokens: dict[str, str]
+    store: str  # s3://BUCKET
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, *args: str, user: str | None = None) -> subprocess.Popen[bytes]:
@@ -102,8 +109,10 @@ def _in_service(topology: Topology, name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory,
-             new_pg_settings: Callable[[Path], Settings]) -> Iterator[Topology]:
+def topology(tmp_path_factory: pytest.TempPathFactory, new_pg_settings: Callable[[Path], Settings],
+             postgres_server: str, s3_server: str) -> Iterator[Topology]:
+    import boto3
+
     from valueloop.deploy.redis_server import local_redis_server
     from valueloop.outcomes.users import create_token
     from valueloop.store import session
@@ -111,9 +120,14 @@ def topology(tmp_path_factory: pytest.TempPathFactory,
     haproxy = shutil.which("haproxy", path=f"{os.environ.get('PATH', '')}:/usr/sbin") or pytest.fail("haproxy is not installed: scripts/test installs "
                                                      "Debian's package 'haproxy'")
     root = tmp_path_factory.mktemp("topology")
-    settings = new_pg_settings(root / "home")
+    bucket = f"topology-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    store = f"s3://{bucket}"
     dask = str(Path(sys.executable).parent / "dask")
-    with local_redis_server(root / "valkey") as redis_url:
+    with (local_redis_server(root / "valkey") as redis_url,
+          mlflow_server(postgres_server, f"{store}/mlflow", root / "mlflow.log") as (mlflow_url, mlflow)):
+        settings = dataclasses.replace(new_pg_settings(root / "home"), artifact_root=f"{store}/artifacts",
+                                       prediction_log=f"{store}/predictions", mlflow_uri=mlflow_url)
         env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | settings.as_env() | {
             "VALUELOOP_REDIS_URL": redis_url, "NO_COLOR": "1"}
         ports = {name: free_port() for name in ("balancer", "stats", "server", "a", "b", "scheduler",
@@ -122,7 +136,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory,
             settings=settings, root=root, env=env, balancer=f"http://127.0.0.1:{ports['balancer']}",
             stats=f"http://127.0.0.1:{ports['stats']}", server=f"http://127.0.0.1:{ports['server']}",
             replicas={"a": ports["a"], "b": ports["b"]}, scheduler=f"tcp://127.0.0.1:{ports['scheduler']}",
-            redis_url=redis_url, tokens={})
+            redis_url=redis_url, tokens={}, store=store)
         try:
             # every process starts while churn is trained, as on hosts of their own; the replicas
             # serve churn once they see its champion
@@ -137,6 +151,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory,
             replicas = {name: topology.start_replica(name) for name in topology.replicas}
             (root / "haproxy.cfg").write_text(haproxy_config(ports["balancer"], topology.replicas, ports["stats"]))
             balancer = topology.start("haproxy", haproxy, "-db", "-f", str(root / "haproxy.cfg"))
+            _up(lambda: httpx.get(mlflow_url + "/health").status_code == 200, mlflow, topology, "mlflow")
             first = train_version(settings, "champion")
             train_version(settings, None, candidate="logistic")
             with session(settings) as s:
@@ -212,6 +227,9 @@ def test_the_monitor_sees_the_traffic_of_both_replicas(topology: Topology) -> No
     assert all(count > 0 for count in served.values()) and sum(served.values()) >= 40, served
     # each replica writes its own files in the shared log within a second; the monitor reads them all
     wait_for(lambda: _monitored_rows(topology, since) == 40, 60)
+    assert Location.parse(topology.settings.prediction_log, "t").child("churn").exists()
+    home = topology.settings.home
+    assert not (home / "artifacts").exists() and not (home / "predictions").exists(), "all on the object store"
 
 
 def test_a_replica_killed_under_load_is_taken_out_and_only_its_requests_in_flight_fail(
@@ -252,15 +270,21 @@ def test_a_replica_killed_under_load_is_taken_out_and_only_its_requests_in_fligh
 
 
 def test_batch_on_two_dask_workers_gives_what_in_process_scoring_gives(topology: Topology) -> None:
+    """Input (the dataset's Delta table) and output on the object store."""
     outputs = {}
     for name, extra in (("local", ()), ("dask", ("--dask", topology.scheduler))):
-        outputs[name] = topology.root / f"scores-{name}-{uuid.uuid4().hex[:6]}.parquet"
+        outputs[name] = Location.parse(f"{topology.store}/scores-{name}-{uuid.uuid4().hex[:6]}.parquet", "t")
         done = subprocess.run([sys.executable, "-m", "valueloop", "batch", "churn", "-i", "churn@latest",
-                               "-o", str(outputs[name]), "--part-rows", "300", *extra],
+                               "-o", outputs[name].uri, "--part-rows", "300", *extra],
                               env=topology.env | {"VALUELOOP_USER": "oscar"}, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
-    local, dask = (pq.read_table(outputs[n]).drop_columns(["scored_at"]) for n in ("local", "dask"))
+
+    def scores(where: Location) -> pa.Table:
+        with where.filesystem.open_input_file(where.path) as f:
+            return pq.read_table(f).drop_columns(["scored_at"])
+
+    local, dask = scores(outputs["local"]), scores(outputs["dask"])
     assert local.num_rows > 0 and dask.equals(local)
 
 
