@@ -145,6 +145,32 @@ def test_a_stale_promotion_form_is_refused(console: Console) -> None:
     assert {m["version"]: m["aliases"] for m in _models(console)} == {1: ["champion"], 2: []}
 
 
+def test_a_stale_acknowledgement_is_refused(console: Console) -> None:
+    """An alert that fired again after operations opened the page is not acknowledged unseen."""
+    from valueloop.operate.alerts import evaluate, list_alerts
+    from valueloop.outcomes.spec import Operate
+    from valueloop.store import session
+
+    operate = Operate.model_validate(get_spec(console.settings)["operate"] | {"alerts": [
+        {"name": "stale_check", "metric": "error_rate", "comparator": ">=", "threshold": 0.1}]})
+    with session(console.settings) as s:
+        [alert] = evaluate(s, "oscar", USECASE, operate, {"error_rate": 0.2})
+    client, token = _signed_client(console, "oscar")
+    form = re.search(rf'action="/alerts/{alert}/ack".*?name="etag" value="([^"]+)"',
+                     client.get(f"/usecases/{USECASE}/operate").text, re.S)
+    assert form, "the acknowledge form carries the version of the alert it was built from"
+    with session(console.settings) as s:  # it fires again while the page is open
+        evaluate(s, "oscar", USECASE, operate, {"error_rate": 0.3})
+    stale = client.post(f"/alerts/{alert}/ack", data={"csrf": token, "etag": form.group(1), "comment": "seen"})
+    assert stale.status_code == 409 and "changed since you loaded the page" in stale.text
+    with session(console.settings) as s:
+        assert [(a.status, a.occurrences) for a in list_alerts(s, "oscar", USECASE) if a.id == alert] == [("open", 2)]
+    fresh = re.search(rf'action="/alerts/{alert}/ack".*?name="etag" value="([^"]+)"',
+                      client.get(f"/usecases/{USECASE}/operate").text, re.S)
+    assert client.post(f"/alerts/{alert}/ack", data={"csrf": token, "etag": fresh.group(1), "comment": "seen twice"}
+                       ).status_code == 303  # and the other tests of this module see no extra open alert
+
+
 def test_the_deploy_page_shows_the_error_rate_between_monitor_runs(console: Console) -> None:
     import pyarrow as pa
     from deploy_support import free_port

@@ -13,13 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, load_only
 
 from valueloop.console import charts
-from valueloop.console.web import Form, View, text
-from valueloop.errors import NotFound
-from valueloop.operate.alerts import AlertView, acknowledge, list_alerts
+from valueloop.console.web import Form, View, etag_of, text
+from valueloop.operate.alerts import AlertView, acknowledge, get_alert, list_alerts
 from valueloop.operate.kpis import list_kpis
 from valueloop.operate.retrain import RetrainView, list_requests
-from valueloop.operate.tables import Alert, MonitorResult
-from valueloop.outcomes.roles import Action, allows
+from valueloop.operate.tables import MonitorResult
+from valueloop.outcomes.roles import Action, allows, require
 from valueloop.outcomes.spec import UseCaseSpec
 from valueloop.outcomes.usecases import UseCaseView, get_usecase, spec_of
 from valueloop.outcomes.usecases import view as usecase_view
@@ -50,6 +49,8 @@ class OperatePage(BaseModel):
     charts: dict[str, Any]
     kpis: list[dict[str, Any]]
     alerts: list[AlertView]
+    #: each alert's version, on its acknowledge form: one that fired again meanwhile is not taken on unseen
+    alert_etags: dict[int, str]
     retraining: list[RetrainView]
     may_operate: bool
 
@@ -123,17 +124,9 @@ def build(view: View, usecase: str) -> OperatePage:
             measured=performance.get(metric), estimated=performance.get(f"estimated_{metric}")))
     return OperatePage(usecase=usecase_view(found), metric=metric, windows=table[::-1],
                        charts=_charts(rows, table, metric), kpis=_kpi_charts(session, actor, usecase, spec),
-                       alerts=alerts[::-1],
+                       alerts=alerts[::-1], alert_etags={a.id: etag_of(a) for a in alerts},
                        retraining=list_requests(session, actor, usecase)[::-1],
                        may_operate=allows(session, view.user, Action.operate, found))
-
-
-def alert_usecase(session: Session, alert_id: int) -> str:
-    """The use case an alert belongs to: where its page is."""
-    alert = session.get(Alert, alert_id)
-    if alert is None:
-        raise NotFound(f"alert {alert_id}: no such alert")
-    return alert.usecase
 
 
 @router.get("/usecases/{name}/operate")
@@ -144,7 +137,10 @@ def page(name: str, view: View) -> Response:
 @router.post("/alerts/{alert_id}/ack")
 def ack(alert_id: int, view: View, form: Form) -> Response:
     """Operations take the alert on, as `valueloop alerts ack` does."""
-    usecase, comment = alert_usecase(view.s, alert_id), text(form, "comment") or None
+    alert = get_alert(view.s, alert_id)
+    usecase, comment = alert.usecase, text(form, "comment") or None
+    require(view.s, view.user, Action.operate, get_usecase(view.s, usecase))  # before telling it changed
+    view.fresh(form, etag_of(alert), f"alert {alert_id}")
     return view.attempt(lambda s: acknowledge(s, view.name, alert_id, comment), f"/usecases/{usecase}/operate",
                         lambda problems: view.render("operate.html", build(view, usecase), nav="usecases",
                                                      problems=problems))

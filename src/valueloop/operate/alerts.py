@@ -187,11 +187,20 @@ def list_alerts(session: Session, actor: str | None, usecase: str | None = None,
     return [_view(a) for a in alerts]
 
 
-def acknowledge(session: Session, actor: str | None, alert_id: int, comment: str | None = None) -> AlertView:
-    """Operations take the alert on; a failed delivery is acknowledged the same way."""
+def _alert(session: Session, alert_id: int) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id}: no such alert")
+    return alert
+
+
+def get_alert(session: Session, alert_id: int) -> AlertView:
+    return _view(_alert(session, alert_id))
+
+
+def acknowledge(session: Session, actor: str | None, alert_id: int, comment: str | None = None) -> AlertView:
+    """Operations take the alert on; a failed delivery is acknowledged the same way."""
+    alert = _alert(session, alert_id)
     acting = get_user(session, actor)
     require(session, acting, Action.operate, get_usecase(session, alert.usecase))
     if alert.status == "acknowledged":
