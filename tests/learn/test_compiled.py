@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cloudpickle
 import numpy as np
 import pyarrow.csv as pacsv
 import pytest
@@ -54,6 +55,10 @@ def test_compiled_trees_answer_as_the_model_and_a_changed_library_is_refused(
     assert len(compiled.probabilities) == 10_000
     np.testing.assert_allclose(compiled.proba, reference.proba, rtol=0, atol=1e-6)
     assert (compiled.labels == reference.labels).all()
+    # shipped to a Dask worker (cloudpickle, as Dask does): the library travels with the model
+    shipped = cloudpickle.loads(cloudpickle.dumps(served))
+    assert isinstance(shipped.estimator, CompiledEstimator)
+    np.testing.assert_array_equal(shipped.predict_table(features).proba, compiled.proba)
     # and one request, as REST answers it
     row = {c: [features.column(c)[0].as_py()] for c in served.validator.names}
     assert served.predict(row).probabilities == pytest.approx(python.predict(row).probabilities, abs=1e-6)
