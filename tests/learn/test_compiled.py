@@ -4,6 +4,8 @@ model that cannot be compiled is registered with a note and served by Python."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 
 import cloudpickle
@@ -18,6 +20,7 @@ from valueloop.errors import Conflict, InvalidInput
 from valueloop.examples import load_generator
 from valueloop.learn import registry, training
 from valueloop.learn.compiled import CompiledEstimator
+from valueloop.learn.versions import version_row
 from valueloop.outcomes import audit
 from valueloop.store import session
 
@@ -34,8 +37,8 @@ def _train(settings: Settings, name: str, candidates: list[dict]) -> int:
     return report.registered.version
 
 
-def test_compiled_trees_answer_as_the_model_and_a_changed_library_is_refused(
-        settings: Settings, churn, tmp_path: Path) -> None:
+def test_compiled_trees_answer_as_the_model_a_changed_library_is_refused_one_that_cannot_load_falls_back(
+        settings: Settings, churn, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     name, _ = churn
     version = _train(settings, name, TREES)
     with session(settings) as s:
@@ -68,6 +71,18 @@ def test_compiled_trees_answer_as_the_model_and_a_changed_library_is_refused(
     with pytest.raises(Conflict, match=r"compiled library digest .* does not match the registered .* changed since "
                                        r"registration and is not loaded"):
         load(settings, name, str(version))
+
+    # an intact library that cannot load on this machine (here: not a shared library at all,
+    # its digest recorded as such): the Python model serves, and the log says why
+    library.write_bytes(b"not a shared library")
+    with session(settings) as s:
+        row = version_row(s, name, version)
+        row.compiled = row.compiled | {"digest": hashlib.sha256(b"not a shared library").hexdigest()}
+    with caplog.at_level(logging.WARNING, logger="valueloop.learn.compiled"):
+        fallback = load(settings, name, str(version))
+    assert not isinstance(fallback.estimator, CompiledEstimator)
+    assert f"model {name} v{version}: compiled library not loaded" in caplog.text
+    np.testing.assert_array_equal(fallback.predict_table(features).proba, reference.proba)
 
 
 def test_an_uncompilable_model_is_registered_with_a_note_and_served_by_python(settings: Settings, churn,

@@ -187,9 +187,9 @@ def from_pyfunc(settings: Settings | None, usecase: str, version: str, pyfunc: A
     except (AttributeError, NotImplementedError, ValueError):
         estimator = pyfunc
     if library is not None and estimator is not pyfunc:
-        from valueloop.learn.compiled import CompiledEstimator
+        from valueloop.learn.compiled import with_library
 
-        estimator = CompiledEstimator(estimator, library)
+        estimator = with_library(estimator, library, f"{usecase} v{version}")
     validator = compile_validator(signature.inputs.to_dict(), estimator)
     recorded = (pyfunc.metadata.metadata or {}).get(METADATA_KEY)
     raw = RawPipeline(recorded, validator, settings.pseudonym_key, settings.home / "serving") \

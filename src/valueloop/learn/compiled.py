@@ -12,6 +12,7 @@ registered as usual with a note saying why, and is served by Python.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -128,9 +129,22 @@ def _export(checkpoint: str, library: str) -> None:
     import tl2cgen
     import treelite
 
-    cores = os.cpu_count() or 1
     tl2cgen.export_lib(treelite.Model.deserialize(checkpoint), toolchain="gcc", libpath=library,
-                       params={"parallel_comp": cores}, nthread=cores)
+                       params={"parallel_comp": len(os.sched_getaffinity(0))})
+
+
+def with_library(estimator: Any, library: bytes, label: str) -> Any:
+    """The estimator answering from its verified compiled library, or the estimator itself, with
+    a warning in the log, when the library cannot load on this machine (another architecture or
+    C library): a model that serves slower beats one that does not serve."""
+    import tl2cgen
+
+    try:
+        return CompiledEstimator(estimator, library)
+    except (tl2cgen.TL2cgenError, OSError) as error:
+        logging.getLogger(__name__).warning("model %s: compiled library not loaded (%s); served by Python",
+                                            label, error)
+        return estimator
 
 
 class CompiledEstimator:
@@ -156,7 +170,7 @@ class CompiledEstimator:
             staged.write_bytes(self._library)
             staged.replace(path)  # a new file: a process that mapped the old one keeps it
         self._preprocess = _parts(self.estimator)[0]
-        self._predictor = tl2cgen.Predictor(str(path), nthread=os.cpu_count() or 1)
+        self._predictor = tl2cgen.Predictor(str(path))  # as many threads as OpenMP may use here
 
     def __getattr__(self, name: str) -> Any:
         estimator = self.__dict__.get("estimator")
