@@ -1,6 +1,6 @@
 """Dataset tables on the object store: with ``artifact_root`` an s3:// prefix on a real
 S3-compatible server (moto's), ingest in each mode, time travel, training on an old version and
-an erasure's rewrite and the doctor's repair of a killed commit work as on local disk, and no table is written locally."""
+an erasure's rewrite, retention's vacuum and the doctor's repair of a killed commit work as on local disk, and no table is written locally."""
 
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ def test_dataset_versions_live_on_s3(on_s3: Settings, approved_usecase: Callable
     import shutil
 
     from valueloop.learn.training import train
+    from valueloop.demo.outcomes import POSTCODE_TO_REGION
     from valueloop.operate.erasure import erase
+    from valueloop.operate.retention import enforce
+    from valueloop.outcomes import privacy
     from valueloop.store import session
 
     project = churn_with_export(on_s3, approved_usecase, 500)
@@ -69,10 +72,23 @@ def test_dataset_versions_live_on_s3(on_s3: Settings, approved_usecase: Callable
     assert (erased.dataset_rows, erased.dataset_version, erased.dataset_versions_removed) == (1, 3, [2])
     assert erased.dataset_files_deleted == 1 and read(on_s3, 3).num_rows == 499 and read(on_s3, 0).num_rows == 500
 
+    # retention vacuums the superseded files on S3, keeping version 0's: a model was trained on it
+    update(on_s3, lambda d: [c.update(retention="1s") for c in d["privacy"]["columns"] if c["treatment"] != "drop"])
+    with session(on_s3) as s:
+        privacy.approve(s, "pia", "churn", [POSTCODE_TO_REGION])
+    vacuumed = enforce(on_s3, "oscar", "churn")
+    assert (vacuumed.dataset_versions_kept_for_models, vacuumed.dataset_versions_removed) == ([0], [1])
+    assert read(on_s3, 0).num_rows == 500 and read(on_s3, 3).num_rows == 499
+    assert len([p for p in _stored(on_s3) if p.startswith("churn/part-")]) == 2
 
-def test_doctor_rolls_back_a_killed_commit_on_s3(on_s3: Settings,
+
+def test_doctor_rolls_back_a_killed_commit_on_s3(s3_bucket: str, tmp_path: Path,
                                                 approved_usecase: Callable[[Settings], tuple[str, Path]],
                                                 run_cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """On SQLite only: the metadata database is not what this tests."""
+    from valueloop.config import load_settings
+
+    on_s3 = load_settings({"VALUELOOP_HOME": str(tmp_path / "home"), "VALUELOOP_ARTIFACT_ROOT": f"{s3_bucket}/a"})
     project = churn_with_export(on_s3, approved_usecase, 300)
     killed = run_cli(on_s3, "data", "ingest", "churn", "--project", str(project), as_user="dave",
                      env={"VALUELOOP_TEST_CRASH_AT": "after-delta-commit"})
