@@ -136,7 +136,6 @@ def _csv_batches(source: CsvSource, files: list[Path],
 def _file_stream(source: CsvSource | ParquetSource, project_dir: Path, on_rows: OnRows | None,
                  hasher: ThreadPoolExecutor) -> Stream:
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
     files = _files(source, project_dir)
     try:
@@ -144,6 +143,8 @@ def _file_stream(source: CsvSource | ParquetSource, project_dir: Path, on_rows: 
             first = _open_csv(files[0])
             schema, batches = first.schema, _csv_batches(source, files, first)
         else:
+            import pyarrow.dataset as ds  # imports pandas, a second on its own: not for a CSV
+
             dataset = ds.dataset([str(f) for f in files], format=source.kind)
             schema, batches = dataset.schema, dataset.scanner().to_batches()
     except (pa.ArrowInvalid, OSError) as exc:
