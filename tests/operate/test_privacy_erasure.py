@@ -105,3 +105,21 @@ def test_an_erasure_leaves_no_file_holding_the_subject_and_a_restore_reapplies_i
     assert holding(restored.home, stored, email) == []
     with session(restored) as s:
         assert read_version(s, "churn").num_rows == 599
+
+
+def test_an_erased_subject_does_not_come_back_with_the_next_ingest(
+        local: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> None:
+    """The source system may still hold them (a CRM export is read again on every ingest, and by
+    every retraining): the ledger keeps them out of each new version."""
+    project = churn_with_export(local, approved_usecase, 300)
+    ingest(local, project)
+    email = pacsv.read_csv(project / "data" / "customers.csv")["email"][0].as_py()
+    stored = pseudonym(email, local.pseudonym_key)
+    erase(local, "pia", "churn", "email", email)
+
+    again = ingest(local, project)
+    with session(local) as s:
+        newest = read_version(s, "churn", again.version)
+    assert again.row_count == newest.num_rows == 299
+    assert stored not in newest["email"].to_pylist()
+    assert holding(local.home / "artifacts", stored) == []

@@ -97,15 +97,17 @@ def _query(user: duckdb.DuckDBPyConnection, section: DataSection, sources: list[
 
 
 @contextmanager
-def _treated(streams: list[Stream], treatments: dict[str, ColumnTreatment], key: str,
-             work: Path) -> Iterator[dict[str, pa.RecordBatchReader]]:
+def _treated(streams: list[Stream], treatments: dict[str, ColumnTreatment], key: str, work: Path,
+             erased: dict[str, list[str]]) -> Iterator[dict[str, pa.RecordBatchReader]]:
     """Each source's stream with its treatments, by source name, from a private DuckDB: one
-    cursor per stream, since each keeps its result open while the transform reads them all."""
+    cursor per stream, since each keeps its result open while the transform reads them all.
+    The rows of erased subjects (``erased``: column to tokens) are left out."""
     with connect(work) as private, ExitStack() as cursors:
         readers = {}
         for stream in streams:
             name = stream.source.name
             query, params = treat.treating_query(stream.reader.schema, treatments, key, name, "raw")
+            query, params = treat.without_erased(query, params, stream.reader.schema, treatments, erased, key)
             cursor = cursors.enter_context(private.cursor())
             cursor.register("raw", stream.reader)
             readers[name] = cursor.sql(query, params=params or None).to_arrow_reader(TREATED_BATCH_ROWS)
@@ -121,7 +123,7 @@ def _raise_for(exc: Exception, streams: list[Stream], where: str) -> NoReturn:
 
 def stage(settings: Settings, sources: list[Source], section: DataSection, project_dir: Path,
           treatments: dict[str, ColumnTreatment], personal: list[str], work: Path,
-          on_rows: OnRows | None = None) -> Staged:
+          on_rows: OnRows | None = None, erased: dict[str, list[str]] | None = None) -> Staged:
     """Stream, treat and transform the sources into a Parquet file in ``work``.
 
     One file, because DuckDB keeps the rows in source order only when it writes a single file,
@@ -142,7 +144,7 @@ def stage(settings: Settings, sources: list[Source], section: DataSection, proje
         treat.check_coverage(treatments, personal, schemas)
         where = f"data.transform {section.transform}" if section.transform else "data"
         try:  # DuckDB may read a source to its end, and fail, as soon as its stream is opened
-            readers = closing.enter_context(_treated(streams, treatments, settings.pseudonym_key, work))
+            readers = closing.enter_context(_treated(streams, treatments, settings.pseudonym_key, work, erased or {}))
             user = closing.enter_context(sandbox(work, [out]))
             for name, reader in readers.items():
                 user.register(name, reader)

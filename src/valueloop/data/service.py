@@ -170,6 +170,8 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
            mode: str | None) -> tuple[pipeline.Staged, DataSection, str, list[Path]]:
     """Stage the new rows, then show the checks and the profile the version they would make:
     in append mode the current version's rows and the new ones together (its files returned)."""
+    from valueloop.operate.erasure import erased  # the ledger of erasures, which operate keeps
+
     spec = spec_of(usecase)
     section = spec.data or DataSection()
     mode = mode or section.mode
@@ -184,7 +186,7 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
     with project.finding():
         staged = pipeline.stage(
             settings, list(spec.sources), section, project.path, assessment.treatments,
-            [c.column for c in assessment.content.columns], work, counter.add,
+            [c.column for c in assessment.content.columns], work, counter.add, erased(settings, usecase.name),
         )
     table = delta.table_path(settings, usecase.name)
     delta.check_schema(table, staged.schema)

@@ -123,6 +123,21 @@ def treating_query(schema: pa.Schema, treatments: dict[str, ColumnTreatment], ke
     return f"SELECT {', '.join(items)} FROM {quote(table)}", hmac_params(key) if pseudonymized else {}
 
 
+def without_erased(query: str, params: dict[str, str], schema: pa.Schema, treatments: dict[str, ColumnTreatment],
+                   erased: dict[str, list[str]], key: str) -> tuple[str, dict[str, Any]]:
+    """``query`` (a ``treating_query``) without the rows whose stored value of a column is an
+    erased subject's: the keyed HMAC of the value as stored is the erasure's token. A dropped
+    column is never stored, so it names no one here."""
+    held = [c for c in erased if c in schema.names and
+            (treatments.get(c) is None or treatments[c].treatment is not Treatment.drop)]
+    if not held:
+        return query, params
+    tokens = {f"erased_{i}": erased[c] for i, c in enumerate(held)}
+    kept = " AND ".join(f"NOT coalesce(list_contains(${name}, {hmac_sql(f'CAST({quote(c)} AS VARCHAR)')}), false)"
+                        for name, c in zip(tokens, held))
+    return f"SELECT * FROM ({query}) AS treated WHERE {kept}", {**params, **hmac_params(key), **tokens}
+
+
 def applied(treatments: dict[str, ColumnTreatment], schemas: dict[str, pa.Schema], key: str) -> dict[str, Any]:
     """What was done to which column in which source, stored with the version as its lineage; a
     pseudonym names its key by the key's id, so a rotation shows."""

@@ -15,6 +15,7 @@ Per store: the dataset's newest version is committed again without them (a new v
 recorded like an ingest's), then every file of any kept version that holds the subject is deleted; the versions
 that read such a file are marked removed, their rows keeping the lineage, and the models trained
 on them are flagged for retraining. Prediction-log and label files are rewritten without the rows.
+Every later ingest leaves the subject's rows out (:func:`erased`): the source may still hold them.
 """
 
 from __future__ import annotations
@@ -94,6 +95,18 @@ def read_ledger(path: Path) -> list[Erasure]:
     if not path.is_file():
         return []
     return [Erasure.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def erased(settings: Settings, usecase: str) -> dict[str, list[str]]:
+    """The tokens of the subjects erased from ``usecase``, by column: what every later ingest
+    keeps out, since the source may still hold them. An erasure recorded under an earlier key
+    cannot recognize a value stored under the current one, and is not among them."""
+    current = key_id(settings.pseudonym_key)
+    found: dict[str, list[str]] = {}
+    for entry in read_ledger(ledger_path(settings)):
+        if entry.usecase == usecase and entry.key_id == current:
+            found.setdefault(entry.column, []).append(entry.token)
+    return found
 
 
 def _append(settings: Settings, entry: Erasure) -> None:
