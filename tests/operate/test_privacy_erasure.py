@@ -123,3 +123,26 @@ def test_an_erased_subject_does_not_come_back_with_the_next_ingest(
     assert again.row_count == newest.num_rows == 299
     assert stored not in newest["email"].to_pylist()
     assert holding(local.home / "artifacts", stored) == []
+
+
+def test_an_erasure_from_the_data_of_a_serving_model_starts_a_retraining(settings: Settings, in_production: Path) -> None:
+    """With ``erasure`` among the retraining triggers, the scheduler's next turn retrains a use
+    case whose champion learned from an erased subject's rows; once, not on every turn."""
+    from operate.support import set_operate
+
+    from valueloop.operate.retrain import list_requests
+    from valueloop.operate.scheduler import monitor_usecase
+
+    email = pacsv.read_csv(in_production / "data" / "customers.csv")["email"][0].as_py()
+    report = erase(settings, "pia", "churn", "email", email)
+    assert report.erasure.models_to_retrain == [1]
+    assert "retraining" not in monitor_usecase(settings, "churn").detail  # not a trigger of this policy
+
+    set_operate(settings, {"retrain": {"triggers": ["manual", "erasure"]}})
+    turn = monitor_usecase(settings, "churn")
+    assert "(erasure)" in turn.detail, turn.detail
+    with session(settings) as s:
+        [request] = list_requests(s, "oscar", "churn")
+    assert request.trigger == "erasure" and request.challenger_version == "2"
+    assert request.dataset_version == report.dataset_version + 1  # ingested again, without the subject
+    assert "retraining" not in monitor_usecase(settings, "churn").detail  # done: v2 is newer than the erasure

@@ -303,6 +303,27 @@ def erasures(settings: Settings, actor: str | None, name: str) -> list[ErasureVi
             for e in read_ledger(ledger_path(settings)) if e.usecase == name]
 
 
+def retraining_due(settings: Settings, name: str) -> bool:
+    """Whether an erasure calls for retraining: a model trained on the erased rows still serves
+    (champion or challenger), nothing was registered since, and no retraining it triggered has
+    started since."""
+    from valueloop.operate.tables import RetrainRequest
+
+    entries = [e for e in read_ledger(ledger_path(settings)) if e.usecase == name and e.models_to_retrain]
+    if not entries:
+        return False
+    last = max(e.at for e in entries)
+    with open_session(settings) as s:
+        newest = s.scalar(select(ModelVersion.created_at).where(ModelVersion.usecase == name)
+                          .order_by(ModelVersion.created_at.desc()).limit(1))
+        started = s.scalar(select(RetrainRequest.id).where(
+            RetrainRequest.usecase == name, RetrainRequest.trigger == "erasure", RetrainRequest.created_at >= last))
+        serving = {r.version for r in s.scalars(select(ModelVersion).where(ModelVersion.usecase == name))
+                   if {"champion", "challenger"} & set(r.aliases)}
+    flagged = {v for e in entries if not (newest and newest > e.at) for v in e.models_to_retrain}
+    return started is None and bool(flagged & serving)
+
+
 def subject_of(text: str) -> tuple[str, str]:
     """``COLUMN=VALUE`` as typed on the command line."""
     column, sep, value = text.partition("=")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -28,7 +28,7 @@ from valueloop.operate.tables import Alert, RetrainRequest
 from valueloop.outcomes import audit, usecases
 from valueloop.outcomes.lifecycle import State
 from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.spec import LOWER_IS_BETTER, UseCaseSpec
+from valueloop.outcomes.spec import LOWER_IS_BETTER, Trigger, UseCaseSpec
 from valueloop.outcomes.usecases import get_usecase, spec_of, viewed
 from valueloop.outcomes.users import get_user, system_user
 from valueloop.store import session as open_session
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 log = logging.getLogger("valueloop.retrain")
-TRIGGERS = ("drift", "performance", "schedule", "manual")
+TRIGGERS: tuple[str, ...] = get_args(Trigger)
 #: labeled predictions the comparison uses at most, the newest first
 RECENT_LABELS = 20_000
 #: a request still running after this was left by a process that died

@@ -69,14 +69,24 @@ def monitor_usecase(settings: Settings, name: str) -> Outcome:
         detail = report.message or f"{len(report.windows)} window(s), {len(report.alerts)} new alert(s)"
         if report.problems:
             detail += f"; {len(report.problems)} left out: {report.problems[0]}"
-        if report.retrain:
-            result = retrain(settings, who, name, report.retrain)
-            detail += f"; retraining #{result.id} ({report.retrain}): {result.status}"
+        trigger = report.retrain or ("erasure" if _erasure_triggers(settings, name) else None)
+        if trigger:
+            result = retrain(settings, who, name, trigger)
+            detail += f"; retraining #{result.id} ({trigger}): {result.status}"
         return Outcome(usecase=name, ok=True, detail=detail)
     except Exception as exc:  # noqa: BLE001 - one use case's failure must not stop the others
         if not isinstance(exc, ValueloopError):
             log.exception("monitor of %s failed", name)
         return Outcome(usecase=name, ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+
+def _erasure_triggers(settings: Settings, name: str) -> bool:
+    from valueloop.operate.erasure import retraining_due
+    from valueloop.outcomes.usecases import get_usecase
+
+    with open_session(settings) as s:
+        operate = spec_of(get_usecase(s, name)).operate
+    return operate is not None and "erasure" in operate.retrain.triggers and retraining_due(settings, name)
 
 
 def retrain_on_schedule(settings: Settings, name: str) -> Outcome:

@@ -566,10 +566,15 @@ class Route(Strict):
         return self
 
 
+#: what may start a retraining: ``erasure`` is a data subject's erasure from the data a serving
+#: model (champion or challenger) was trained on
+Trigger = Literal["drift", "performance", "schedule", "manual", "erasure"]
+
+
 class RetrainPolicy(Strict):
     """The closed loop: when to retrain, and whether a better challenger is promoted unasked."""
 
-    triggers: list[Literal["drift", "performance", "schedule", "manual"]] = Field(
+    triggers: list[Trigger] = Field(
         default_factory=lambda: ["manual"])
     schedule: str | None = Field(None, description="cron expression (5 fields), for the schedule trigger")
     auto_promote: bool = False
