@@ -151,6 +151,20 @@ def register_in_valueloop(home: Path, model: Any, x: Any, compile: bool = False)
     return Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(home / "model-copy")))
 
 
+def served_home(out: Path) -> tuple[bytes, dict[str, str]]:
+    """A fresh ``out`` whose home serves this script's model as churn's champion: one record's
+    JSON body, and the environment of a valueloop process on that home."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    OUT.mkdir(parents=True, exist_ok=True)  # where the wrk runner writes the request script
+    model, x = train(out)
+    register_in_valueloop(out / "home", model, x)
+    body = json.dumps(dict(zip(FEATURES, x[0].tolist()))).encode()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | {"VALUELOOP_HOME": str(out / "home")}
+    return body, env
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 180) -> None:
     import httpx
 

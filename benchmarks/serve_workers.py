@@ -11,9 +11,7 @@ goal: >= 1.8x at c=64 on 2 cores).
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,15 +27,7 @@ CONCURRENCY = (16, 64)
 
 def main() -> None:
     args = serve_rest.wrk_arguments(__doc__)
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    serve_rest.OUT.mkdir(parents=True, exist_ok=True)  # where its wrk runner writes the request script
-    model, x = serve_rest.train(OUT)
-    serve_rest.register_in_valueloop(OUT / "home", model, x)
-    body = json.dumps(dict(zip(serve_rest.FEATURES, x[0].tolist()))).encode()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | {
-        "VALUELOOP_HOME": str(OUT / "home")}
+    body, env = serve_rest.served_home(OUT)
     cores = os.cpu_count() or 1
     every_core = f"0-{cores - 1}"
     print(f"{cores} cores; the server's workers and wrk (2 threads) share all of them")

@@ -13,7 +13,6 @@ single-row JSON records, prediction logging on); the load is wrk at concurrency 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -56,15 +55,7 @@ def balancer(name: str, replicas: list[int], env: dict[str, str]) -> tuple[str, 
 
 def main() -> None:
     args = serve_rest.wrk_arguments(__doc__)
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    serve_rest.OUT.mkdir(parents=True, exist_ok=True)  # where its wrk runner writes the request script
-    model, x = serve_rest.train(OUT)
-    serve_rest.register_in_valueloop(OUT / "home", model, x)
-    body = json.dumps(dict(zip(serve_rest.FEATURES, x[0].tolist()))).encode()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | {
-        "VALUELOOP_HOME": str(OUT / "home")}
+    body, env = serve_rest.served_home(OUT)
 
     ports = [serve_rest.free_port(), serve_rest.free_port()]
     results: dict[str, dict[str, float]] = {}
