@@ -11,14 +11,16 @@ from valueloop.cli._common import JsonOption, actor, console, show
 
 def backup(
     ctx: typer.Context,
-    out: Path = typer.Argument(..., help="A new folder for the backup, or `verify` followed by a backup."),
+    out: Path = typer.Argument(
+        ..., help="A new folder for the backup, or a new archive (NAME.tar.gz), or `verify` followed by a backup."),
     archive: Path = typer.Argument(None, help="With `verify`: the backup to verify against its manifest."),
     as_json: bool = JsonOption,
 ) -> None:
     """Snapshot the metadata and MLflow databases, the Delta tables, artifacts, prediction logs and
     reports, and the configuration without its secrets, with a manifest of SHA-256 digests; safe
-    while the server runs. Admin only. `valueloop backup verify ARCHIVE` checks every file of a
-    backup against its manifest (a folder named verify is ./verify)."""
+    while the server runs. Admin only. OUT ending in .tar.gz or .tgz writes one archive, named so only
+    once complete. `valueloop backup verify ARCHIVE` checks every file of a backup folder or archive
+    against its manifest (a folder named verify is ./verify)."""
     from valueloop.config import load_settings
     from valueloop.errors import InvalidInput
     from valueloop.recovery.backup import take
@@ -44,7 +46,7 @@ def _verify(source: Path, as_json: bool) -> None:
 
 def restore(
     ctx: typer.Context,
-    source: Path = typer.Argument(..., help="A folder made by `valueloop backup`."),
+    source: Path = typer.Argument(..., help="A folder or .tar.gz archive made by `valueloop backup`."),
     check: bool = typer.Option(False, "--check", help="Only verify the backup (as `valueloop backup verify`)."),
     erasures: list[Path] = typer.Option(
         [], "--erasures",
@@ -54,8 +56,8 @@ def restore(
     as_json: bool = JsonOption,
 ) -> None:
     """Restore a backup into this empty installation (VALUELOOP_HOME, and VALUELOOP_DATABASE_URL for
-    PostgreSQL), rewriting the old home's locations, MLflow's included; then repair what the files
-    hold past the databases' snapshot. The secrets are not in the backup: set them again."""
+    PostgreSQL; the prediction log into its prediction_log folder), rewriting the old home's
+    locations, MLflow's included; then repair what the files hold past the databases' snapshot. The secrets are not in the backup: set them again."""
     from valueloop.config import load_settings
     from valueloop.recovery.backup import bring_back
 

@@ -1,9 +1,10 @@
 """Backups and restores of a whole installation, taken while it runs.
 
-A backup is a folder: the metadata database (SQLite's online backup API, or ``pg_dump`` for
-PostgreSQL), MLflow's database (online backup), the home's files (Delta tables, MLflow artifacts,
-prediction logs, reports, the configuration without its secrets) and ``manifest.json`` with a
-SHA-256 of every file. The databases are copied first: the files that follow only ever gain
+A backup is a folder, or the same folder as one ``.tar.gz`` archive: the metadata database
+(SQLite's online backup API, or ``pg_dump`` for PostgreSQL), MLflow's database (online backup), the
+home's files (Delta tables, MLflow artifacts, reports, the configuration without its secrets), the
+prediction log (wherever its folder is; restored into the restoring installation's) and
+``manifest.json`` with a SHA-256 of every file. The databases are copied first: the files that follow only ever gain
 versions, and what is newer than the databases (a Delta version without its row) is rolled back
 by the doctor when restoring. MLflow records absolute artifact locations (mlflow#8226), so a
 restore into another home rewrites every one of them, as it does valueloop's own paths.
@@ -16,6 +17,8 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+#: how the name of a backup written as one gzip'd tar ends
+ARCHIVES = (".tar.gz", ".tgz")
 #: settings a backup never holds: the pseudonym key and anything that may carry a password
 SECRETS = ("pseudonym_key", "s3_secret_access_key", "database_url", "migration_database_url", "redis_url")
 
@@ -43,6 +48,7 @@ class Manifest(BaseModel):
     created_at: datetime
     home: str
     artifact_root: str
+    prediction_log: str = ""  # empty in the backups that kept it in home/predictions
     metadata: str  # "sqlite" or "postgresql"
     files: dict[str, str]
 
@@ -150,23 +156,90 @@ def _config_without_secrets(settings: Settings, out: Path) -> None:
         (out / "config.yaml").write_text(yaml.safe_dump(kept))
 
 
-def _local_artifacts(settings: Settings, what: str) -> Path:
-    """The artifact folder a backup copies from and a restore into: local disk only."""
-    where = Location.parse(settings.artifact_root, "artifact_root")
+#: what each folder setting holds, for the refusal to copy it from an object store
+_HOLDS = {"artifact_root": "dataset tables and model artifacts", "prediction_log": "prediction log and labels"}
+
+
+def _local(settings: Settings, field: str, what: str) -> Path:
+    """The folder of the setting ``field`` a backup copies from and a restore into: local disk only."""
+    value = getattr(settings, field)
+    where = Location.parse(value, field)
     if not where.is_local:
-        raise InvalidInput(f"artifact_root {settings.artifact_root!r}: {what} copies a local folder and cannot copy "
-                           "an object store; back up the bucket's dataset tables and model artifacts with its own "
-                           "versioning or replication, or set artifact_root to a local folder")
+        raise InvalidInput(f"{field} {value!r}: {what} copies a local folder and cannot copy an object store; "
+                           f"back up the bucket's {_HOLDS[field]} with its own versioning or replication, "
+                           f"or set {field} to a local folder")
     return Path(where.path)
 
 
+def _is_archive(path: Path) -> bool:
+    return path.name.endswith(ARCHIVES)
+
+
+def _archive(settings: Settings, out: Path) -> Manifest:
+    """The backup as one gzip'd tar of the folder's files, built in a hidden folder beside ``out``
+    and renamed to it once written and synced: a killed backup leaves no archive that looks whole."""
+    import tarfile
+    import tempfile
+
+    if out.exists():
+        raise InvalidInput(f"backup: {out} exists; name a new archive")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
+        folder, partial = Path(staging) / "backup", Path(staging) / out.name
+        manifest = backup(settings, folder)
+        with partial.open("wb") as f:
+            with tarfile.open(fileobj=f, mode="w:gz") as tar:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file():
+                        tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, out)
+    return manifest
+
+
+@contextmanager
+def _unpacked(source: Path) -> Iterator[Path]:
+    """The folder of a backup: ``source`` itself, or the archive ``source`` unpacked into a
+    temporary folder; a member that is not a plain file or folder inside it is refused by name."""
+    if not source.is_file():
+        yield source
+        return
+    import tarfile
+    import tempfile
+    import zlib
+
+    def plain(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+        try:
+            kept = tarfile.data_filter(member, path)  # absolute paths, "..", links out, devices
+        except tarfile.FilterError as e:
+            raise InvalidInput(f"backup: {source} member {member.name!r}: {e}") from None
+        if not (kept.isfile() or kept.isdir()):
+            raise InvalidInput(f"backup: {source} member {member.name!r} is a link or special file; "
+                               "a backup archive holds only files and folders")
+        return kept
+
+    with tempfile.TemporaryDirectory(prefix="valueloop-backup-") as folder:
+        try:
+            with tarfile.open(source, "r:*") as tar:
+                tar.extractall(folder, filter=plain)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise InvalidInput(f"backup: {source} is not a valueloop backup (a folder or a .tar.gz archive "
+                               f"made by valueloop backup): {e}") from None
+        yield Path(folder)
+
+
 def backup(settings: Settings, out: Path) -> Manifest:
-    """Snapshot the installation into the new folder ``out``; the databases first, then the files."""
+    """Snapshot the installation into the new folder ``out`` (or the new archive, when its name
+    ends in .tar.gz or .tgz); the databases first, then the files."""
+    if _is_archive(out):
+        return _archive(settings, out)
     metadata = _sqlite_path(settings.database_url, "database_url")
     mlflow = _sqlite_path(settings.mlflow_uri, "mlflow_uri")
     if out.exists() and any(out.iterdir()):
         raise InvalidInput(f"backup: {out} exists and is not empty; name a new folder")
-    artifacts = _local_artifacts(settings, "backup")
+    artifacts = _local(settings, "artifact_root", "backup")
+    log = _local(settings, "prediction_log", "backup")
     out.mkdir(parents=True, exist_ok=True)
     if metadata is None:
         _pg("pg_dump", settings.database_url, "--format=custom", "--no-owner", "--no-privileges",
@@ -178,30 +251,38 @@ def backup(settings: Settings, out: Path) -> Manifest:
     skipped = _skipped(settings)
     kept = [out, *([Path(settings.backup_dir)] if settings.backup_dir else [])]
     skipped |= {*kept, *(k.resolve() for k in kept)}  # backups kept in the home are not backed up
-    _copy_tree(settings.home, out / "home", skipped | {artifacts})
-    _copy_tree(artifacts, out / "artifacts", skipped)
+    _copy_tree(settings.home, out / "home", skipped | {artifacts, log})
+    _copy_tree(artifacts, out / "artifacts", skipped | {log})
+    _copy_tree(log, out / "predictions", skipped)  # restored into the restoring installation's log
     _config_without_secrets(settings, out)
     files = {str(p.relative_to(out)): _digest(p) for p in sorted(out.rglob("*")) if p.is_file()}
     manifest = Manifest(format=FORMAT, created_at=utcnow(), home=str(settings.home.resolve()),
-                        artifact_root=str(artifacts.resolve()), metadata="sqlite" if metadata else "postgresql",
-                        files=files)
+                        artifact_root=str(artifacts.resolve()), prediction_log=str(log),
+                        metadata="sqlite" if metadata else "postgresql", files=files)
     (out / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     return manifest
 
 
 def verify(source: Path) -> Manifest:
-    """The backup's manifest, once every file it lists is there with its digest and nothing else is."""
+    """The manifest of the backup folder or archive ``source``, once every file it lists is there
+    with its digest and nothing else is."""
+    with _unpacked(source) as folder:
+        return _checked(folder, source)
+
+
+def _checked(folder: Path, source: Path) -> Manifest:
+    """``verify`` of the backup ``source`` unpacked in ``folder``."""
     try:
-        manifest = Manifest.model_validate_json((source / MANIFEST).read_text())
+        manifest = Manifest.model_validate_json((folder / MANIFEST).read_text())
     except FileNotFoundError:
         raise InvalidInput(f"backup: {source} has no {MANIFEST}; it is not a valueloop backup") from None
     if manifest.format != FORMAT:
         raise InvalidInput(f"backup: format {manifest.format} of {source} is not {FORMAT}")
-    present = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file()} - {MANIFEST}
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {MANIFEST}
     problems = [f"{name}: missing" for name in sorted(set(manifest.files) - present)]
     problems += [f"{name}: not in the manifest" for name in sorted(present - set(manifest.files))]
     problems += [f"{name}: digest differs" for name in sorted(present & set(manifest.files))
-                 if _digest(source / name) != manifest.files[name]]
+                 if _digest(folder / name) != manifest.files[name]]
     if problems:
         raise InvalidInput(f"backup: {source} does not match its manifest", problems=problems)
     return manifest
@@ -269,18 +350,27 @@ def _compact(database: Path) -> None:
 
 def restore(settings: Settings, source: Path) -> Manifest:
     """Restore a verified backup into the empty installation ``settings`` names, rewriting every
-    location of the old home to the new one."""
-    artifacts = _local_artifacts(settings, "restore")
-    manifest = verify(source)
+    location of the old home to the new one; the prediction log goes into the installation's own."""
+    artifacts = _local(settings, "artifact_root", "restore")
+    log = _local(settings, "prediction_log", "restore")
+    with _unpacked(source) as folder:
+        return _restore(settings, _checked(folder, source), folder, artifacts, log)
+
+
+def _restore(settings: Settings, manifest: Manifest, source: Path, artifacts: Path, log: Path) -> Manifest:
+    """``restore`` of the verified backup folder ``source`` into the folders the settings name."""
     metadata = _sqlite_path(settings.database_url, "database_url")
     mlflow = _sqlite_path(settings.mlflow_uri, "mlflow_uri")
     if settings.home.exists() and any(settings.home.iterdir()):
         raise Conflict(f"restore: home {settings.home} is not empty; restore into a new one")
+    if log.exists() and any(log.iterdir()):
+        raise Conflict(f"restore: prediction_log {log} is not empty; restore into a new one")
     if (metadata is None) != (manifest.metadata == "postgresql"):
         raise InvalidInput(f"database_url: the backup holds a {manifest.metadata} metadata database; "
                            f"restore it onto {manifest.metadata}")
     _copy_tree(source / "home", settings.home, set())
     _copy_tree(source / "artifacts", artifacts, set())
+    _copy_tree(source / "predictions", log, set())
     if (source / "config.yaml").is_file():
         shutil.copy2(source / "config.yaml", settings.home / "config.yaml")
     if metadata is None:
