@@ -25,10 +25,11 @@ def run(ctx: DemoContext) -> None:
     out.print(f"`valueloop doctor`: {len(report.findings)} thing(s) half-written (pending intents, Delta "
               "versions without a row, staging folders, MLflow runs left RUNNING, unknown model versions, "
               "half-published batch outputs, prediction-log files a killed writer left)")
-    folder = ctx.workspace / "backups" / "demo"
+    folder = ctx.workspace / "backups" / "demo.tar.gz"  # a name without .tar.gz: the same as a folder
     manifest = take(settings, "admin", folder)
-    out.print(f"`valueloop backup {folder}`: {manifest.metadata} metadata, MLflow, Delta tables, artifacts "
-              f"and logs, {len(manifest.files)} files with their SHA-256 in manifest.json")
+    out.print(f"`valueloop backup {folder}`: one archive of the {manifest.metadata} metadata, MLflow, Delta "
+              f"tables, artifacts and prediction log, {len(manifest.files)} files with their SHA-256 in "
+              "manifest.json")
     out.print(f"`valueloop backup verify {folder}`: {len(verify(folder).files)} files match the manifest; "
               "`valueloop server` takes them on a schedule with backup_dir, backup_every, backup_keep_daily "
               "and backup_keep_weekly in config.yaml")
