@@ -29,6 +29,7 @@ CANDIDATES = [{"name": "logistic", "kind": "logistic", "baseline": True},
 
 FLOOR = r'''
 import sys
+import time
 from deltalake import DeltaTable
 from lightgbm import LGBMClassifier
 from sklearn.compose import ColumnTransformer
@@ -39,11 +40,22 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+started = time.perf_counter()
+
+
+def step(name):  # the wall seconds since the last step, as the benchmark reads them
+    global started
+    print("step", name, round(time.perf_counter() - started, 3))
+    started = time.perf_counter()
+
+
 frame = DeltaTable(sys.argv[1]).to_pyarrow_table().to_pandas()
+step("read")
 numeric = ["birth_date", "tenure_months", "monthly_charges", "support_calls", "total_charges"]
 categorical = ["postcode", "contract", "payment_method"]
 X, y = frame[categorical + numeric], frame["churned"]
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42, stratify=y)
+step("split")
 for name, estimator in [("logistic", LogisticRegression(max_iter=1000, random_state=42)),
                         ("lightgbm", LGBMClassifier(n_estimators=200, verbose=-1, random_state=42,
                                                    force_row_wise=True, deterministic=True))]:
@@ -53,7 +65,9 @@ for name, estimator in [("logistic", LogisticRegression(max_iter=1000, random_st
                                       OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=50)),
          categorical)])
     model = Pipeline([("preprocess", prep), ("model", estimator)]).fit(X_train, y_train)
+    step(name + " fit")
     print(name, "roc_auc", round(roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]), 4))
+    step(name + " evaluate")
 '''
 
 
@@ -101,6 +115,33 @@ def _timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def _floor_steps(seconds: float, out: str) -> dict[str, float]:
+    """The plain script's steps from its ``step NAME SECONDS`` lines; the rest is its start."""
+    steps = {" ".join(line.split()[1:-1]): float(line.split()[-1]) for line in out.splitlines()
+             if line.startswith("step ")}
+    return {"start, imports (rest)": seconds - sum(steps.values())} | steps
+
+
+def _our_steps(seconds: float, report: dict) -> dict[str, float]:
+    """valueloop's steps from its report: the shared ones, each candidate's, and the rest (the
+    interpreter, imports, the doctor's check before training, the JSON output)."""
+    steps = dict(report["steps"])
+    for result in report["results"]:
+        own = {f"{result['candidate']} {k}": v for k, v in result["steps"].items()}
+        steps |= own | {f"{result['candidate']} other": result["seconds"] - sum(own.values())}
+    return {"start, imports (rest)": seconds - sum(steps.values())} | steps
+
+
+def _table(floor: dict[str, float], ours: dict[str, float]) -> str:
+    """Both runs' steps side by side, in the order valueloop ran them."""
+    names = list(dict.fromkeys([*ours, *floor]))
+    cell = lambda steps, name: f"{steps[name]:8.2f}" if name in steps else f"{'-':>8}"  # noqa: E731
+    lines = [f"{'step (wall seconds)':<28} {'(a) plain':>9} {'(b) valueloop':>13}"]
+    lines += [f"{name:<28} {cell(floor, name):>9} {cell(ours, name):>13}" for name in names]
+    lines.append(f"{'total':<28} {sum(floor.values()):9.2f} {sum(ours.values()):13.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -108,8 +149,8 @@ def main() -> None:
                         help="rounds of (a) then (b); the fastest of each counts (a shared machine is noisy)")
     args = parser.parse_args()
 
-    floors: list[float] = []
-    ours: list[float] = []
+    floors: list[tuple[float, dict[str, float]]] = []
+    ours: list[tuple[float, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="valueloop-bench-learn-") as tmp:
         started = time.perf_counter()
         env, uri = _setup(Path(tmp) / "home", args.rows)
@@ -119,20 +160,24 @@ def main() -> None:
                 "DeltaTable(sys.argv[1]).to_pyarrow_table()", uri], env)  # warm the page cache
         for round_ in range(1, args.repeat + 1):
             seconds, floor_out = _timed([sys.executable, "-c", FLOOR, uri], env)
-            floors.append(seconds)
+            floors.append((seconds, _floor_steps(seconds, floor_out)))
             print(f"round {round_} (a) plain script, fit + score: {seconds:7.1f} s   "
-                  + "; ".join(line.strip() for line in floor_out.splitlines()), flush=True)
+                  + "; ".join(line.strip() for line in floor_out.splitlines() if not line.startswith("step ")),
+                  flush=True)
             seconds, ours_out = _timed([sys.executable, "-m", "valueloop", "--as", "dana", "train",
                                         "churn", "--json"], env)
-            ours.append(seconds)
             report = json.loads(ours_out)
+            ours.append((seconds, _our_steps(seconds, report)))
             print(f"round {round_} (b) valueloop train:          {seconds:7.1f} s   "
                   + "; ".join(f"{r['candidate']} roc_auc {r['primary']:.4f} ({r['seconds']:.1f} s)"
                               for r in report["results"])
                   + f"; tracked, evaluated, tested, registered v{report['registered']['version']}", flush=True)
 
-    print(f"fastest (a) {min(floors):.1f} s, fastest (b) {min(ours):.1f} s")
-    print(f"ratio valueloop / plain script: {min(ours) / min(floors):.2f}x (goal <= 1.2x)")
+    (floor, floor_steps), (our, our_steps) = min(floors), min(ours)
+    print(_table(floor_steps, our_steps))
+    print(f"fastest (a) {floor:.1f} s, fastest (b) {our:.1f} s")
+    print(f"ratio valueloop / plain script: {our / floor:.2f}x (goal <= 1.2x); "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ the plots people compare (drawn on a subsample: a picture needs no million point
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from valueloop.outcomes.spec import LOWER_IS_BETTER
@@ -77,36 +79,49 @@ def _same_type(values: np.ndarray) -> np.ndarray:
     return np.asarray(list(values))
 
 
-def metrics(y: np.ndarray, score: np.ndarray, target: Target) -> dict[str, float]:
-    """Every metric of the task; one that is undefined here (one class only) is NaN."""
+def _metric_functions(y: np.ndarray, score: np.ndarray, target: Target) -> dict[str, Callable[[], float]]:
+    """Each metric of the task as a function of no arguments, so one is computed without the
+    others; what several share (the predicted classes, the 0/1 truth) is computed once."""
     import numpy as np
     from sklearn import metrics as m
 
     if not target.classifier:
         return {
-            "rmse": float(m.root_mean_squared_error(y, score)),
-            "mae": float(m.mean_absolute_error(y, score)),
-            "r2": float(m.r2_score(y, score)),
-            "mape": float(m.mean_absolute_percentage_error(y, score)),
+            "rmse": lambda: m.root_mean_squared_error(y, score),
+            "mae": lambda: m.mean_absolute_error(y, score),
+            "r2": lambda: m.r2_score(y, score),
+            "mape": lambda: m.mean_absolute_percentage_error(y, score),
         }
     nan = float("nan")
-    labelled = label_metrics(y, decide(score, target), target)
+    labelled = cache(lambda: label_metrics(y, decide(score, target), target))
+    functions: dict[str, Callable[[], float]] = {
+        name: (lambda name=name: labelled()[name]) for name in ("accuracy", "precision", "recall", "f1")}
     if target.task == "binary":
-        truth = np.array([v == target.positive for v in y], int)
-        both = np.unique(truth).size == 2
-        return labelled | {
-            "roc_auc": float(m.roc_auc_score(truth, score)) if both else nan,
-            "pr_auc": float(m.average_precision_score(truth, score)) if both else nan,
-            "log_loss": float(m.log_loss(truth, score, labels=[0, 1])),
-            "brier": float(m.brier_score_loss(truth, score)),
+        truth = cache(lambda: np.array([v == target.positive for v in y], int))
+        both = cache(lambda: np.unique(truth()).size == 2)
+        return functions | {
+            "roc_auc": lambda: m.roc_auc_score(truth(), score) if both() else nan,
+            "pr_auc": lambda: m.average_precision_score(truth(), score) if both() else nan,
+            "log_loss": lambda: m.log_loss(truth(), score, labels=[0, 1]),
+            "brier": lambda: m.brier_score_loss(truth(), score),
         }
-    onehot = np.array([[v == c for c in target.classes] for v in y], int)
-    every = bool(onehot.any(axis=0).all())
-    return labelled | {
-        "roc_auc": float(m.roc_auc_score(onehot, score, average="macro")) if every else nan,
-        "pr_auc": float(m.average_precision_score(onehot, score, average="macro")) if every else nan,
-        "log_loss": float(m.log_loss(onehot, score / score.sum(axis=1, keepdims=True))),
+    onehot = cache(lambda: np.array([[v == c for c in target.classes] for v in y], int))
+    every = cache(lambda: bool(onehot().any(axis=0).all()))
+    return functions | {
+        "roc_auc": lambda: m.roc_auc_score(onehot(), score, average="macro") if every() else nan,
+        "pr_auc": lambda: m.average_precision_score(onehot(), score, average="macro") if every() else nan,
+        "log_loss": lambda: m.log_loss(onehot(), score / score.sum(axis=1, keepdims=True)),
     }
+
+
+def metrics(y: np.ndarray, score: np.ndarray, target: Target) -> dict[str, float]:
+    """Every metric of the task; one that is undefined here (one class only) is NaN."""
+    return {name: float(compute()) for name, compute in _metric_functions(y, score, target).items()}
+
+
+def single_metric(name: str, y: np.ndarray, score: np.ndarray, target: Target) -> float:
+    """One metric of :func:`metrics`, alone: a search trial or a permutation asks for one."""
+    return float(_metric_functions(y, score, target)[name]())
 
 
 def choose_threshold(y: np.ndarray, score: np.ndarray, target: Target, kpi: Any) -> tuple[float, float]:
@@ -170,7 +185,7 @@ def importance(model: Any, X: pd.DataFrame, y: pd.Series, metric: str, target: T
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
 
     def scoring(estimator: Any, X: pd.DataFrame, y: pd.Series) -> float:
-        return sign * metrics(y.to_numpy(), scores(estimator, X, target), target)[metric]
+        return sign * single_metric(metric, y.to_numpy(), scores(estimator, X, target), target)
 
     sample = X.sample(min(len(X), IMPORTANCE_ROWS), random_state=seed)
     result = permutation_importance(model, sample, y.loc[sample.index], scoring=scoring,

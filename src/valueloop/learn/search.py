@@ -7,7 +7,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from valueloop.learn import candidates as kinds
-from valueloop.learn.evaluation import metrics, scores
+from valueloop.learn.evaluation import scores, single_metric
 from valueloop.outcomes.spec import LOWER_IS_BETTER, Candidate, ParamRange
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def search(candidate: Candidate, target: Target, metric: str, seed: int, numeric
             try:
                 model = kinds.fit(candidate, params, target.family, seed, numeric, categorical, X_fit, y_fit,
                                   hook_modules=hook_modules)
-                value = metrics(y_val.to_numpy(), scores(model, X_val, target), target)[metric]
+                value = single_metric(metric, y_val.to_numpy(), scores(model, X_val, target), target)
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
                 raise

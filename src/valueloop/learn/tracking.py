@@ -16,6 +16,7 @@ from valueloop.config import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
     from mlflow.models.model import ModelInfo
 
 # No phoning home and no pip introspection: valueloop runs offline and names its requirements.
@@ -150,6 +151,30 @@ def package_versions() -> dict[str, str]:
 def requirements(kind: str) -> list[str]:
     extra = ("lightgbm",) if kind in ("lightgbm", "custom") else ()
     return [f"{p}=={v}" for p in _RUNTIME + extra if (v := _version(p))]
+
+
+def log_run(settings: Settings, run_id: str, *, params: dict[str, Any], metrics: dict[str, float],
+            tags: dict[str, str], documents: dict[str, Any], figures: dict[str, Figure]) -> None:
+    """A finished candidate's record in two writes, not one per value or file: params, metrics
+    and tags in one ``log_batch``; the JSON documents and the figures (PNG) in one artifact upload."""
+    import json
+    import tempfile
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    mlflow_client = client(settings)
+    mlflow_client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                            params=[Param(k, str(v)) for k, v in params.items()],
+                            tags=[RunTag(k, v) for k, v in tags.items()])
+    with tempfile.TemporaryDirectory(prefix="valueloop-run-") as folder:
+        for name, document in documents.items():
+            Path(folder, name).write_text(json.dumps(document, indent=2))
+        for name, figure in figures.items():
+            Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
+            figure.savefig(Path(folder, name))
+        mlflow_client.log_artifacts(run_id, folder)
 
 
 def log_model(model: Any, kind: str, example: pd.DataFrame, task: str,

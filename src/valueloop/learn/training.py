@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from valueloop.learn import evaluation, model_tests, registry, tracking
 from valueloop.learn.model_tests import TestResult
 from valueloop.learn.search import search, validation_cut
 from valueloop.learn.serving import pipeline
+from valueloop.learn.steps import METRIC_PREFIX, timed
 from valueloop.learn.tables import TrainingRun
 from valueloop.learn.views import CandidateResult, ReproduceReport, RunView, TrainingReport
 from valueloop.outcomes import audit
@@ -60,6 +61,8 @@ class _Job:
     #: the pipeline serving applies to raw records (learn/serving.py), and what the report says of it
     serving: tuple[dict[str, Any] | None, str] = (None, "")
     reproduces: str | None = None
+    #: wall seconds of the shared steps (learn/steps.py)
+    steps: dict[str, float] = field(default_factory=dict)
 
     @cached_property
     def train_rows(self) -> tuple[pd.DataFrame, pd.Series]:
@@ -91,21 +94,23 @@ def _check_kpis(spec: UseCaseSpec) -> None:
                                f"a model KPI is one of {', '.join(sorted(known))}")
 
 
-def _evaluate(model: Any, job: _Job, target: datasets.Target) -> tuple[dict[str, Any], Any]:
+def _evaluate(model: Any, job: _Job, target: datasets.Target, steps: dict[str, float]) -> tuple[dict[str, Any], Any]:
+    """The evaluation record and the test scores it was computed from (the plots draw them)."""
     objective, prepared, seed = job.objective, job.prepared, job.objective.split.seed
     test, y = job.test_rows
-    score = evaluation.scores(model, test[prepared.features], target)
-    columns = list(dict.fromkeys([*objective.segments, *(f.column for f in objective.tests.segment_floors)]))
-    ranking = evaluation.importance(model, test[prepared.features], y, objective.primary_metric, target, seed)
-    truth = (y == target.positive).to_numpy(int)
-    result = {
-        "metrics": evaluation.metrics(y.to_numpy(), score, target),
-        "segments": evaluation.segments(test, columns, y.to_numpy(), score, target),
-        "calibration": evaluation.calibration(truth, score) if target.task == "binary" else None,
-        "importance": ranking,
-        "target": target.record(),
-    }
-    return result, evaluation.plots(y.to_numpy(), score, target, ranking, seed)
+    with timed(steps, "evaluate"):
+        score = evaluation.scores(model, test[prepared.features], target)
+        columns = list(dict.fromkeys([*objective.segments, *(f.column for f in objective.tests.segment_floors)]))
+        truth = (y == target.positive).to_numpy(int)
+        result = {
+            "metrics": evaluation.metrics(y.to_numpy(), score, target),
+            "segments": evaluation.segments(test, columns, y.to_numpy(), score, target),
+            "calibration": evaluation.calibration(truth, score) if target.task == "binary" else None,
+        }
+    with timed(steps, "importance"):
+        result["importance"] = evaluation.importance(model, test[prepared.features], y, objective.primary_metric,
+                                                     target, seed)
+    return result | {"target": target.record()}, score
 
 
 def _fit(job: _Job, candidate: Candidate, params: dict[str, Any]) -> tuple[Any, datasets.Target, list[TestResult]]:
@@ -169,43 +174,50 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
 
     objective, prepared, cut, seed = job.objective, job.prepared, job.cut, job.objective.split.seed
     started = time.perf_counter()
+    steps: dict[str, float] = {}
     run = mlflow.start_run(experiment_id=job.experiment_id, run_name=candidate.name, tags=_tags(job, candidate))
     intents.crash_point("after-mlflow-run-start")
     task_id = job.progress.add_task(f"train {candidate.name}", total=None) if job.progress else None
     X, y = job.train_rows
     trials, evaluated, tests, model_uri, error, target = 0, None, [], None, None, None
     try:
-        mlflow.log_params({"split." + k: v for k, v in cut.record.items()} | {"seed": seed})
         if params is None:
             params = dict(candidate.params)
             if candidate.search is not None:
-                params, trials = search(candidate, prepared.target, objective.primary_metric, seed,
-                                        prepared.numeric, prepared.categorical, X, y, job.progress,
-                                        job.settings.hook_modules)
-        mlflow.log_params({f"model.{k}": v for k, v in params.items()})
-        model, target, tests = _fit(job, candidate, params)
-        evaluated, figures = _evaluate(model, job, target)
-        mlflow.log_metrics({k: v for k, v in evaluated["metrics"].items() if not math.isnan(v)})
-        if evaluated["calibration"]:
-            mlflow.log_metric("calibration_error", evaluated["calibration"]["ece"])
-        reference = None
-        if baseline is not None:
-            if baseline[1] is None:
-                raise RuntimeError(f"baseline '{baseline[0]}' failed, so no candidate can be compared with it")
-            reference = (baseline[0], baseline[1])
-        tests += model_tests.run(model, objective, target, job.test_rows[0], prepared.features, evaluated,
-                                 reference, seed)
-        mlflow.log_dict(evaluated, "evaluation.json")
-        mlflow.log_dict({"tests": [t.model_dump() for t in tests]}, "model_tests.json")
-        for name, figure in figures.items():
-            mlflow.log_figure(figure, f"plots/{name}")
-        mlflow.set_tag(tracking.TAG + "tests_passed", str(all(t.passed for t in tests)).lower())
-        custom = candidate.kind == "custom"
-        source = kinds.custom_source(candidate, job.settings.hook_modules) if custom else None
-        code = [source] if source else None
-        example = job.test_rows[0][prepared.features].head(5)
-        model_uri = tracking.log_model(model, candidate.kind, example, objective.task, code,
-                                       job.serving[0]).model_uri
+                with timed(steps, "search"):
+                    params, trials = search(candidate, prepared.target, objective.primary_metric, seed,
+                                            prepared.numeric, prepared.categorical, X, y, job.progress,
+                                            job.settings.hook_modules)
+        with timed(steps, "fit"):
+            model, target, tests = _fit(job, candidate, params)
+        evaluated, score = _evaluate(model, job, target, steps)
+        with timed(steps, "model_tests"):
+            reference = None
+            if baseline is not None:
+                if baseline[1] is None:
+                    raise RuntimeError(f"baseline '{baseline[0]}' failed, so no candidate can be compared with it")
+                reference = (baseline[0], baseline[1])
+            tests += model_tests.run(model, objective, target, job.test_rows[0], prepared.features, evaluated,
+                                     reference, seed)
+        with timed(steps, "plots"):
+            figures = evaluation.plots(job.test_rows[1].to_numpy(), score, target, evaluated["importance"], seed)
+        with timed(steps, "log_model"):
+            custom = candidate.kind == "custom"
+            source = kinds.custom_source(candidate, job.settings.hook_modules) if custom else None
+            example = job.test_rows[0][prepared.features].head(5)
+            model_uri = tracking.log_model(model, candidate.kind, example, objective.task,
+                                           [source] if source else None, job.serving[0]).model_uri
+        with timed(steps, "log_run"):
+            tracking.log_run(
+                job.settings, run.info.run_id, params={"split." + k: v for k, v in cut.record.items()} | {"seed": seed}
+                | {f"model.{k}": v for k, v in params.items()},
+                metrics={k: v for k, v in evaluated["metrics"].items() if not math.isnan(v)}
+                | ({"calibration_error": evaluated["calibration"]["ece"]} if evaluated["calibration"] else {})
+                | {METRIC_PREFIX + k: v for k, v in steps.items()},
+                tags={tracking.TAG + "tests_passed": str(all(t.passed for t in tests)).lower()},
+                documents={"evaluation.json": evaluated,
+                           "model_tests.json": {"tests": [t.model_dump() for t in tests]}},
+                figures={f"plots/{name}": figure for name, figure in figures.items()})
         mlflow.end_run()
     except (Exception, KeyboardInterrupt) as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -231,7 +243,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         candidate=candidate.name, kind=candidate.kind, run_id=run.info.run_id, status=status,
         error=error, primary=metrics.get(objective.primary_metric), metrics=metrics, tests=tests,
         tests_passed=bool(tests) and all(t.passed for t in tests), trials=trials,
-        seconds=round(time.perf_counter() - started, 2),
+        seconds=round(time.perf_counter() - started, 2), steps=steps,
     )
     return _Outcome(row=row, result=result, model_uri=model_uri)
 
@@ -248,17 +260,23 @@ def _job(session: Session, settings: Settings, actor: str | None, name: str,
     spec = spec_of(usecase)
     _check_kpis(spec)
     version = get_version(session, usecase.name, dataset_version)
-    table = read_version(session, usecase.name, version.version)
-    prepared = datasets.prepare(table, spec.model, assessment.treatments, version.version)
-    serving = pipeline(version, prepared.features, spec.model.features.upstream)
-    cut = datasets.split(prepared, spec.model.split, spec.model.task)
-    tracking.configure(settings)
+    steps: dict[str, float] = {}
+    with timed(steps, "read"):
+        table = read_version(session, usecase.name, version.version)
+    with timed(steps, "prepare"):
+        prepared = datasets.prepare(table, spec.model, assessment.treatments, version.version)
+        serving = pipeline(version, prepared.features, spec.model.features.upstream)
+    with timed(steps, "split"):
+        cut = datasets.split(prepared, spec.model.split, spec.model.task)
+    with timed(steps, "tracking"):
+        experiment_id = tracking.experiment(settings, usecase.name)
+        commit = tracking.git_commit()
     job = _Job(
         settings=settings, usecase=usecase, objective=spec.model, prepared=prepared, cut=cut,
         dataset_version=version.version, dpia_version=assessment.version,
-        experiment_id=tracking.experiment(settings, usecase.name), training_id=uuid.uuid4().hex,
-        git_commit=tracking.git_commit(), actor=acting.name, progress=progress, serving=serving,
-        threshold_kpi=spec.threshold_kpi(),
+        experiment_id=experiment_id, training_id=uuid.uuid4().hex,
+        git_commit=commit, actor=acting.name, progress=progress, serving=serving,
+        threshold_kpi=spec.threshold_kpi(), steps=steps,
     )
     return job, spec
 
@@ -293,11 +311,13 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
                 best = outcome
         registered = None
         if best is not None:
-            row = registry.register(session, settings, job.actor, job.usecase, best.row,
-                                    best.model_uri or "", best.result.tests, compile=objective.compile)
-            registered = registry.view(session, row)
+            with timed(job.steps, "register"):
+                row = registry.register(session, settings, job.actor, job.usecase, best.row,
+                                        best.model_uri or "", best.result.tests, compile=objective.compile)
+                registered = registry.view(session, row)
     intents.finish(session, intent, registered=registered.version if registered else None)
-    plot = _comparison_plot(job, outcomes)
+    with timed(job.steps, "comparison_plot"):
+        plot = _comparison_plot(job, outcomes)
     audit.record(session, job.actor, "model.train", "training", job.training_id, usecase=job.usecase.name,
                  after={"dataset_version": job.dataset_version, "dpia_version": job.dpia_version,
                         "runs": {o.result.candidate: o.result.status for o in outcomes},
@@ -307,7 +327,7 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
         dpia_version=job.dpia_version, primary_metric=objective.primary_metric,
         threshold=objective.threshold, split=job.cut.record, features=job.prepared.features,
         serving=job.serving[1], results=[o.result for o in outcomes], best=best.result.candidate if best else None,
-        registered=registered, comparison_plot=plot, experiment_id=job.experiment_id,
+        registered=registered, comparison_plot=plot, experiment_id=job.experiment_id, steps=job.steps,
     )
 
 

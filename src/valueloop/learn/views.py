@@ -79,6 +79,8 @@ class CandidateResult(BaseModel):
     tests_passed: bool
     trials: int
     seconds: float
+    #: wall seconds per step of this candidate (learn/steps.py)
+    steps: dict[str, float] = {}
 
 
 class TrainingReport(BaseModel):
@@ -97,6 +99,8 @@ class TrainingReport(BaseModel):
     registered: ModelVersionView | None
     comparison_plot: str
     experiment_id: str
+    #: wall seconds per step shared by the candidates (each candidate's own are in its result)
+    steps: dict[str, float] = {}
 
 
 class ReproduceReport(BaseModel):
