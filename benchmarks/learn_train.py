@@ -6,7 +6,9 @@ stratified split, fits the same scikit-learn pipelines (logistic regression, Lig
 scores them on the test set; (b) valueloop: ``valueloop train`` on the same dataset version,
 with MLflow tracking, evaluation (metrics, segments, calibration, plots), model tests and the
 registration of the winner. Each runs in its own fresh process, so both pay their imports.
-Goal (issue 4): (b) at most 1.2x (a).
+Goal (issues 4 and 19): (b) at most 1.2x (a). Beside the ratio, a table of both sides' steps (the
+plain script's own timings; valueloop's from its report's ``steps``, also logged on each run as
+``valueloop.step_seconds.*``) shows where the difference goes.
 
     python benchmarks/learn_train.py                  # 1 million rows
     python benchmarks/learn_train.py --rows 100000    # a quick run

@@ -48,6 +48,10 @@ def test_runs_in_mlflow_with_lineage_and_the_winner_loads(settings: Settings, ch
     artifacts = {a.path for a in client.list_artifacts(logistic.info.run_id, "plots")}
     assert {"plots/roc.png", "plots/precision_recall.png", "plots/confusion_matrix.png",
             "plots/feature_importance.png", "plots/calibration.png"} <= artifacts
+    # where the time went: the shared steps in the report, each candidate's in its result and run
+    assert {"read", "split", "register"} <= set(report.steps)
+    assert {"fit", "evaluate", "importance", "model_tests", "log_model"} <= set(report.results[0].steps)
+    assert logistic.data.metrics["valueloop.step_seconds.fit"] == report.results[0].steps["fit"] > 0
     assert experiment.artifact_location.startswith(Path(settings.artifact_root).as_uri())
 
     registered = report.registered

@@ -13,7 +13,6 @@ from valueloop.outcomes.spec import LOWER_IS_BETTER
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
-    from matplotlib.figure import Figure
 
     from valueloop.learn.dataset import Target
 
@@ -194,8 +193,19 @@ def importance(model: Any, X: pd.DataFrame, y: pd.Series, metric: str, target: T
                        key=lambda kv: -kv[1]))
 
 
-def plots(y: np.ndarray, score: np.ndarray, target: Target, ranking: dict[str, float], seed: int) -> dict[str, Figure]:
-    """The evaluation figures, by artifact file name."""
+def plot_rows(y: np.ndarray, score: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the figures draw: a sample of ``PLOT_ROWS`` (and all that is sent to draw them)."""
+    import numpy as np
+
+    if len(y) <= PLOT_ROWS:
+        return y, score
+    rows = np.random.default_rng(seed).choice(len(y), PLOT_ROWS, replace=False)
+    return y[rows], score[rows]
+
+
+def draw(folder: str, y: np.ndarray, score: np.ndarray, target: Target, ranking: dict[str, float]) -> list[str]:
+    """Save the evaluation figures of these rows (:func:`plot_rows`) as PNG files in ``folder``;
+    returns their file names (run in the drawing process, learn/rendering.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,9 +214,6 @@ def plots(y: np.ndarray, score: np.ndarray, target: Target, ranking: dict[str, f
     from sklearn import metrics as m
     from sklearn.calibration import CalibrationDisplay
 
-    if len(y) > PLOT_ROWS:
-        rows = np.random.default_rng(seed).choice(len(y), PLOT_ROWS, replace=False)
-        y, score = y[rows], score[rows]
     figures: dict[str, Figure] = {}
 
     def figure(name: str) -> Any:
@@ -232,7 +239,9 @@ def plots(y: np.ndarray, score: np.ndarray, target: Target, ranking: dict[str, f
     names = list(ranking)[:20][::-1]
     ax.barh(names, [ranking[n] for n in names])
     ax.set_xlabel("drop of the metric when shuffled")
-    return figures
+    for name, fig in figures.items():
+        fig.savefig(f"{folder}/{name}")
+    return list(figures)
 
 
 def comparison_plot(results: dict[str, tuple[float, bool]], metric: str, threshold: float,

@@ -16,7 +16,6 @@ from valueloop.config import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
     from mlflow.models.model import ModelInfo
 
 # No phoning home and no pip introspection: valueloop runs offline and names its requirements.
@@ -154,9 +153,9 @@ def requirements(kind: str) -> list[str]:
 
 
 def log_run(settings: Settings, run_id: str, *, params: dict[str, Any], metrics: dict[str, float],
-            tags: dict[str, str], documents: dict[str, Any], figures: dict[str, Figure]) -> None:
+            tags: dict[str, str], documents: dict[str, Any]) -> None:
     """A finished candidate's record in two writes, not one per value or file: params, metrics
-    and tags in one ``log_batch``; the JSON documents and the figures (PNG) in one artifact upload."""
+    and tags in one ``log_batch``; the JSON documents in one artifact upload."""
     import json
     import tempfile
     import time
@@ -171,9 +170,6 @@ def log_run(settings: Settings, run_id: str, *, params: dict[str, Any], metrics:
     with tempfile.TemporaryDirectory(prefix="valueloop-run-") as folder:
         for name, document in documents.items():
             Path(folder, name).write_text(json.dumps(document, indent=2))
-        for name, figure in figures.items():
-            Path(folder, name).parent.mkdir(parents=True, exist_ok=True)
-            figure.savefig(Path(folder, name))
         mlflow_client.log_artifacts(run_id, folder)
 
 

@@ -4,6 +4,8 @@ and tested on the held-out set; the best one that passes is registered. And repr
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -17,7 +19,7 @@ from valueloop.config import Settings
 from valueloop.errors import InvalidInput, NotFound
 from valueloop.learn import candidates as kinds
 from valueloop.learn import dataset as datasets
-from valueloop.learn import evaluation, model_tests, registry, tracking
+from valueloop.learn import evaluation, model_tests, registry, rendering, tracking
 from valueloop.learn.model_tests import TestResult
 from valueloop.learn.search import search, validation_cut
 from valueloop.learn.serving import pipeline
@@ -34,6 +36,8 @@ from valueloop.outcomes.users import get_user
 from valueloop.store.models import UseCase
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pandas as pd
     from rich.progress import Progress
 
@@ -79,6 +83,8 @@ class _Outcome:
     row: TrainingRun
     result: CandidateResult
     model_uri: str | None
+    #: the folder the drawing process saves the run's figures in, and its job (see :func:`_settle`)
+    plots: tuple[str, Future[list[str]]] | None = None
 
 
 def _finite(values: dict[str, Any]) -> dict[str, Any]:
@@ -179,7 +185,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
     intents.crash_point("after-mlflow-run-start")
     task_id = job.progress.add_task(f"train {candidate.name}", total=None) if job.progress else None
     X, y = job.train_rows
-    trials, evaluated, tests, model_uri, error, target = 0, None, [], None, None, None
+    trials, evaluated, tests, model_uri, error, target, plots = 0, None, [], None, None, None, None
     try:
         if params is None:
             params = dict(candidate.params)
@@ -199,8 +205,11 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
                 reference = (baseline[0], baseline[1])
             tests += model_tests.run(model, objective, target, job.test_rows[0], prepared.features, evaluated,
                                      reference, seed)
-        with timed(steps, "plots"):
-            figures = evaluation.plots(job.test_rows[1].to_numpy(), score, target, evaluated["importance"], seed)
+        with timed(steps, "plots"):  # handed to the drawing process; logged by _settle
+            folder = tempfile.mkdtemp(prefix="valueloop-plots-")
+            plots = folder, rendering.submit(evaluation.draw, folder,
+                                             *evaluation.plot_rows(job.test_rows[1].to_numpy(), score, seed),
+                                             target, evaluated["importance"])
         with timed(steps, "log_model"):
             custom = candidate.kind == "custom"
             source = kinds.custom_source(candidate, job.settings.hook_modules) if custom else None
@@ -216,8 +225,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
                 | {METRIC_PREFIX + k: v for k, v in steps.items()},
                 tags={tracking.TAG + "tests_passed": str(all(t.passed for t in tests)).lower()},
                 documents={"evaluation.json": evaluated,
-                           "model_tests.json": {"tests": [t.model_dump() for t in tests]}},
-                figures={f"plots/{name}": figure for name, figure in figures.items()})
+                           "model_tests.json": {"tests": [t.model_dump() for t in tests]}})
         mlflow.end_run()
     except (Exception, KeyboardInterrupt) as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -245,7 +253,31 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         tests_passed=bool(tests) and all(t.passed for t in tests), trials=trials,
         seconds=round(time.perf_counter() - started, 2), steps=steps,
     )
-    return _Outcome(row=row, result=result, model_uri=model_uri)
+    return _Outcome(row=row, result=result, model_uri=model_uri, plots=plots)
+
+
+def _settle(job: _Job, outcome: _Outcome) -> None:
+    """Log the candidate's figures under ``plots/`` once drawn. A figure that could not be drawn
+    fails the candidate, as a failure in any other step does: recorded on its run and its row,
+    and never registered."""
+    if outcome.plots is None:
+        return
+    folder, pending = outcome.plots
+    run_id = outcome.result.run_id
+    mlflow_client = tracking.client(job.settings)
+    try:
+        with timed(job.steps, "plots_wait"):
+            pending.result()
+        mlflow_client.log_artifacts(run_id, folder, "plots")
+    except Exception as exc:
+        error = f"drawing the evaluation figures: {type(exc).__name__}: {exc}"
+        mlflow_client.set_tag(run_id, tracking.TAG + "error", error[:5000])
+        mlflow_client.set_terminated(run_id, "FAILED")
+        outcome.row.status = outcome.result.status = "failed"
+        outcome.row.error = outcome.result.error = error
+        outcome.model_uri = None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _job(session: Session, settings: Settings, actor: str | None, name: str,
@@ -300,6 +332,8 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
             if candidate is base:
                 reference = (candidate.name, outcome.result.primary)
             outcomes.append(outcome)
+        for outcome in outcomes:
+            _settle(job, outcome)
             session.add(outcome.row)
         session.flush()
 
@@ -339,7 +373,8 @@ def _comparison_plot(job: _Job, outcomes: list[_Outcome]) -> str:
     path = folder / f"{job.training_id}.png"
     values = {o.result.candidate: (o.result.primary, o.result.tests_passed) for o in outcomes
               if o.result.primary is not None}
-    evaluation.comparison_plot(values, job.objective.primary_metric, job.objective.threshold, str(path))
+    rendering.submit(evaluation.comparison_plot, values, job.objective.primary_metric, job.objective.threshold,
+                     str(path)).result()
     return str(path)
 
 
@@ -367,6 +402,7 @@ def reproduce(session: Session, settings: Settings, actor: str | None, run_id: s
     job.reproduces = run_id
     candidate = Candidate.model_validate(original.candidate)
     outcome = _train_candidate(job, candidate, dict(original.params), None)
+    _settle(job, outcome)
     session.add(outcome.row)
     session.flush()
     if outcome.result.error:

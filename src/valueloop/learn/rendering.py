@@ -1,0 +1,53 @@
+"""The evaluation figures are drawn in one worker process beside training, not on its critical
+path: matplotlib and the drawing take the other core while the next candidate fits. The worker
+is spawned on first use and kept for the process's life (a server or a test session pays its
+start once); one that died is replaced at the next submission (its pending jobs raise BrokenProcessPool)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+#: how often the worker looks whether its parent still lives
+PARENT_POLL_SECONDS = 0.5
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+
+
+def _exit_with(parent: int) -> None:
+    """Runs in the worker: end it when its parent is gone (killed, say). An orphan would hold the
+    parent's stdout and stderr open, and whoever reads them would wait for it forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="valueloop-parent-watch", daemon=True).start()
+
+
+def _new_pool() -> ProcessPoolExecutor:
+    import multiprocessing
+
+    # spawn, not fork: the parent runs LightGBM's and MLflow's threads, which a fork would copy mid-step
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with, initargs=(os.getpid(),))
+
+
+def submit(function: Callable[..., Any], *args: Any) -> Future[Any]:
+    """Run ``function(*args)`` (importable, with picklable arguments) in the worker."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = _new_pool()
+        try:
+            return _pool.submit(function, *args)
+        except BrokenProcessPool:  # the worker died since the last job: start another
+            _pool = _new_pool()
+            return _pool.submit(function, *args)
+
