@@ -270,6 +270,8 @@ def _settle(job: _Job, outcome: _Outcome) -> None:
             pending.result()
         mlflow_client.log_artifacts(run_id, folder, "plots")
     except Exception as exc:
+        if outcome.result.error:  # the candidate failed already; its first error is the one to read
+            return
         error = f"drawing the evaluation figures: {type(exc).__name__}: {exc}"
         mlflow_client.set_tag(run_id, tracking.TAG + "error", error[:5000])
         mlflow_client.set_terminated(run_id, "FAILED")
