@@ -5,6 +5,7 @@ reach outside the folder it is unpacked into."""
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 import tarfile
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import pytest
 
 from valueloop.config import Settings, load_settings
 from valueloop.deploy.predlog import PredictionLog
-from valueloop.errors import InvalidInput
+from valueloop.errors import Conflict, InvalidInput
 from valueloop.recovery.backup import backup, restore, verify
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -42,6 +43,10 @@ def test_a_prediction_log_outside_the_home_is_backed_up_and_restored_into_the_ne
     restore(restored, tmp_path / "backup")
     assert PredictionLog(restored, "churn").read().to_pylist() == records
     assert not (restored.home / "predictions").exists()
+    again = _with_log(new_settings(tmp_path / "again"), tmp_path / "restored-log")
+    with pytest.raises(Conflict, match=f"prediction_log {tmp_path / 'restored-log'} is not empty"):
+        restore(again, tmp_path / "backup")  # two installations' logs are never merged
+    assert not again.home.exists(), "nothing half-written"
 
     with pytest.raises(InvalidInput, match="prediction_log 's3://b/log': backup copies a local folder"):
         backup(_with_log(settings, "s3://b/log"), tmp_path / "refused")
@@ -68,9 +73,13 @@ def test_a_backup_archive_round_trips_and_a_tampered_or_escaping_member_is_refus
     records = _logged(settings)
     archive = tmp_path / "out" / "nightly.tar.gz"
     archive.parent.mkdir()
+    killed = run_cli(settings, "backup", str(archive), as_user="admin",
+                     env={"VALUELOOP_TEST_CRASH_AT": "backup-archive-written"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not [p for p in archive.parent.iterdir() if p.is_file()], "no archive that looks whole"
     taken = run_cli(settings, "backup", str(archive), as_user="admin")
     assert taken.returncode == 0, taken.stderr
-    assert [p.name for p in archive.parent.iterdir()] == ["nightly.tar.gz"], "one archive, no leftovers"
+    assert [p.name for p in archive.parent.iterdir() if p.is_file()] == ["nightly.tar.gz"]
     assert any(name.startswith("predictions/") for name in verify(archive).files)
 
     restored = new_settings(tmp_path / "restored")

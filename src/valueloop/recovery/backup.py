@@ -30,6 +30,7 @@ from valueloop.config import Settings
 from valueloop.errors import Conflict, InvalidInput, ValueloopError
 from valueloop.operate.erasure import ErasureReport
 from valueloop.storage import Location
+from valueloop.store.intents import crash_point
 from valueloop.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -195,6 +196,7 @@ def _archive(settings: Settings, out: Path) -> Manifest:
                         tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
             f.flush()
             os.fsync(f.fileno())
+        crash_point("backup-archive-written")
         os.replace(partial, out)
     return manifest
 
