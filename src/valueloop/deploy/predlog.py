@@ -185,6 +185,16 @@ def _parts(directory: Location) -> list[Location]:
     return [directory.child(n) for n in names if n not in gone]
 
 
+def settled(directory: Location) -> list[Location]:
+    """The files a reader of ``directory`` reads, once those a compaction replaced, and died
+    before deleting, are deleted: where every rewrite of the folder starts."""
+    names = _listing(directory)
+    gone = _replaced(directory, names)
+    for name in sorted(gone & set(names)):
+        directory.filesystem.delete_file(directory.child(name).path)
+    return [directory.child(n) for n in names if n not in gone]
+
+
 def _read_files(files: list[Location], columns: list[str] | None = None,
                 problems: list[str] | None = None, filters: Any = None) -> pa.Table | None:
     """The files as one table, read side by side, with ``filters`` pushed down to their row groups.
@@ -338,11 +348,7 @@ class PredictionLog:
         before = before or datetime.now(UTC).date()
         done = Compaction(usecase=self.usecase, days=0, files=0, rows=0)
         for day in self._days(None, datetime.combine(before, datetime.min.time(), UTC) - timedelta(microseconds=1)):
-            names = _listing(day)
-            gone = _replaced(day, names)
-            for name in sorted(gone & set(names)):  # left by a compaction that died before deleting
-                day.filesystem.delete_file(day.child(name).path)
-            live = [day.child(n) for n in names if n not in gone]
+            live = settled(day)
             if len(live) < min_files:
                 continue
             readable: list[Location] = []

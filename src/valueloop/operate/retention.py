@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from valueloop.config import Settings
 from valueloop.data import delta
 from valueloop.data.tables import DatasetVersion
-from valueloop.deploy.predlog import PredictionLog, _listing, _parts, _write_atomically
+from valueloop.deploy.predlog import PredictionLog, _parts, _write_atomically, settled
 from valueloop.durations import Duration
 from valueloop.errors import InvalidInput, ValueloopError
 from valueloop.learn.tables import ModelVersion
@@ -112,11 +112,8 @@ def rewrite_without(directory: Location, keep: Callable[[pa.Table], Any]) -> int
     without rows is deleted. Returns the rows removed."""
     import pyarrow.parquet as pq
 
-    listed, parts = _listing(directory), _parts(directory)
-    for name in sorted(set(listed) - {f.name for f in parts}):  # left by a compaction that died
-        directory.filesystem.delete_file(directory.child(name).path)
     removed = 0
-    for f in parts:
+    for f in settled(directory):
         table = pq.read_table(f.path, filesystem=f.filesystem)
         kept = table.filter(keep(table))
         if kept.num_rows == table.num_rows:
