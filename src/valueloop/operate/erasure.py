@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -118,25 +119,43 @@ def _append(settings: Settings, entry: Erasure) -> None:
         os.fsync(handle.fileno())
 
 
-def _matching(files: Iterable[Location], column: str, token: str, key: str) -> set[str]:
-    """The values (as text) of ``column`` in the Parquet files whose keyed HMAC is ``token``."""
+@dataclass
+class _Found:
+    #: the files holding the subject, each with their values (as text) in the column
+    files: dict[Location, set[str]]
+    #: whether any file has the column at all
+    held: bool
+
+    @property
+    def values(self) -> set[str]:
+        return set().union(*self.files.values())
+
+
+def _find(files: Iterable[Location], column: str, token: str, key: str) -> _Found:
+    """Where the subject is: each file's ``column`` read once, its values matched by their keyed
+    HMAC against ``token``."""
     import duckdb
     import pyarrow.parquet as pq
 
-    found: set[str] = set()
+    found: dict[Location, set[str]] = {}
+    held = False
     con = duckdb.connect()
     try:
         value = f"CAST({quote(column)} AS VARCHAR)"
+        query = f"SELECT DISTINCT {value} FROM held WHERE {hmac_sql(value)} = $token"
         for f in files:
-            if column not in pq.read_schema(f.path, filesystem=f.filesystem).names:
-                continue
-            con.register("held", pq.read_table(f.path, columns=[column], filesystem=f.filesystem))
-            query = f"SELECT DISTINCT {value} FROM held WHERE {hmac_sql(value)} = $token"
-            found |= {v for (v,) in con.execute(query, {"token": token, **hmac_params(key)}).fetchall()}
+            with f.filesystem.open_input_file(f.path) as handle:
+                parquet = pq.ParquetFile(handle)
+                if column not in parquet.schema_arrow.names:
+                    continue
+                held = True
+                con.register("held", parquet.read(columns=[column]))
+            if values := {v for (v,) in con.execute(query, {"token": token, **hmac_params(key)}).fetchall()}:
+                found[f] = values
             con.unregister("held")
     finally:
         con.close()
-    return found
+    return _Found(files=found, held=held)
 
 
 def _without(column: str, values: set[str]) -> Callable[[pa.Table], Any]:
@@ -152,15 +171,6 @@ def _without(column: str, values: set[str]) -> Callable[[pa.Table], Any]:
     return keep
 
 
-def _holding(files: Iterable[Location], column: str, values: set[str]) -> set[Location]:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    return {f for f in files if column in pq.read_schema(f.path, filesystem=f.filesystem).names
-            and not pc.all(_without(column, values)(pq.read_table(f.path, columns=[column],
-                                                                  filesystem=f.filesystem))).as_py()}
-
-
 def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Erasure,
              report: ErasureReport) -> None:
     rows = [r for r in session.scalars(select(DatasetVersion).where(DatasetVersion.usecase_id == usecase.id)
@@ -169,10 +179,10 @@ def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Eras
     files = {f: r for r in rows for f in delta.files_at(table, r.version) if f.exists()}
     if rows and not any(entry.column in (c["name"] for c in r.schema) for r in rows):
         report.not_held.append("datasets")
-    values = _matching(sorted(files, key=str), entry.column, entry.token, settings.pseudonym_key)
+    found = _find(sorted(files, key=str), entry.column, entry.token, settings.pseudonym_key)
+    values, holding = found.values, set(found.files)
     if not values:
         return
-    holding = _holding(files, entry.column, values)
     head = rows[-1]
     if holding & set(delta.files_at(table, head.version)):
         # the newest version rewritten whole and committed as an overwrite, as ingest commits: a
@@ -212,14 +222,14 @@ def _log(settings: Settings, entry: Erasure, report: ErasureReport) -> None:
 
     plog = PredictionLog(settings, entry.usecase)
     files = plog.files()
-    values = _matching(files, entry.column, entry.token, settings.pseudonym_key)
-    if files and not any(entry.column in pq.read_schema(f.path, filesystem=f.filesystem).names for f in files):
+    found = _find(files, entry.column, entry.token, settings.pseudonym_key)
+    if files and not found.held:
         report.not_held.append("prediction log")
-    if not values:
+    if not found.files:
         return
-    keep = _without(entry.column, values)
+    keep = _without(entry.column, found.values)
     erased: set[str] = set()
-    for f in _holding(files, entry.column, values):
+    for f in found.files:
         table = pq.read_table(f.path, filesystem=f.filesystem)
         erased |= set(table.filter(pc.invert(keep(table)))["request_id"].to_pylist())
     report.predictions = sum(rewrite_without(day, keep) for day in plog.days())
