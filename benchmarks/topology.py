@@ -3,6 +3,7 @@ asked directly, then through HAProxy (Debian's package, configured as deploy/hap
 that one replica and with two. The replicas share one home and are pinned to core 0; HAProxy and
 wrk share core 1. On a 2-core machine two replicas cannot scale: the ratios show what the
 balancer costs (issue 16's goal: under 15% against direct), not what a second host would add.
+Last, a promotion through the registry, timed until both replicas serve it (goal: within 2 s).
 
 The model is serve_rest.py's (a scikit-learn gradient boosting model, 20 numeric features,
 single-row JSON records, prediction logging on); the load is wrk at concurrency 16.
@@ -17,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +55,38 @@ def balancer(name: str, replicas: list[int], env: dict[str, str]) -> tuple[str, 
     return url, process(name, ["taskset", "-c", "1", haproxy, "-db", "-f", str(config)], url + "/v2/health/ready", env)
 
 
+def promotion_reaches(home: Path, ports: list[int]) -> float:
+    """Seconds from a promotion's commit until every replica serves the new champion: the same
+    model registered again as a second version, accepted and promoted through the registry."""
+    import httpx
+    from sqlalchemy import select
+
+    from valueloop.config import load_settings
+    from valueloop.learn import registry
+    from valueloop.learn.tables import ModelVersion, TrainingRun
+    from valueloop.outcomes.usecases import get_usecase
+    from valueloop.store import session
+
+    settings = load_settings({"VALUELOOP_HOME": str(home)})
+    with session(settings) as s:
+        first = s.scalars(select(ModelVersion).where(ModelVersion.usecase == "churn")).one()
+        run = s.scalars(select(TrainingRun).where(TrainingRun.run_id == first.run_id)).one()
+        version = registry.register(s, settings, "dana", get_usecase(s, "churn"), run, first.artifact_uri, []).version
+        registry.accept(s, "olivia", "churn", version, accepted=True, comment="benchmark: a second version")
+    with session(settings) as s:
+        registry.promote(s, settings, "dana", "churn", version, "champion")
+    committed = time.monotonic()
+    with httpx.Client(timeout=10) as client:
+        waiting = set(ports)
+        while waiting:
+            waiting = {p for p in waiting if next(m["champion"] for m in client.get(
+                f"http://127.0.0.1:{p}/models").json() if m["name"] == "churn") != str(version)}
+            if waiting and time.monotonic() - committed > 60:
+                raise RuntimeError(f"replicas on ports {sorted(waiting)} still serve v{first.version} after 60 s")
+            time.sleep(0.01)
+    return time.monotonic() - committed
+
+
 def main() -> None:
     args = serve_rest.wrk_arguments(__doc__)
     body, env = serve_rest.served_home(OUT)
@@ -77,10 +111,12 @@ def main() -> None:
             results[label] = r = serve_rest.wrk(load, CONCURRENCY, args.seconds)
             print(f"{label:<22} c={CONCURRENCY} {r['rps']:>8.0f} req/s   p50 {r['p50']:>7.2f} ms   "
                   f"p99 {r['p99']:>7.2f} ms" + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
+        reached = promotion_reaches(Path(env["VALUELOOP_HOME"]), ports)
     direct = results["one replica, direct"]["rps"]
     for label in ("HAProxy, 1 replica", "HAProxy, 2 replicas"):
         ratio = results[label]["rps"] / direct
         print(f"{label}: {ratio:.2f}x direct ({(1 - ratio) * 100:+.1f}% overhead; goal under 15%)")
+    print(f"a promotion reached both replicas in {reached:.2f} s (goal <= 2 s; each polls the registry every 1 s)")
     print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
