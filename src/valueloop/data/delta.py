@@ -25,6 +25,7 @@ from valueloop.storage import Location
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import pyarrow.dataset as pads
     from deltalake import DeltaTable
 
 
@@ -52,6 +53,15 @@ def open_table(table: Location, version: int | None = None) -> DeltaTable | None
     if not DeltaTable.is_deltatable(table.uri, storage_options=options):
         return None
     return DeltaTable(table.uri, version=version, storage_options=options)
+
+
+def arrow_dataset(table: DeltaTable, where: Location) -> pads.Dataset:
+    """A version of the table as a pyarrow dataset over pyarrow's own filesystem. Through
+    deltalake's (its Rust object store behind a Python filesystem) most processes that read one
+    aborted at exit: "terminate called without an active exception" (delta-rs#2184)."""
+    import pyarrow.fs as pafs
+
+    return table.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(where.path, where.filesystem))
 
 
 #: the file in a staging folder naming the process working in it, "host pid"
@@ -204,4 +214,5 @@ def commit(table: Location, files: list[Path], schema: pa.Schema, mode: str, rec
 
 
 def read(uri: str, version: int) -> pa.Table:
-    return open_table(Location.parse(uri, "dataset uri"), version).to_pyarrow_table()  # type: ignore[union-attr]
+    where = Location.parse(uri, "dataset uri")
+    return arrow_dataset(open_table(where, version), where).to_table()  # type: ignore[arg-type]

@@ -159,6 +159,9 @@ def _delta_stream(source: DeltaSource, project_dir: Path, on_rows: OnRows | None
     from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
 
+    from valueloop.data.delta import arrow_dataset
+    from valueloop.storage import Location
+
     remote = "://" in source.path and not source.path.startswith("file://")
     uri = source.path if remote else str(inside(project_dir, source.path.removeprefix("file://"),
                                                 f"sources.{source.name}.path"))
@@ -166,7 +169,7 @@ def _delta_stream(source: DeltaSource, project_dir: Path, on_rows: OnRows | None
         table = DeltaTable(uri, version=source.version)
     except (DeltaError, OSError) as exc:
         raise InvalidInput(f"sources.{source.name}: no Delta table at {uri!r}: {exc}") from None
-    dataset = table.to_pyarrow_dataset()
+    dataset = arrow_dataset(table, Location.parse(uri, f"sources.{source.name}.path"))
     return Stream(source, dataset.schema, dataset.scanner().to_batches(), on_rows,
                   detail={"table_version": table.version()})
 

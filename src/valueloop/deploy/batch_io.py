@@ -68,11 +68,13 @@ def _delta(where: Location, version: int | None, text: str) -> BatchInput:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from valueloop.data.delta import arrow_dataset
+
     try:
         table = DeltaTable(where.uri, version=version, storage_options=where.storage_options())
     except TableNotFoundError:
         raise InvalidInput(f"--input {text!r}: no Delta table at {where}") from None
-    dataset = table.to_pyarrow_dataset()
+    dataset = arrow_dataset(table, where)
     return BatchInput(text, dataset, _digest("delta", table.table_uri, table.version()),
                       dataset.count_rows())
 
