@@ -112,3 +112,28 @@ def test_compile_must_be_true_or_false() -> None:
     assert parse_spec(data | {"model": data["model"] | {"compile": True}}).model.compile is True
     with pytest.raises(InvalidInput, match=r'model\.compile: expected true or false, got "sometimes"'):
         parse_spec(data | {"model": data["model"] | {"compile": "sometimes"}})
+
+
+def test_a_compiled_library_runs_from_a_private_copy_and_leaves_nothing_in_a_shared_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The library was copied to /tmp/valueloop-compiled/<digest>/model.so, then checked and
+    loaded: another local user who made that folder first could swap the file between the check
+    and the load, and run code in the server. Each load now has a folder of its own (0700, an
+    unpredictable name), gone once the library is loaded."""
+    import tempfile
+
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from valueloop.learn.compiled import compile_model
+
+    x = np.random.default_rng(0).normal(size=(200, 4))
+    estimator = GradientBoostingClassifier(n_estimators=5, max_depth=2).fit(x, (x[:, 0] > 0).astype(int))
+    library, note = compile_model(estimator, x[:20], tmp_path)
+    assert library is not None, note
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    compiled = CompiledEstimator(estimator, library.read_bytes())
+    assert np.allclose(compiled.predict_proba(x), estimator.predict_proba(x), atol=1e-6)
+    assert list(shared.iterdir()) == []

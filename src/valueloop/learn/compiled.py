@@ -158,19 +158,19 @@ class CompiledEstimator:
         self._load()
 
     def _load(self) -> None:
-        """Load the library from a private copy named by its digest: the verified bytes are what
-        runs, and no later change to the registered file reaches a loaded (mapped) library."""
+        """Load the verified bytes from a folder of this load's own (``mkdtemp``: mode 0700, an
+        unpredictable name), removed once loaded: a loaded library stays mapped. In a shared,
+        predictable folder, another local user could swap the file between its check and its load."""
         import tl2cgen
 
-        folder = Path(tempfile.gettempdir(), "valueloop-compiled", hashlib.sha256(self._library).hexdigest())
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / LIBRARY
-        if not path.exists() or path.read_bytes() != self._library:
-            staged = folder / f"{LIBRARY}.{os.getpid()}"
-            staged.write_bytes(self._library)
-            staged.replace(path)  # a new file: a process that mapped the old one keeps it
-        self._preprocess = _parts(self.estimator)[0]
-        self._predictor = tl2cgen.Predictor(str(path))  # as many threads as OpenMP may use here
+        folder = Path(tempfile.mkdtemp(prefix="valueloop-compiled-"))
+        try:
+            path = folder / LIBRARY
+            path.write_bytes(self._library)
+            self._preprocess = _parts(self.estimator)[0]
+            self._predictor = tl2cgen.Predictor(str(path))  # as many threads as OpenMP may use here
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __getattr__(self, name: str) -> Any:
         estimator = self.__dict__.get("estimator")
