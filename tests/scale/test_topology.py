@@ -256,17 +256,21 @@ def test_a_replica_killed_under_load_is_taken_out_and_only_its_requests_in_fligh
     wait_for(lambda: done["before"] >= 40, 120)
     topology.processes["b"].send_signal(signal.SIGKILL)
     killed.set()
-    for thread in clients:
-        thread.join(300)
-    # at most the requests in flight on b when it died fail; HAProxy retries what it can
-    assert len(failures) <= CLIENTS, failures
-    assert done["after"] > 0
-    wait_for(lambda: topology.backends()["b"]["status"].startswith("DOWN"), 30)
-
-    topology.processes["b"].wait()
-    restarted = topology.start_replica("b")  # back in service for the module's other tests
-    wait_until_ready(f"http://127.0.0.1:{topology.replicas['b']}", restarted)
-    _up(lambda: _in_service(topology, "b"), topology.processes["haproxy"], topology, "haproxy")
+    try:
+        for thread in clients:
+            thread.join(300)
+        # what fails: the requests in flight on b when it died (one per client at most), and at
+        # most one more per client that HAProxy had already sent on a kept-alive connection to b
+        # before its checks took b out (0.4 s); it answers those 502 (CI saw one), and retries
+        # and redispatches the refused connections
+        assert len(failures) <= 2 * CLIENTS, failures
+        assert done["after"] > 0
+        wait_for(lambda: topology.backends()["b"]["status"].startswith("DOWN"), 30)
+    finally:
+        topology.processes["b"].wait()
+        restarted = topology.start_replica("b")  # back in service for the module's other tests, pass or fail
+        wait_until_ready(f"http://127.0.0.1:{topology.replicas['b']}", restarted)
+        _up(lambda: _in_service(topology, "b"), topology.processes["haproxy"], topology, "haproxy")
 
 
 def test_batch_on_two_dask_workers_gives_what_in_process_scoring_gives(topology: Topology) -> None:
