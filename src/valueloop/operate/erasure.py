@@ -303,14 +303,20 @@ def reapply(settings: Settings, actor: str, ledgers: Iterable[Path]) -> list[Era
     return reports
 
 
+def _views(session: Session, settings: Settings, name: str) -> list[ErasureView]:
+    """The use case's ledger entries, each with its models still awaiting retraining: those for
+    which no model was registered since."""
+    newest = session.scalar(select(ModelVersion.created_at).where(ModelVersion.usecase == name)
+                            .order_by(ModelVersion.created_at.desc()).limit(1))
+    return [ErasureView(**e.model_dump(), awaiting_retraining=[] if newest and newest > e.at else e.models_to_retrain)
+            for e in read_ledger(ledger_path(settings)) if e.usecase == name]
+
+
 def erasures(settings: Settings, actor: str | None, name: str) -> list[ErasureView]:
     """The use case's recorded erasures, with the models still awaiting their retraining."""
     with open_session(settings) as s:
         viewed(s, actor, name)
-        newest = s.scalar(select(ModelVersion.created_at).where(ModelVersion.usecase == name)
-                          .order_by(ModelVersion.created_at.desc()).limit(1))
-    return [ErasureView(**e.model_dump(), awaiting_retraining=[] if newest and newest > e.at else e.models_to_retrain)
-            for e in read_ledger(ledger_path(settings)) if e.usecase == name]
+        return _views(s, settings, name)
 
 
 def retraining_due(settings: Settings, name: str) -> bool:
@@ -319,18 +325,16 @@ def retraining_due(settings: Settings, name: str) -> bool:
     started since."""
     from valueloop.operate.tables import RetrainRequest
 
-    entries = [e for e in read_ledger(ledger_path(settings)) if e.usecase == name and e.models_to_retrain]
-    if not entries:
-        return False
-    last = max(e.at for e in entries)
     with open_session(settings) as s:
-        newest = s.scalar(select(ModelVersion.created_at).where(ModelVersion.usecase == name)
-                          .order_by(ModelVersion.created_at.desc()).limit(1))
+        entries = [e for e in _views(s, settings, name) if e.models_to_retrain]
+        if not entries:
+            return False
         started = s.scalar(select(RetrainRequest.id).where(
-            RetrainRequest.usecase == name, RetrainRequest.trigger == "erasure", RetrainRequest.created_at >= last))
+            RetrainRequest.usecase == name, RetrainRequest.trigger == "erasure",
+            RetrainRequest.created_at >= max(e.at for e in entries)))
         serving = {r.version for r in s.scalars(select(ModelVersion).where(ModelVersion.usecase == name))
                    if {"champion", "challenger"} & set(r.aliases)}
-    flagged = {v for e in entries if not (newest and newest > e.at) for v in e.models_to_retrain}
+    flagged = {v for e in entries for v in e.awaiting_retraining}
     return started is None and bool(flagged & serving)
 
 
