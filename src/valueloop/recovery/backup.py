@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -30,7 +31,7 @@ from valueloop.config import Settings
 from valueloop.errors import Conflict, InvalidInput, ValueloopError
 from valueloop.operate.erasure import ErasureReport
 from valueloop.storage import Location
-from valueloop.store.intents import crash_point
+from valueloop.store.intents import STALE_SECONDS, crash_point
 from valueloop.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -176,15 +177,26 @@ def _is_archive(path: Path) -> bool:
     return path.name.endswith(ARCHIVES)
 
 
+def sweep(folder: Path, prefix: str) -> list[Path]:
+    """Remove the hidden staging folders named ``prefix``… in ``folder`` that a killed backup left
+    (untouched for an hour: a backup still being written is left alone); those removed."""
+    left = [p for p in folder.glob(f"{prefix}*") if p.is_dir() and time.time() - p.stat().st_mtime > STALE_SECONDS]
+    for path in left:
+        shutil.rmtree(path, ignore_errors=True)
+    return left
+
+
 def _archive(settings: Settings, out: Path) -> Manifest:
     """The backup as one gzip'd tar of the folder's files, built in a hidden folder beside ``out``
-    and renamed to it once written and synced: a killed backup leaves no archive that looks whole."""
+    and renamed to it once written and synced: a killed backup leaves no archive that looks whole,
+    and its hidden folder goes with the next backup to that name."""
     import tarfile
     import tempfile
 
     if out.exists():
         raise InvalidInput(f"backup: {out} exists; name a new archive")
     out.parent.mkdir(parents=True, exist_ok=True)
+    sweep(out.parent, f".{out.name}.")
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as staging:
         folder, partial = Path(staging) / "backup", Path(staging) / out.name
         manifest = backup(settings, folder)

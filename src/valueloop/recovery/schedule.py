@@ -2,14 +2,14 @@
 newest of each of the last ``backup_keep_daily`` days and ``backup_keep_weekly`` ISO weeks kept,
 the others removed; each backup and removal audited as ``policy:backup``.
 
-A backup is written under a hidden name and renamed once whole, so a server killed mid-backup
-never leaves a folder that looks like a backup (and the next run removes the hidden one).
+Each backup is one archive, ``valueloop-<UTC stamp>.tar.gz``, written under a hidden name and
+renamed once whole, so a server killed mid-backup never leaves a file that looks like a backup
+(and a later run removes the hidden folder). Folders taken by earlier releases count as backups.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 ACTOR = "policy:backup"
 PREFIX = "valueloop-"
 STAMP = "%Y%m%dT%H%M%SZ"
-PARTIAL = ".partial-"
+SUFFIX = ".tar.gz"
 
 
 class Retention(BaseModel):
@@ -57,11 +57,13 @@ def retention(settings: Settings) -> Retention:
 
 
 def _taken(folder: Path) -> dict[datetime, Path]:
-    """The folder's whole scheduled backups by the time each was taken."""
+    """The folder's whole scheduled backups (archives, or folders of earlier releases) by the
+    time each was taken."""
     found = {}
     for path in folder.glob(f"{PREFIX}*"):
         try:
-            found[datetime.strptime(path.name.removeprefix(PREFIX), STAMP).replace(tzinfo=UTC)] = path
+            stamp = path.name.removeprefix(PREFIX).removesuffix(SUFFIX)
+            found[datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)] = path
         except ValueError:
             continue  # not one of ours
     return found
@@ -82,27 +84,26 @@ def run_scheduled(settings: Settings, now: datetime | None = None) -> Scheduled:
     """Take a backup when the newest is ``backup_every`` old, then remove what retention drops."""
     from valueloop.outcomes import audit
     from valueloop.outcomes.users import system_user
-    from valueloop.recovery.backup import backup
+    from valueloop.recovery.backup import backup, sweep
     from valueloop.store import session
-    from valueloop.store.intents import STALE_SECONDS
 
     rules, now = retention(settings), now or datetime.now(UTC)
     folder = Path(settings.backup_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    for left in folder.glob(f"{PARTIAL}*"):  # a backup whose server died while writing it
-        if time.time() - left.stat().st_mtime > STALE_SECONDS:
-            shutil.rmtree(left, ignore_errors=True)
+    sweep(folder, f".{PREFIX}")  # what a server that died while writing a backup left
     taken = _taken(folder)
     name = None
     if not taken or (now - max(taken)).total_seconds() >= rules.every_seconds:
-        name = f"{PREFIX}{now:{STAMP}}"
-        manifest = backup(settings, folder / f"{PARTIAL}{name}")
-        (folder / f"{PARTIAL}{name}").rename(folder / name)
+        name = f"{PREFIX}{now:{STAMP}}{SUFFIX}"
+        manifest = backup(settings, folder / name)
         taken[now.replace(microsecond=0)] = folder / name
     keep = kept(list(taken), rules.daily, rules.weekly)
     removed = sorted(path.name for moment, path in taken.items() if moment not in keep)
     for gone in removed:
-        shutil.rmtree(folder / gone)
+        if (folder / gone).is_dir():
+            shutil.rmtree(folder / gone)
+        else:
+            (folder / gone).unlink()
     if name or removed:
         with session(settings) as s:
             system_user(s, ACTOR)
