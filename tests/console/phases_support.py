@@ -1,7 +1,7 @@
 """The seeded workspace of the phase pages' browser tests: ``retention`` (in production after
 :func:`console_support.seed_outcomes`) ingested twice, trained twice (v1 accepted and champion,
-v2 waiting for the owner), a day of predictions with some labels, and the monitor's stored
-windows with an open alert; all through the services the CLI calls."""
+v2 waiting for the owner with the note why it is not compiled), a day of predictions with some
+labels, and the monitor's stored windows with an open alert; all through the services the CLI calls."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def seed_phases(settings: Settings) -> None:
     with session(settings) as s:
         registry.accept(s, "olivia", USECASE, first.version, accepted=True, comment="meets the goal")
         registry.promote(s, settings, "dana", USECASE, first.version)
+    with session(settings) as s:  # v2 asks for native code, which a logistic model gets a note for
+        spec = get_usecase(s, USECASE).spec
+        update_usecase(s, "ana", parse_spec(spec | {"model": spec["model"] | {"compile": True}}))
     with session(settings) as s:
         second = training.train(s, settings, "dana", USECASE, candidates=["logistic"]).registered
     assert second is not None

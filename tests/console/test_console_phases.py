@@ -83,6 +83,10 @@ def test_data_scientist_compares_runs(console: Console) -> None:
     for plot in ("roc", "calibration", "confusion matrix", "feature importance"):
         image = page.get_by_role("img", name=re.compile(f"^{plot} of version"))
         assert image.evaluate("i => i.complete && i.naturalWidth > 0"), plot
+    # v2 asked for native code; a logistic model has none, and the page says why
+    note = page.locator("p.compiled").inner_text()
+    assert note == f"Not compiled: {_models(console)[-1]['compiled']['note']}.", note
+    assert "LogisticRegression is not a tree ensemble" in note
     # dana trained v2: judging her own work is not offered
     assert page.get_by_role("button", name="Record the decision").count() == 0
 
