@@ -1,10 +1,11 @@
 """Compiled tree ensembles: ``model: compile: true`` compiles a registered LightGBM model's trees
-to a native library beside it, which the loader of REST, batch and stream verifies and uses; a
-model that cannot be compiled is registered with a note and served by Python."""
+to a native library beside it, which the loader of REST, batch and stream verifies and uses, and
+a bundle carries; a model that cannot be compiled is registered with a note and served by Python."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from learn_support import FAST, set_model, untimed
 
 from valueloop.config import Settings
+from valueloop.deploy import bundle
 from valueloop.deploy.model import from_pyfunc, load, load_ref
 from valueloop.errors import Conflict, InvalidInput
 from valueloop.examples import load_generator
@@ -65,6 +67,21 @@ def test_compiled_trees_answer_as_the_model_a_changed_library_is_refused_one_tha
     # and one request, as REST answers it
     row = {c: [features.column(c)[0].as_py()] for c in served.validator.names}
     assert served.predict(row).probabilities == pytest.approx(python.predict(row).probabilities, abs=1e-6)
+
+    # a bundle of the champion carries the library, verified, and serves from it on its own
+    with session(settings) as s:
+        registry.accept(s, "olivia", name, version, accepted=True, comment="meets the goal")
+        registry.promote(s, settings, "dana", name, version)
+        bundle.build(s, settings, "devon", name, tmp_path / "bundle")
+    assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["compiled"] == shown.compiled.digest
+    assert any(r.startswith("tl2cgen==") for r in (tmp_path / "bundle" / "requirements.txt").read_text().split())
+    bundled = bundle.load_bundle(tmp_path / "bundle")
+    assert isinstance(bundled.estimator, CompiledEstimator)
+    np.testing.assert_array_equal(bundled.predict_table(features).proba, compiled.proba)
+    shipped_library = tmp_path / "bundle" / "compiled" / "model.so"
+    shipped_library.write_bytes(shipped_library.read_bytes() + b"\0")
+    with pytest.raises(Conflict, match=r"compiled/model.so changed since the bundle was built; not serving"):
+        bundle.load_bundle(tmp_path / "bundle")
 
     library = Path(shown.compiled.library.removeprefix("file://"))
     library.write_bytes(library.read_bytes() + b"\0")

@@ -2,6 +2,8 @@
 another machine, the "executable software product":
 
     model/             the MLflow model directory, verified by digest when copied and when served
+    compiled/model.so  the version's compiled trees, when it has them (``model: compile: true``),
+                       verified by their own digest when copied and when served
     valueloop/         valueloop's own code (pure Python), so the serving app is the same one
     requirements.txt   every package serving needs, pinned to the versions installed here
     bundle.json        use case, version, digest, the deploy policy
@@ -21,6 +23,7 @@ import json
 import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -33,6 +36,11 @@ from valueloop.outcomes.spec import Deploy
 from valueloop.outcomes.usecases import get_usecase, spec_of
 from valueloop.outcomes.users import get_user
 
+if TYPE_CHECKING:
+    from valueloop.deploy.model import ServedModel
+
+#: What serving compiled trees also imports.
+COMPILED = ("tl2cgen", "treelite")
 #: What the serving app imports, besides what the model's own requirements name.
 SERVING = ("starlette", "uvicorn", "httptools", "limits", "pydantic", "pydantic-core", "prometheus-client", "pyarrow",
            "pyyaml", "simpleeval", "sqlalchemy", "mlflow", "scikit-learn", "numpy", "pandas", "scipy", "cloudpickle",
@@ -95,9 +103,9 @@ class BundleView(BaseModel):
     requirements: list[str]
 
 
-def _pins(model_dir: Path) -> list[str]:
+def _pins(model_dir: Path, compiled: bool) -> list[str]:
     pins: dict[str, str] = {}
-    for package in SERVING:
+    for package in SERVING + (COMPILED if compiled else ()):
         try:
             pins[package] = f"{package}=={version(package)}"
         except PackageNotFoundError:
@@ -115,7 +123,10 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
     """Write the champion's bundle to ``out`` (a new or empty directory), whole or not at all."""
     import platform
 
-    from valueloop.learn.registry import artifact_digest, verified_model_dir
+    import hashlib
+
+    from valueloop.learn.compiled import ARTIFACT_DIR, LIBRARY
+    from valueloop.learn.registry import artifact_digest, compiled_library, verified_model_dir
     from valueloop.outcomes.privacy import transparency_notices
 
     found = get_usecase(session, usecase)
@@ -127,6 +138,7 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
         number, model_dir = verified_model_dir(session, settings, found.name, "champion")
     except Exception as exc:
         raise Conflict(f"use case '{found.name}' has no champion to build: {exc}") from None
+    library = compiled_library(session, settings, found.name, number)  # digest-verified bytes
     staging = out.parent / f".{out.name}.building"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -135,11 +147,15 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
         package = Path(__file__).resolve().parents[1]
         shutil.copytree(package, staging / "valueloop", ignore=shutil.ignore_patterns("__pycache__", "_examples"))
         digest = artifact_digest(staging / "model")
-        requirements = _pins(staging / "model")
+        if library is not None:
+            (staging / ARTIFACT_DIR).mkdir()
+            (staging / ARTIFACT_DIR / LIBRARY).write_bytes(library)
+        requirements = _pins(staging / "model", compiled=library is not None)
         policy = spec_of(found).deploy or Deploy()
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
         (staging / "bundle.json").write_text(json.dumps(
             {"usecase": found.name, "version": number, "digest": digest, "deploy": policy.model_dump(),
+             "compiled": hashlib.sha256(library).hexdigest() if library is not None else None,
              "notice": transparency_notices(session, [found.name]).get(found.name)}, indent=2))
         (staging / "serve.py").write_text(ENTRYPOINT)
         (staging / "Dockerfile").write_text(DOCKERFILE.format(python=".".join(platform.python_version_tuple()[:2])))
@@ -154,32 +170,52 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
     return BundleView(usecase=found.name, version=number, digest=digest, path=str(out), requirements=requirements)
 
 
+def load_bundle(root: Path) -> ServedModel:
+    """The bundle's model, its files checked against the digests it was built with; its trees
+    from the compiled library when it carries one (a changed library is refused, as a changed
+    model is; one that cannot load on this machine falls back to Python with a warning)."""
+    import hashlib
+
+    import mlflow.pyfunc
+
+    from valueloop.deploy.model import from_pyfunc
+    from valueloop.learn.compiled import ARTIFACT_DIR, LIBRARY
+    from valueloop.learn.registry import artifact_digest
+
+    meta = json.loads((root / "bundle.json").read_text())
+    if artifact_digest(root / "model") != meta["digest"]:
+        raise Conflict(f"bundle {root}: the model's files changed since the bundle was built; not serving")
+    library = None
+    if meta.get("compiled"):
+        library = (root / ARTIFACT_DIR / LIBRARY).read_bytes()
+        if hashlib.sha256(library).hexdigest() != meta["compiled"]:
+            raise Conflict(f"bundle {root}: {ARTIFACT_DIR}/{LIBRARY} changed since the bundle was built; not serving")
+    return from_pyfunc(None, meta["usecase"], str(meta["version"]), mlflow.pyfunc.load_model(str(root / "model")),
+                       library=library)
+
+
 def serve_bundle(root: Path, host: str, port: int, auth: bool = True) -> None:
-    """Serve a bundle's model with valueloop's serving app, after checking its digest; with
+    """Serve a bundle's model with valueloop's serving app, after checking its digests; with
     ``auth``, only to callers that send the token of ``VALUELOOP_BUNDLE_TOKEN``."""
     import os
 
-    import mlflow.pyfunc
     import uvicorn
 
     from valueloop.config import load_settings
     from valueloop.deploy.app import ServeOptions, create_app
-    from valueloop.deploy.model import ServedModel, from_pyfunc
     from valueloop.deploy.pool import Wanted
-    from valueloop.learn.registry import artifact_digest
 
     token = os.environ.get(TOKEN_ENV, "").strip() or None
     if auth and token is None:
         raise InvalidInput(f"{TOKEN_ENV} is not set: set it to the bearer token clients must send, or pass "
                            "--no-auth to serve behind a gateway that authenticates them")
     meta = json.loads((root / "bundle.json").read_text())
-    if artifact_digest(root / "model") != meta["digest"]:
-        raise Conflict(f"bundle {root}: the model's files changed since the bundle was built; not serving")
+    served = load_bundle(root)  # checked before the server starts: a changed bundle never serves
     wanted = {meta["usecase"]: Wanted(str(meta["version"]), None, Deploy.model_validate(meta["deploy"]),
                                       meta.get("notice"))}
 
     def loader(_: Settings, usecase: str, number: str) -> ServedModel:
-        return from_pyfunc(None, usecase, number, mlflow.pyfunc.load_model(str(root / "model")))
+        return served
 
     settings = load_settings({"VALUELOOP_HOME": str(root / "state")})
     app = create_app(settings, ServeOptions(auth=auth, poll_seconds=3600, token=token), loader, lambda _: wanted)
