@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -210,3 +211,49 @@ def test_a_column_named_id_names_the_rows_as_training_took_it_for_an_identifier(
     scored = pq.read_table(out)
     assert scored.column_names[0] == "id"
     assert scored["id"].to_pylist() == source["customer_id"].to_pylist()
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_the_log_holds_exactly_the_scored_rows_of_batches_scored_side_by_side(
+        settings: Settings, champion: str, churn_parquet: Path, tmp_path: Path) -> None:
+    """Batches are scored a core each and written in order: 12 batches over 3 parts reach the
+    output in the input's order, each row logged once with its own answer and features."""
+    from valueloop.deploy.predlog import PredictionLog
+
+    out = tmp_path / "scores.parquet"
+    job = run_batch(settings, "devon", champion, str(churn_parquet), str(out),
+                    BatchOptions(batch_size=100, part_rows=400))
+    source, scored = pq.read_table(churn_parquet), pq.read_table(out)
+    assert scored["customer_id"].to_pylist() == source["customer_id"].to_pylist()
+    logged = PredictionLog(settings, champion).read().sort_by("request_id")
+    assert logged.num_rows == scored.num_rows == 1200 and set(logged["source"].to_pylist()) == {"batch"}
+    by_id = scored.append_column("request_id", pc.binary_join_element_wise(
+        job.id, scored["customer_id"].cast(pa.string()), "/")).sort_by("request_id")
+    assert logged["request_id"].equals(by_id["request_id"])
+    assert logged["prediction"].equals(by_id["prediction"]) and logged["probability"].equals(by_id["probability"])
+    named = source.append_column("request_id", pc.binary_join_element_wise(
+        job.id, source["customer_id"].cast(pa.string()), "/")).sort_by("request_id")
+    features = [c for c in logged.column_names if c in source.column_names]
+    assert {"tenure_months", "monthly_charges"} <= set(features)
+    for name in features:
+        np.testing.assert_array_equal(logged[name].to_numpy(zero_copy_only=False),
+                                      named[name].to_numpy(zero_copy_only=False))
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_prediction_log_that_cannot_be_written_fails_the_job_by_name_and_publishes_nothing(
+        settings: Settings, champion: str, churn_parquet: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from valueloop.errors import ValueloopError
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the log's folder should be")
+    out = tmp_path / "scores.parquet"
+    with pytest.raises(ValueloopError, match=r"prediction log .*not-a-folder.*could not be written") as failed:
+        run_batch(dataclasses.replace(settings, prediction_log=str(blocked)), "devon", champion,
+                  str(churn_parquet), str(out), BatchOptions(batch_size=100, part_rows=400))
+    assert "--resume" in str(failed.value)
+    assert not out.exists()
+    [job] = list_jobs(settings, "devon", champion)
+    assert job.status == "failed" and "could not be written" in job.error and job.parts_done == 0

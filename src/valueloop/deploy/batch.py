@@ -41,7 +41,7 @@ from valueloop.config import Settings
 from valueloop.deploy import batch_tables
 from valueloop.deploy.batch_io import (BatchInput, BatchOutput, aligned_batches, input_location, open_input,
                                        parse_output, read_batches)
-from valueloop.errors import Conflict, InvalidInput, NotFound
+from valueloop.errors import Conflict, InvalidInput, NotFound, ValueloopError
 from valueloop.outcomes import audit
 from valueloop.outcomes.roles import Action, require
 from valueloop.outcomes.usecases import get_usecase, spec_of
@@ -308,35 +308,78 @@ def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
 def _sink(settings: Settings, job: BatchJobView, options: BatchOptions,
           write: Callable[[pa.Table], None]) -> Callable[[pa.Table, pa.Table], None]:
     """What is done with each scored batch, on the writer's thread: into the part, and with the
-    features the model saw into the prediction log (source ``batch``), so the monitor sees it."""
+    features the model saw into the prediction log (source ``batch``), so the monitor sees it. A
+    log that cannot be written fails the job before its part is committed: no output is published
+    from predictions the monitor never saw."""
+    import pyarrow as pa
+
     from valueloop.deploy.predlog import PredictionLog
 
     plog = PredictionLog(settings, job.usecase) if options.log_predictions else None
 
     def sink(scored: pa.Table, features: pa.Table) -> None:
         write(scored)
-        if plog is not None:
+        if plog is None:
+            return
+        try:
             plog.append(_log_records(job.id, scored, features, scored.column_names[0]), source="batch")
+        except (OSError, pa.ArrowException) as exc:
+            raise ValueloopError(f"batch job {job.id}: the prediction log {plog.root} could not be written "
+                                 f"({exc}); no output was published; run it again with --resume") from None
 
     return sink
+
+
+def _scorers() -> int:
+    """Batches scored at once: one per core this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _one_thread_each(scorers: int) -> ThreadPoolExecutor:
+    """Threads that each score a batch with OpenMP limited to themselves: the model's own
+    threads (scikit-learn's histogram trees, LightGBM) meet at a barrier after every tree, so one
+    core taken by the reader, the writer or another process stalls them all; one batch per
+    core keeps every core busy without waiting on the others."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    return ThreadPoolExecutor(scorers, thread_name_prefix="batch-score",
+                              initializer=lambda: controller.limit(limits=1, user_api="openmp"))
+
+
+def _in_order(pool: ThreadPoolExecutor, fn: Callable[..., _T], items: Iterator[tuple[Any, ...]],
+              depth: int) -> Iterator[_T]:
+    """``fn(*item)`` of each item, ``depth`` at once on ``pool``, yielded in the items' order."""
+    ahead: deque[Future[_T]] = deque()
+    for item in items:
+        ahead.append(pool.submit(fn, *item))
+        if len(ahead) >= depth:
+            yield ahead.popleft().result()
+    while ahead:
+        yield ahead.popleft().result()
 
 
 def _run_in_process(job: BatchJobView, model: ServedModel, source: BatchInput, id_column: str | None,
                     options: BatchOptions, staging: _Staging, settings: Settings,
                     advance: Callable[[int], None]) -> None:
-    """Read ahead, score, and write behind: the model has the cores while Arrow decodes and
-    encodes Parquet in other threads; at most one batch waits to be written."""
+    """Read ahead, score a batch per core, and write behind in order: the model has the cores
+    while Arrow decodes and encodes Parquet in other threads; at most one batch waits to be written."""
     done = staging.done()
+    id_name = id_column or ORDINAL
     scan = _read_ahead(_scan(source, model, id_column, options.batch_size, job.part_rows))
-    with ThreadPoolExecutor(1, thread_name_prefix="batch-write") as writer:
+    scorers = _scorers()
+
+    def score(features: pa.Table, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
+        return score_batch(model, features, ids, id_name), features
+
+    with _one_thread_each(scorers) as scoring, ThreadPoolExecutor(1, thread_name_prefix="batch-write") as writer:
         for part, items in groupby(scan, key=itemgetter(0)):
             if part in done:
                 continue
             with staging.part(part) as write:
                 sink = _sink(settings, job, options, write)
                 writing: Future[None] | None = None
-                for _, _, features, ids in items:
-                    scored = score_batch(model, features, ids, id_column or ORDINAL)
+                for scored, features in _in_order(scoring, score, (i[2:] for i in items), scorers):
                     if writing is not None:
                         writing.result()
                     writing = writer.submit(sink, scored, features)
