@@ -1,22 +1,38 @@
 """``valueloop serve --workers 2``: the command serves with several processes whose metrics add up,
-on the serving port and on the loopback metrics port."""
+on the serving port and on the loopback metrics port, and among which new connections are shared
+even when one of them is busy as they arrive."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from deploy_support import free_port, wait_until_ready
+import pytest
+from deploy_support import free_port, wait_for, wait_until_ready
 from test_serve import ROW
 
 from valueloop.config import Settings
 
 
-def test_serve_command_with_two_workers(workspace: tuple[Settings, list[int]], tmp_path: Path) -> None:
+@dataclass
+class TwoWorkers:
+    settings: Settings
+    url: str
+    metrics_url: str
+    workers: list[int]
+
+
+@pytest.fixture(scope="module")
+def two_workers(workspace: tuple[Settings, list[int]], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoWorkers]:
     settings, _ = workspace
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VALUELOOP_", "PROMETHEUS_"))}
@@ -24,20 +40,80 @@ def test_serve_command_with_two_workers(workspace: tuple[Settings, list[int]], t
                VALUELOOP_MLFLOW_URI=settings.mlflow_uri, VALUELOOP_ARTIFACT_ROOT=settings.artifact_root)
     proc = subprocess.Popen([sys.executable, "-m", "valueloop", "serve", "--port", str(port), "--workers", "2",
                              "--no-auth", "--metrics-port", str(metrics_port)],
-                            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env=env, cwd=tmp_path_factory.mktemp("serve"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_ready(url, proc)
         assert proc.poll() is None
-        for _ in range(20):
-            assert httpx.post(url + "/predict/churn", json=ROW, timeout=30).status_code == 200
-        for text in (httpx.get(url + "/metrics").text, httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text):
-            served = sum(float(v) for v in re.findall(r'valueloop_requests_total\{[^}]*status="200"[^}]*\} ([\d.]+)',
-                                                      text))
-            assert served == 20, text
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        workers = [int(p) for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(workers) == 2, children
+        yield TwoWorkers(settings, url, f"http://127.0.0.1:{metrics_port}", workers)
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _answered(url: str) -> float:
+    text = httpx.get(url + "/metrics").text
+    return sum(float(v) for v in re.findall(r'valueloop_requests_total\{[^}]*status="200"[^}]*\} ([\d.]+)', text))
+
+
+def test_serve_command_with_two_workers(two_workers: TwoWorkers) -> None:
+    before = [_answered(two_workers.url), _answered(two_workers.metrics_url)]
+    for _ in range(20):
+        assert httpx.post(two_workers.url + "/predict/churn", json=ROW, timeout=30).status_code == 200
+    assert [_answered(two_workers.url), _answered(two_workers.metrics_url)] == [b + 20 for b in before]
+
+
+def _logged_by(settings: Settings, ids: set[str]) -> dict[str, list[int]]:
+    """The process id of every prediction log file that holds each request of ``ids``."""
+    import pyarrow.parquet as pq
+
+    found: dict[str, list[int]] = {}
+    for part in (Path(settings.prediction_log) / "churn").glob("date=*/part-*.parquet"):
+        pid = int(part.name.split("-")[-3])
+        for rid in pq.read_table(part, columns=["request_id"]).column("request_id").to_pylist():
+            if rid in ids:
+                found.setdefault(rid, []).append(pid)
+    return found
+
+
+def test_a_busy_worker_still_gets_its_share_of_new_connections(two_workers: TwoWorkers) -> None:
+    """Both workers accepted from one shared socket, and asyncio accepts every waiting connection
+    at once: a burst of connections (wrk's, a balancer's pool) arriving while one worker was busy
+    all went to the other one and stayed there, so two workers served what one did. Here the
+    busy worker is stopped while 16 clients connect and send; each request is answered, logged
+    once, and by both workers."""
+    host, port = two_workers.url.removeprefix("http://").split(":")
+    body = json.dumps(ROW).encode()
+    ids = {f"share-{os.getpid()}-{i}" for i in range(16)}
+    busy = two_workers.workers[1]
+    os.kill(busy, signal.SIGSTOP)
+    try:
+        clients = [socket.create_connection((host, int(port)), timeout=60) for _ in ids]
+        for client, rid in zip(clients, sorted(ids)):
+            client.sendall(b"POST /predict/churn HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"X-Request-Id: " + rid.encode() + b"\r\nContent-Length: " + str(len(body)).encode()
+                           + b"\r\nConnection: close\r\n\r\n" + body)
+    finally:
+        os.kill(busy, signal.SIGCONT)
+    for client in clients:
+        with client:
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    logged: dict[str, list[int]] = {}
+
+    def all_logged() -> bool:
+        logged.update(_logged_by(two_workers.settings, ids))
+        return set(logged) == ids
+
+    wait_for(all_logged, 30)
+    assert all(len(pids) == 1 for pids in logged.values()), logged
+    assert {pids[0] for pids in logged.values()} == set(two_workers.workers), logged
 
 
 def test_serve_on_a_busy_port_says_so_and_exits_4(settings: Settings, run_cli) -> None:

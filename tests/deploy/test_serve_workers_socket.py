@@ -1,7 +1,7 @@
-"""``valueloop serve --workers N`` shares one listening socket among its workers. Bound as uvicorn
-binds it, the connections accepted on it kept Nagle's algorithm on (asyncio turns it off only for
-a socket that says TCP), so each keep-alive answer after the first waited ~40 ms for the client's
-delayed ACK: two workers served 0.3x of what one did (benchmarks/serve_workers.py)."""
+"""``valueloop serve --workers N``: the socket its workers listen on. Bound as uvicorn binds it,
+the connections accepted on it kept Nagle's algorithm on (asyncio turns it off only for a socket
+that says TCP), so each keep-alive answer after the first waited ~40 ms for the client's delayed
+ACK: two workers served 0.3x of what one did (benchmarks/serve_workers.py)."""
 
 from __future__ import annotations
 

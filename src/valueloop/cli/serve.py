@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,15 +16,12 @@ from valueloop.cli._common import JsonOption, actor, console, reconcile_aliases,
 from valueloop.cli.remote import Route, answer, segment, served
 
 if TYPE_CHECKING:
-    import socket
-
     import uvicorn
 
 
 def _listenable(host: str, port: int, flag: str) -> None:
     """Refuse a port something already listens on, before anything says "serving on"."""
     import errno
-    import socket
 
     from valueloop.errors import Conflict, InvalidInput
 
@@ -88,14 +86,42 @@ def serve(
 
 
 def listening_socket(config: uvicorn.Config) -> socket.socket:
-    """The socket the workers share. uvicorn binds it with ``proto`` 0, and asyncio turns Nagle's
-    algorithm off only on connections whose socket says TCP: each keep-alive answer after the
-    first then waited ~40 ms for the client's delayed ACK, and two workers served a third of what
-    one did (uvicorn#3149)."""
-    import socket
+    """The socket the workers listen on: on Linux, each worker's own (:class:`PerWorker`), else the
+    one uvicorn binds, shared. Either says TCP: uvicorn binds with ``proto`` 0, and asyncio turns
+    Nagle's algorithm off only on connections whose socket says TCP; each keep-alive answer after
+    the first then waited ~40 ms for the client's delayed ACK, and two workers served a third of
+    what one did (uvicorn#3149)."""
+    import sys
 
     bound = config.bind_socket()
+    if sys.platform == "linux" and bound.family in (socket.AF_INET, socket.AF_INET6):
+        with bound:
+            family, address = bound.family, bound.getsockname()
+        return PerWorker.bound(family, address)
     return socket.socket(bound.family, bound.type, socket.IPPROTO_TCP, fileno=bound.detach())
+
+
+class PerWorker(socket.socket):
+    """A listening socket that each worker process binds anew to the same address (SO_REUSEPORT),
+    so the kernel shares new connections among the workers that listen, one by one.
+
+    On one shared socket, the first worker awake accepted every waiting connection at once
+    (asyncio's accept loop): a burst of connections (wrk's, a balancer's pool) arriving while
+    the other worker was busy all stayed with one worker, and two workers often served what one
+    did. The parent's own copy is bound but never listens, so it gets no connections; a worker
+    listens only once its models are loaded (uvicorn starts the app first)."""
+
+    @classmethod
+    def bound(cls, family: int, address: tuple[object, ...]) -> PerWorker:
+        sock = cls(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        return sock
+
+    def __reduce_ex__(self, protocol: object) -> tuple[object, tuple[int, tuple[object, ...]]]:
+        """Sent to a worker (uvicorn spawns them) as "bind another like me"."""
+        return PerWorker.bound, (self.family, self.getsockname())
 
 
 @served
