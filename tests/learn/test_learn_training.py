@@ -10,9 +10,9 @@ import pytest
 from learn_support import FAST, set_model
 from valueloop.config import Settings
 from valueloop.errors import GateClosed, InvalidInput, PermissionDenied
-from valueloop.learn import registry, training
+from valueloop.learn import evaluation, registry, training
 from valueloop.learn.tables import ModelVersion, TrainingRun
-from valueloop.outcomes import audit
+from valueloop.outcomes import audit, usecases
 from valueloop.store import session
 
 
@@ -114,6 +114,49 @@ def test_crashing_custom_candidate_is_recorded_and_the_others_go_on(
     with session(settings) as s:
         runs = {r.candidate: r for r in training.list_runs(s, "olivia", name)}
     assert runs["broken"].status == "failed" and "fell over" in (runs["broken"].error or "")
+
+
+def test_the_test_set_is_predicted_once_and_importance_names_its_sample(
+    settings: Settings, churn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, _ = churn
+    (tmp_path / "counted.py").write_text(
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from valueloop.learn.candidates import make_preprocessor\n\n"
+        "class Counting(LogisticRegression):  # a real estimator that counts its predictions\n"
+        "    calls = []\n\n"
+        "    def predict_proba(self, X):\n"
+        "        Counting.calls.append(X.shape[0])\n"
+        "        return super().predict_proba(X)\n\n"
+        "def counting(data, params):\n"
+        "    X, y = data.drop(columns=['churned']), data['churned']\n"
+        "    numeric = [c for c in X.columns if X[c].dtype.kind in 'if']\n"
+        "    prep = make_preprocessor(numeric, [c for c in X.columns if c not in numeric])\n"
+        "    return make_pipeline(prep, Counting()).fit(X, y)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = dataclasses.replace(settings, hook_modules=("counted",))
+    set_model(settings, name, candidates=[{"name": "counted", "kind": "custom", "function": "counted:counting"}])
+    import counted
+
+    report = _train(settings, name)
+
+    (result,), test_rows = report.results, report.split["test_rows"]
+    assert result.status == "finished", result.error
+    with session(settings) as s:
+        spec = usecases.get_usecase(s, name).spec["model"]["tests"]
+    perturbed = len(spec["invariance"]) + len(spec["directional"])
+    # evaluation predicts the test set once (metrics, segments, calibration, figures and importance's
+    # unshuffled rows all read it); importance's shuffled copies are one call; then the model
+    # tests' sample: unchanged, each perturbation, and once more timed
+    assert [n for n in counted.Counting.calls if n >= test_rows] == \
+        [test_rows, test_rows * len(report.features) * evaluation.IMPORTANCE_REPEATS] + [test_rows] * (2 + perturbed)
+
+    from mlflow import MlflowClient
+
+    params = MlflowClient(tracking_uri=settings.mlflow_uri).get_run(result.run_id).data.params
+    assert params["importance.rows"] == str(test_rows) and params["importance.repeats"] == "3"
 
 
 def test_nothing_that_fails_its_tests_is_registered(settings: Settings, churn) -> None:

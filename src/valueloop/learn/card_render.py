@@ -47,11 +47,14 @@ def _environment(markdown: bool) -> Environment:
 
 
 def render(card: ModelCard, digest: str, evaluated: dict[str, Any], row: ModelVersion) -> tuple[str, str]:
-    """The card as (Markdown, HTML): its statements, the run's per-segment metrics and calibration,
-    and the sign-off as it stands against ``digest``."""
+    """The card as (Markdown, HTML): its statements, the run's per-segment metrics, calibration and
+    the ten most important features (with the sample they were measured on), and the sign-off as it
+    stands against ``digest``."""
     context = {
         "card": card, "digest": digest, "segments": evaluated.get("segments") or {},
         "calibration": evaluated.get("calibration"),
+        "importance": list((evaluated.get("importance") or {}).items())[:10],
+        "importance_sample": evaluated.get("importance_sample"),
         "signed": row.card_signed_digest == digest, "signed_by": row.card_signed_by, "signed_at": row.card_signed_at,
         "previously_signed": row.card_signed_digest is not None and row.card_signed_digest != digest,
     }

@@ -17,7 +17,11 @@ if TYPE_CHECKING:
     from valueloop.learn.dataset import Target
 
 PLOT_ROWS = 20_000
+#: permutation importance: a seeded sample of the test set, each column shuffled this many times
 IMPORTANCE_ROWS = 2_000
+IMPORTANCE_REPEATS = 3
+#: at most this many shuffled rows are stacked into one prediction
+IMPORTANCE_BATCH_ROWS = 100_000
 #: candidate decision thresholds tried on the validation rows: quantiles of their scores
 THRESHOLD_STEPS = 200
 
@@ -39,11 +43,26 @@ def decide(score: np.ndarray, target: Target) -> np.ndarray:
     """The predicted class of each row from its scores."""
     import numpy as np
 
-    classes = np.asarray(target.classes, dtype=object)
+    return np.asarray(target.classes, dtype=object)[_decided(score, target)]
+
+
+def _decided(score: np.ndarray, target: Target) -> np.ndarray:
+    """The position in ``target.classes`` of each row's predicted class."""
+    import numpy as np
+
     if target.task == "binary":
-        negative = next(c for c in target.classes if c != target.positive)
-        return np.where(score >= target.threshold, target.positive, negative).astype(object)
-    return classes[np.argmax(score, axis=1)]
+        positive = target.classes.index(target.positive)
+        return np.where(score >= target.threshold, positive, 1 - positive)
+    return np.argmax(score, axis=1)
+
+
+def _codes(values: np.ndarray, target: Target) -> np.ndarray:
+    """The position in ``target.classes`` of each value (-1 for one that is none of them). The
+    metrics count these integers: scikit-learn's checks of an array of Python objects (np.unique
+    over them, once per metric) cost more than the metrics themselves."""
+    import pandas as pd
+
+    return pd.Categorical(values, categories=list(target.classes)).codes.astype("intp")
 
 
 def better(metric: str, value: float, than: float) -> bool:
@@ -56,26 +75,18 @@ def at_least_as_good(metric: str, value: float, than: float) -> bool:
 
 def label_metrics(y: np.ndarray, label: np.ndarray, target: Target) -> dict[str, float]:
     """The metrics of predicted classes: of the positive class (binary), else macro-averaged."""
+    return _label_metrics(_codes(y, target), _codes(label, target), target)
+
+
+def _label_metrics(y: np.ndarray, label: np.ndarray, target: Target) -> dict[str, float]:
+    """:func:`label_metrics` of the classes' positions (:func:`_codes`)."""
     from sklearn import metrics as m
 
-    binary = target.task == "binary"
-    y, label = _same_type(y), _same_type(label)
-    how: dict[str, Any] = {"pos_label": target.positive, "average": "binary"} if binary else \
-        {"labels": list(target.classes), "average": "macro"}
-    return {
-        "accuracy": float(m.accuracy_score(y, label)),
-        "precision": float(m.precision_score(y, label, zero_division=0, **how)),
-        "recall": float(m.recall_score(y, label, zero_division=0, **how)),
-        "f1": float(m.f1_score(y, label, zero_division=0, **how)),
-    }
-
-
-def _same_type(values: np.ndarray) -> np.ndarray:
-    """Classes as one plain array (numbers, text or booleans): scikit-learn cannot type an array of
-    Python objects that holds numbers."""
-    import numpy as np
-
-    return np.asarray(list(values))
+    how: dict[str, Any] = {"pos_label": target.classes.index(target.positive), "average": "binary"} \
+        if target.task == "binary" else {"labels": list(range(len(target.classes))), "average": "macro"}
+    precision, recall, f1, _ = m.precision_recall_fscore_support(y, label, zero_division=0, **how)
+    return {"accuracy": float(m.accuracy_score(y, label)), "precision": float(precision),
+            "recall": float(recall), "f1": float(f1)}
 
 
 def _metric_functions(y: np.ndarray, score: np.ndarray, target: Target) -> dict[str, Callable[[], float]]:
@@ -92,11 +103,12 @@ def _metric_functions(y: np.ndarray, score: np.ndarray, target: Target) -> dict[
             "mape": lambda: m.mean_absolute_percentage_error(y, score),
         }
     nan = float("nan")
-    labelled = cache(lambda: label_metrics(y, decide(score, target), target))
+    codes = cache(lambda: _codes(y, target))
+    labelled = cache(lambda: _label_metrics(codes(), _decided(score, target), target))
     functions: dict[str, Callable[[], float]] = {
         name: (lambda name=name: labelled()[name]) for name in ("accuracy", "precision", "recall", "f1")}
     if target.task == "binary":
-        truth = cache(lambda: np.array([v == target.positive for v in y], int))
+        truth = cache(lambda: (codes() == target.classes.index(target.positive)).astype(int))
         both = cache(lambda: np.unique(truth()).size == 2)
         return functions | {
             "roc_auc": lambda: m.roc_auc_score(truth(), score) if both() else nan,
@@ -104,7 +116,7 @@ def _metric_functions(y: np.ndarray, score: np.ndarray, target: Target) -> dict[
             "log_loss": lambda: m.log_loss(truth(), score, labels=[0, 1]),
             "brier": lambda: m.brier_score_loss(truth(), score),
         }
-    onehot = cache(lambda: np.array([[v == c for c in target.classes] for v in y], int))
+    onehot = cache(lambda: (codes()[:, None] == np.arange(len(target.classes))).astype(int))
     every = cache(lambda: bool(onehot().any(axis=0).all()))
     return functions | {
         "roc_auc": lambda: m.roc_auc_score(onehot(), score, average="macro") if every() else nan,
@@ -129,9 +141,10 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, target: Target, kpi: Any)
     import numpy as np
 
     tried = np.unique(np.quantile(score, np.linspace(0, 1, THRESHOLD_STEPS + 1)))
+    truth = _codes(y, target)
     best: tuple[bool, float, float, float] | None = None
     for threshold in tried:
-        at = label_metrics(y, decide(score, replace(target, threshold=float(threshold))), target)
+        at = _label_metrics(truth, _decided(score, replace(target, threshold=float(threshold))), target)
         value = at[kpi.metric]
         met = kpi.met_by(value)
         rank = (met, at["f1"] if met else (value if kpi.comparator.value in (">", ">=") else -value))
@@ -144,16 +157,15 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, target: Target, kpi: Any)
 def segments(frame: pd.DataFrame, columns: list[str], y: np.ndarray, score: np.ndarray, target: Target,
              top: int = 20) -> dict[str, dict[str, dict[str, float]]]:
     """Metrics per value of each segment column (the ``top`` commonest values, the rest pooled)."""
-    import numpy as np
+    import pandas as pd
 
     result: dict[str, dict[str, dict[str, float]]] = {}
     for column in columns:
-        values = frame[column].astype("string").fillna("(missing)").to_numpy()
-        common = frame[column].astype("string").fillna("(missing)").value_counts().index[:top]
-        values = np.where(np.isin(values, common), values, "(other)")
+        text = frame[column].astype("string").fillna("(missing)")
+        grouped = pd.Categorical(text.where(text.isin(text.value_counts().index[:top]), "(other)"))
         per: dict[str, dict[str, float]] = {}
-        for value in sorted(set(values.tolist())):
-            rows = values == value
+        for code, value in sorted(enumerate(grouped.categories), key=lambda kv: kv[1]):
+            rows = grouped.codes == code
             per[value] = {"rows": float(rows.sum())} | metrics(y[rows], score[rows], target)
         result[column] = per
     return result
@@ -175,22 +187,50 @@ def calibration(y: np.ndarray, score: np.ndarray, bins: int = 10) -> dict[str, A
                                  for p, o, c in zip(mean_pred, frac_pos, counts[filled])]}
 
 
-def importance(model: Any, X: pd.DataFrame, y: pd.Series, metric: str, target: Target,
+def sample_rows(rows: int, size: int, seed: int) -> np.ndarray:
+    """The positions of the seeded sample of ``size`` of ``rows`` rows that
+    ``DataFrame.sample(size, random_state=seed)`` takes (all of them if fewer)."""
+    import pandas as pd
+
+    return pd.RangeIndex(rows).to_series().sample(min(rows, size), random_state=seed).to_numpy()
+
+
+def importance(model: Any, X: pd.DataFrame, y: pd.Series, score: np.ndarray, metric: str, target: Target,
                seed: int) -> dict[str, float]:
-    """Permutation importance of each input column on a subsample: one method for every kind,
-    scored by the same metric as evaluation (so of the positive class, at the threshold)."""
-    from sklearn.inspection import permutation_importance
+    """Permutation importance of each input column on a seeded sample of ``IMPORTANCE_ROWS`` test
+    rows, ``IMPORTANCE_REPEATS`` shuffles each: one method for every kind, scored by the same metric
+    as evaluation (so of the positive class, at the threshold). ``score`` is the evaluation's, of
+    every row of ``X``.
+
+    The numbers are scikit-learn's ``permutation_importance`` (the same shuffles of the same
+    sample), but the shuffled copies are predicted stacked, a batch at a time, and the unshuffled
+    sample's score is taken from ``score``: one model call per column and repeat cost more than the
+    predictions themselves (a pipeline's checks and transforms, per call)."""
+    import numpy as np
+    import pandas as pd
 
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-
-    def scoring(estimator: Any, X: pd.DataFrame, y: pd.Series) -> float:
-        return sign * single_metric(metric, y.to_numpy(), scores(estimator, X, target), target)
-
-    sample = X.sample(min(len(X), IMPORTANCE_ROWS), random_state=seed)
-    result = permutation_importance(model, sample, y.loc[sample.index], scoring=scoring,
-                                    n_repeats=3, random_state=seed)
-    return dict(sorted(((c, float(v)) for c, v in zip(X.columns, result.importances_mean)),
-                       key=lambda kv: -kv[1]))
+    at = sample_rows(len(X), IMPORTANCE_ROWS, seed)
+    sample, truth, n = X.iloc[at], y.to_numpy()[at], len(at)
+    baseline = sign * single_metric(metric, truth, score[at], target)
+    shuffles, state = [], np.random.RandomState(np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1))
+    order, shuffled = np.arange(n), np.arange(n)
+    for _ in range(IMPORTANCE_REPEATS):  # each repeat shuffles the column as the one before left it
+        state.shuffle(order)
+        shuffled = shuffled[order]
+        shuffles.append(shuffled)
+    columns, dropped = list(X.columns), {}
+    per_batch = max(1, IMPORTANCE_BATCH_ROWS // (n * IMPORTANCE_REPEATS))
+    for first in range(0, len(columns), per_batch):
+        batch = columns[first:first + per_batch]
+        stacked = pd.DataFrame({c: sample[c].array.take(np.concatenate(
+            [s if c == b else np.arange(n) for b in batch for s in shuffles])) for c in columns})
+        blocks = np.split(scores(model, stacked, target), len(batch) * IMPORTANCE_REPEATS)
+        for i, column in enumerate(batch):
+            permuted = [sign * single_metric(metric, truth, block, target)
+                        for block in blocks[i * IMPORTANCE_REPEATS:(i + 1) * IMPORTANCE_REPEATS]]
+            dropped[column] = float(np.mean(baseline - np.array(permuted)))
+    return dict(sorted(dropped.items(), key=lambda kv: -kv[1]))
 
 
 def plot_rows(y: np.ndarray, score: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

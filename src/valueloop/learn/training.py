@@ -114,8 +114,10 @@ def _evaluate(model: Any, job: _Job, target: datasets.Target, steps: dict[str, f
             "calibration": evaluation.calibration(truth, score) if target.task == "binary" else None,
         }
     with timed(steps, "importance"):
-        result["importance"] = evaluation.importance(model, test[prepared.features], y, objective.primary_metric,
-                                                     target, seed)
+        result["importance"] = evaluation.importance(model, test[prepared.features], y, score,
+                                                     objective.primary_metric, target, seed)
+        result["importance_sample"] = {"rows": min(len(test), evaluation.IMPORTANCE_ROWS),
+                                       "repeats": evaluation.IMPORTANCE_REPEATS, "seed": seed}
     return result | {"target": target.record()}, score
 
 
@@ -219,6 +221,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
         with timed(steps, "log_run"):
             tracking.log_run(
                 job.settings, run.info.run_id, params={"split." + k: v for k, v in cut.record.items()} | {"seed": seed}
+                | {f"importance.{k}": v for k, v in evaluated["importance_sample"].items() if k != "seed"}
                 | {f"model.{k}": v for k, v in params.items()},
                 metrics={k: v for k, v in evaluated["metrics"].items() if not math.isnan(v)}
                 | ({"calibration_error": evaluated["calibration"]["ece"]} if evaluated["calibration"] else {})
