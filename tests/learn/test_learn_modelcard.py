@@ -96,6 +96,9 @@ def test_the_card_is_kept_with_the_version_in_mlflow(high_risk) -> None:
                     "## Limitations and known failure cases", "## Human oversight", "## Monitoring plan",
                     "## Version history", "essential\\_services", "the retention team lead"):
         assert section in card.markdown, section
+    rows = card.card.training.split["test_rows"]  # fewer than IMPORTANCE_ROWS: the sample is all of them
+    assert f"permutation on a seeded sample of {rows} test rows, each column shuffled 3 times" in card.markdown
+    assert f"seeded sample of {rows} test rows" in card.html
     stored = tracking.client(settings).download_artifacts(card.card.training.run_id, "model_card/card.md")
     assert Path(stored).read_text() == card.markdown
 
