@@ -72,10 +72,18 @@ class _Job:
     def train_rows(self) -> tuple[pd.DataFrame, pd.Series]:
         return self.prepared.X.iloc[self.cut.train], self.prepared.y.iloc[self.cut.train]
 
+    @property
+    def segment_columns(self) -> list[str]:
+        """The columns evaluation measures per value of (features or not)."""
+        objective = self.objective
+        return list(dict.fromkeys([*objective.segments, *(f.column for f in objective.tests.segment_floors)]))
+
     @cached_property
     def test_rows(self) -> tuple[pd.DataFrame, pd.Series]:
-        """Every column of the test rows: segments and model tests look beyond the features."""
-        return self.prepared.frame.iloc[self.cut.test], self.prepared.y.iloc[self.cut.test]
+        """The test rows' features and segment columns; not every column, as copying identifiers
+        and free text (an email column) costs more than predicting."""
+        columns = list(dict.fromkeys([*self.prepared.features, *self.segment_columns]))
+        return self.prepared.frame[columns].iloc[self.cut.test], self.prepared.y.iloc[self.cut.test]
 
 
 @dataclass
@@ -106,11 +114,10 @@ def _evaluate(model: Any, job: _Job, target: datasets.Target, steps: dict[str, f
     test, y = job.test_rows
     with timed(steps, "evaluate"):
         score = evaluation.scores(model, test[prepared.features], target)
-        columns = list(dict.fromkeys([*objective.segments, *(f.column for f in objective.tests.segment_floors)]))
         truth = (y == target.positive).to_numpy(int)
         result = {
             "metrics": evaluation.metrics(y.to_numpy(), score, target),
-            "segments": evaluation.segments(test, columns, y.to_numpy(), score, target),
+            "segments": evaluation.segments(test, job.segment_columns, y.to_numpy(), score, target),
             "calibration": evaluation.calibration(truth, score) if target.task == "binary" else None,
         }
     with timed(steps, "importance"):
