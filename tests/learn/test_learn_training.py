@@ -21,6 +21,26 @@ def _train(settings: Settings, name: str, **kwargs):  # type: ignore[no-untyped-
         return training.train(s, settings, "dana", name, **kwargs)
 
 
+#: what a module of custom candidates starts with: their estimator fitted after the usual preprocessing
+_FITTED = (
+    "from sklearn.pipeline import make_pipeline\n"
+    "from valueloop.learn.candidates import make_preprocessor\n\n"
+    "def fitted(estimator, data):\n"
+    "    X, y = data.drop(columns=['churned']), data['churned']\n"
+    "    numeric = [c for c in X.columns if X[c].dtype.kind in 'if']\n"
+    "    prep = make_preprocessor(numeric, [c for c in X.columns if c not in numeric])\n"
+    "    return make_pipeline(prep, estimator).fit(X, y)\n\n"
+)
+
+
+def _allowed_module(settings: Settings, folder: Path, monkeypatch: pytest.MonkeyPatch, module: str,
+                    source: str) -> Settings:
+    """A module of custom candidates, importable and allowed by the operator (hook_modules)."""
+    (folder / f"{module}.py").write_text(_FITTED + source)
+    monkeypatch.syspath_prepend(str(folder))
+    return dataclasses.replace(settings, hook_modules=(module,))
+
+
 def test_runs_in_mlflow_with_lineage_and_the_winner_loads(settings: Settings, churn) -> None:
     import mlflow
     from mlflow import MlflowClient
@@ -80,22 +100,14 @@ def test_crashing_custom_candidate_is_recorded_and_the_others_go_on(
     import mlflow
 
     name, _ = churn
-    (tmp_path / "mymodels.py").write_text(
+    settings = _allowed_module(settings, tmp_path, monkeypatch, "mymodels", (
         "import mlflow\n"
-        "from sklearn.pipeline import make_pipeline\n"
-        "from sklearn.tree import DecisionTreeClassifier\n"
-        "from valueloop.learn.candidates import make_preprocessor\n\n"
+        "from sklearn.tree import DecisionTreeClassifier\n\n"
         "def broken(data, params):\n"
         "    raise RuntimeError('the custom model fell over')\n\n"
         "def tree(data, params):\n"
         "    mlflow.log_metric('custom_rows', len(data))\n"
-        "    X, y = data.drop(columns=['churned']), data['churned']\n"
-        "    numeric = [c for c in X.columns if X[c].dtype.kind in 'if']\n"
-        "    prep = make_preprocessor(numeric, [c for c in X.columns if c not in numeric])\n"
-        "    return make_pipeline(prep, DecisionTreeClassifier(**params)).fit(X, y)\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    settings = dataclasses.replace(settings, hook_modules=("mymodels",))  # the operator allows them
+        "    return fitted(DecisionTreeClassifier(**params), data)\n"))
     set_model(settings, name, threshold=0.6, candidates=[
         FAST[0],
         {"name": "broken", "kind": "custom", "function": "mymodels:broken"},
@@ -120,23 +132,15 @@ def test_the_test_set_is_predicted_once_and_importance_names_its_sample(
     settings: Settings, churn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name, _ = churn
-    (tmp_path / "counted.py").write_text(
-        "from sklearn.linear_model import LogisticRegression\n"
-        "from sklearn.pipeline import make_pipeline\n"
-        "from valueloop.learn.candidates import make_preprocessor\n\n"
+    settings = _allowed_module(settings, tmp_path, monkeypatch, "counted", (
+        "from sklearn.linear_model import LogisticRegression\n\n"
         "class Counting(LogisticRegression):  # a real estimator that counts its predictions\n"
         "    calls = []\n\n"
         "    def predict_proba(self, X):\n"
         "        Counting.calls.append(X.shape[0])\n"
         "        return super().predict_proba(X)\n\n"
         "def counting(data, params):\n"
-        "    X, y = data.drop(columns=['churned']), data['churned']\n"
-        "    numeric = [c for c in X.columns if X[c].dtype.kind in 'if']\n"
-        "    prep = make_preprocessor(numeric, [c for c in X.columns if c not in numeric])\n"
-        "    return make_pipeline(prep, Counting()).fit(X, y)\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    settings = dataclasses.replace(settings, hook_modules=("counted",))
+        "    return fitted(Counting(), data)\n"))
     set_model(settings, name, candidates=[{"name": "counted", "kind": "custom", "function": "counted:counting"}])
     import counted
 
