@@ -5,6 +5,14 @@ threads) share this machine's cores, as issue 19 asks; the output says how many 
 Prints req/s and p99 at concurrency 16 and 64 and the ratio of two workers to one (issue 19's
 goal: >= 1.8x at c=64 on 2 cores).
 
+Each run also says where the CPU went: the server's CPU per request (all its processes), wrk's,
+how busy the machine was, and the mean rows per model call (the model's fixed cost per call,
+~0.4 ms here, is shared by the rows of a batch, and each of two workers sees half the requests).
+At c=64 it prints the cores each side used, and the most req/s the cores allow at two workers'
+cost per request (server + wrk, who share the cores), as a ratio to one worker: on a quiet
+machine, the ceiling of the goal's ratio. On a busy one, the machine column says 100% and the
+ratios mean little: more processes win more of the other programs' CPU.
+
     python benchmarks/serve_workers.py               # ~1 minute
     python benchmarks/serve_workers.py --seconds 3   # a quick one
 """
@@ -12,6 +20,8 @@ goal: >= 1.8x at c=64 on 2 cores).
 from __future__ import annotations
 
 import os
+import re
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +33,49 @@ import serve_rest  # noqa: E402  (its model, registration and wrk runner)
 
 OUT = HERE / ".out" / "serve_workers"
 CONCURRENCY = (16, 64)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(group: int) -> float:
+    """CPU seconds of every process in a process group so far (a server: parent and workers)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def machine() -> tuple[float, float]:
+    """Busy and total CPU seconds of the machine so far."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICK, sum(ticks) / TICK
+
+
+def batched(url: str) -> tuple[float, float]:
+    """Rows predicted and model calls so far, over every worker."""
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return tuple(sum(float(v) for v in re.findall(rf"valueloop_batch_size_{kind}\{{[^}}]*\}} ([\d.e+]+)", text))
+                 for kind in ("sum", "count"))  # type: ignore[return-value]
+
+
+def measured(load: serve_rest.Load, url: str, group: int, c: int, seconds: int) -> dict[str, float]:
+    """One wrk run, with the CPU the server and wrk spent per request and the mean batch."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
+    server, busy, rows = group_cpu(group), machine(), batched(url)
+    r = serve_rest.wrk(load, c, seconds, f"0-{(os.cpu_count() or 1) - 1}", threads=2)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server, busy, rows = group_cpu(group) - server, [b - a for a, b in zip(busy, machine())], \
+        [b - a for a, b in zip(rows, batched(url))]
+    answered = r["rps"] * seconds
+    return r | {"server_us": server / answered * 1e6,
+                "wrk_us": (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / answered * 1e6,
+                "busy": busy[0] / busy[1], "batch": rows[0] / max(rows[1], 1)}
 
 
 def main() -> None:
@@ -45,15 +98,23 @@ def main() -> None:
             serve_rest.wrk(load, 8, 3, every_core, threads=2)  # warm up every worker
             results[workers] = {}
             for c in CONCURRENCY:
-                results[workers][c] = r = serve_rest.wrk(load, c, args.seconds, every_core, threads=2)
+                results[workers][c] = r = measured(load, url, proc.pid, c, args.seconds)
                 print(f"--workers {workers}  c={c:<3} {r['rps']:>8.0f} req/s   p50 {r['p50']:>7.2f} ms   "
-                      f"p99 {r['p99']:>7.2f} ms" + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""),
-                      flush=True)
+                      f"p99 {r['p99']:>7.2f} ms   CPU/req: server {r['server_us']:>4.0f} us, wrk {r['wrk_us']:>3.0f} us"
+                      f"   machine {r['busy']:>4.0%} busy   {r['batch']:>4.1f} rows/call"
+                      + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
         finally:
             serve_rest.stop(proc)
     for c in CONCURRENCY:
         print(f"--workers 2 / --workers 1 at c={c}: {results[2][c]['rps'] / results[1][c]['rps']:.2f}x req/s"
               + ("  (goal >= 1.8x)" if c == 64 else ""))
+    one, two = results[1][64], results[2][64]
+    used = {w: (r["server_us"] * r["rps"] / 1e6, r["wrk_us"] * r["rps"] / 1e6) for w, r in ((1, one), (2, two))}
+    most = cores * 1e6 / (two["server_us"] + two["wrk_us"])
+    print(f"at c=64 one worker used {used[1][0]:.2f} cores and wrk {used[1][1]:.2f}; two workers {used[2][0]:.2f} and "
+          f"wrk {used[2][1]:.2f} ({two['wrk_us'] / (two['server_us'] + two['wrk_us']):.0%} of the CPU). At two workers' "
+          f"cost per request (server {two['server_us']:.0f} + wrk {two['wrk_us']:.0f} us; one worker's server "
+          f"{one['server_us']:.0f} us), {cores} cores allow at most {most:.0f} req/s, {most / one['rps']:.2f}x one worker")
     print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
