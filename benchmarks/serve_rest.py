@@ -43,6 +43,7 @@ PY = Path(sys.executable)
 BIN = PY.parent
 FEATURES = [f"f{i}" for i in range(20)]
 CONCURRENCY = (1, 16, 64)
+TICK = os.sysconf("SC_CLK_TCK")
 
 BARE_APP = '''
 import pickle
@@ -232,6 +233,34 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def group_cpu(group: int) -> float:
+    """CPU seconds of every process in a process group so far (a server: parent and workers)."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def machine() -> tuple[float, float]:
+    """Busy and total CPU seconds of the machine so far."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICK, sum(ticks) / TICK
+
+
+def batched(url: str) -> tuple[float, float]:
+    """Rows predicted and model calls so far, over every worker."""
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return tuple(sum(float(v) for v in re.findall(rf"valueloop_batch_size_{kind}\{{[^}}]*\}} ([\d.e+]+)", text))
+                 for kind in ("sum", "count"))  # type: ignore[return-value]
 
 
 def wrk_arguments(doc: str, flags: dict[str, str] | None = None) -> argparse.Namespace:

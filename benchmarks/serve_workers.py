@@ -20,7 +20,6 @@ ratios mean little: more processes win more of the other programs' CPU.
 from __future__ import annotations
 
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -33,45 +32,16 @@ import serve_rest  # noqa: E402  (its model, registration and wrk runner)
 
 OUT = HERE / ".out" / "serve_workers"
 CONCURRENCY = (16, 64)
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def group_cpu(group: int) -> float:
-    """CPU seconds of every process in a process group so far (a server: parent and workers)."""
-    total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:
-            total += int(fields[11]) + int(fields[12])
-    return total / TICK
-
-
-def machine() -> tuple[float, float]:
-    """Busy and total CPU seconds of the machine so far."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / TICK, sum(ticks) / TICK
-
-
-def batched(url: str) -> tuple[float, float]:
-    """Rows predicted and model calls so far, over every worker."""
-    import httpx
-
-    text = httpx.get(url + "/metrics", timeout=30).text
-    return tuple(sum(float(v) for v in re.findall(rf"valueloop_batch_size_{kind}\{{[^}}]*\}} ([\d.e+]+)", text))
-                 for kind in ("sum", "count"))  # type: ignore[return-value]
 
 
 def measured(load: serve_rest.Load, url: str, group: int, c: int, seconds: int) -> dict[str, float]:
     """One wrk run, with the CPU the server and wrk spent per request and the mean batch."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
-    server, busy, rows = group_cpu(group), machine(), batched(url)
+    server, busy, rows = serve_rest.group_cpu(group), serve_rest.machine(), serve_rest.batched(url)
     r = serve_rest.wrk(load, c, seconds, f"0-{(os.cpu_count() or 1) - 1}", threads=2)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server, busy, rows = group_cpu(group) - server, [b - a for a, b in zip(busy, machine())], \
-        [b - a for a, b in zip(rows, batched(url))]
+    server, busy, rows = serve_rest.group_cpu(group) - server, [b - a for a, b in zip(busy, serve_rest.machine())], \
+        [b - a for a, b in zip(rows, serve_rest.batched(url))]
     answered = r["rps"] * seconds
     return r | {"server_us": server / answered * 1e6,
                 "wrk_us": (after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) / answered * 1e6,

@@ -3,6 +3,15 @@ asked directly, then through HAProxy (Debian's package, configured as deploy/hap
 that one replica and with two. The replicas share one home and are pinned to core 0; HAProxy and
 wrk share core 1. On a 2-core machine two replicas cannot scale: the ratios show what the
 balancer costs (issue 16's goal: under 15% against direct), not what a second host would add.
+
+Two replicas on one core also cost what splitting a core's load costs, and this model makes that
+large: each call of it costs ~0.6 ms whatever its rows (~0.44 ms in scikit-learn's predict_proba,
+most of it checking its input), shared by the rows of a micro-batch. Each replica sees half the
+concurrency and they take turns on the core, so each call carries fewer rows (at load 6: 3.8
+rows per call against 9.9 direct, 280 against 172 us of CPU per request; fewer still on a quiet
+machine, where two replicas served about half what one did). Each line prints the replicas' rows
+per model call and their CPU per request, which tell the balancer's cost (HAProxy runs on core 1)
+from the batching's.
 Last, a promotion through the registry, timed until both replicas serve it (goal: within 2 s).
 
 The model is serve_rest.py's (a scikit-learn gradient boosting model, 20 numeric features,
@@ -34,12 +43,12 @@ CONCURRENCY = 16
 
 
 @contextmanager
-def process(name: str, cmd: list[str], ready_url: str, env: dict[str, str]) -> Iterator[None]:
+def process(name: str, cmd: list[str], ready_url: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     with (OUT / f"{name}.log").open("wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         serve_rest.wait_ready(ready_url, proc)
-        yield
+        yield proc
     finally:
         serve_rest.stop(proc)
 
@@ -94,11 +103,12 @@ def main() -> None:
     ports = [serve_rest.free_port(), serve_rest.free_port()]
     results: dict[str, dict[str, float]] = {}
     with ExitStack() as running:
+        replicas = []
         for i, port in enumerate(ports):
             url = f"http://127.0.0.1:{port}"
-            running.enter_context(process(
+            replicas.append(running.enter_context(process(
                 f"replica-{i}", ["taskset", "-c", "0", str(serve_rest.BIN / "valueloop"), "serve", "--port", str(port),
-                                 "--no-auth"], url + "/v2/health/ready", env))
+                                 "--no-auth"], url + "/v2/health/ready", env)))
         runs = {"one replica, direct": f"http://127.0.0.1:{ports[0]}"}
         one_url, one = balancer("haproxy-1", ports[:1], env)
         two_url, two = balancer("haproxy-2", ports, env)
@@ -108,9 +118,16 @@ def main() -> None:
         for label, url in runs.items():
             load = (url + "/predict/churn", body, serve_rest.JSON)
             serve_rest.wrk(load, 4, 2)  # warm up
+            before = [(serve_rest.group_cpu(r.pid), *serve_rest.batched(f"http://127.0.0.1:{p}"))
+                      for r, p in zip(replicas, ports)]
             results[label] = r = serve_rest.wrk(load, CONCURRENCY, args.seconds)
+            spent = [[b - a for a, b in zip(was, (serve_rest.group_cpu(r.pid), *serve_rest.batched(f"http://127.0.0.1:{p}")))]
+                     for was, r, p in zip(before, replicas, ports)]
+            rows, calls = sum(s[1] for s in spent), sum(s[2] for s in spent)
             print(f"{label:<22} c={CONCURRENCY} {r['rps']:>8.0f} req/s   p50 {r['p50']:>7.2f} ms   "
-                  f"p99 {r['p99']:>7.2f} ms" + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
+                  f"p99 {r['p99']:>7.2f} ms   replicas: {rows / max(calls, 1):>4.1f} rows/call, "
+                  f"{sum(s[0] for s in spent) / max(rows, 1) * 1e6:>4.0f} us CPU/request"
+                  + (f"   non-2xx {r['errors']:.0f}" if r["errors"] else ""), flush=True)
         reached = promotion_reaches(Path(env["VALUELOOP_HOME"]), ports)
     direct = results["one replica, direct"]["rps"]
     for label in ("HAProxy, 1 replica", "HAProxy, 2 replicas"):
