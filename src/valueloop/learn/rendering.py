@@ -21,7 +21,13 @@ _pool: ProcessPoolExecutor | None = None
 
 def _exit_with(parent: int) -> None:
     """Runs in the worker: end it when its parent is gone (killed, say). An orphan would hold the
-    parent's stdout and stderr open, and whoever reads them would wait for it forever."""
+    parent's stdout and stderr open, and whoever reads them would wait for it forever. And end it
+    quickly when its parent exits (which waits for it): without the collections of its heap."""
+    import atexit
+
+    from valueloop import heap
+
+    atexit.register(heap.settle)
 
     def watch() -> None:
         while os.getppid() == parent:
