@@ -153,10 +153,10 @@ def _mlflow_findings(session: Session, settings: Settings, usecase: UseCase, rep
         found.append(finding)
     known = set(session.scalars(select(ModelVersion.version).where(ModelVersion.usecase == usecase.name)))
     for version in client.search_model_versions(f"name = '{usecase.name}'"):
-        tags = version.tags or {}
+        if int(version.version) in known or tracking.TAG + "orphaned" in (version.tags or {}):
+            continue  # its run is read only for a version valueloop does not know (one read per version)
         run_tags = client.get_run(version.run_id).data.tags if version.run_id else {}
-        if int(version.version) in known or tracking.TAG + "orphaned" in tags or _training_alive(
-                session, run_tags.get(tracking.TAG + "training_id", ""), version.creation_timestamp):
+        if _training_alive(session, run_tags.get(tracking.TAG + "training_id", ""), version.creation_timestamp):
             continue
         finding = Finding(kind="unknown model version", usecase=usecase.name,
                           target=f"model {usecase.name} version {version.version}",
