@@ -50,10 +50,12 @@ def train(
     def local(who: str | None) -> TrainingReport:
         from rich.progress import Progress
 
+        from valueloop import heap
         from valueloop.config import load_settings
         from valueloop.learn.training import train as train_
         from valueloop.store import session
 
+        heap.one_shot()
         settings = load_settings()
         report_half_written(settings, who, usecase, "train")
         with Progress(console=console(), transient=True, disable=as_json) as progress, session(settings) as s:
@@ -71,10 +73,12 @@ def reproduce(ctx: typer.Context, run: str, as_json: bool = JsonOption) -> None:
     from valueloop.learn.views import ReproduceReport
 
     def local(who: str | None) -> ReproduceReport:
+        from valueloop import heap
         from valueloop.config import load_settings
         from valueloop.learn.training import reproduce as reproduce_
         from valueloop.store import session
 
+        heap.one_shot()
         settings = load_settings()
         with session(settings) as s:
             return reproduce_(s, settings, who, run)
