@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_support import free_port, wait_for, wait_until_ready
+from deploy_support import free_port, promote_version, wait_for, wait_until_ready
 from test_serve import ROW
 
 from valueloop.config import Settings
@@ -29,11 +29,12 @@ class TwoWorkers:
     url: str
     metrics_url: str
     workers: list[int]
+    versions: list[int]
 
 
 @pytest.fixture(scope="module")
 def two_workers(workspace: tuple[Settings, list[int]], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoWorkers]:
-    settings, _ = workspace
+    settings, versions = workspace
     port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VALUELOOP_", "PROMETHEUS_"))}
     env.update(VALUELOOP_HOME=str(settings.home), VALUELOOP_DATABASE_URL=settings.database_url,
@@ -49,7 +50,7 @@ def two_workers(workspace: tuple[Settings, list[int]], tmp_path_factory: pytest.
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         workers = [int(p) for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 2, children
-        yield TwoWorkers(settings, url, f"http://127.0.0.1:{metrics_port}", workers)
+        yield TwoWorkers(settings, url, f"http://127.0.0.1:{metrics_port}", workers, versions)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -130,3 +131,36 @@ def test_serve_on_a_busy_port_says_so_and_exits_4(settings: Settings, run_cli) -
             flag = "--metrics-port" if "--metrics-port" in flags else "--port"
             assert f"error: {flag} {port}: port in use on 127.0.0.1" in done.stderr
             assert "serving on" not in done.stdout and "Traceback" not in done.stderr
+
+
+def _versions_answering(two_workers: TwoWorkers, tag: str) -> dict[int, set[str]]:
+    """The model versions that answer 16 requests, each on a connection of its own (so both
+    workers take some), by the worker that answered (from the prediction log)."""
+    ids = {}
+    for i in range(16):
+        with httpx.Client() as client:  # a new connection: the kernel picks the worker
+            rid = f"{tag}-{os.getpid()}-{i}"
+            answer = client.post(two_workers.url + "/predict/churn", json=ROW, headers={"X-Request-Id": rid}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            ids[rid] = answer.headers["x-model-version"]
+    logged: dict[str, list[int]] = {}
+
+    def all_logged() -> bool:
+        logged.update(_logged_by(two_workers.settings, set(ids)))
+        return set(logged) == set(ids)
+
+    wait_for(all_logged, 30)
+    found: dict[int, set[str]] = {}
+    for rid, pids in logged.items():
+        found.setdefault(pids[0], set()).add(ids[rid])
+    return found
+
+
+def test_a_promotion_reaches_every_worker(two_workers: TwoWorkers) -> None:
+    first, second = two_workers.versions
+    promote_version(two_workers.settings, second)
+    try:
+        wait_for(lambda: _versions_answering(two_workers, "swap") == {w: {str(second)} for w in two_workers.workers}, 60)
+    finally:
+        promote_version(two_workers.settings, first)
+        wait_for(lambda: _versions_answering(two_workers, "back") == {w: {str(first)} for w in two_workers.workers}, 60)
