@@ -186,13 +186,16 @@ class _Staging:
         """A ``write(table)`` for one part, committed (renamed, then listed) when the block ends."""
         import pyarrow.parquet as pq
 
+        from valueloop.deploy.predlog import dictionary_columns
+
         final = self.part_path(index)
         temporary = final.with_suffix(".tmp")
         writer: pq.ParquetWriter | None = None
 
         def write(table: pa.Table) -> None:
             nonlocal writer
-            writer = writer or pq.ParquetWriter(temporary, table.schema)
+            writer = writer or pq.ParquetWriter(temporary, table.schema,
+                                                use_dictionary=dictionary_columns(table.schema))
             writer.write_table(table)
 
         yield write
