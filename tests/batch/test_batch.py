@@ -257,3 +257,22 @@ def test_a_prediction_log_that_cannot_be_written_fails_the_job_by_name_and_publi
     assert not out.exists()
     [job] = list_jobs(settings, "devon", champion)
     assert job.status == "failed" and "could not be written" in job.error and job.parts_done == 0
+
+
+def test_each_scoring_thread_runs_its_model_on_one_openmp_thread_and_leaves_the_others_alone() -> None:
+    """A batch per core, its model's OpenMP team limited to the scoring thread itself: the limit
+    is per thread, so the caller (a server, the ceiling a benchmark measures) keeps its own."""
+    import sklearn.ensemble  # noqa: F401 - loads scikit-learn's OpenMP runtime
+    from threadpoolctl import ThreadpoolController
+
+    from valueloop.deploy.batch import _one_thread_each
+
+    def openmp_threads() -> set[int]:
+        return {lib["num_threads"] for lib in ThreadpoolController().info() if lib["user_api"] == "openmp"}
+
+    before = openmp_threads()
+    assert before and max(before) >= 1
+    with _one_thread_each(2) as pool:
+        inside = [pool.submit(openmp_threads).result() for _ in range(4)]
+    assert inside == [{1}] * 4
+    assert openmp_threads() == before

@@ -4,8 +4,9 @@ A job cuts its input into parts of ``part_rows`` consecutive rows. Each part is 
 committed as its own Parquet file in a staging directory beside the output, listed in a
 manifest; a resumed job (``resume=True``) skips the parts the manifest lists, so a crash costs
 at most the part in hand and never duplicates a row. The output is published whole at the end
-(one rename, or one Delta commit). Memory is set by ``batch_size`` in process and by
-``part_rows`` times the parts in flight on Dask, never by the size of the input.
+(one rename, or one Delta commit). Memory is set by ``batch_size`` times the cores in process
+(a batch is scored on each) and by ``part_rows`` times the parts in flight on Dask, never by the
+size of the input.
 
 Rows are held to the model's contract as REST holds a request (deploy/schema.py, vectorized), and
 an input as the source system exports it (with its id and personal columns) goes through the
