@@ -163,7 +163,11 @@ def unreferenced(table: Location, recorded: list[int]) -> list[Location]:
     import pyarrow.fs as pafs
 
     listed = table.filesystem.get_file_info(pafs.FileSelector(table.path, allow_not_found=True))
-    kept = {f for version in recorded for f in files_at(table, version)}
+    kept: set[Location] = set()
+    at = open_table(table, min(recorded)) if recorded else None
+    for version in sorted(recorded) if at is not None else []:
+        at.load_as_version(version)  # onward from the version before: its log is read once, not once per version
+        kept.update(Location.parse(uri, "dataset file") for uri in at.file_uris())
     found = (table.child(i.base_name) for i in listed
              if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
     return sorted((f for f in found if f not in kept), key=str)
