@@ -79,7 +79,6 @@ def _hoist_acting_user(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    from valueloop import heap
     from valueloop.errors import ValueloopError
 
     args = _hoist_acting_user(sys.argv[1:])
@@ -99,6 +98,4 @@ def main() -> None:
     except typer.TyperException as exc:  # usage errors: click's own message and exit code
         exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-    finally:
-        heap.settle()  # the command is done: the interpreter's exit need not collect its heap again
     sys.exit(code if isinstance(code, int) else 0)
