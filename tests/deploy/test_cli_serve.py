@@ -50,10 +50,27 @@ def two_workers(workspace: tuple[Settings, list[int]], tmp_path_factory: pytest.
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         workers = [int(p) for p in children if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert len(workers) == 2, children
+        # the first worker to listen answers the readiness check; the other may still be loading
+        wait_for(lambda: all(_listening(worker, port) for worker in workers), 120)
         yield TwoWorkers(settings, url, f"http://127.0.0.1:{metrics_port}", workers, versions)
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a socket listening on the loopback ``port``."""
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:  # closed since it was listed: a worker still loading opens and closes files
+            continue
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state, inode = (line.split()[i] for i in (1, 3, 9))
+        if state == "0A" and int(local.split(":")[1], 16) == port and f"socket:[{inode}]" in held:
+            return True
+    return False
 
 
 def _answered(url: str) -> float:
