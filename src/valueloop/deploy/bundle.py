@@ -121,9 +121,8 @@ def _pins(model_dir: Path, compiled: bool) -> list[str]:
 
 def build(session: Session, settings: Settings, actor: str | None, usecase: str, out: Path) -> BundleView:
     """Write the champion's bundle to ``out`` (a new or empty directory), whole or not at all."""
-    import platform
-
     import hashlib
+    import platform
 
     from valueloop.learn.compiled import ARTIFACT_DIR, LIBRARY
     from valueloop.learn.registry import artifact_digest, compiled_library, verified_model_dir
