@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from deploy_support import free_port, wait_until_ready
 from test_serve import ROW
 
 from valueloop.config import Settings
+from valueloop.deploy import bundle
+from valueloop.errors import InvalidInput
 
 
 def test_bundle_serves_the_champion(workspace: tuple[Settings, list[int]], tmp_path: Path, run_cli: Any) -> None:
@@ -80,3 +83,12 @@ def _fresh_venv(requirements: Path, venv: Path) -> Path:
     seen = subprocess.run([str(python), "-c", "import typer"], env=_clean_env(), capture_output=True)
     assert seen.returncode != 0, "the fresh venv sees the test venv's packages (typer is the CLI's, not serving's)"
     return python
+
+
+def test_a_bundle_whose_manifest_was_edited_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "bundle.json").write_text(json.dumps({"usecase": "churn", "version": "two", "deploy": {}}))
+    with pytest.raises(InvalidInput) as refused:
+        bundle.serve_bundle(tmp_path, "127.0.0.1", 0, auth=False)
+    assert str(refused.value).splitlines() == [
+        f"bundle {tmp_path}: bundle.json is not a bundle's manifest:",
+        '  - version: expected an integer, got "two"', "  - digest: required field is missing"]

@@ -75,13 +75,13 @@ def test_compiled_trees_answer_as_the_model_a_changed_library_is_refused_one_tha
         bundle.build(s, settings, "devon", name, tmp_path / "bundle")
     assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["compiled"] == shown.compiled.digest
     assert any(r.startswith("tl2cgen==") for r in (tmp_path / "bundle" / "requirements.txt").read_text().split())
-    bundled = bundle.load_bundle(tmp_path / "bundle")
+    bundled = bundle.load_bundle(tmp_path / "bundle", bundle.Manifest.read(tmp_path / "bundle"))
     assert isinstance(bundled.estimator, CompiledEstimator)
     np.testing.assert_array_equal(bundled.predict_table(features).proba, compiled.proba)
     shipped_library = tmp_path / "bundle" / "compiled" / "model.so"
     shipped_library.write_bytes(shipped_library.read_bytes() + b"\0")
     with pytest.raises(Conflict, match=r"compiled/model.so changed since the bundle was built; not serving"):
-        bundle.load_bundle(tmp_path / "bundle")
+        bundle.load_bundle(tmp_path / "bundle", bundle.Manifest.read(tmp_path / "bundle"))
 
     library = Path(shown.compiled.library.removeprefix("file://"))
     library.write_bytes(library.read_bytes() + b"\0")

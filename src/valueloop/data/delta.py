@@ -118,6 +118,10 @@ def files_at(table: Location, version: int | None) -> list[Location]:
     """The data files of a version of the table (none for None, or before the first)."""
     if version is None or (at := open_table(table, version)) is None:
         return []
+    return _files(at)
+
+
+def _files(at: DeltaTable) -> list[Location]:
     return [Location.parse(uri, "dataset file") for uri in at.file_uris()]
 
 
@@ -167,7 +171,7 @@ def unreferenced(table: Location, recorded: list[int]) -> list[Location]:
     at = open_table(table, min(recorded)) if recorded else None
     for version in sorted(recorded) if at is not None else []:
         at.load_as_version(version)  # onward from the version before: its log is read once, not once per version
-        kept.update(Location.parse(uri, "dataset file") for uri in at.file_uris())
+        kept.update(_files(at))
     found = (table.child(i.base_name) for i in listed
              if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
     return sorted((f for f in found if f not in kept), key=str)

@@ -19,7 +19,6 @@ privileges, with LightGBM's OpenMP runtime and a health check on ``/v2/health/re
 
 from __future__ import annotations
 
-import json
 import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -95,6 +94,31 @@ DOCKERIGNORE = "state/\n**/__pycache__\n**/*.pyc\nDockerfile\n.dockerignore\n"
 TOKEN_ENV = "VALUELOOP_BUNDLE_TOKEN"
 
 
+class Manifest(BaseModel):
+    """``bundle.json``: what the bundle serves and the digests its files must still match."""
+
+    usecase: str
+    version: int
+    digest: str
+    deploy: Deploy
+    compiled: str | None = None
+    notice: str | None = None
+
+    @classmethod
+    def read(cls, root: Path) -> Manifest:
+        from pydantic import ValidationError
+
+        from valueloop.validation import describe_errors
+
+        try:
+            return cls.model_validate_json((root / "bundle.json").read_text())
+        except OSError as exc:
+            raise InvalidInput(f"bundle {root}: bundle.json cannot be read ({exc.strerror})") from None
+        except ValidationError as exc:
+            raise InvalidInput(f"bundle {root}: bundle.json is not a bundle's manifest:",
+                               problems=describe_errors(exc)) from None
+
+
 class BundleView(BaseModel):
     usecase: str
     version: int
@@ -152,10 +176,10 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
         requirements = _pins(staging / "model", compiled=library is not None)
         policy = spec_of(found).deploy or Deploy()
         (staging / "requirements.txt").write_text("\n".join(requirements) + "\n")
-        (staging / "bundle.json").write_text(json.dumps(
-            {"usecase": found.name, "version": number, "digest": digest, "deploy": policy.model_dump(),
-             "compiled": hashlib.sha256(library).hexdigest() if library is not None else None,
-             "notice": transparency_notices(session, [found.name]).get(found.name)}, indent=2))
+        manifest = Manifest(usecase=found.name, version=number, digest=digest, deploy=policy,
+                            compiled=hashlib.sha256(library).hexdigest() if library is not None else None,
+                            notice=transparency_notices(session, [found.name]).get(found.name))
+        (staging / "bundle.json").write_text(manifest.model_dump_json(indent=2))
         (staging / "serve.py").write_text(ENTRYPOINT)
         (staging / "Dockerfile").write_text(DOCKERFILE.format(python=".".join(platform.python_version_tuple()[:2])))
         (staging / ".dockerignore").write_text(DOCKERIGNORE)
@@ -169,7 +193,7 @@ def build(session: Session, settings: Settings, actor: str | None, usecase: str,
     return BundleView(usecase=found.name, version=number, digest=digest, path=str(out), requirements=requirements)
 
 
-def load_bundle(root: Path) -> ServedModel:
+def load_bundle(root: Path, manifest: Manifest) -> ServedModel:
     """The bundle's model, its files checked against the digests it was built with; its trees
     from the compiled library when it carries one (a changed library is refused, as a changed
     model is; one that cannot load on this machine falls back to Python with a warning)."""
@@ -181,15 +205,14 @@ def load_bundle(root: Path) -> ServedModel:
     from valueloop.learn.compiled import ARTIFACT_DIR, LIBRARY
     from valueloop.learn.registry import artifact_digest
 
-    meta = json.loads((root / "bundle.json").read_text())
-    if artifact_digest(root / "model") != meta["digest"]:
+    if artifact_digest(root / "model") != manifest.digest:
         raise Conflict(f"bundle {root}: the model's files changed since the bundle was built; not serving")
     library = None
-    if meta.get("compiled"):
+    if manifest.compiled is not None:
         library = (root / ARTIFACT_DIR / LIBRARY).read_bytes()
-        if hashlib.sha256(library).hexdigest() != meta["compiled"]:
+        if hashlib.sha256(library).hexdigest() != manifest.compiled:
             raise Conflict(f"bundle {root}: {ARTIFACT_DIR}/{LIBRARY} changed since the bundle was built; not serving")
-    return from_pyfunc(None, meta["usecase"], str(meta["version"]), mlflow.pyfunc.load_model(str(root / "model")),
+    return from_pyfunc(None, manifest.usecase, str(manifest.version), mlflow.pyfunc.load_model(str(root / "model")),
                        library=library)
 
 
@@ -208,10 +231,9 @@ def serve_bundle(root: Path, host: str, port: int, auth: bool = True) -> None:
     if auth and token is None:
         raise InvalidInput(f"{TOKEN_ENV} is not set: set it to the bearer token clients must send, or pass "
                            "--no-auth to serve behind a gateway that authenticates them")
-    meta = json.loads((root / "bundle.json").read_text())
-    served = load_bundle(root)  # checked before the server starts: a changed bundle never serves
-    wanted = {meta["usecase"]: Wanted(str(meta["version"]), None, Deploy.model_validate(meta["deploy"]),
-                                      meta.get("notice"))}
+    manifest = Manifest.read(root)
+    served = load_bundle(root, manifest)  # checked before the server starts: a changed bundle never serves
+    wanted = {manifest.usecase: Wanted(str(manifest.version), None, manifest.deploy, manifest.notice)}
 
     def loader(_: Settings, usecase: str, number: str) -> ServedModel:
         return served
