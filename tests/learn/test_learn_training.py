@@ -164,6 +164,36 @@ def test_the_test_set_is_predicted_once_and_importance_names_its_sample(
     assert params["importance.rows"] == str(test_rows) and params["importance.repeats"] == "3"
 
 
+def test_a_fit_starts_once_the_figures_before_it_are_drawn(
+    settings: Settings, churn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Figures drawn beside a fit take a core from it (LightGBM's two threads on two cores)."""
+    import tempfile
+    import time
+
+    from valueloop.learn import rendering
+
+    name, _ = churn
+    drawn = tmp_path / "tmp"
+    drawn.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(drawn))  # where training puts the figures it logs
+    settings = _allowed_module(settings, tmp_path, monkeypatch, "watching", (
+        "import glob\n"
+        "from sklearn.tree import DecisionTreeClassifier\n\n"
+        "seen = []\n\n"
+        f"def tree(data, params):  # the figures of the candidates before it, as this fit starts\n"
+        f"    seen.extend(len(glob.glob(f'{{d}}/*.png')) for d in glob.glob('{drawn}/valueloop-plots-*'))\n"
+        "    return fitted(DecisionTreeClassifier(max_depth=3, random_state=0), data)\n"))
+    set_model(settings, name, candidates=[FAST[0], {"name": "tree", "kind": "custom", "function": "watching:tree"}])
+    rendering.submit(time.sleep, 2)  # the worker busy (with another training's figures, say)
+    report = _train(settings, name)
+
+    import watching
+
+    assert [r.status for r in report.results] == ["finished", "finished"]
+    assert watching.seen == [5]  # the baseline's five figures, all drawn
+
+
 def test_nothing_that_fails_its_tests_is_registered(settings: Settings, churn) -> None:
     name, _ = churn
     set_model(settings, name, threshold=0.99, tests={

@@ -243,6 +243,24 @@ def plot_rows(y: np.ndarray, score: np.ndarray, seed: int) -> tuple[np.ndarray, 
     return y[rows], score[rows]
 
 
+def prepare_drawing() -> None:
+    """The drawing process's first job (learn/rendering.py): the imports :func:`draw` needs and a
+    first figure saved (its fonts loaded), seconds that are then spent while training reads its
+    data rather than when the first candidate's figures are due."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from sklearn import metrics  # noqa: F401
+    from sklearn.calibration import CalibrationDisplay  # noqa: F401
+
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    fig.add_subplot().set_xlabel("warm")
+    fig.savefig(io.BytesIO(), format="png")
+
+
 def draw(folder: str, y: np.ndarray, score: np.ndarray, target: Target, ranking: dict[str, float]) -> list[str]:
     """Save the evaluation figures of these rows (:func:`plot_rows`) as PNG files in ``folder``;
     returns their file names (run in the drawing process, learn/rendering.py)."""

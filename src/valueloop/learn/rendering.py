@@ -1,7 +1,10 @@
 """The evaluation figures are drawn in one worker process beside training, not on its critical
-path: matplotlib and the drawing take the other core while the next candidate fits. The worker
-is spawned on first use and kept for the process's life (a server or a test session pays its
-start once); one that died is replaced at the next submission (its pending jobs raise BrokenProcessPool)."""
+path. The worker starts, and imports matplotlib, while training reads its data (:func:`start`);
+it draws a candidate's figures while the candidate is evaluated and logged, never beside a later
+fit: a fit waits until the figures are drawn (:func:`idle`) and has the cores to itself, as in a
+plain script (figures drawn beside LightGBM's two OpenMP threads made its fit seconds slower on
+two cores). The worker is kept for the process's life (a server or a test session pays its start
+once); one that died is replaced at the next submission (its pending jobs raise BrokenProcessPool)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -17,6 +20,8 @@ from typing import Any
 PARENT_POLL_SECONDS = 0.5
 _lock = threading.Lock()
 _pool: ProcessPoolExecutor | None = None
+#: the jobs submitted and maybe not done yet (pruned at each submission)
+_pending: list[Future[Any]] = []
 
 
 def _exit_with(parent: int) -> None:
@@ -47,13 +52,34 @@ def _new_pool() -> ProcessPoolExecutor:
 
 def submit(function: Callable[..., Any], *args: Any) -> Future[Any]:
     """Run ``function(*args)`` (importable, with picklable arguments) in the worker."""
-    global _pool
+    global _pool, _pending
     with _lock:
         if _pool is None:
             _pool = _new_pool()
         try:
-            return _pool.submit(function, *args)
+            job = _pool.submit(function, *args)
         except BrokenProcessPool:  # the worker died since the last job: start another
             _pool = _new_pool()
-            return _pool.submit(function, *args)
+            job = _pool.submit(function, *args)
+        _pending = [f for f in _pending if not f.done()] + [job]
+        return job
+
+
+def start(prepare: Callable[[], Any]) -> None:
+    """Start the worker now if none runs, with ``prepare`` (its imports) as its first job, so
+    that they overlap the caller's reading and a single-threaded first fit; :func:`idle` does
+    not wait for them, a figure submitted after them does."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = _new_pool()
+            _pool.submit(prepare)
+
+
+def idle() -> None:
+    """Wait until the worker has drawn every figure submitted so far (their failures are for
+    their owners to read): call it before a fit."""
+    with _lock:
+        waiting = [f for f in _pending if not f.done()]
+    wait(waiting)
 

@@ -196,6 +196,8 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
     X, y = job.train_rows
     trials, evaluated, tests, model_uri, error, target, plots = 0, None, [], None, None, None, None
     try:
+        with timed(steps, "plots_wait"):  # the fit has the cores to itself (learn/rendering.py)
+            rendering.idle()
         if params is None:
             params = dict(candidate.params)
             if candidate.search is not None:
@@ -304,6 +306,7 @@ def _job(session: Session, settings: Settings, actor: str | None, name: str,
     spec = spec_of(usecase)
     _check_kpis(spec)
     version = get_version(session, usecase.name, dataset_version)
+    rendering.start(evaluation.prepare_drawing)  # its imports while the data is read, not beside a fit
     steps: dict[str, float] = {}
     with timed(steps, "read"):
         table = read_version(session, usecase.name, version.version)
