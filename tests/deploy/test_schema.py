@@ -51,6 +51,26 @@ def test_each_rule_is_named() -> None:
     assert "columns have different lengths: [1, 2]" in caught.value.problems
 
 
+def test_arrow_columns_are_held_to_the_number_rules_as_requests_are() -> None:
+    """A float column is checked in one pass while every value is finite; one that is not is
+    looked at rule by rule, with the messages a request gets (NaN only where optional)."""
+    import pyarrow as pa
+
+    validator = compile_validator([{"name": "x", "type": "double", "required": True},
+                                   {"name": "opt", "type": "double", "required": False}])
+
+    def problems(x: list[float], opt: list[float | None]) -> list[str]:
+        with pytest.raises(InvalidInput) as caught:
+            validator.table(pa.table({"x": x, "opt": opt}), first_row=10)
+        return caught.value.problems
+
+    checked = validator.table(pa.table({"x": [1.0, 2.0], "opt": [math.nan, None]}))
+    assert checked["x"].to_pylist() == [1.0, 2.0] and all(math.isnan(v) for v in checked["opt"].to_pylist())
+    assert problems([1.0, math.nan], [0.0, math.inf]) == [
+        "[11].x: NaN is not allowed in a required column, got nan", "[11].opt: must be a finite number, got inf"]
+    assert problems([-math.inf, 1.0], [math.nan, 1.0]) == ["[10].x: must be a finite number, got -inf"]
+
+
 def test_categories_come_from_the_fitted_encoder() -> None:
     import pandas as pd
     from sklearn.compose import ColumnTransformer

@@ -70,7 +70,7 @@ def _number(column: Column, values: pa.Array, kind: str, rules: Rules) -> pa.Arr
         _wrong(values, "expected a number", rules)
         return values
     floats = values.cast(pa.float64())
-    if kind == "float":
+    if kind == "float" and not pc.all(pc.is_finite(floats)).as_py():  # one pass when every value is fine
         if column.required:
             rules.append((pc.fill_null(pc.is_nan(floats), False), "NaN is not allowed in a required column"))
         rules.append((pc.fill_null(pc.is_inf(floats), False), "must be a finite number"))
