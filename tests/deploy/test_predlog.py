@@ -58,6 +58,27 @@ def test_log_files_keep_dictionaries_for_repeated_text_only(settings: Settings) 
     assert plog.read()["request_id"].to_pylist() == [f"r{i}" for i in range(200)]
 
 
+def test_appends_are_written_with_a_fast_codec_and_compaction_with_zstd(settings: Settings) -> None:
+    """zstd over a batch's measured numbers was half of its log's write (issue 19): an append
+    takes snappy, and compaction, off the scoring path, rewrites a day small with zstd."""
+    import pyarrow.parquet as pq
+
+    def codecs(pattern: str) -> set[str]:
+        files = list(Path(plog.root.path).rglob(pattern))
+        assert files, pattern
+        groups = [pq.ParquetFile(f).metadata.row_group(0) for f in files]
+        return {g.column(i).compression for g in groups for i in range(g.num_columns)}
+
+    plog = PredictionLog(settings, "churn")
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    for i in range(2):
+        plog.append([_record(i, yesterday)], source="batch")
+    assert codecs("part-*.parquet") == {"SNAPPY"}
+    assert plog.compact().files == 2
+    assert codecs("compact-*.parquet") == {"ZSTD"}
+    assert plog.read()["request_id"].to_pylist() == ["r0", "r1"]
+
+
 def test_bad_records_are_refused_whole(settings: Settings) -> None:
     plog = PredictionLog(settings, "churn")
     with pytest.raises(InvalidInput, match="source: must be one of"):
