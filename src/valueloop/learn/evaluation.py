@@ -261,45 +261,58 @@ def prepare_drawing() -> None:
     fig.savefig(io.BytesIO(), format="png")
 
 
-def draw(folder: str, y: np.ndarray, score: np.ndarray, target: Target, ranking: dict[str, float]) -> list[str]:
-    """Save the evaluation figures of these rows (:func:`plot_rows`) as PNG files in ``folder``;
+def _figure(figures: dict[str, Any], name: str) -> Any:
+    """A new figure's axes, the figure kept under its file name."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 4), layout="constrained")
+    figures[name] = fig
+    return fig.add_subplot()
+
+
+def _save(folder: str, figures: dict[str, Any]) -> list[str]:
+    for name, fig in figures.items():
+        fig.savefig(f"{folder}/{name}")
+    return list(figures)
+
+
+def draw(folder: str, y: np.ndarray, score: np.ndarray, target: Target) -> list[str]:
+    """Save the evaluation curves of these rows (:func:`plot_rows`) as PNG files in ``folder``;
     returns their file names (run in the drawing process, learn/rendering.py)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import numpy as np
-    from matplotlib.figure import Figure
     from sklearn import metrics as m
     from sklearn.calibration import CalibrationDisplay
 
-    figures: dict[str, Figure] = {}
-
-    def figure(name: str) -> Any:
-        fig = Figure(figsize=(5, 4), layout="constrained")
-        figures[name] = fig
-        return fig.add_subplot()
-
+    figures: dict[str, Any] = {}
     if target.classifier:
         names = [str(c) for c in target.classes]
         m.ConfusionMatrixDisplay.from_predictions([str(v) for v in y], [str(v) for v in decide(score, target)],
-                                                  labels=names, ax=figure("confusion_matrix.png"), colorbar=False)
+                                                  labels=names, ax=_figure(figures, "confusion_matrix.png"),
+                                                  colorbar=False)
     if target.task == "binary":
         truth = np.array([v == target.positive for v in y], int)
-        m.RocCurveDisplay.from_predictions(truth, score, ax=figure("roc.png"))
-        m.PrecisionRecallDisplay.from_predictions(truth, score, ax=figure("precision_recall.png"))
+        m.RocCurveDisplay.from_predictions(truth, score, ax=_figure(figures, "roc.png"))
+        m.PrecisionRecallDisplay.from_predictions(truth, score, ax=_figure(figures, "precision_recall.png"))
         CalibrationDisplay.from_predictions(truth, score, n_bins=10, strategy="quantile",
-                                            ax=figure("calibration.png"))
+                                            ax=_figure(figures, "calibration.png"))
     elif not target.classifier:
         for kind, name in (("residual_vs_predicted", "residuals.png"), ("actual_vs_predicted", "actual_vs_predicted.png")):
-            m.PredictionErrorDisplay.from_predictions(y, score, kind=kind, ax=figure(name),
+            m.PredictionErrorDisplay.from_predictions(y, score, kind=kind, ax=_figure(figures, name),
                                                       subsample=None)
-    ax = figure("feature_importance.png")
+    return _save(folder, figures)
+
+
+def draw_importance(folder: str, ranking: dict[str, float]) -> list[str]:
+    """Save the chart of the permutation importance (the 20 first) in ``folder``."""
+    figures: dict[str, Any] = {}
+    ax = _figure(figures, "feature_importance.png")
     names = list(ranking)[:20][::-1]
     ax.barh(names, [ranking[n] for n in names])
     ax.set_xlabel("drop of the metric when shuffled")
-    for name, fig in figures.items():
-        fig.savefig(f"{folder}/{name}")
-    return list(figures)
+    return _save(folder, figures)
 
 
 def comparison_plot(results: dict[str, tuple[float, bool]], metric: str, threshold: float,

@@ -91,8 +91,8 @@ class _Outcome:
     row: TrainingRun
     result: CandidateResult
     model_uri: str | None
-    #: the folder the drawing process saves the run's figures in, and its job (see :func:`_settle`)
-    plots: tuple[str, Future[list[str]]] | None = None
+    #: the folder the drawing process saves the run's figures in, and its jobs (see :func:`_settle`)
+    plots: tuple[str, list[Future[list[str]]]] | None = None
 
 
 def _finite(values: dict[str, Any]) -> dict[str, Any]:
@@ -108,12 +108,11 @@ def _check_kpis(spec: UseCaseSpec) -> None:
                                f"a model KPI is one of {', '.join(sorted(known))}")
 
 
-def _evaluate(model: Any, job: _Job, target: datasets.Target, steps: dict[str, float]) -> tuple[dict[str, Any], Any]:
-    """The evaluation record and the test scores it was computed from (the plots draw them)."""
+def _evaluate(model: Any, job: _Job, target: datasets.Target, score: Any, steps: dict[str, float]) -> dict[str, Any]:
+    """The evaluation record of the test scores."""
     objective, prepared, seed = job.objective, job.prepared, job.objective.split.seed
     test, y = job.test_rows
     with timed(steps, "evaluate"):
-        score = evaluation.scores(model, test[prepared.features], target)
         truth = (y == target.positive).to_numpy(int)
         result = {
             "metrics": evaluation.metrics(y.to_numpy(), score, target),
@@ -125,7 +124,7 @@ def _evaluate(model: Any, job: _Job, target: datasets.Target, steps: dict[str, f
                                                      objective.primary_metric, target, seed)
         result["importance_sample"] = {"rows": min(len(test), evaluation.IMPORTANCE_ROWS),
                                        "repeats": evaluation.IMPORTANCE_REPEATS, "seed": seed}
-    return result | {"target": target.record()}, score
+    return result | {"target": target.record()}
 
 
 def _fit(job: _Job, candidate: Candidate, params: dict[str, Any]) -> tuple[Any, datasets.Target, list[TestResult]]:
@@ -207,7 +206,15 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
                                             job.settings.hook_modules)
         with timed(steps, "fit"):
             model, target, tests = _fit(job, candidate, params)
-        evaluated, score = _evaluate(model, job, target, steps)
+        with timed(steps, "evaluate"):
+            score = evaluation.scores(model, job.test_rows[0][prepared.features], target)
+        with timed(steps, "plots"):  # drawn while the metrics and importance are computed; logged by _settle
+            folder = tempfile.mkdtemp(prefix="valueloop-plots-")
+            plots = folder, [rendering.submit(evaluation.draw, folder,
+                                              *evaluation.plot_rows(job.test_rows[1].to_numpy(), score, seed), target)]
+        evaluated = _evaluate(model, job, target, score, steps)
+        with timed(steps, "plots"):
+            plots[1].append(rendering.submit(evaluation.draw_importance, folder, evaluated["importance"]))
         with timed(steps, "model_tests"):
             reference = None
             if baseline is not None:
@@ -216,11 +223,6 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
                 reference = (baseline[0], baseline[1])
             tests += model_tests.run(model, objective, target, job.test_rows[0], prepared.features, evaluated,
                                      reference, seed)
-        with timed(steps, "plots"):  # handed to the drawing process; logged by _settle
-            folder = tempfile.mkdtemp(prefix="valueloop-plots-")
-            plots = folder, rendering.submit(evaluation.draw, folder,
-                                             *evaluation.plot_rows(job.test_rows[1].to_numpy(), score, seed),
-                                             target, evaluated["importance"])
         with timed(steps, "log_model"):
             custom = candidate.kind == "custom"
             source = kinds.custom_source(candidate, job.settings.hook_modules) if custom else None
@@ -274,12 +276,13 @@ def _settle(job: _Job, outcome: _Outcome) -> None:
     and never registered."""
     if outcome.plots is None:
         return
-    folder, pending = outcome.plots
+    folder, drawing = outcome.plots
     run_id = outcome.result.run_id
     mlflow_client = tracking.client(job.settings)
     try:
         with timed(job.steps, "plots_wait"):
-            pending.result()
+            for pending in drawing:
+                pending.result()
         mlflow_client.log_artifacts(run_id, folder, "plots")
     except Exception as exc:
         if outcome.result.error:  # the candidate failed already; its first error is the one to read
