@@ -9,7 +9,9 @@ for its peak memory. The model is a HistGradientBoostingClassifier on 20 feature
 MLflow and registered, accepted and promoted to champion through the Learn phase's services;
 (d) the same model registered again with its trees compiled to native code (``model: compile:
 true``: treelite and tl2cgen), its library's ``predict_proba`` on the whole array, and
-(e) ``valueloop batch`` of that version.
+(e) ``valueloop batch`` of that version. (c) is also run as one scoring thread with the model's own
+OpenMP threads instead of a thread per core each with OpenMP on itself, to compare the two on the
+same data and load (CPU s/1M).
 Goals (issue 6): (c) at least 0.8x the rows/s of (a), at least 2x (b), memory set by the batch size;
 (issue 19) (e) at least 3x the rows/s of (a).
 
@@ -142,9 +144,17 @@ def run_pyfunc(home: Path, data: Path, batch_size: int) -> dict[str, Any]:
     return {"rows": sum(len(p) for p in parts), "seconds": seconds, "cpu_seconds": time.process_time() - cpu}
 
 
-def run_valueloop(home: Path, data: Path, batch_size: int, out: Path, model: str = "champion") -> dict[str, Any]:
+def run_valueloop(home: Path, data: Path, batch_size: int, out: Path, model: str = "champion",
+                  model_threads: bool = False) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
     from valueloop.config import load_settings
+    from valueloop.deploy import batch
     from valueloop.deploy.batch import BatchOptions, run_batch
+
+    if model_threads:  # the alternative: one batch at a time on the model's own OpenMP threads
+        batch._scorers = lambda: 1
+        batch._one_thread_each = lambda scorers: ThreadPoolExecutor(scorers, thread_name_prefix="batch-score")
 
     settings = load_settings({"VALUELOOP_HOME": str(home)})
     begun = time.perf_counter()
@@ -174,7 +184,8 @@ def child(args: argparse.Namespace) -> None:
         result = run_pyfunc(home, data, args.batch_size)
     else:
         result = run_valueloop(home, data, args.batch_size, Path(args.out),
-                               "2" if args.run == "valueloop-compiled" else "champion")
+                               "2" if args.run == "valueloop-compiled" else "champion",
+                               model_threads=args.run == "valueloop-model-threads")
     print(json.dumps(result | {"peak_mb": _peak_mb()}))
 
 
@@ -192,7 +203,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--batch-size", type=int, default=65_536)
-    parser.add_argument("--run", choices=["ceiling", "pyfunc", "valueloop", "compiled", "valueloop-compiled"])
+    parser.add_argument("--run", choices=["ceiling", "pyfunc", "valueloop", "compiled", "valueloop-compiled",
+                                          "valueloop-model-threads"])
     parser.add_argument("--home")
     parser.add_argument("--data")
     parser.add_argument("--out")
@@ -216,6 +228,8 @@ def main() -> None:
             f"(c) valueloop batch, batch size {args.batch_size:,}":
                 measure("valueloop", home, data, args.batch_size, root / "c.parquet"),
             f"(c) valueloop batch, batch size {small:,}": measure("valueloop", home, data, small, root / "d.parquet"),
+            f"(c) batch size {args.batch_size:,}, on the model's OpenMP threads": measure(
+                "valueloop-model-threads", home, data, args.batch_size, root / "g.parquet"),
             "(d) compiled trees: predict_proba, whole array": measure("compiled", home, data, args.batch_size, root / "e"),
             f"(e) valueloop batch, compiled, batch size {args.batch_size:,}":
                 measure("valueloop-compiled", home, data, args.batch_size, root / "f.parquet"),
@@ -229,8 +243,11 @@ def main() -> None:
         print("valueloop's seconds run from the input opened to the output published; with loading and "
               "verifying the model: " + ", ".join(f"{r['total_seconds']:.1f} s" for r in runs.values()
                                                    if "total_seconds" in r))
-        a, b, c, d, compiled, e = runs.values()
+        a, b, c, d, threads, compiled, e = runs.values()
         print(f"valueloop / ceiling: {c['rows_per_s'] / a['rows_per_s']:.2f}x  (goal >= 0.8x)")
+        print(f"a thread per core, each with OpenMP on itself / one batch on the model's OpenMP threads: "
+              f"{c['rows_per_s'] / threads['rows_per_s']:.2f}x rows/s, "
+              f"{c['cpu_seconds'] / c['rows'] * 1e6:.2f} / {threads['cpu_seconds'] / threads['rows'] * 1e6:.2f} CPU s/1M")
         print(f"valueloop / mlflow.pyfunc: {c['rows_per_s'] / b['rows_per_s']:.2f}x  (goal >= 2x)")
         print(f"valueloop compiled / ceiling: {e['rows_per_s'] / a['rows_per_s']:.2f}x  (goal >= 3x); the compiled "
               f"trees alone: {compiled['rows_per_s'] / a['rows_per_s']:.2f}x")
