@@ -33,6 +33,7 @@ import functools
 import logging
 import os
 import re
+import sys
 import time
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -168,6 +169,12 @@ def _freeze_heap() -> None:
 
     gc.collect()
     gc.freeze()
+
+
+#: how long a thread may keep the interpreter lock from a waiting one (CPython's default 5 ms):
+#: the prediction log's writer (1.5-4.5 ms per thousand records) and the registry's poll (1.3 ms a
+#: second) hold it in threads of their own, and a request arriving meanwhile waited for it
+SWITCH_SECONDS = 0.0005
 
 
 @functools.cache
@@ -348,7 +355,12 @@ def create_app(settings: Settings, options: ServeOptions | None = None,
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await server.pool.start()
         _freeze_heap()
-        yield
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_SECONDS)
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(switch)
         await server.pool.stop()
         for logger in server.loggers.values():
             await asyncio.to_thread(logger.close)
