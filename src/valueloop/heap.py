@@ -17,13 +17,3 @@ def one_shot() -> None:
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, ONE_SHOT_FULL_EVERY)
 
-
-def settle() -> None:
-    """Collect once (what is garbage now is finalized as usual: files flushed, connections
-    closed), then freeze what lives: the shutdown's collections skip frozen objects, which are
-    freed by reference counting as the modules are torn down. Call it when the work is done, and
-    only in a process that holds no database connection: a frozen SQLite connection is never
-    closed, so its write-ahead log is not checkpointed into the database file at exit (a
-    restore's VACUUM stayed in the WAL, the main file kept the old paths)."""
-    gc.collect()
-    gc.freeze()
