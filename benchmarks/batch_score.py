@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -33,12 +32,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from peak import peak_mib  # this folder is on sys.path when a benchmark runs
+
 FEATURES = [f"f{i:02d}" for i in range(20)]
 CHUNK = 1_000_000
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _features(rows: int, seed: int) -> Any:
@@ -167,7 +164,7 @@ def run_valueloop(home: Path, data: Path, batch_size: int, out: Path, model: str
         if not started:
             started.append(time.perf_counter())
             cpu.append(time.process_time())
-            loaded.append(_peak_mb())
+            loaded.append(peak_mib())
 
     job = run_batch(settings, "devon", "churn", str(data), str(out), BatchOptions(batch_size=batch_size, model=model),
                     progress=progress)
@@ -186,7 +183,7 @@ def child(args: argparse.Namespace) -> None:
         result = run_valueloop(home, data, args.batch_size, Path(args.out),
                                "2" if args.run == "valueloop-compiled" else "champion",
                                model_threads=args.run == "valueloop-model-threads")
-    print(json.dumps(result | {"peak_mb": _peak_mb()}))
+    print(json.dumps(result | {"peak_mb": peak_mib()}))
 
 
 def measure(name: str, home: Path, data: Path, batch_size: int, out: Path) -> dict[str, Any]:
@@ -237,7 +234,7 @@ def main() -> None:
         print(f"{'':58} {'rows/s':>12} {'seconds':>9} {'CPU s/1M':>9} {'peak RSS':>10}")
         for name, r in runs.items():
             print(f"{name:58} {r['rows_per_s']:>12,.0f} {r['seconds']:>9.1f} "
-                  f"{r['cpu_seconds'] / r['rows'] * 1e6:>9.2f} {r['peak_mb']:>7,.0f} MB")
+                  f"{r['cpu_seconds'] / r['rows'] * 1e6:>9.2f} {r['peak_mb']:>7,.0f} MiB")
         print("CPU s/1M: CPU seconds of the process per million rows over the same window, every thread "
               "(OpenMP's spinning at its barriers included): what load on other cores does not change much")
         print("valueloop's seconds run from the input opened to the output published; with loading and "
@@ -252,9 +249,9 @@ def main() -> None:
         print(f"valueloop compiled / ceiling: {e['rows_per_s'] / a['rows_per_s']:.2f}x  (goal >= 3x); the compiled "
               f"trees alone: {compiled['rows_per_s'] / a['rows_per_s']:.2f}x")
         print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-        print(f"valueloop peak memory: {c['peak_mb']:,.0f} MB at batch {args.batch_size:,}, {d['peak_mb']:,.0f} MB "
-              f"at batch {small:,} (of which {c['loaded_mb']:,.0f} MB before the first row: libraries and "
-              f"model); the ceiling holds the whole input: {a['peak_mb']:,.0f} MB")
+        print(f"valueloop peak memory: {c['peak_mb']:,.0f} MiB at batch {args.batch_size:,}, {d['peak_mb']:,.0f} MiB "
+              f"at batch {small:,} (of which {c['loaded_mb']:,.0f} MiB before the first row: libraries and "
+              f"model); the ceiling holds the whole input: {a['peak_mb']:,.0f} MiB")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from peak import peak_mib  # this folder is on sys.path when a benchmark runs
+
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data" / "drift"
 PEERS = ROOT / ".venv-peers"
@@ -46,7 +48,7 @@ CHUNK = 1_000_000
 EVIDENTLY = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[5])
-from drift import peak_mib  # the same measure as valueloop's
+from peak import peak_mib  # the same measure as valueloop's
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
@@ -68,12 +70,6 @@ print(json.dumps({"seconds": time.perf_counter() - start, "cpu_seconds": time.pr
                   "flagged": flagged,
                   "peak_rss_mib": peak_mib()}))
 """
-
-
-def peak_mib() -> float:
-    """This process's peak resident memory (VmHWM), of its own address space only."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def _chunk(rows: int, seed: int, drifted: bool):  # type: ignore[no-untyped-def]
