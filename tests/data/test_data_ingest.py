@@ -254,3 +254,17 @@ def test_a_value_the_csv_reader_cannot_convert_is_named(settings: Settings, chur
     with pytest.raises(InvalidInput, match="sources.customers: cannot be read: In CSV column #0: Row #30001: CSV conversion error to int64: invalid value .not-a-number."):
         ingest(settings, churn)
     assert versions(settings) == []
+
+
+def test_the_source_is_parsed_in_a_thread_of_its_own(settings: Settings, churn: Path) -> None:
+    """The CSV parse runs on one core while the treatments and the write run on the other."""
+    import threading
+
+    from valueloop.examples import load_generator
+
+    load_generator("churn").write(churn / "data", rows=30_000)  # several of the reader's blocks
+    readers = set()
+    version = ingest(settings, churn, progress=lambda step, rows: step.startswith("reading") and rows
+                     and readers.add(threading.current_thread().name))
+    assert version.row_count == 30_000
+    assert readers == {"read-customers"}
