@@ -70,3 +70,25 @@ def test_diff_does_not_report_the_noise_of_an_approximate_distinct_count_as_a_ch
     assert diff(first, renamed)["columns"] == {}
     doubled = diff(first, _version(2, "'c' || i", 40_000))["columns"]["customer_id"]["distinct"]
     assert doubled["approximate"] is True and doubled["to"] > 1.5 * doubled["from"]
+
+
+def test_histograms_count_as_numpy_does_edges_included_nulls_in_no_bin() -> None:
+    """Values on bin edges, the maximum in the last bin, nulls in none; a constant column in one
+    bin; a column of nulls without a histogram."""
+    import numpy as np
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE t AS SELECT
+        CASE WHEN i % 7 = 0 THEN NULL ELSE (i * 37) % 101 END AS edges,
+        (i % 1000) / 10.0 - 50 AS spread,
+        3 AS constant,
+        CAST(NULL AS DOUBLE) AS empty
+        FROM range(5000) r(i)""")
+    columns = _profile(con)["columns"]
+    for name in ("edges", "spread"):
+        values = np.array([v for (v,) in con.execute(f"SELECT {name} FROM t WHERE {name} IS NOT NULL").fetchall()], float)
+        histogram = columns[name]["histogram"]
+        assert histogram["counts"] == np.histogram(values, bins=np.array(histogram["edges"]))[0].tolist()
+        assert columns[name]["quantiles"]["p50"] == pytest.approx(np.quantile(values, 0.5), abs=(values.max() - values.min()) / 100)
+    assert columns["constant"]["histogram"] == {"edges": [3.0, 3.0], "counts": [5000]}
+    assert "histogram" not in columns["empty"]
