@@ -242,21 +242,24 @@ def run_server(name: str, cmd: list[str], ready_url: str, loads: dict[str, Load]
 def taking_turns(loads: dict[str, tuple[Load, subprocess.Popen[bytes]]], rounds: int,
                  seconds: int) -> dict[str, list[dict[str, float]]]:
     """c=1 runs against servers already up side by side, one load after the other in each round:
-    a round's runs see the machine alike, where runs a minute apart did not. The servers not
-    measured are stopped (SIGSTOP) meanwhile: both are pinned to core 0, and an idle valueloop
-    server's threads (the registry's poll, the log's writer) otherwise ran on the core of the
-    server measured (the bare app's p99 rose from 1.0 to 2.3-4.2 ms beside it, a ratio that
-    flattered valueloop). Stopping is not free either: valueloop's own p99 in its turns after a
-    resume was 4.7-28 ms against 3.8 ms in its run alone (30 Nov), so this ratio errs the other way."""
+    a round's runs see the machine alike, where runs a minute apart did not. The server measured
+    has core 0 to itself: the others' threads move to wrk's core meanwhile. On one core, an idle
+    valueloop server's threads (the registry's poll, the log's writer) slowed the bare app (its
+    p99 rose from 1.0 to 2.3-4.2 ms beside it, a ratio that flattered valueloop); stopping the
+    idle server instead (SIGSTOP) cost valueloop a burst after each resume (p99 115 ms in the 5 s
+    after one, 4.6 ms in the next), a ratio that erred the other way."""
+    def pin(proc: subprocess.Popen[bytes], core: str) -> None:
+        subprocess.run(["taskset", "-a", "-p", "-c", core, str(proc.pid)], capture_output=True, check=True)
+
     def turn(label: str, concurrency: int, seconds: int) -> dict[str, float]:
-        others = [proc.pid for other, (_, proc) in loads.items() if other != label]
-        for group in others:
-            os.killpg(group, signal.SIGSTOP)
+        others = [proc for other, (_, proc) in loads.items() if other != label]
+        for proc in others:
+            pin(proc, "1")
         try:
             return wrk(loads[label][0], concurrency, seconds)
         finally:
-            for group in others:
-                os.killpg(group, signal.SIGCONT)
+            for proc in others:
+                pin(proc, "0")
 
     for label in loads:
         turn(label, 4, 2)  # warm up
