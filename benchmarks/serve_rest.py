@@ -246,8 +246,9 @@ def taking_turns(loads: dict[str, tuple[Load, subprocess.Popen[bytes]]], rounds:
     has core 0 to itself: the others' threads move to wrk's core meanwhile. On one core, an idle
     valueloop server's threads (the registry's poll, the log's writer) slowed the bare app (its
     p99 rose from 1.0 to 2.3-4.2 ms beside it, a ratio that flattered valueloop); stopping the
-    idle server instead (SIGSTOP) cost valueloop a burst after each resume (p99 115 ms in the 5 s
-    after one, 4.6 ms in the next), a ratio that erred the other way."""
+    idle server instead (SIGSTOP) cost valueloop one stall after each resume (about 0.16 s: wrk,
+    correcting for coordinated omission, read p99 111-115 ms over the next 5 s, 4.6 ms over the
+    5 s after), a ratio that erred the other way."""
     def pin(proc: subprocess.Popen[bytes], core: str) -> None:
         subprocess.run(["taskset", "-a", "-p", "-c", core, str(proc.pid)], capture_output=True, check=True)
 
