@@ -252,13 +252,12 @@ def prepare_drawing() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib.figure import Figure
     from sklearn import metrics  # noqa: F401
     from sklearn.calibration import CalibrationDisplay  # noqa: F401
 
-    fig = Figure(figsize=(5, 4), layout="constrained")
-    fig.add_subplot().set_xlabel("warm")
-    fig.savefig(io.BytesIO(), format="png")
+    ax = _figure({}, "warm.png")
+    ax.set_xlabel("warm")
+    ax.figure.savefig(io.BytesIO(), format="png")
 
 
 def _figure(figures: dict[str, Any], name: str) -> Any:
