@@ -9,9 +9,9 @@ at c=16 and 64 with a lower p99. valueloop is also loaded as an Open Inference P
 loads it, with a JSON tensor and with tritonclient's default binary tensors (issue 13). And
 valueloop again with the model's trees compiled to native code at registration (``model:
 compile: true``), whose p99 at c=1 should stay within 1.5x the bare app's (issue 19): the p99 of
-one 5-second run moved 2x between runs of the same server, so that ratio is taken from c=1 runs
-taking turns between the two servers, started side by side, over several rounds (the median);
-``--compiled`` runs only valueloop, compiled valueloop and the bare app.
+one 5-second run moved 2x between runs of the same server, so that ratio is the median of
+several rounds in which the two servers take turns, one alive at a time (:func:`alternating`);
+``--compiled`` runs only valueloop, compiled valueloop and the bare app, ``--p99`` only those rounds.
 
 MLServer is not one of valueloop's dependencies: on first run the script creates a separate
 virtual environment for it, ``benchmarks/.venv-peers`` (``python -m venv`` then ``pip install
@@ -21,6 +21,7 @@ model loads in both. wrk comes from the system (``apt-get install wrk``).
     python benchmarks/serve_rest.py                 # the full run, ~4 minutes
     python benchmarks/serve_rest.py --seconds 3     # a quick one
     python benchmarks/serve_rest.py --compiled      # without the peers (MLflow, MLServer)
+    python benchmarks/serve_rest.py --p99 --seconds 5   # only issue 19's p99 rounds
 """
 
 from __future__ import annotations
@@ -239,36 +240,51 @@ def run_server(name: str, cmd: list[str], ready_url: str, loads: dict[str, Load]
         return results
 
 
-def taking_turns(loads: dict[str, tuple[Load, subprocess.Popen[bytes]]], rounds: int,
-                 seconds: int) -> dict[str, list[dict[str, float]]]:
-    """c=1 runs against servers already up side by side, one load after the other in each round:
-    a round's runs see the machine alike, where runs a minute apart did not. The server measured
-    has core 0 to itself: the others' threads move to wrk's core meanwhile. On one core, an idle
-    valueloop server's threads (the registry's poll, the log's writer) slowed the bare app (its
-    p99 rose from 1.0 to 2.3-4.2 ms beside it, a ratio that flattered valueloop); stopping the
-    idle server instead (SIGSTOP) cost valueloop one stall after each resume (about 0.16 s: wrk,
-    correcting for coordinated omission, read p99 111-115 ms over the next 5 s, 4.6 ms over the
-    5 s after), a ratio that erred the other way."""
-    def pin(proc: subprocess.Popen[bytes], core: str) -> None:
-        subprocess.run(["taskset", "-a", "-p", "-c", core, str(proc.pid)], capture_output=True, check=True)
+#: a server of the c=1 rounds: its command, readiness URL, load, environment and folder
+Contender = tuple[list[str], str, Load, dict[str, str] | None, Path | None]
 
-    def turn(label: str, concurrency: int, seconds: int) -> dict[str, float]:
-        others = [proc for other, (_, proc) in loads.items() if other != label]
-        for proc in others:
-            pin(proc, "1")
-        try:
-            return wrk(loads[label][0], concurrency, seconds)
-        finally:
-            for proc in others:
-                pin(proc, "0")
 
-    for label in loads:
-        turn(label, 4, 2)  # warm up
-    turns: dict[str, list[dict[str, float]]] = {label: [] for label in loads}
-    for _ in range(rounds):
-        for label in loads:
-            turns[label].append(turn(label, 1, seconds))
+def alternating(contenders: dict[str, Contender], rounds: int, seconds: int) -> dict[str, list[dict[str, float]]]:
+    """c=1 runs in rounds, one server alive at a time: each is started, warmed up (2 s at c=4),
+    measured and stopped completely before the next starts, every server treated alike (core 0,
+    wrk on core 1). Runs minutes apart did not see the machine alike, so the servers take turns
+    within each round. Two servers up side by side each measured the other's idle threads on
+    their shared core: moved to wrk's core, those of an idle valueloop server raised the bare
+    app's p99 (1.0 to 2.4-5.2 ms); stopped (SIGSTOP), a valueloop server stalled once after its
+    resume (p99 115 ms over the next 5 s). Each round's line is printed as it ends, with the
+    machine's load."""
+    turns: dict[str, list[dict[str, float]]] = {label: [] for label in contenders}
+    for i in range(1, rounds + 1):
+        for label, (cmd, ready_url, load, env, cwd) in contenders.items():
+            with serving(f"{label}, round {i}", cmd, ready_url, env, cwd):
+                wrk(load, 4, 2)  # warm up
+                turns[label].append(r := wrk(load, 1, seconds))
+            print(f"  round {i} {label:<20} p50 {r['p50']:6.2f} ms   p99 {r['p99']:6.2f} ms   {r['rps']:5.0f} req/s"
+                  f"   (load average {os.getloadavg()[0]:.1f})", flush=True)
     return turns
+
+
+def p99_rounds(body: bytes, seconds: int) -> None:
+    """Issue 19's goal: compiled valueloop's p99 at c=1 within 1.5x the bare app's, as the
+    median of :data:`TURNS` rounds' ratios."""
+    ours, bare = free_port(), free_port()
+    print(f"c=1, valueloop compiled and the bare app, one server up at a time, {seconds} s each in turn:", flush=True)
+    turns = alternating({
+        "valueloop compiled": ([str(BIN / "valueloop"), "serve", "--port", str(ours), "--no-auth"],
+                               f"http://127.0.0.1:{ours}/v2/health/ready",
+                               (f"http://127.0.0.1:{ours}/predict/churn", body, JSON),
+                               {"VALUELOOP_HOME": str(OUT / "home-compiled")}, None),
+        "bare FastAPI": ([str(BIN / "uvicorn"), "bare:app", "--port", str(bare), "--log-level", "warning"],
+                         f"http://127.0.0.1:{bare}/docs", (f"http://127.0.0.1:{bare}/predict", body, JSON),
+                         None, _write_bare()),
+    }, TURNS, seconds)
+    ratios = [c["p99"] / b["p99"] for c, b in zip(turns["valueloop compiled"], turns["bare FastAPI"])]
+    print("  ratios by round: " + ", ".join(f"{r:.2f}x" for r in ratios))
+    print(f"valueloop compiled p99 / bare FastAPI p99 at c=1: {statistics.median(ratios):.2f}x, the median of "
+          f"{TURNS} rounds (goal <= 1.5x); medians of the p99s: "
+          f"{statistics.median(r['p99'] for r in turns['valueloop compiled']):.2f} vs "
+          f"{statistics.median(r['p99'] for r in turns['bare FastAPI']):.2f} ms")
+    print(f"(load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -323,15 +339,19 @@ def wrk_arguments(doc: str, flags: dict[str, str] | None = None) -> argparse.Nam
 
 
 def main() -> None:
-    args = wrk_arguments(__doc__, {"--compiled": "only valueloop, valueloop with compiled trees and the bare app"})
-    mlserver = None if args.compiled else ensure_peers()
+    args = wrk_arguments(__doc__, {"--compiled": "only valueloop, valueloop with compiled trees and the bare app",
+                                   "--p99": "only the c=1 rounds of compiled valueloop and the bare app"})
+    mlserver = None if args.compiled or args.p99 else ensure_peers()
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     model, x = train(OUT)
     row = dict(zip(FEATURES, x[0].tolist()))
-    model_dir = register_in_valueloop(OUT / "home", model, x)
     register_in_valueloop(OUT / "home-compiled", model, x, compile=True)
+    if args.p99:
+        p99_rounds(json.dumps(row).encode(), args.seconds)
+        return
+    model_dir = register_in_valueloop(OUT / "home", model, x)
 
     bodies = {
         "record": json.dumps(row).encode(),
@@ -375,24 +395,8 @@ def main() -> None:
         cwd=_write_bare())
     compiled = results["valueloop compiled"]
     print(f"\nvalueloop compiled / valueloop req/s at c=1: {compiled[1]['rps'] / results['valueloop'][1]['rps']:.2f}x")
-    print(f"c=1, valueloop compiled and the bare app side by side, {args.seconds} s each in turn:")
-    ports = free_port(), free_port()
-    with serving("valueloop compiled, in turns", [str(BIN / "valueloop"), "serve", "--port", str(ports[0]), "--no-auth"],
-                 f"http://127.0.0.1:{ports[0]}/v2/health/ready",
-                 env={"VALUELOOP_HOME": str(OUT / "home-compiled")}) as ours, \
-            serving("bare FastAPI, in turns", [str(BIN / "uvicorn"), "bare:app", "--port", str(ports[1]), "--log-level",
-                                               "warning"], f"http://127.0.0.1:{ports[1]}/docs", cwd=_write_bare()) as bare_app:
-        turns = taking_turns({"compiled": ((f"http://127.0.0.1:{ports[0]}/predict/churn", bodies["record"], JSON), ours),
-                              "bare": ((f"http://127.0.0.1:{ports[1]}/predict", bodies["record"], JSON), bare_app)},
-                             TURNS, args.seconds)
-    ratios = [c["p99"] / b["p99"] for c, b in zip(turns["compiled"], turns["bare"])]
-    for i, (c, b, ratio) in enumerate(zip(turns["compiled"], turns["bare"], ratios), 1):
-        print(f"  round {i}: valueloop compiled p99 {c['p99']:6.2f} ms ({c['rps']:5.0f} req/s), bare FastAPI p99 "
-              f"{b['p99']:6.2f} ms ({b['rps']:5.0f} req/s): {ratio:.2f}x")
-    print(f"valueloop compiled p99 / bare FastAPI p99 at c=1: {statistics.median(ratios):.2f}x, the median of "
-          f"{TURNS} rounds (goal <= 1.5x); in the runs above, one each: "
-          f"{compiled[1]['p99'] / results['bare FastAPI'][1]['p99']:.2f}x")
-    print(f"(load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    p99_rounds(bodies["record"], args.seconds)
+    print(f"(in the runs above, one each: {compiled[1]['p99'] / results['bare FastAPI'][1]['p99']:.2f}x)")
     if mlserver is None:
         return
     port = free_port()
