@@ -44,3 +44,45 @@ def test_train_accept_promote_from_the_command_line(settings: Settings, churn, r
 
     bad = run_cli(settings, "train", name, "--candidate", "nope", as_user="dana")
     assert bad.returncode == 2 and "candidate: nope not declared" in bad.stderr
+
+
+#: the command line in a process that also registers an exit handler and holds an object whose
+#: finalizer speaks when the interpreter tears its modules down
+_WATCHED = """
+import atexit, sys
+from valueloop.cli import main
+
+class Kept:
+    def __del__(self):
+        print("torn down", file=sys.stderr)
+
+kept = Kept()
+atexit.register(lambda: print("exit handlers ran", file=sys.stderr))
+sys.argv = ["valueloop", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_training_leaves_without_tearing_its_modules_down(settings: Settings, churn) -> None:
+    """Freeing a training's thousands of modules and its data object by object took seconds of
+    its wall time: it ends once its output is out and its exit handlers ran (its drawing worker
+    stopped). A command that is not one-shot exits as usual."""
+    import os
+    import subprocess
+    import sys
+
+    name, _ = churn
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VALUELOOP_")} | settings.as_env()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _WATCHED, "--as", "dana", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    trained = run("train", name, "--candidate", "logistic", "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["registered"]["version"] == 1
+    assert "exit handlers ran" in trained.stderr and "torn down" not in trained.stderr
+    listed = run("runs", name, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 1
+    assert "exit handlers ran" in listed.stderr and "torn down" in listed.stderr

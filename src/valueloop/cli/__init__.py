@@ -79,6 +79,7 @@ def _hoist_acting_user(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    from valueloop import heap
     from valueloop.errors import ValueloopError
 
     args = _hoist_acting_user(sys.argv[1:])
@@ -98,4 +99,4 @@ def main() -> None:
     except typer.TyperException as exc:  # usage errors: click's own message and exit code
         exc.show()  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
-    sys.exit(code if isinstance(code, int) else 0)
+    heap.leave(code if isinstance(code, int) else 0)

@@ -8,6 +8,7 @@ once); one that died is replaced at the next submission (its pending jobs raise 
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
@@ -90,3 +91,14 @@ def idle() -> None:
         waiting = [f for f in _pending if not f.done()]
     wait(waiting)
 
+
+def shutdown() -> None:
+    """Stop the worker and wait for it: at exit, so that nothing outlives the process."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+atexit.register(shutdown)  # also when the process leaves without the interpreter's teardown (heap.leave)
