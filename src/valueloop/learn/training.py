@@ -350,6 +350,7 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
             if candidate is base:
                 reference = (candidate.name, outcome.result.primary)
             outcomes.append(outcome)
+        plot, drawing = _comparison_plot(job, outcomes)  # drawn while the winner is registered
         for outcome in outcomes:
             _settle(job, outcome)
             session.add(outcome.row)
@@ -369,7 +370,7 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
                 registered = registry.view(session, row)
     intents.finish(session, intent, registered=registered.version if registered else None)
     with timed(job.steps, "comparison_plot"):
-        plot = _comparison_plot(job, outcomes)
+        drawing.result()
     audit.record(session, job.actor, "model.train", "training", job.training_id, usecase=job.usecase.name,
                  after={"dataset_version": job.dataset_version, "dpia_version": job.dpia_version,
                         "runs": {o.result.candidate: o.result.status for o in outcomes},
@@ -383,7 +384,9 @@ def train(session: Session, settings: Settings, actor: str | None, usecase_name:
     )
 
 
-def _comparison_plot(job: _Job, outcomes: list[_Outcome]) -> str:
+def _comparison_plot(job: _Job, outcomes: list[_Outcome]) -> tuple[str, Future[None]]:
+    """Where the chart of the candidates' primary metrics goes, and its drawing, submitted to the
+    drawing process (a candidate's figures failing later changes none of its numbers)."""
     from pathlib import Path
 
     folder = Path(job.settings.home, "comparisons", job.usecase.name)
@@ -391,9 +394,8 @@ def _comparison_plot(job: _Job, outcomes: list[_Outcome]) -> str:
     path = folder / f"{job.training_id}.png"
     values = {o.result.candidate: (o.result.primary, o.result.tests_passed) for o in outcomes
               if o.result.primary is not None}
-    rendering.submit(evaluation.comparison_plot, values, job.objective.primary_metric, job.objective.threshold,
-                     str(path)).result()
-    return str(path)
+    return str(path), rendering.submit(evaluation.comparison_plot, values, job.objective.primary_metric,
+                                       job.objective.threshold, str(path))
 
 
 def _run_row(session: Session, run_id: str) -> TrainingRun:
