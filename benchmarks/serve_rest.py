@@ -280,6 +280,8 @@ def p99_rounds(body: bytes, seconds: int) -> None:
     }, TURNS, seconds)
     ratios = [c["p99"] / b["p99"] for c, b in zip(turns["valueloop compiled"], turns["bare FastAPI"])]
     print("  ratios by round: " + ", ".join(f"{r:.2f}x" for r in ratios))
+    for label, runs in turns.items():  # how far one server's own p99 moves between rounds: the machine's noise
+        print(f"  {label} p99 from {min(r['p99'] for r in runs):.2f} to {max(r['p99'] for r in runs):.2f} ms")
     print(f"valueloop compiled p99 / bare FastAPI p99 at c=1: {statistics.median(ratios):.2f}x, the median of "
           f"{TURNS} rounds (goal <= 1.5x); medians of the p99s: "
           f"{statistics.median(r['p99'] for r in turns['valueloop compiled']):.2f} vs "
