@@ -121,14 +121,24 @@ def _treated(streams: list[Stream], treatments: dict[str, ColumnTreatment], key:
 
 
 def _write(result: pa.RecordBatchReader, out: Path) -> None:
-    """The transform's result as one Parquet file, a row group per batch, in the result's order.
-    pyarrow's writer, not DuckDB's COPY: the same rows and types for half the CPU (2M rows of
-    the ingest benchmark: 3.4 against 6.7 CPU s)."""
+    """The transform's result as one Parquet file in the result's order, by pyarrow's writer:
+    DuckDB's COPY took twice the CPU (2M rows of the ingest benchmark: 6.7 against 3.4 CPU s).
+    Batches are gathered into row groups of ``ROW_GROUP_ROWS``: DuckDB hands out smaller ones
+    (about 48,000 rows), and the checks' scan held more memory over a file of those (10M rows:
+    RSS 641 against 317 MiB after it). The pool's freed memory goes back before the checks."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     with pq.ParquetWriter(out, result.schema) as writer:
+        held: list[pa.RecordBatch] = []
         for batch in result:
-            writer.write_batch(batch)
+            held.append(batch)
+            if sum(b.num_rows for b in held) >= ROW_GROUP_ROWS:
+                writer.write_table(pa.Table.from_batches(held), ROW_GROUP_ROWS)
+                held = []
+        if held:
+            writer.write_table(pa.Table.from_batches(held), ROW_GROUP_ROWS)
+    pa.default_memory_pool().release_unused()
 
 
 def _raise_for(exc: Exception, streams: list[Stream], where: str) -> NoReturn:
