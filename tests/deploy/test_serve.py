@@ -278,18 +278,3 @@ def test_a_serving_process_hands_the_interpreter_lock_over_quickly(served: Serve
     import sys
 
     assert sys.getswitchinterval() == pytest.approx(0.0005)
-
-
-def test_a_serving_process_runs_its_chores_below_the_requests(served: Served) -> None:
-    """The prediction log's writer and the registry's poll share a core with the requests: at the
-    requests' priority, a chore just awake from its second of sleep ran first, for milliseconds,
-    in the p99 at one connection. They run at the lowest OS priority, the event loop's thread
-    and the rest of the process as they were."""
-    import os
-
-    assert _post(served, "/predict/churn", json=ROW).status_code == 200  # the log's writer starts with a prediction
-    chores = {t.name: t.native_id for t in threading.enumerate() if t.name in ("predlog-churn", "registry-poll_0")}
-    assert {name: os.getpriority(os.PRIO_PROCESS, tid) for name, tid in chores.items()} == \
-        {"predlog-churn": 19, "registry-poll_0": 19}
-    assert os.getpriority(os.PRIO_PROCESS, served.thread.native_id) == 0
-    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0

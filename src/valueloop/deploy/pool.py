@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from valueloop.config import Settings
 from valueloop.deploy.batching import MicroBatcher
-from valueloop.deploy.chores import lower_priority
 from valueloop.deploy.metrics import MODEL_LOAD, SWAPS
 from valueloop.deploy.model import ServedModel
 from valueloop.outcomes.spec import Deploy
@@ -95,9 +93,6 @@ class ModelPool:
     failures: dict[tuple[str, str], str] = field(default_factory=dict)
     ready: bool = False
     _task: asyncio.Task[None] | None = None
-    #: the thread that asks the registry, below the requests' priority (:mod:`valueloop.deploy.chores`)
-    _poller: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
-        1, thread_name_prefix="registry-poll", initializer=lower_priority), repr=False)
 
     async def start(self) -> None:
         """Load what the registry names now (readiness waits for it), then keep polling."""
@@ -108,7 +103,6 @@ class ModelPool:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        self._poller.shutdown(wait=False)
         for deployment in list(self.deployments.values()):
             for batcher in (deployment.champion, deployment.challenger):
                 if batcher is not None:
@@ -146,7 +140,7 @@ class ModelPool:
         return batcher
 
     async def sync(self) -> None:
-        wanted = await asyncio.get_running_loop().run_in_executor(self._poller, self.state, self.settings)
+        wanted = await asyncio.to_thread(self.state, self.settings)
         for usecase, want in wanted.items():
             current = self.deployments.get(usecase)
             champion = await self._batcher(usecase, want.champion, want.policy,

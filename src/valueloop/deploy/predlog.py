@@ -456,9 +456,6 @@ class AsyncPredictionLogger:
         return self.plog.append(table, source=source)
 
     def _run(self) -> None:
-        from valueloop.deploy.chores import lower_priority
-
-        lower_priority()
         while True:
             self._wake.wait(self.max_seconds)
             self._wake.clear()
