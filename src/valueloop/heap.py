@@ -25,18 +25,21 @@ def one_shot() -> None:
 
 
 def leave(code: int) -> None:
-    """Exit with ``code``. A one-shot process flushes its output and runs its exit handlers (its
-    drawing worker is shut down, MLflow ends an open run), then ends without the interpreter's
-    teardown: its data and thousands of modules are freed by the system at once, not object by
-    object, which took longer than a training's evaluation (its rows are committed by then)."""
+    """Exit with ``code``. A one-shot process does what a normal exit does first, in its order:
+    it flushes its output, waits for its threads (executors' pools are shut down, the drawing
+    worker too) and runs its exit handlers (MLflow ends an open run). Then it ends without the
+    interpreter's teardown: its data and thousands of modules are freed by the system at once,
+    not object by object, which took longer than a training's evaluation."""
     if not _one_shot:
         sys.exit(code)
     import atexit
     import os
+    import threading
 
     sys.stdout.flush()
     sys.stderr.flush()
-    atexit._run_exitfuncs()  # what a normal exit runs; the handlers are not run twice (os._exit)
+    threading._shutdown()  # type: ignore[attr-defined]  # the interpreter's own first exit step
+    atexit._run_exitfuncs()  # its second; neither runs twice, as os._exit skips the rest
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -46,18 +46,29 @@ def test_train_accept_promote_from_the_command_line(settings: Settings, churn, r
     assert bad.returncode == 2 and "candidate: nope not declared" in bad.stderr
 
 
-#: the command line in a process that also registers an exit handler and holds an object whose
-#: finalizer speaks when the interpreter tears its modules down
+#: the command line in a process that also registers an exit handler, holds an object whose
+#: finalizer speaks when the interpreter tears its modules down, and runs a thread (not a daemon)
+#: that still has work to finish when the command is done
 _WATCHED = """
-import atexit, sys
+import atexit, sys, threading
+from valueloop import heap
 from valueloop.cli import main
 
 class Kept:
     def __del__(self):
         print("torn down", file=sys.stderr)
 
+def finish_late():
+    done.wait()
+    threading.Event().wait(1)
+    print("thread finished", file=sys.stderr)
+
 kept = Kept()
+done = threading.Event()
+leave = heap.leave
+heap.leave = lambda code: (done.set(), leave(code))
 atexit.register(lambda: print("exit handlers ran", file=sys.stderr))
+threading.Thread(target=finish_late).start()
 sys.argv = ["valueloop", *sys.argv[1:]]
 main()
 """
@@ -82,7 +93,9 @@ def test_a_training_leaves_without_tearing_its_modules_down(settings: Settings, 
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["registered"]["version"] == 1
     assert "exit handlers ran" in trained.stderr and "torn down" not in trained.stderr
+    assert "thread finished" in trained.stderr  # what the interpreter waits for, it waits for
     listed = run("runs", name, "--json")
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)) == 1
     assert "exit handlers ran" in listed.stderr and "torn down" in listed.stderr
+    assert "thread finished" in listed.stderr
