@@ -29,6 +29,7 @@ FIELDS: dict[str, str] = {
     "s3_secret_access_key": "the object store's secret key (empty: the AWS variables or ~/.aws files)",
     "redis_url": "Redis URL for streaming",
     "pseudonym_key": "secret key for keyed pseudonymization (HMAC-SHA256)",
+    "retired_pseudonym_keys": "earlier pseudonym keys (comma-separated): an erasure finds the rows pseudonymized under them",
     "allow_development_key": "true: ingest may use the development key outside the demo",
     "url_variables": "variables a SQL source's URL may expand as ${VAR} (comma-separated)",
     "hook_modules": "modules a use case may name as Python hooks (@project: its folder's)",
@@ -37,9 +38,9 @@ FIELDS: dict[str, str] = {
     "backup_keep_daily": "scheduled backups kept: the newest of each of the last N days",
     "backup_keep_weekly": "scheduled backups kept besides: the newest of each of the last M weeks",
 }
-SECRET_FIELDS = {"pseudonym_key", "s3_secret_access_key"}
+SECRET_FIELDS = {"pseudonym_key", "retired_pseudonym_keys", "s3_secret_access_key"}
 #: Settings that hold a list (comma-separated in the environment) or a yes/no.
-LIST_FIELDS = {"url_variables", "hook_modules"}
+LIST_FIELDS = {"retired_pseudonym_keys", "url_variables", "hook_modules"}
 FLAG_FIELDS = {"allow_development_key"}
 _FLAGS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
           "0": False, "": False}
@@ -72,6 +73,7 @@ class Settings:
     s3_secret_access_key: str
     redis_url: str
     pseudonym_key: str
+    retired_pseudonym_keys: tuple[str, ...]
     allow_development_key: bool
     url_variables: tuple[str, ...]
     hook_modules: tuple[str, ...]
@@ -86,14 +88,19 @@ class Settings:
         return {f"VALUELOOP_{name.upper()}": _text(getattr(self, name)) for name in FIELDS}
 
     def describe(self) -> dict[str, Setting]:
-        """Each value as it may be shown: a secret as ``***`` unless it is the default (the
+        """Each value as it may be shown: a secret as ``***`` unless it is the default (a
         pseudonym key with its key id, which the dataset versions' lineage names), and a URL
         without its password."""
         shown = {}
         for name in FIELDS:
             value = _text(getattr(self, name))
             if name in SECRET_FIELDS and self.sources[name] != "default":
-                value = f"*** (key id {key_id(value)})" if name == "pseudonym_key" else "***"
+                if name == "pseudonym_key":
+                    value = f"*** (key id {key_id(value)})"
+                elif name == "retired_pseudonym_keys":
+                    value = f"*** (key ids {', '.join(map(key_id, self.retired_pseudonym_keys))})"
+                else:
+                    value = "***"
             shown[name] = Setting(hide_password(value), self.sources[name])
         return shown
 
@@ -147,6 +154,7 @@ def _defaults(home: Path) -> dict[str, str]:
         "redis_url": "redis://127.0.0.1:6379/0",
         # A fixed development key: fine for the demo, flagged by `valueloop config`.
         "pseudonym_key": DEVELOPMENT_KEY,
+        "retired_pseudonym_keys": "",
         "allow_development_key": "false",
         # Nothing by default: a use case file must not read the server's environment or run
         # the server's Python unless its operator says so.

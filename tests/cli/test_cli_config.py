@@ -31,6 +31,7 @@ def test_config_names_the_source_of_each_value(tmp_path, refused):
         "artifact_root": {"value": f"{home}/artifacts", "source": "default"},
         "redis_url": {"value": "redis://queue:6379/2", "source": "env VALUELOOP_REDIS_URL"},
         "pseudonym_key": {"value": "valueloop-development-key-change-me", "source": "default"},
+        "retired_pseudonym_keys": {"value": "", "source": "default"},
         "allow_development_key": {"value": "false", "source": "default"},
         "url_variables": {"value": "", "source": "default"},
         "hook_modules": {"value": "", "source": "default"},

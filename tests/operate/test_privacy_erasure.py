@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 import pytest
 from data.data_support import churn_with_export, ingest
 
-from valueloop.config import Settings, load_settings
+from valueloop.config import Settings, key_id, load_settings
 from valueloop.data import read_version
 from valueloop.data.treatments import pseudonym
 from valueloop.deploy.predlog import PredictionLog, _write_atomically
@@ -146,3 +146,36 @@ def test_an_erasure_from_the_data_of_a_serving_model_starts_a_retraining(setting
     assert request.trigger == "erasure" and request.challenger_version == "2"
     assert request.dataset_version == report.dataset_version + 1  # ingested again, without the subject
     assert "retraining" not in monitor_usecase(settings, "churn").detail  # done: v2 is newer than the erasure
+
+
+def test_an_erasure_after_a_key_rotation_finds_the_rows_pseudonymized_under_the_retired_key(
+        local: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> None:
+    """After a rotation the kept versions and the prediction log still hold the pseudonyms of the
+    earlier key, which the new key's pseudonym does not match: the erasure searches under every
+    key the installation holds, and refuses, erasing nothing, while a kept version's key is not
+    among them, instead of reporting done with the subject still stored."""
+    project = churn_with_export(local, approved_usecase, 300)
+    ingest(local, project)  # version 0, under the first key
+    email = pacsv.read_csv(project / "data" / "customers.csv")["email"][0].as_py()
+    first = pseudonym(email, local.pseudonym_key)
+    PredictionLog(local, "churn").append(pa.table({
+        "request_id": ["subject", "other"], "model_version": ["1", "1"], "prediction": [1, 0],
+        "email": [first, "someone else"], "tenure_months": [3, 4]}), source="batch")
+    rotated_env = local.as_env() | {"VALUELOOP_PSEUDONYM_KEY": "the key after the rotation, kept secret"}
+    rotated = load_settings(rotated_env)
+    ingest(rotated, project)  # version 1 overwrites every row under the new key
+    second = pseudonym(email, rotated.pseudonym_key)
+    assert holding(local.home, first) and holding(local.home, second)
+
+    with pytest.raises(InvalidInput, match=rf"retired_pseudonym_keys: dataset version 0 of 'churn' was "
+                                           rf"pseudonymized under key id {key_id(local.pseudonym_key)}"):
+        erase(rotated, "pia", "churn", "email", email)
+    assert holding(local.home, first) and holding(local.home, second)  # the refusal erased nothing
+
+    keyring = load_settings(rotated_env | {"VALUELOOP_RETIRED_PSEUDONYM_KEYS": local.pseudonym_key})
+    assert keyring.describe()["retired_pseudonym_keys"].value == f"*** (key ids {key_id(local.pseudonym_key)})"
+    report = erase(keyring, "pia", "churn", "email", email)
+    assert (report.dataset_rows, report.dataset_versions_removed, report.predictions) == (1, [0, 1], 1)
+    assert holding(local.home, first, second, email) == []
+    with session(local) as s:
+        assert read_version(s, "churn").num_rows == 299

@@ -24,6 +24,7 @@ def test_each_value_comes_from_env_file_or_default(tmp_path):
         "artifact_root": (f"{home}/artifacts", "default"),
         "redis_url": ("redis://env:6379/1", "env VALUELOOP_REDIS_URL"),
         "pseudonym_key": (f"*** (key id {key_id('from-the-file')})", f"file {home}/config.yaml"),  # never shown
+        "retired_pseudonym_keys": ("", "default"),
         "allow_development_key": ("false", "default"),
         "url_variables": ("", "default"),
         "hook_modules": ("", "default"),

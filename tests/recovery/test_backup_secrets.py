@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from valueloop.config import load_settings
+from valueloop.config import Settings, load_settings
 from valueloop.recovery.backup import _pg_tool, backup
 
 
@@ -37,3 +37,16 @@ def test_pg_dump_gets_the_password_in_its_environment_never_on_its_command_line(
     assert not any(password in line for line in given), lines
     assert f"PGPASSWORD={password}" in lines
     assert password not in manifest.model_dump_json()
+
+
+def test_a_backup_keeps_the_home_s_settings_but_none_of_its_keys(settings: Settings, tmp_path: Path) -> None:
+    """A backup travels (another disk, another team): the pseudonym keys, the current and the
+    retired, would let anyone holding it compute the pseudonym of a guessed value."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "config.yaml").write_text(
+        "pseudonym_key: the-current-key\nretired_pseudonym_keys: [the-key-before, the-first-key]\n"
+        "backup_keep_daily: 3\n")
+    backup(settings, tmp_path / "backup")
+    kept = (tmp_path / "backup" / "config.yaml").read_text()
+    assert "backup_keep_daily: 3" in kept
+    assert not any(key in kept for key in ("the-current-key", "the-key-before", "the-first-key")), kept

@@ -16,6 +16,10 @@ recorded like an ingest's), then every file of any kept version that holds the s
 that read such a file are marked removed, their rows keeping the lineage, and the models trained
 on them are flagged for retraining. Prediction-log and label files are rewritten without the rows.
 Every later ingest leaves the subject's rows out (:func:`erased`): the source may still hold them.
+
+After a key rotation the kept versions and the log still hold pseudonyms of the earlier key: the
+search runs under each key the installation holds (``retired_pseudonym_keys`` besides the
+pseudonym key), and a kept version made under any other key stops the erasure before it starts.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from sqlalchemy.orm import Session
 from valueloop.config import Settings, key_id
 from valueloop.data import delta
 from valueloop.data.tables import DatasetVersion
-from valueloop.data.treatments import hmac_params, hmac_sql, pseudonym, quote
+from valueloop.data.treatments import hmac_params, hmac_sql, key_ids, pseudonym, quote
 from valueloop.deploy.predlog import PredictionLog
 from valueloop.errors import InvalidInput
 from valueloop.learn.tables import ModelVersion
@@ -66,6 +70,8 @@ class Erasure(BaseModel):
     #: HMAC(pseudonym key, the value as stored): matches the rows, reveals neither value nor pseudonym
     token: str
     key_id: str
+    #: the same token under each retired key, by key id: it matches the rows stored before a rotation
+    earlier_tokens: dict[str, str] = {}
     at: datetime
     by: str
     models_to_retrain: list[int] = []
@@ -131,9 +137,14 @@ class _Found:
         return set().union(*self.files.values())
 
 
-def _find(files: Iterable[Location], column: str, token: str, key: str) -> _Found:
+def _keys(settings: Settings) -> dict[str, str]:
+    """Every pseudonym key the installation holds, by key id: the current one and the retired."""
+    return {key_id(key): key for key in (settings.pseudonym_key, *settings.retired_pseudonym_keys)}
+
+
+def _find(files: Iterable[Location], column: str, tokens: dict[str, str]) -> _Found:
     """Where the subject is: each file's ``column`` read once, its values matched by their keyed
-    HMAC against ``token``."""
+    HMAC under each key against that key's token (``tokens``, by key)."""
     import duckdb
     import pyarrow.parquet as pq
 
@@ -150,7 +161,9 @@ def _find(files: Iterable[Location], column: str, token: str, key: str) -> _Foun
                     continue
                 held = True
                 con.register("held", parquet.read(columns=[column]))
-            if values := {v for (v,) in con.execute(query, {"token": token, **hmac_params(key)}).fetchall()}:
+            values = {v for key, token in tokens.items()
+                      for (v,) in con.execute(query, {"token": token, **hmac_params(key)}).fetchall()}
+            if values:
                 found[f] = values
             con.unregister("held")
     finally:
@@ -171,15 +184,16 @@ def _without(column: str, values: set[str]) -> Callable[[pa.Table], Any]:
     return keep
 
 
-def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Erasure,
+def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Erasure, tokens: dict[str, str],
              report: ErasureReport) -> None:
     rows = [r for r in session.scalars(select(DatasetVersion).where(DatasetVersion.usecase_id == usecase.id)
                                        .order_by(DatasetVersion.version)) if not r.removed]
+    _searchable(rows, set(map(key_id, tokens)), usecase.name)
     table = delta.table_path(settings, usecase.name)
     files = {f: r for r in rows for f in delta.files_at(table, r.version) if f.exists()}
     if rows and not any(entry.column in (c["name"] for c in r.schema) for r in rows):
         report.not_held.append("datasets")
-    found = _find(sorted(files, key=str), entry.column, entry.token, settings.pseudonym_key)
+    found = _find(sorted(files, key=str), entry.column, tokens)
     values, holding = found.values, set(found.files)
     if not values:
         return
@@ -216,13 +230,27 @@ def _dataset(session: Session, settings: Settings, usecase: UseCase, entry: Eras
                                            ModelVersion.dataset_version.in_(report.dataset_versions_removed))))
 
 
-def _log(settings: Settings, entry: Erasure, report: ErasureReport) -> None:
+def _searchable(rows: list[DatasetVersion], searched: set[str], usecase: str) -> None:
+    """Refuse, before anything is erased, while a kept version was pseudonymized under a key the
+    search has no token for: its rows of the subject would stay, reported as erased."""
+    unknown = {r.version: used for r in rows if (used := key_ids(r.treatments) - searched)}
+    if unknown:
+        version, used = next(iter(unknown.items()))
+        more = f" (and {len(unknown) - 1} more version(s))" if len(unknown) > 1 else ""
+        raise InvalidInput(
+            f"retired_pseudonym_keys: dataset version {version} of '{usecase}' was pseudonymized under key id "
+            f"{', '.join(sorted(used))}{more}, which is neither the pseudonym key nor a retired one, so its rows "
+            "of the subject cannot be found; add that key to retired_pseudonym_keys "
+            "(VALUELOOP_RETIRED_PSEUDONYM_KEYS), or remove the version; nothing was erased")
+
+
+def _log(settings: Settings, entry: Erasure, tokens: dict[str, str], report: ErasureReport) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     plog = PredictionLog(settings, entry.usecase)
     files = plog.files()
-    found = _find(files, entry.column, entry.token, settings.pseudonym_key)
+    found = _find(files, entry.column, tokens)
     if files and not found.held:
         report.not_held.append("prediction log")
     if not found.files:
@@ -237,15 +265,18 @@ def _log(settings: Settings, entry: Erasure, report: ErasureReport) -> None:
 
 
 def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure) -> ErasureReport:
-    """Remove the rows ``entry`` matches from every store of the use case (idempotent)."""
-    if entry.key_id != key_id(settings.pseudonym_key):
+    """Remove the rows ``entry`` matches from every store of the use case (idempotent), under
+    each key the installation holds that the entry has a token for."""
+    keys = _keys(settings)
+    if entry.key_id not in keys:
         raise InvalidInput(f"pseudonym_key: erasure {entry.id} was recorded under key id {entry.key_id}, this "
-                           f"installation's key is {key_id(settings.pseudonym_key)}: set the key of the home "
-                           "it was made in, or its rows cannot be found")
+                           f"installation's keys are {', '.join(keys)}: set the key of the home it was made in "
+                           "(or add it to retired_pseudonym_keys), or its rows cannot be found")
+    tokens = {keys[i]: token for i, token in {entry.key_id: entry.token, **entry.earlier_tokens}.items() if i in keys}
     report = ErasureReport(erasure=entry, dataset_rows=0, dataset_version=None, dataset_versions_removed=[],
                            dataset_files_deleted=0, predictions=0, labels=0, not_held=[])
-    _dataset(session, settings, usecase, entry, report)
-    _log(settings, entry, report)
+    _dataset(session, settings, usecase, entry, tokens, report)
+    _log(settings, entry, tokens, report)
     return report
 
 
@@ -272,10 +303,11 @@ def erase(settings: Settings, actor: str | None, name: str, column: str, value: 
                                "group of people, not one subject; name a pseudonymized or kept column")
         if not value:
             raise InvalidInput(f"--subject {column}=: the value is empty; name the subject's value")
-        key = settings.pseudonym_key
-        stored = pseudonym(value, key) if treatment is Treatment.pseudonymize else value
-        entry = Erasure(id=uuid.uuid4().hex[:12], usecase=name, column=column, token=pseudonym(stored, key),
-                        key_id=key_id(key), at=utcnow(), by=acting.name)
+        tokens = {i: pseudonym(pseudonym(value, key) if treatment is Treatment.pseudonymize else value, key)
+                  for i, key in _keys(settings).items()}
+        current = key_id(settings.pseudonym_key)
+        entry = Erasure(id=uuid.uuid4().hex[:12], usecase=name, column=column, token=tokens.pop(current),
+                        key_id=current, earlier_tokens=tokens, at=utcnow(), by=acting.name)
         report = apply(s, settings, usecase, entry)
         audit.record(s, acting.name, "privacy.erase", "erasure", entry.id, usecase=name, after=_counts(report))
         _append(settings, entry)

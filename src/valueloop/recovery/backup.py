@@ -41,8 +41,8 @@ MANIFEST = "manifest.json"
 FORMAT = 1
 #: how the name of a backup written as one gzip'd tar ends
 ARCHIVES = (".tar.gz", ".tgz")
-#: settings a backup never holds: the pseudonym key and anything that may carry a password
-SECRETS = ("pseudonym_key", "s3_secret_access_key", "database_url", "migration_database_url", "redis_url")
+#: settings a backup never holds: the pseudonym keys and anything that may carry a password
+SECRETS = ("pseudonym_key", "retired_pseudonym_keys", "s3_secret_access_key", "database_url", "migration_database_url", "redis_url")
 
 
 class Manifest(BaseModel):
