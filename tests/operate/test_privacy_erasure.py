@@ -179,3 +179,48 @@ def test_an_erasure_after_a_key_rotation_finds_the_rows_pseudonymized_under_the_
     assert holding(local.home, first, second, email) == []
     with session(local) as s:
         assert read_version(s, "churn").num_rows == 299
+
+
+def test_an_erasure_deletes_the_subject_s_events_from_the_use_case_s_streams(
+        local: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> None:
+    """Producers put raw records on the input stream (a pseudonymized column by its raw value); a
+    refused one is kept among the dead letters with its document, and the prediction made for an
+    event names it: each is a store of the subject. The home's private server keeps them on disk,
+    in its append-only file, which a deleted entry stays in until the file is rewritten. A Redis
+    of the installation's own that a consumer used is searched too, and while it is unreachable
+    the erasure refuses, erasing nothing."""
+    from valueloop.deploy.redis_server import free_port, home_redis_server
+    from valueloop.deploy.stream import RedisUnreachable, connect, send_events, stream_names
+    from valueloop.outcomes import audit
+
+    project = churn_with_export(local, approved_usecase, 300)
+    ingest(local, project)
+    email = pacsv.read_csv(project / "data" / "customers.csv")["email"][0].as_py()
+    stored = pseudonym(email, local.pseudonym_key)
+    inputs, outputs, dead = stream_names("churn")
+    with home_redis_server(local.home) as url:
+        client = connect(url, 10)
+        ids = send_events(client, "churn", [{"email": email, "tenure_months": 3},
+                                            {"email": "someone@example.org", "tenure_months": 4}])
+        for event, prediction in zip(ids, "10"):
+            client.xadd(outputs, {"event_id": event, "prediction": prediction})
+        client.xadd(dead, {"event_id": "1-1", "reason": "tenure_months: not a number",
+                           "data": json.dumps({"email": email, "tenure_months": "three"})})
+    assert holding(local.home / "redis", email)  # the stopped server's file holds the subject
+
+    with session(local) as s:  # a consumer read the streams of a Redis of the installation's own
+        audit.record(s, "oscar", "stream.start", "stream_consumer", "c1", usecase="churn")
+    elsewhere = load_settings(local.as_env() | {"VALUELOOP_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
+    with pytest.raises(RedisUnreachable, match="is unreachable"):
+        erase(elsewhere, "pia", "churn", "email", email)
+    assert holding(local.home, stored) and holding(local.home / "redis", email)  # nothing erased
+
+    with home_redis_server(local.home) as url:
+        mine = load_settings(local.as_env() | {"VALUELOOP_REDIS_URL": url})
+        report = erase(mine, "pia", "churn", "email", email)
+        assert report.stream_entries == 3
+        client = connect(url, 10)
+        assert [json.loads(f[b"data"])["email"] for _, f in client.xrange(inputs)] == ["someone@example.org"]
+        assert [f[b"event_id"].decode() for _, f in client.xrange(outputs)] == [ids[1]]
+        assert client.xrange(dead) == []
+    assert holding(local.home, email, stored) == []

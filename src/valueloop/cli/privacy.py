@@ -143,8 +143,9 @@ def erase(
     subject: str = typer.Option(..., "--subject", help="COLUMN=VALUE as the source holds it, e.g. email=jane@example.com."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Erase a data subject's rows from every kept dataset version, the prediction log and the labels
-    (privacy officer only); recorded without the value, re-applied by every later restore."""
+    """Erase a data subject's rows from every kept dataset version, the prediction log, the labels and
+    the use case's Redis streams (privacy officer only); recorded without the value, re-applied by
+    every later restore."""
     from valueloop.config import load_settings
     from valueloop.operate.erasure import ErasureReport, erase as erase_, subject_of
 
@@ -159,7 +160,7 @@ def erase(
             f"erasure {e.id} of {name} by {column}: {report.dataset_rows} dataset row(s)"
             + (f" (new version {report.dataset_version})" if report.dataset_version is not None else "")
             + f", {report.dataset_files_deleted} file(s) deleted, {report.predictions} prediction(s), "
-            f"{report.labels} label(s)")
+            f"{report.labels} label(s), {report.stream_entries} stream entry(ies)")
         if report.dataset_versions_removed:
             console().print(f"dataset versions no longer readable: {', '.join(map(str, report.dataset_versions_removed))}")
         if report.not_held:

@@ -40,7 +40,8 @@ def run(ctx: DemoContext) -> None:
     email = pacsv.read_csv(ctx.state["project"] / "data" / "customers.csv")["email"][0].as_py()
     gone = erase(settings, "pia", "churn", "email", email)
     out.print(f"`valueloop privacy erase churn --subject email=…` (pia): {gone.dataset_rows} dataset row(s) "
-              f"(new version {gone.dataset_version}), recorded by a keyed token only; models to retrain at the "
+              f"(new version {gone.dataset_version}), {gone.predictions} prediction(s), {gone.stream_entries} "
+              "stream entry(ies), recorded by a keyed token only; models to retrain at the "
               f"next cycle: {', '.join(map(str, gone.erasure.models_to_retrain)) or 'none'}")
     restored = load_settings({"VALUELOOP_HOME": str(ctx.workspace / "restored")})
     back = bring_back(restored, "admin", folder)

@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +125,45 @@ def send_events(client: redis.Redis, usecase: str, records: Iterable[dict[str, A
             ids += [x.decode() for x in pipe.execute()]
     ids += [x.decode() for x in pipe.execute()]
     return ids
+
+
+def _entries(client: redis.Redis, stream: str, page: int = 1000) -> Iterable[tuple[bytes, dict[bytes, bytes]]]:
+    """Every entry of ``stream``, oldest first, a page at a time."""
+    start = "-"
+    while entries := client.xrange(stream, min=start, count=page):
+        yield from entries
+        start = "(" + entries[-1][0].decode()
+
+
+def _document(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    try:
+        document = json.loads(fields.get(b"data", b""))
+    except ValueError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+def delete_events(client: redis.Redis, usecase: str, matches: Callable[[dict[str, Any]], bool]) -> int:
+    """Delete the events whose record ``matches`` from the use case's input stream and dead
+    letters, and the predictions made for them from its output: a data subject's erasure in
+    Redis. A server that keeps an append-only file rewrites it, or the deleted entries would stay
+    in it. Returns how many entries were deleted."""
+    inputs, outputs, dead = stream_names(usecase)
+    events = {i for i, fields in _entries(client, inputs) if matches(_document(fields))}
+    letters = {i: fields.get(b"event_id") for i, fields in _entries(client, dead) if matches(_document(fields))}
+    named = events | {e for e in letters.values() if e}
+    answers = {i for i, fields in _entries(client, outputs) if fields.get(b"event_id") in named}
+    deleted = sum(client.xdel(stream, *ids) for stream, ids in ((inputs, events), (dead, letters), (outputs, answers))
+                  if ids)
+    if deleted and client.info("persistence").get("aof_enabled"):
+        client.bgrewriteaof()
+        deadline = time.monotonic() + 60
+        while (state := client.info("persistence"))["aof_rewrite_in_progress"] or state["aof_rewrite_scheduled"]:
+            if time.monotonic() > deadline:
+                raise ValueloopError("Redis did not finish rewriting its append-only file within 60 s: the deleted "
+                                     "events may still be in it; run BGREWRITEAOF on it")
+            time.sleep(0.05)
+    return deleted
 
 
 #: Output entries, dead letters and the XACK of their inputs in one atomic step (a script runs

@@ -14,7 +14,8 @@ erasure (:func:`reapply`), since a backup taken before holds the subject.
 Per store: the dataset's newest version is committed again without them (a new version,
 recorded like an ingest's), then every file of any kept version that holds the subject is deleted; the versions
 that read such a file are marked removed, their rows keeping the lineage, and the models trained
-on them are flagged for retraining. Prediction-log and label files are rewritten without the rows.
+on them are flagged for retraining. Prediction-log and label files are rewritten without the rows,
+and the use case's Redis streams without the subject's events and their predictions.
 Every later ingest leaves the subject's rows out (:func:`erased`): the source may still hold them.
 
 After a key rotation the kept versions and the log still hold pseudonyms of the earlier key: the
@@ -26,8 +27,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,7 @@ from valueloop.data import delta
 from valueloop.data.tables import DatasetVersion
 from valueloop.data.treatments import hmac_params, hmac_sql, key_ids, pseudonym, quote
 from valueloop.deploy.predlog import PredictionLog
+from valueloop.deploy.stream import delete_events
 from valueloop.errors import InvalidInput
 from valueloop.learn.tables import ModelVersion
 from valueloop.operate.retention import mark_removed, rewrite_without
@@ -57,6 +60,7 @@ from valueloop.store.models import UseCase, utcnow
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    import redis
 
 LEDGER = Path("privacy") / "erasures.jsonl"
 
@@ -85,6 +89,8 @@ class ErasureReport(BaseModel):
     dataset_files_deleted: int
     predictions: int
     labels: int
+    #: entries deleted from the use case's Redis streams: events, dead letters, their predictions
+    stream_entries: int = 0  # an older server's answer has none
     #: stores that hold no such column, so nothing of the subject could be found there
     not_held: list[str]
 
@@ -274,10 +280,45 @@ def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure
                            "(or add it to retired_pseudonym_keys), or its rows cannot be found")
     tokens = {keys[i]: token for i, token in {entry.key_id: entry.token, **entry.earlier_tokens}.items() if i in keys}
     report = ErasureReport(erasure=entry, dataset_rows=0, dataset_version=None, dataset_versions_removed=[],
-                           dataset_files_deleted=0, predictions=0, labels=0, not_held=[])
-    _dataset(session, settings, usecase, entry, tokens, report)
-    _log(settings, entry, tokens, report)
+                           dataset_files_deleted=0, predictions=0, labels=0, stream_entries=0, not_held=[])
+    with _redis_servers(session, settings, usecase.name) as servers:  # each answering, before anything is erased
+        _dataset(session, settings, usecase, entry, tokens, report)
+        _log(settings, entry, tokens, report)
+        report.stream_entries = sum(delete_events(client, usecase.name, _holds(entry.column, tokens))
+                                    for client in servers)
     return report
+
+
+@contextmanager
+def _redis_servers(session: Session, settings: Settings, usecase: str) -> Iterator[list[redis.Redis]]:
+    """The Redis servers that may hold the use case's streams: the home's private server once it
+    kept data (started for the erasure if it is stopped), and a configured ``redis_url`` once a
+    consumer of the use case ran. One that does not answer stops the erasure before it starts."""
+    from valueloop.deploy.redis_server import home_redis_server
+    from valueloop.deploy.stream import connect
+
+    with ExitStack() as servers:
+        urls = []
+        if (settings.home / "redis" / "data").is_dir():
+            urls.append(servers.enter_context(home_redis_server(settings.home)))
+        if settings.sources["redis_url"] != "default" and audit.events(session, usecase=usecase, action="stream.start",
+                                                                       limit=1):
+            urls.append(settings.redis_url)
+        yield [servers.enter_context(connect(url, 3)) for url in dict.fromkeys(urls)]
+
+
+def _holds(column: str, tokens: dict[str, str]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a stream's record holds the subject: its ``column`` as a producer sends it (the
+    raw value of a pseudonymized column, which the consumer treats) or as stored."""
+
+    def holds(record: dict[str, Any]) -> bool:
+        if record.get(column) is None:
+            return False
+        value = str(record[column])
+        return any(token in (pseudonym(value, key), pseudonym(pseudonym(value, key), key))
+                   for key, token in tokens.items())
+
+    return holds
 
 
 def _counts(report: ErasureReport) -> dict[str, Any]:
