@@ -272,6 +272,27 @@ def test_the_owner_sees_each_kpi_per_cycle_against_its_target(console: Console) 
     assert set(verdicts) <= {"met", "missed", "—"} and "missed" in verdicts
 
 
+def test_the_privacy_officer_sees_the_recorded_erasures_and_the_models_they_await(console: Console) -> None:
+    """The ledger on the privacy page: who erased whom by which column and when, by its token
+    only, and the models trained on the erased rows that no retraining has replaced yet."""
+    import pyarrow.csv as pacsv
+
+    from valueloop.operate.erasure import erase
+
+    email = pacsv.read_csv(console.settings.home / "projects" / USECASE / "data" / "customers.csv")["email"][0]
+    done = erase(console.settings, "pia", USECASE, "email", email.as_py())
+    visit = console.sign_in("pia", "erasures")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/privacy", "privacy-erasures")
+    row = page.get_by_role("article", name="Erasures").get_by_role("row").filter(has_text=done.erasure.id)
+    assert row.count() == 1 and "pia" in row.inner_text() and "email" in row.inner_text()
+    assert email.as_py() not in page.content()
+    twin = visit.page.request.get(f"{visit.url}/usecases/{USECASE}/privacy.json").json()
+    assert [(e["id"], e["by"], e["awaiting_retraining"]) for e in twin["erasures"]] == [
+        (done.erasure.id, "pia", done.erasure.models_to_retrain)]
+    assert done.erasure.models_to_retrain  # both versions held every customer, and both models read one
+
+
 def test_every_phase_page_of_a_use_case_with_nothing_yet(console: Console) -> None:
     visit = console.sign_in("olivia", "empty")
     visit.shot("inbox")

@@ -1,5 +1,5 @@
 """The privacy page: DPIA versions, the personal columns with what happens to each, the
-difference between two versions, and the privacy officer's decision form."""
+difference between two versions, the privacy officer's decision form, and the recorded erasures."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from starlette.datastructures import FormData
 
 from valueloop.console.web import Form, Problems, View, etag_of, text
 from valueloop.errors import InvalidInput, NotFound
+from valueloop.operate import erasure
 from valueloop.outcomes import privacy, usecases
 from valueloop.outcomes.privacy import AssessmentView, Status
 from valueloop.outcomes.roles import Action, allows
@@ -56,6 +57,8 @@ class PrivacyPage(BaseModel):
     diff: Diff | None
     may_decide: bool
     treatments: list[Treatment]
+    #: the ledger's entries, by token only, each with the models it still awaits the retraining of
+    erasures: list[erasure.ErasureView]
     etag: str
 
 
@@ -110,7 +113,8 @@ def _page(view: View, name: str, v: int | None = None, old: int | None = None) -
     may = (latest is not None and latest.status is Status.pending and shown == latest
            and allows(view.s, view.user, Action.decide_privacy, usecases.get_usecase(view.s, name)))
     return PrivacyPage(usecase=summary, versions=versions, shown=shown, columns=_columns(shown) if shown else [],
-                       diff=diff, may_decide=may, treatments=list(Treatment), etag=etag_of(*versions))
+                       diff=diff, may_decide=may, treatments=list(Treatment),
+                       erasures=erasure.views(view.s, view.settings, name), etag=etag_of(*versions))
 
 
 Version = Annotated[int | None, Query(ge=1, le=2**31 - 1)]

@@ -376,7 +376,7 @@ def reapply(settings: Settings, actor: str, ledgers: Iterable[Path]) -> list[Era
     return reports
 
 
-def _views(session: Session, settings: Settings, name: str) -> list[ErasureView]:
+def views(session: Session, settings: Settings, name: str) -> list[ErasureView]:
     """The use case's ledger entries, each with its models still awaiting retraining: those for
     which no model was registered since."""
     newest = session.scalar(select(ModelVersion.created_at).where(ModelVersion.usecase == name)
@@ -389,7 +389,7 @@ def erasures(settings: Settings, actor: str | None, name: str) -> list[ErasureVi
     """The use case's recorded erasures, with the models still awaiting their retraining."""
     with open_session(settings) as s:
         viewed(s, actor, name)
-        return _views(s, settings, name)
+        return views(s, settings, name)
 
 
 def retraining_due(settings: Settings, name: str) -> bool:
@@ -399,7 +399,7 @@ def retraining_due(settings: Settings, name: str) -> bool:
     from valueloop.operate.tables import RetrainRequest
 
     with open_session(settings) as s:
-        entries = [e for e in _views(s, settings, name) if e.models_to_retrain]
+        entries = [e for e in views(s, settings, name) if e.models_to_retrain]
         if not entries:
             return False
         started = s.scalar(select(RetrainRequest.id).where(
