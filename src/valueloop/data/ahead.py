@@ -1,23 +1,27 @@
-"""A record batch stream read ahead in a thread of its own, a few batches deep.
+"""A record batch stream read ahead in a thread of its own, a few batches deep, or shared with a
+second reader in a thread of its own.
 
 An ingest's stages (parsing a source, treating it in the private DuckDB, writing the
 transform's result) each ran in the thread that pulled the next batch, so one core did them all
 one after another while the other waited. Read ahead, the stage before runs on the other core
-while the next one works; the queue's depth bounds the memory to a few batches.
+while the next one works; the queue's depth bounds the memory to a few batches. Shared, a
+stream is read twice in one pass: the staged file is written while its aggregates are taken.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
-from concurrent.futures import CancelledError
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError, Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+T = TypeVar("T")
 
 #: batches held ready at most
 DEPTH = 3
@@ -64,21 +68,73 @@ def read_ahead(reader: pa.RecordBatchReader, name: str, depth: int = DEPTH) -> I
 
     def drain() -> Iterator[pa.RecordBatch]:
         thread.start()
-        while True:
-            try:
-                item = ready.get(timeout=_POLL)
-            except queue.Empty:
-                if stop.is_set():
-                    raise CancelledError(f"{name}: stopped before its end") from None
-                continue
-            if item is _END:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item  # type: ignore[misc]
+        yield from _taken(ready, stop, name)
 
     try:
         yield pa.RecordBatchReader.from_batches(reader.schema, drain())
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+
+
+def _taken(ready: queue.Queue[object], stop: threading.Event, name: str) -> Iterator[pa.RecordBatch]:
+    """The batches put in ``ready`` up to its end; the error put there, or a cancellation once
+    ``stop`` is set, is raised."""
+    while True:
+        try:
+            item = ready.get(timeout=_POLL)
+        except queue.Empty:
+            if stop.is_set():
+                raise CancelledError(f"{name}: stopped before its end") from None
+            continue
+        if item is _END:
+            return
+        if isinstance(item, _Failed):
+            raise item.error
+        yield item  # type: ignore[misc]
+
+
+@contextmanager
+def shared(reader: pa.RecordBatchReader, name: str, consume: Callable[[pa.RecordBatchReader], T],
+           depth: int = DEPTH) -> Iterator[tuple[pa.RecordBatchReader, Future[T]]]:
+    """``reader``'s batches, and the future of ``consume`` given the same batches in a thread
+    named ``name`` as they are read here: two passes for one. The reader here waits while the
+    other is ``depth`` batches behind, so the memory holds a few; once ``consume`` has ended
+    (its result or error in the future) the batches go on here alone. The future is done once
+    every batch was read here; leaving before that cancels ``consume``'s stream."""
+    import pyarrow as pa
+
+    ready: queue.Queue[object] = queue.Queue(depth)
+    stop = threading.Event()
+    done: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            done.set_result(consume(pa.RecordBatchReader.from_batches(reader.schema, _taken(ready, stop, name))))
+        except BaseException as exc:  # noqa: BLE001 - the caller reads it from the future
+            done.set_exception(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+
+    def put(item: object) -> None:
+        while not done.done():
+            try:
+                ready.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
+
+    def both() -> Iterator[pa.RecordBatch]:
+        thread.start()
+        for batch in reader:
+            put(batch)
+            yield batch
+        put(_END)
+        thread.join()
+
+    try:
+        yield pa.RecordBatchReader.from_batches(reader.schema, both()), done
     finally:
         stop.set()
         if thread.is_alive():

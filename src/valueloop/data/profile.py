@@ -133,6 +133,15 @@ def _values(con: duckdb.DuckDBPyConnection, table: str, items: list[tuple[str, s
     return scan(con, table, [e for _, e in items])[0]
 
 
+def _plans(types: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    return {c: _scan(c, kind_of(t)) for c, t in types.items()}
+
+
+def aggregates(types: dict[str, str]) -> list[str]:
+    """The aggregates of the profile's full scan of a table with columns of ``types``."""
+    return [e for items in _plans(types).values() for _, e in items]
+
+
 class Profiler:
     """A profile in two steps around its full scan, so that others' aggregates share that scan:
     build it, compute ``aggregates`` over the table, then ``finish`` with their values."""
@@ -144,11 +153,11 @@ class Profiler:
         bound_items = [("rows", "count(*)")] + [(f"{c}\0{k}", e) for c in self._types
                                                 for k, e in _bounds(c, self._kinds[c])]
         self._found = dict(zip((k for k, _ in bound_items), _values(con, table, bound_items), strict=True))
-        self._plans = {c: _scan(c, self._kinds[c]) for c in self._types}
+        self._plans = _plans(self._types)
         self._bins = {c: (float(self._found[f"{c}\0min"]), float(self._found[f"{c}\0max"]))
                       for c, kind in self._kinds.items() if kind == "numeric" and self._found[f"{c}\0min"] is not None}
         self._keys = [f"{c}\0{k}" for c, items in self._plans.items() for k, _ in items]
-        self.aggregates = [e for items in self._plans.values() for _, e in items]
+        self.aggregates = aggregates(self._types)
 
     def finish(self, values: list[Any]) -> dict[str, Any]:
         """Per column: nulls, distinct, min/max/mean/std, quantiles, histogram or top values."""

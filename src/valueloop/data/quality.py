@@ -130,6 +130,19 @@ def _fresh(newest: Any, check: FreshnessCheck) -> tuple[bool, str]:
     return age <= limit, f"newest {check.column} is {newest.isoformat()}, {age.days} day(s) old; allowed {check.max_age}"
 
 
+def aggregates(checks: list[Check], types: dict[str, str]) -> list[str]:
+    """The aggregates the checks need of a table with columns of ``types``, the row count first;
+    a check of a column not in ``types`` is refused."""
+    _validate(checks, types)
+    found = ["count(*)"]
+    for check in checks:
+        if (predicate := _failing(check, types)) is not None:
+            found.append(f"count(*) FILTER (WHERE {predicate})")
+        elif isinstance(check, FreshnessCheck):
+            found.append(f"max({quote(check.column)})")
+    return found
+
+
 class Checker:
     """The checks in two steps around one scan, so that the profile can share it: build it,
     compute ``aggregates`` over the table, then ``report`` with their values."""
@@ -139,20 +152,15 @@ class Checker:
         """``con`` runs valueloop's own queries, ``user`` (a sandbox with the same ``table``) the
         checks' SQL."""
         self._con, self._user, self._checks, self._table = con, user, checks, table
-        self._types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
-        _validate(checks, self._types)
-        self.aggregates = ["count(*)"]
-        for check in checks:
-            if (predicate := _failing(check, self._types)) is not None:
-                self.aggregates.append(f"count(*) FILTER (WHERE {predicate})")
-            elif isinstance(check, FreshnessCheck):
-                self.aggregates.append(f"max({quote(check.column)})")
+        #: the DuckDB type of each column, by name
+        self.types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()}
+        self.aggregates = aggregates(checks, self.types)
 
     def report(self, values: list[Any]) -> dict[str, Any]:
         """Which checks failed, how often, with failing rows (fetched for the failed ones only)."""
         import duckdb
 
-        con, table, types = self._con, self._table, self._types
+        con, table, types = self._con, self._table, self.types
         total, measured = values[0], iter(values[1:])
         results = []
         for i, check in enumerate(self._checks):

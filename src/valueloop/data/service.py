@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from valueloop.config import DEVELOPMENT_KEY, Settings, is_demo, key_id
-from valueloop.data import delta, pipeline, quality, sandbox
+from valueloop.data import delta, pipeline, profile, quality, sandbox
 from valueloop.data.plain import scan
 from valueloop.data.profile import Profiler
 from valueloop.data.tables import DatasetVersion
@@ -28,7 +28,7 @@ from valueloop.errors import Conflict, InvalidInput, NotFound, NotInProject
 from valueloop.outcomes import audit
 from valueloop.outcomes.privacy import AssessmentView, require_privacy_approval
 from valueloop.outcomes.roles import Action, require
-from valueloop.outcomes.spec import DataSection, Treatment
+from valueloop.outcomes.spec import Check, DataSection, Treatment
 from valueloop.outcomes.usecases import get_usecase, spec_of, viewed
 from valueloop.outcomes.users import get_user
 from valueloop.store import intents
@@ -165,9 +165,31 @@ def _keeps_key(settings: Settings, previous: DatasetVersion) -> None:
         )
 
 
+def _checked_and_profiled(checks: list[Check]) -> Callable[[dict[str, str]], list[str]]:
+    """The aggregates of the checks and the profile, given the columns' types; none if a check
+    names a column not among them (the checks say so once the rows are staged, as before)."""
+    def aggregates(types: dict[str, str]) -> list[str]:
+        try:
+            return quality.aggregates(checks, types) + profile.aggregates(types)
+        except InvalidInput:
+            return []
+    return aggregates
+
+
+def _aggregated(con: duckdb.DuckDBPyConnection, staged: pipeline.Staged, files: list[Path],
+                checker: quality.Checker, profiler: Profiler) -> list[list[Any]]:
+    """The checks' and the profile's aggregates over the version: from the tally taken while
+    the staged file was written if the version is that file alone, else by a scan of it."""
+    wanted = checker.aggregates + profiler.aggregates
+    found = staged.tally.of(checker.types, wanted) if staged.tally and files == staged.files else None
+    if found is None:
+        return scan(con, "dataset", checker.aggregates, profiler.aggregates)
+    return [found[:len(checker.aggregates)], found[len(checker.aggregates):]]
+
+
 def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings, usecase: UseCase,
            assessment: AssessmentView, project: _Project, work: Path, counter: _Counter,
-           mode: str | None) -> tuple[pipeline.Staged, DataSection, str, list[Path]]:
+           mode: str | None, tally: bool = False) -> tuple[pipeline.Staged, DataSection, str, list[Path]]:
     """Stage the new rows, then show the checks and the profile the version they would make:
     in append mode the current version's rows and the new ones together (its files returned)."""
     from valueloop.operate.erasure import erased  # the ledger of erasures, which operate keeps
@@ -178,6 +200,7 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
     if mode not in MODES:
         raise InvalidInput(f"mode: must be append or overwrite, got {mode!r}")
     previous = _rows(session, usecase)  # an append builds on the last recorded version, never past it
+    kept_too = mode == "append" and bool(previous)  # the version holds the last one's rows too: no tally
     if any(t.treatment is Treatment.pseudonymize for t in assessment.treatments.values()):
         _usable_key(settings)
         if mode == "append" and previous:
@@ -187,6 +210,7 @@ def _stage(con: duckdb.DuckDBPyConnection, session: Session, settings: Settings,
         staged = pipeline.stage(
             settings, list(spec.sources), section, project.path, assessment.treatments,
             [c.column for c in assessment.content.columns], work, counter.add, erased(settings, usecase.name),
+            _checked_and_profiled(list(section.checks)) if tally and not kept_too else None,
         )
     table = delta.table_path(settings, usecase.name)
     delta.check_schema(table, staged.schema)
@@ -226,11 +250,11 @@ def ingest(session: Session, settings: Settings, actor: str | None, usecase_name
     table = delta.table_path(settings, usecase.name)
     with delta.staging(settings) as work, sandbox.connect(work) as con:
         staged, section, mode, files = _stage(con, session, settings, usecase, assessment, project, work,
-                                              counter, mode)
+                                              counter, mode, tally=True)
         counter.step("checking quality and profiling")
         with _user_sql(work, files) as user:
             checker, profiler = quality.Checker(con, user, list(section.checks)), Profiler(con)
-            checked, profiled = scan(con, "dataset", checker.aggregates, profiler.aggregates)
+            checked, profiled = _aggregated(con, staged, files, checker, profiler)
             report = checker.report(checked)
         if not report["passed"]:
             raise InvalidInput(
