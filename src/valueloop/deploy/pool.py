@@ -53,15 +53,19 @@ class Deployment:
 
 
 def registry_state(settings: Settings) -> dict[str, Wanted]:
-    """Champion and challenger versions per use case, from the Learn phase's registry table."""
+    """Champion and challenger versions per use case, from the Learn phase's registry table.
+
+    Read on one plain connection, not an ORM session: the server asks every second, from a
+    thread beside the requests, and a session's setup and commit were a third of each poll's
+    interpreter time (0.91 -> 0.56 ms CPU a poll; issue 19)."""
     from sqlalchemy import select
 
     from valueloop.learn.tables import ModelVersion
     from valueloop.outcomes.privacy import transparency_notices
-    from valueloop.store import session
+    from valueloop.store import get_engine
     from valueloop.store.models import UseCase
 
-    with session(settings) as s:
+    with get_engine(settings.database_url, settings.migration_database_url).connect() as s:
         rows = s.execute(select(ModelVersion.usecase, ModelVersion.version, ModelVersion.aliases)).all()
         aliases: dict[str, dict[str, str]] = {}
         for usecase, version, held in rows:

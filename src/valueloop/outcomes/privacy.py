@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from valueloop.errors import Conflict, GateClosed, InvalidInput
@@ -239,7 +239,7 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(parts) or "description changed"
 
 
-def transparency_notices(session: Session, names: list[str]) -> dict[str, str]:
+def transparency_notices(session: Session | Connection, names: list[str]) -> dict[str, str]:
     """The notice each limited-risk use case's approved DPIA tells people with every prediction."""
     rows = session.execute(select(UseCase.name, PrivacyAssessment.content)
                            .join(PrivacyAssessment, PrivacyAssessment.usecase_id == UseCase.id)
