@@ -11,7 +11,7 @@ import pytest
 from valueloop.config import Settings
 from valueloop.deploy.metrics import LOG_DROPPED
 from valueloop.deploy.labels import current, record_feedback
-from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog
+from valueloop.deploy.predlog import AsyncPredictionLogger, PredictionLog, records_table
 from valueloop.errors import InvalidInput, PermissionDenied
 
 
@@ -119,3 +119,18 @@ def test_async_logger_batches_and_counts_drops_instead_of_blocking(settings: Set
     for i in range(5):
         tiny.log(_record(i))
     assert LOG_DROPPED.labels("tiny")._value.get() - before == 4
+
+
+def test_records_become_the_table_from_pylist_makes() -> None:
+    """The logger converts column by column, so the interpreter lock changes hands between columns:
+    the same table as ``pa.Table.from_pylist``, for records that differ in keys, types and nulls."""
+    ts = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    mixed = [_record(0, ts), {**_record(1), "extra": 1.5}, {"request_id": "r2", "prediction": None},
+             {**_record(3, ts), "tenure_months": 2.5, "contract": None}, _record(4)]
+    for records in (mixed, mixed[1:], [_record(i) for i in range(300)], []):
+        assert records_table(records).equals(pa.Table.from_pylist(records))
+    for bad in ([_record(0), {**_record(1), "contract": 3}], [{**_record(0), "tenure_months": 10**20}]):
+        with pytest.raises((pa.ArrowException, OverflowError)) as refused:  # the logger then halves the batch
+            pa.Table.from_pylist(bad)
+        with pytest.raises(type(refused.value)):
+            records_table(bad)

@@ -376,6 +376,20 @@ class PredictionLog:
         return done
 
 
+def records_table(records: list[dict[str, Any]]) -> pa.Table:
+    """``pa.Table.from_pylist(records)`` (the first record's keys are the columns, a key a record
+    lacks is null), one column at a time. from_pylist gathers and converts every column in one
+    compiled call that holds the interpreter lock throughout, 1.5-2.3 ms for a thousand served
+    records, which a request arriving meanwhile waited out; here the lock can change hands
+    between columns (a column's gathering and conversion hold it ~0.05 ms), at the same CPU cost
+    (1.55 ms per thousand records of 26 fields either way; issue 19)."""
+    import pyarrow as pa
+
+    names = list(records[0]) if records else []
+    return pa.Table.from_arrays([pa.array(list(map(dict.get, records, itertools.repeat(n, len(records)))))
+                                 for n in names], names)
+
+
 class AsyncPredictionLogger:
     """Gathers records from request handlers and writes them in micro-batches on its own thread.
 
@@ -444,7 +458,7 @@ class AsyncPredictionLogger:
         import pyarrow as pa
 
         try:
-            table = pa.Table.from_pylist(records)
+            table = records_table(records)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             if len(records) == 1:
                 log.warning("prediction log %s: record %.60r not logged: %s", self.plog.usecase,
