@@ -22,6 +22,7 @@ model loads in both. wrk comes from the system (``apt-get install wrk``).
     python benchmarks/serve_rest.py --seconds 3     # a quick one
     python benchmarks/serve_rest.py --compiled      # without the peers (MLflow, MLServer)
     python benchmarks/serve_rest.py --p99 --seconds 5   # only issue 19's p99 rounds
+    python benchmarks/serve_rest.py --p99 --chores      # ... also without the log, the poll, both
 """
 
 from __future__ import annotations
@@ -264,20 +265,47 @@ def alternating(contenders: dict[str, Contender], rounds: int, seconds: int) -> 
     return turns
 
 
-def p99_rounds(body: bytes, seconds: int) -> None:
+#: ``--chores``: compiled valueloop without one of its chores, by the server's options
+CHORES_OFF = {"log off": {"log_predictions": False}, "poll off": {"poll_seconds": 3600},
+              "both off": {"log_predictions": False, "poll_seconds": 3600}}
+
+
+def _compiled(port: int, body: bytes, options: dict[str, Any] | None = None) -> Contender:
+    """Compiled valueloop on ``port``: ``valueloop serve``, or with ``options`` the same app
+    under uvicorn with those server options (what ``serve`` passes its workers)."""
+    from valueloop.deploy.app import OPTIONS_ENV
+
+    cmd = [str(BIN / "valueloop"), "serve", "--port", str(port), "--no-auth"]
+    env = {"VALUELOOP_HOME": str(OUT / "home-compiled")}
+    if options is not None:
+        cmd = [str(BIN / "uvicorn"), "valueloop.deploy.app:app_from_env", "--factory", "--port", str(port),
+               "--log-level", "warning"]
+        env[OPTIONS_ENV] = json.dumps({"auth": False, **options})
+    return (cmd, f"http://127.0.0.1:{port}/v2/health/ready", (f"http://127.0.0.1:{port}/predict/churn", body, JSON),
+            env, None)
+
+
+def p99_rounds(body: bytes, seconds: int, chores: bool = False) -> None:
     """Issue 19's goal: compiled valueloop's p99 at c=1 within 1.5x the bare app's, as the
-    median of :data:`TURNS` rounds' ratios."""
-    ours, bare = free_port(), free_port()
+    median of :data:`TURNS` rounds' ratios. With ``chores``, the rounds also take compiled
+    valueloop without its prediction log, without its registry poll and without both, to tell
+    which of them its tail comes from."""
     print(f"c=1, valueloop compiled and the bare app, one server up at a time, {seconds} s each in turn:", flush=True)
-    turns = alternating({
-        "valueloop compiled": ([str(BIN / "valueloop"), "serve", "--port", str(ours), "--no-auth"],
-                               f"http://127.0.0.1:{ours}/v2/health/ready",
-                               (f"http://127.0.0.1:{ours}/predict/churn", body, JSON),
-                               {"VALUELOOP_HOME": str(OUT / "home-compiled")}, None),
-        "bare FastAPI": ([str(BIN / "uvicorn"), "bare:app", "--port", str(bare), "--log-level", "warning"],
-                         f"http://127.0.0.1:{bare}/docs", (f"http://127.0.0.1:{bare}/predict", body, JSON),
-                         None, _write_bare()),
-    }, TURNS, seconds)
+    bare = free_port()
+    contenders = {"valueloop compiled": _compiled(free_port(), body)}
+    if chores:
+        contenders |= {f"compiled, {label}": _compiled(free_port(), body, options)
+                       for label, options in CHORES_OFF.items()}
+    contenders["bare FastAPI"] = ([str(BIN / "uvicorn"), "bare:app", "--port", str(bare), "--log-level", "warning"],
+                                  f"http://127.0.0.1:{bare}/docs", (f"http://127.0.0.1:{bare}/predict", body, JSON),
+                                  None, _write_bare())
+    turns = alternating(contenders, TURNS, seconds)
+    if chores:
+        for label, runs in turns.items():
+            if label.startswith("compiled, "):
+                print(f"  {label:<20} p99 median {statistics.median(r['p99'] for r in runs):.2f} ms, "
+                      f"{statistics.median(r['p99'] / b['p99'] for r, b in zip(runs, turns['bare FastAPI'])):.2f}x "
+                      "the bare app's (median of the rounds' ratios)")
     ratios = [c["p99"] / b["p99"] for c, b in zip(turns["valueloop compiled"], turns["bare FastAPI"])]
     print("  ratios by round: " + ", ".join(f"{r:.2f}x" for r in ratios))
     for label, runs in turns.items():  # how far one server's own p99 moves between rounds: the machine's noise
@@ -342,7 +370,9 @@ def wrk_arguments(doc: str, flags: dict[str, str] | None = None) -> argparse.Nam
 
 def main() -> None:
     args = wrk_arguments(__doc__, {"--compiled": "only valueloop, valueloop with compiled trees and the bare app",
-                                   "--p99": "only the c=1 rounds of compiled valueloop and the bare app"})
+                                   "--p99": "only the c=1 rounds of compiled valueloop and the bare app",
+                                   "--chores": "the c=1 rounds also without the prediction log, the registry "
+                                               "poll, and both"})
     mlserver = None if args.compiled or args.p99 else ensure_peers()
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -351,7 +381,7 @@ def main() -> None:
     row = dict(zip(FEATURES, x[0].tolist()))
     register_in_valueloop(OUT / "home-compiled", model, x, compile=True)
     if args.p99:
-        p99_rounds(json.dumps(row).encode(), args.seconds)
+        p99_rounds(json.dumps(row).encode(), args.seconds, args.chores)
         return
     model_dir = register_in_valueloop(OUT / "home", model, x)
 
@@ -397,7 +427,7 @@ def main() -> None:
         cwd=_write_bare())
     compiled = results["valueloop compiled"]
     print(f"\nvalueloop compiled / valueloop req/s at c=1: {compiled[1]['rps'] / results['valueloop'][1]['rps']:.2f}x")
-    p99_rounds(bodies["record"], args.seconds)
+    p99_rounds(bodies["record"], args.seconds, args.chores)
     print(f"(in the runs above, one each: {compiled[1]['p99'] / results['bare FastAPI'][1]['p99']:.2f}x)")
     if mlserver is None:
         return
