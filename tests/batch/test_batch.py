@@ -276,3 +276,29 @@ def test_each_scoring_thread_runs_its_model_on_one_openmp_thread_and_leaves_the_
         inside = [pool.submit(openmp_threads).result() for _ in range(4)]
     assert inside == [{1}] * 4
     assert openmp_threads() == before
+
+
+def test_what_waits_behind_a_failed_batch_is_never_run() -> None:
+    """Scored batches wait in line for the writer; when one fails (its prediction log cannot be
+    written), the batches behind it are not written after the job has failed."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from valueloop.deploy.batch import _in_order
+
+    ran: list[int] = []
+    second = threading.Event()
+
+    def write(i: int) -> int:
+        ran.append(i)
+        if i == 0:
+            raise OSError("the log cannot be written")
+        second.wait(10)  # batch 1, if it started, holds the writer until the caller has stopped
+        return i
+
+    with ThreadPoolExecutor(1) as writer:
+        with pytest.raises(OSError, match="cannot be written"):
+            for _ in _in_order(writer, write, iter([(0,), (1,), (2,), (3,)]), 2):
+                pass
+        second.set()
+    assert ran in ([0], [0, 1])  # batch 2 waited behind the failure and was never written

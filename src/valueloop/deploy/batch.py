@@ -310,7 +310,7 @@ def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
 
 
 def _sink(settings: Settings, job: BatchJobView, options: BatchOptions,
-          write: Callable[[pa.Table], None]) -> Callable[[pa.Table, pa.Table], None]:
+          write: Callable[[pa.Table], None]) -> Callable[[pa.Table, pa.Table], int]:
     """What is done with each scored batch, on the writer's thread: into the part, and with the
     features the model saw into the prediction log (source ``batch``), so the monitor sees it. A
     log that cannot be written fails the job before its part is committed: no output is published
@@ -321,15 +321,16 @@ def _sink(settings: Settings, job: BatchJobView, options: BatchOptions,
 
     plog = PredictionLog(settings, job.usecase) if options.log_predictions else None
 
-    def sink(scored: pa.Table, features: pa.Table) -> None:
+    def sink(scored: pa.Table, features: pa.Table) -> int:
         write(scored)
         if plog is None:
-            return
+            return scored.num_rows
         try:
             plog.append(_log_records(job.id, scored, features, scored.column_names[0]), source="batch")
         except (OSError, pa.ArrowException) as exc:
             raise ValueloopError(f"batch job {job.id}: the prediction log {plog.root} could not be written "
                                  f"({exc}); no output was published; run it again with --resume") from None
+        return scored.num_rows
 
     return sink
 
@@ -353,21 +354,30 @@ def _one_thread_each(scorers: int) -> ThreadPoolExecutor:
 
 def _in_order(pool: ThreadPoolExecutor, fn: Callable[..., _T], items: Iterator[tuple[Any, ...]],
               depth: int) -> Iterator[_T]:
-    """``fn(*item)`` of each item, ``depth`` at once on ``pool``, yielded in the items' order."""
+    """``fn(*item)`` of each item on ``pool``, yielded in the items' order, with up to ``depth``
+    more submitted behind the one awaited; what has not started when the caller stops (an error)
+    is cancelled, so nothing runs after it."""
     ahead: deque[Future[_T]] = deque()
-    for item in items:
-        ahead.append(pool.submit(fn, *item))
-        if len(ahead) >= depth:
+    try:
+        for item in items:
+            ahead.append(pool.submit(fn, *item))
+            if len(ahead) > depth:
+                yield ahead.popleft().result()
+        while ahead:
             yield ahead.popleft().result()
-    while ahead:
-        yield ahead.popleft().result()
+    finally:
+        for future in reversed(ahead):  # the last first: none starts after one behind it was cancelled
+            future.cancel()
 
 
 def _run_in_process(job: BatchJobView, model: ServedModel, source: BatchInput, id_column: str | None,
                     options: BatchOptions, staging: _Staging, settings: Settings,
                     advance: Callable[[int], None]) -> None:
     """Read ahead, score a batch per core, and write behind in order: the model has the cores
-    while Arrow decodes and encodes Parquet in other threads; at most one batch waits to be written."""
+    while Arrow decodes and encodes Parquet in other threads. One batch waits for the scoring
+    threads beyond one each, and two for the writer beyond the one it writes: a scoring thread
+    that is done takes the next batch at once, without waiting for the main thread, nor for the
+    writer to sync a file (on a quiet machine, the cores idled meanwhile)."""
     done = staging.done()
     id_name = id_column or ORDINAL
     scan = _read_ahead(_scan(source, model, id_column, options.batch_size, job.part_rows))
@@ -381,15 +391,9 @@ def _run_in_process(job: BatchJobView, model: ServedModel, source: BatchInput, i
             if part in done:
                 continue
             with staging.part(part) as write:
-                sink = _sink(settings, job, options, write)
-                writing: Future[None] | None = None
-                for scored, features in _in_order(scoring, score, (i[2:] for i in items), scorers):
-                    if writing is not None:
-                        writing.result()
-                    writing = writer.submit(sink, scored, features)
-                    advance(features.num_rows)
-                if writing is not None:
-                    writing.result()
+                for rows in _in_order(writer, _sink(settings, job, options, write),
+                                      _in_order(scoring, score, (i[2:] for i in items), scorers), 2):
+                    advance(rows)
             _record_part(settings, job.id, staging)
 
 

@@ -183,8 +183,10 @@ READ_BUFFER = 1 << 20
 def read_batches(dataset: pads.Dataset, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
     """The dataset's rows in order, ``batch_size`` at a time.
 
-    Unpartitioned Parquet (files, directories, Delta tables) is streamed file by file; other
-    inputs go through the dataset scanner, which holds whole row groups.
+    Unpartitioned Parquet (files, directories, Delta tables) is streamed file by file, decoded
+    on the caller's thread alone (batch scoring reads on a thread of its own, and Arrow's pool
+    would add two more threads against the cores' scoring ones); other inputs go through the
+    dataset scanner, which holds whole row groups.
     """
     import pyarrow.dataset as pads
     import pyarrow.parquet as pq
@@ -199,7 +201,7 @@ def read_batches(dataset: pads.Dataset, columns: list[str], batch_size: int) -> 
     for fragment in fragments:
         with dataset.filesystem.open_input_file(fragment.path) as handle:
             reader = pq.ParquetFile(handle, buffer_size=READ_BUFFER, pre_buffer=False)
-            yield from reader.iter_batches(batch_size=batch_size, columns=columns)
+            yield from reader.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
 
 
 def aligned_batches(

@@ -108,7 +108,7 @@ class ServedModel:
 
             return np.column_stack([table.column(n).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
                                     for n in self.validator.names])
-        return table.select(self.validator.names).to_pandas()
+        return table.select(self.validator.names).to_pandas(use_threads=False)
 
     def scored(self, x: Any) -> Scored:
         """The one predict → label/probability path: a classifier is called once through
