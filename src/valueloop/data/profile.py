@@ -2,7 +2,8 @@
 
 The bounds (row count, min and max) come from the Parquet footers' statistics. The one full
 scan takes every column's null and distinct counts and moments, and it is the scan the quality
-checks' aggregates ride along on (``Profiler.aggregates``); its distinct counts are HyperLogLog
+checks' aggregates ride along on (``Profiler.aggregates``); an ingest takes it over the rows as
+they are staged, not from the file (``pipeline.Tally``). Its distinct counts are HyperLogLog
 estimates (``distinct_approximate``), made exact where every value is counted anyway. The
 numeric columns are binned in a scan of their own, finely enough to read the quantiles off the
 bins, counted by a GROUP BY on each column's bin index: DuckDB plans a ``histogram`` among the

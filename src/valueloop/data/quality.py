@@ -3,8 +3,9 @@
 Every row-level check becomes a predicate that is true for a failing row, and all of them are
 counted in one scan, so checks cost one pass however many there are and never load the data
 (pandera's pyarrow backend took 5.8 s for four checks on 2 M rows, where this scan takes under
-one); an ingest counts them in its profile's scan, so they cost no pass of their own. Failing
-checks then fetch a few failing rows as the sample.
+one); an ingest counts them with its profile's aggregates over the rows as they are staged
+(``pipeline.Tally``), so they cost no pass of their own. Failing checks then fetch a few
+failing rows as the sample.
 
 A ``sql`` check is the use case file's own SQL: it runs in the sandbox (see ``sandbox``), which
 holds the staged dataset and nothing else, so what it returns are treated values.
