@@ -121,6 +121,22 @@ def test_async_logger_batches_and_counts_drops_instead_of_blocking(settings: Set
     assert LOG_DROPPED.labels("tiny")._value.get() - before == 4
 
 
+def test_the_logger_keeps_each_model_s_own_features_in_one_batch(settings: Settings) -> None:
+    """A canary challenger may take a feature the champion does not: its records, written in the
+    same batch as the champion's, keep it (a batch's columns were the first record's), and the
+    champion's rows have it null."""
+    plog = PredictionLog(settings, "churn")
+    logger = AsyncPredictionLogger(plog, max_records=1000, max_seconds=60)
+    for i in range(4):
+        logger.log(_record(i) if i % 2 == 0 else {**_record(i), "model_version": "2", "support_calls": i})
+    logger.flush()
+    logger.close()
+    table = plog.read().sort_by("request_id")
+    assert table["model_version"].to_pylist() == ["1", "2", "1", "2"]
+    assert table["support_calls"].to_pylist() == [None, 1, None, 3]
+    assert table["tenure_months"].to_pylist() == [0, 1, 2, 3]
+
+
 def test_records_become_the_table_from_pylist_makes() -> None:
     """The logger converts column by column, so the interpreter lock changes hands between columns:
     the same table as ``pa.Table.from_pylist``, for records that differ in keys, types and nulls."""

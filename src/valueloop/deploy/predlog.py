@@ -447,34 +447,48 @@ class AsyncPredictionLogger:
         self._thread.join()
 
     def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        """Each source's records written at once. A table's columns are its first record's keys,
+        which every record of one model version and source shares (the columns its request was
+        validated to), while a canary challenger may take a feature the champion does not: each
+        version's records make a table of their own, joined over the union of their columns."""
+        import pyarrow as pa
+
         from valueloop.deploy.metrics import LOG_WRITTEN
 
-        by_source: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         for source, record in batch:
-            by_source.setdefault(source, []).append(record)
-        for source, records in by_source.items():
+            groups.setdefault((source, record.get("model_version")), []).append(record)
+        by_source: dict[str, list[pa.Table]] = {}
+        for (source, _), records in groups.items():
+            by_source.setdefault(source, []).extend(self._tables(records))
+        for source, tables in by_source.items():
+            rows = sum(t.num_rows for t in tables)
             try:
-                LOG_WRITTEN.labels(self.plog.usecase, source).inc(self._append(records, source))
+                try:
+                    joined = [pa.concat_tables(tables, promote_options="permissive")]
+                except (pa.ArrowInvalid, pa.ArrowTypeError):  # one column's types do not meet
+                    joined = tables
+                LOG_WRITTEN.labels(self.plog.usecase, source).inc(
+                    sum(self.plog.append(t, source=source) for t in joined if t.num_rows))
             except Exception:  # noqa: BLE001 - a bad disk must not stop the thread
-                log.exception("prediction log %s: %d record(s) lost", self.plog.usecase, len(records))
-                self._dropped.inc(len(records))
+                log.exception("prediction log %s: %d record(s) lost", self.plog.usecase, rows)
+                self._dropped.inc(rows)
 
-    def _append(self, records: list[dict[str, Any]], source: str) -> int:
-        """Append the records; a batch Arrow cannot convert is halved until each record that
-        breaks it stands alone and is dropped. Returns the records written."""
+    def _tables(self, records: list[dict[str, Any]]) -> list[pa.Table]:
+        """The records as tables; a batch Arrow cannot convert is halved until each record that
+        breaks it stands alone and is dropped."""
         import pyarrow as pa
 
         try:
-            table = records_table(records)
+            return [records_table(records)]
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
             if len(records) == 1:
                 log.warning("prediction log %s: record %.60r not logged: %s", self.plog.usecase,
                             records[0].get("request_id"), exc)
                 self._dropped.inc()
-                return 0
+                return []
             half = len(records) // 2
-            return self._append(records[:half], source) + self._append(records[half:], source)
-        return self.plog.append(table, source=source)
+            return self._tables(records[:half]) + self._tables(records[half:])
 
     def _run(self) -> None:
         while True:
