@@ -156,6 +156,7 @@ def _find(files: Iterable[Location], column: str, tokens: dict[str, str]) -> _Fo
 
     found: dict[Location, set[str]] = {}
     held = False
+    params = [{"token": token, **hmac_params(key)} for key, token in tokens.items()]  # the pads, once
     con = duckdb.connect()
     try:
         value = f"CAST({quote(column)} AS VARCHAR)"
@@ -167,8 +168,7 @@ def _find(files: Iterable[Location], column: str, tokens: dict[str, str]) -> _Fo
                     continue
                 held = True
                 con.register("held", parquet.read(columns=[column]))
-            values = {v for key, token in tokens.items()
-                      for (v,) in con.execute(query, {"token": token, **hmac_params(key)}).fetchall()}
+            values = {v for p in params for (v,) in con.execute(query, p).fetchall()}
             if values:
                 found[f] = values
             con.unregister("held")
@@ -315,8 +315,11 @@ def _holds(column: str, tokens: dict[str, str]) -> Callable[[dict[str, Any]], bo
         if record.get(column) is None:
             return False
         value = str(record[column])
-        return any(token in (pseudonym(value, key), pseudonym(pseudonym(value, key), key))
-                   for key, token in tokens.items())
+        for key, token in tokens.items():
+            stored = pseudonym(value, key)  # the token if the value is as stored; else its stored form
+            if token in (stored, pseudonym(stored, key)):
+                return True
+        return False
 
     return holds
 
