@@ -224,3 +224,31 @@ def test_an_erasure_deletes_the_subject_s_events_from_the_use_case_s_streams(
         assert [f[b"event_id"].decode() for _, f in client.xrange(outputs)] == [ids[1]]
         assert client.xrange(dead) == []
     assert holding(local.home, email, stored) == []
+
+
+def test_a_batch_scored_by_a_pseudonymized_id_keeps_only_its_pseudonym_and_the_erasure_finds_it(
+        settings: Settings, in_production: Path, run_cli, tmp_path: Path) -> None:
+    """A batch's rows are named by its id column in the prediction log (``<job>/<id>``), which
+    feedback names them by. An id the DPIA pseudonymizes (``--id email``) is stored as its pseudonym,
+    as ingest stores that column, and never as the raw value; the erasure finds those rows too.
+    The output, the caller's own rows, keeps the id as the input holds it. A column the DPIA drops
+    names no row anywhere."""
+    import pyarrow.parquet as pq
+
+    export = in_production / "data" / "customers.csv"
+    email = pacsv.read_csv(export)["email"][0].as_py()
+    stored = pseudonym(email, settings.pseudonym_key)
+    refused = run_cli(settings, "batch", "churn", "--input", str(export), "--output", str(tmp_path / "named.parquet"),
+                      "--id", "name", as_user="devon")
+    assert refused.returncode == 2 and "--id 'name': the DPIA drops 'name'" in refused.stderr, refused.stderr
+    done = run_cli(settings, "batch", "churn", "--input", str(export), "--output", str(tmp_path / "scored.parquet"),
+                   "--id", "email", "--json", as_user="devon")
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)["id"]
+    assert pq.read_table(tmp_path / "scored.parquet")["email"][0].as_py() == email
+    assert holding(settings.home, email) == []
+    assert f"{job}/{stored}" in PredictionLog(settings, "churn").request_ids()
+
+    report = erase(settings, "pia", "churn", "email", email)
+    assert report.predictions == 1
+    assert holding(settings.home, email, stored) == []

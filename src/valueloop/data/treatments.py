@@ -53,6 +53,23 @@ def pseudonym(value: str, key: str) -> str:
     return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
 
 
+def pseudonyms(values: pa.Array, key: str) -> pa.Array:
+    """Each value's pseudonym as ingest computes it (``hmac_sql``, the key as parameters only).
+    A value of a pseudonym's form (64 lowercase hex digits) is taken as already stored: rows
+    read from a dataset version hold the pseudonym, rows from the source system the raw value."""
+    import duckdb
+    import pyarrow as pa
+
+    con = duckdb.connect()
+    try:
+        con.register("ids", pa.table({"id": values}))
+        value = "CAST(id AS VARCHAR)"
+        return con.execute(f"SELECT CASE WHEN regexp_full_match({value}, '[0-9a-f]{{64}}') THEN {value} "
+                           f"ELSE {hmac_sql('id')} END AS id FROM ids", hmac_params(key)).to_arrow_table()["id"].combine_chunks()
+    finally:
+        con.close()
+
+
 def _cut_date(date_sql: str, to: str) -> str:
     return f"year({date_sql})" if to == "year" else f"strftime({date_sql}, '%Y-%m')"
 

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
 from operator import itemgetter
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from valueloop.deploy.model import ServedModel
-    from valueloop.outcomes.spec import ModelObjective
+    from valueloop.outcomes.spec import ColumnTreatment, ModelObjective
 
 BatchJob = batch_tables.BatchJob
 #: progress(rows done, rows in total)
@@ -100,15 +101,50 @@ def _view(job: BatchJob) -> BatchJobView:
     return BatchJobView.model_validate(job, from_attributes=True)
 
 
-def _id_column(options: BatchOptions, objective: ModelObjective, names: list[str]) -> str | None:
+@dataclass(frozen=True)
+class RowIds:
+    """What names each row: the input's id column (None: the row's ordinal). The output keeps the
+    id as the input holds it; the prediction log, which feedback and erasures search, names a row
+    ``<job id>/<id>`` as the use case's stores keep that column: by its pseudonym when the DPIA
+    pseudonymizes it, never by the raw value of a source system's export."""
+
+    column: str | None = None
+    pseudonymized: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.column or ORDINAL
+
+    def logged(self, ids: pa.Array, key: str) -> pa.Array:
+        if not self.pseudonymized:
+            return ids
+        from valueloop.data.treatments import pseudonyms
+
+        return pseudonyms(ids, key)
+
+
+def _row_ids(options: BatchOptions, objective: ModelObjective, names: list[str],
+             treatments: dict[str, ColumnTreatment]) -> RowIds:
     """``--id``, else the first column the use case names rows by (``id``, ``*_id`` or the declared
-    identifiers, as training leaves them out); None means row ordinals."""
-    if options.id_column:
-        if options.id_column not in names:
-            raise InvalidInput(f"--id {options.id_column!r}: no such input column; "
-                               f"columns: {', '.join(names)}")
-        return options.id_column
-    return next((c for c in names if objective.identifier(c, ())), None)
+    identifiers, as training leaves them out) that the DPIA lets a store keep; else row ordinals.
+    A column the DPIA drops or generalizes names no row in any store."""
+    from valueloop.outcomes.spec import Treatment
+
+    def kept(column: str) -> bool:
+        return column not in treatments or treatments[column].treatment in (Treatment.keep, Treatment.pseudonymize)
+
+    column = options.id_column
+    if column:
+        if column not in names:
+            raise InvalidInput(f"--id {column!r}: no such input column; columns: {', '.join(names)}")
+        if not kept(column):
+            raise InvalidInput(f"--id {column!r}: the DPIA {treatments[column].treatment.value}s '{column}', so "
+                               "no store may name a row by it; name another column, or leave --id out to "
+                               "number the rows")
+    else:
+        column = next((c for c in names if objective.identifier(c, ()) and kept(c)), None)
+    rule = treatments.get(column) if column else None
+    return RowIds(column, rule is not None and rule.treatment is Treatment.pseudonymize)
 
 
 def _ids(batch: pa.RecordBatch | pa.Table, id_column: str | None, first_row: int) -> pa.Array:
@@ -144,13 +180,13 @@ def score_part(model: ServedModel, features: pa.Table, ids: pa.Array, id_name: s
     )
 
 
-def _log_records(job_id: str, scored: pa.Table, features: pa.Table, id_name: str) -> pa.Table:
+def _log_records(job_id: str, scored: pa.Table, features: pa.Table, ids: pa.Array) -> pa.Table:
     """The prediction log's rows of a scored batch: the features the model saw, request ids
     ``<job id>/<row id>`` (what feedback names), the answer, the version and the time."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = {"request_id": pc.binary_join_element_wise(job_id, scored[id_name].cast(pa.string()), "/"),
+    columns = {"request_id": pc.binary_join_element_wise(job_id, ids.cast(pa.string()), "/"),
                "ts": scored["scored_at"], "model_version": scored["model_version"],
                "prediction": scored["prediction"]}
     if "probability" in scored.column_names:
@@ -228,11 +264,12 @@ def _executor_name(options: BatchOptions) -> str:
 
 
 def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, output_text: str,
-             options: BatchOptions) -> tuple[BatchJobView, ServedModel, BatchInput, str | None]:
+             options: BatchOptions) -> tuple[BatchJobView, ServedModel, BatchInput, RowIds]:
     """Check, load and open everything, then create (or take over) the job: all before any work."""
     from valueloop.deploy.model import load_ref
     from valueloop.deploy.scoring import authorize
     from valueloop.deploy.table_rules import check_schema
+    from valueloop.outcomes.privacy import treatments_in_force
 
     output = parse_output(output_text)
     where = input_location(input_text)
@@ -249,7 +286,8 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
         if model.raw is None or not model.raw.is_raw(names):  # raw columns are checked as they are treated
             check_schema(model.validator.columns, source.dataset.schema, f"--input {input_text!r}",
                          f"model {name} v{model.version}")
-        id_column = _id_column(options, spec_of(get_usecase(s, name)).model, source.dataset.schema.names)
+        usecase = get_usecase(s, name)
+        ids = _row_ids(options, spec_of(usecase).model, source.dataset.schema.names, treatments_in_force(usecase))
         if job is not None:
             if job.input_fingerprint != source.fingerprint:
                 raise Conflict(f"cannot resume batch job {job.id}: input {input_text!r} changed since "
@@ -276,7 +314,7 @@ def _prepare(settings: Settings, actor: str | None, name: str, input_text: str, 
                 "model_version": job.model_version, "input": input_text,
                 "input_fingerprint": job.input_fingerprint, "output": job.output,
                 "executor": job.executor})
-        return _view(job), model, source, id_column
+        return _view(job), model, source, ids
 
 
 def _record_part(settings: Settings, job_id: str, staging: _Staging) -> None:
@@ -309,7 +347,7 @@ def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
             yield item  # type: ignore[misc]
 
 
-def _sink(settings: Settings, job: BatchJobView, options: BatchOptions,
+def _sink(settings: Settings, job: BatchJobView, options: BatchOptions, ids: RowIds,
           write: Callable[[pa.Table], None]) -> Callable[[pa.Table, pa.Table], int]:
     """What is done with each scored batch, on the writer's thread: into the part, and with the
     features the model saw into the prediction log (source ``batch``), so the monitor sees it. A
@@ -326,7 +364,8 @@ def _sink(settings: Settings, job: BatchJobView, options: BatchOptions,
         if plog is None:
             return scored.num_rows
         try:
-            plog.append(_log_records(job.id, scored, features, scored.column_names[0]), source="batch")
+            logged = ids.logged(scored.column(0), settings.pseudonym_key)
+            plog.append(_log_records(job.id, scored, features, logged), source="batch")
         except (OSError, pa.ArrowException) as exc:
             raise ValueloopError(f"batch job {job.id}: the prediction log {plog.root} could not be written "
                                  f"({exc}); no output was published; run it again with --resume") from None
@@ -370,7 +409,7 @@ def _in_order(pool: ThreadPoolExecutor, fn: Callable[..., _T], items: Iterator[t
             future.cancel()
 
 
-def _run_in_process(job: BatchJobView, model: ServedModel, source: BatchInput, id_column: str | None,
+def _run_in_process(job: BatchJobView, model: ServedModel, source: BatchInput, ids: RowIds,
                     options: BatchOptions, staging: _Staging, settings: Settings,
                     advance: Callable[[int], None]) -> None:
     """Read ahead, score a batch per core, and write behind in order: the model has the cores
@@ -379,19 +418,18 @@ def _run_in_process(job: BatchJobView, model: ServedModel, source: BatchInput, i
     that is done takes the next batch at once, without waiting for the main thread, nor for the
     writer to sync a file (on a quiet machine, the cores idled meanwhile)."""
     done = staging.done()
-    id_name = id_column or ORDINAL
-    scan = _read_ahead(_scan(source, model, id_column, options.batch_size, job.part_rows))
+    scan = _read_ahead(_scan(source, model, ids.column, options.batch_size, job.part_rows))
     scorers = _scorers()
 
-    def score(features: pa.Table, ids: pa.Array) -> tuple[pa.Table, pa.Table]:
-        return score_batch(model, features, ids, id_name), features
+    def score(features: pa.Table, row_ids: pa.Array) -> tuple[pa.Table, pa.Table]:
+        return score_batch(model, features, row_ids, ids.name), features
 
     with _one_thread_each(scorers) as scoring, ThreadPoolExecutor(1, thread_name_prefix="batch-write") as writer:
         for part, items in groupby(scan, key=itemgetter(0)):
             if part in done:
                 continue
             with staging.part(part) as write:
-                for rows in _in_order(writer, _sink(settings, job, options, write),
+                for rows in _in_order(writer, _sink(settings, job, options, ids, write),
                                       _in_order(scoring, score, (i[2:] for i in items), scorers), 2):
                     advance(rows)
             _record_part(settings, job.id, staging)
@@ -417,7 +455,7 @@ def _dask_client(address: str) -> Iterator[Any]:
         yield client
 
 
-def _run_on_dask(job: BatchJobView, model: ServedModel, source: BatchInput, id_column: str | None,
+def _run_on_dask(job: BatchJobView, model: ServedModel, source: BatchInput, ids: RowIds,
                  options: BatchOptions, staging: _Staging, settings: Settings,
                  advance: Callable[[int], None]) -> None:
     """The driver reads and checks parts and commits results; the workers score. Output files
@@ -427,7 +465,6 @@ def _run_on_dask(job: BatchJobView, model: ServedModel, source: BatchInput, id_c
 
     assert options.dask is not None
     done = staging.done()
-    id_name = id_column or ORDINAL
     with _dask_client(options.dask) as client:
         remote = client.scatter(model, broadcast=True)
         limit = 2 * max(1, len(client.scheduler_info()["workers"]))
@@ -439,11 +476,11 @@ def _run_on_dask(job: BatchJobView, model: ServedModel, source: BatchInput, id_c
                 part, features = in_flight.pop(future)
                 table = future.result()
                 with staging.part(part) as write:
-                    _sink(settings, job, options, write)(table, features)
+                    _sink(settings, job, options, ids, write)(table, features)
                 _record_part(settings, job.id, staging)
                 advance(table.num_rows)
 
-        for part, items in groupby(_scan(source, model, id_column, options.batch_size, job.part_rows),
+        for part, items in groupby(_scan(source, model, ids.column, options.batch_size, job.part_rows),
                                    key=itemgetter(0)):
             if part in done:
                 continue
@@ -451,8 +488,8 @@ def _run_on_dask(job: BatchJobView, model: ServedModel, source: BatchInput, id_c
                 collect("FIRST_COMPLETED")
             parts = list(items)
             features = pa.concat_tables([f for _, _, f, _ in parts])
-            ids = pa.concat_arrays([i for _, _, _, i in parts])
-            in_flight[client.submit(score_part, remote, features, ids, id_name, options.batch_size,
+            row_ids = pa.concat_arrays([i for _, _, _, i in parts])
+            in_flight[client.submit(score_part, remote, features, row_ids, ids.name, options.batch_size,
                                     pure=False)] = (part, features)
         if in_flight:
             collect("ALL_COMPLETED")
@@ -483,7 +520,7 @@ def run_batch(
 ) -> BatchJobView:
     """Score ``input_text`` with the use case's model into ``output_text``, whole or not at all."""
     options = options or BatchOptions()
-    job, model, source, id_column = _prepare(settings, actor, usecase, input_text, output_text, options)
+    job, model, source, ids = _prepare(settings, actor, usecase, input_text, output_text, options)
     staging = _Staging(job)
     rows_done = sum(staging.done().values())
     if progress:
@@ -497,7 +534,7 @@ def run_batch(
 
     run = _run_on_dask if options.dask else _run_in_process
     try:
-        run(job, model, source, id_column, options, staging, settings, advance)
+        run(job, model, source, ids, options, staging, settings, advance)
         intent = _publish(settings, job, parse_output(output_text), staging, options.overwrite)
     except BaseException as exc:
         _finish(settings, job.id, "failed", str(exc) or exc.__class__.__name__)

@@ -14,7 +14,8 @@ erasure (:func:`reapply`), since a backup taken before holds the subject.
 Per store: the dataset's newest version is committed again without them (a new version,
 recorded like an ingest's), then every file of any kept version that holds the subject is deleted; the versions
 that read such a file are marked removed, their rows keeping the lineage, and the models trained
-on them are flagged for retraining. Prediction-log and label files are rewritten without the rows,
+on them are flagged for retraining. Prediction-log and label files are rewritten without the rows
+(a batch's rows also by their request id ``<job>/<id>``, when the job named them by the column),
 and the use case's Redis streams without the subject's events and their predictions.
 Every later ingest leaves the subject's rows out (:func:`erased`): the source may still hold them.
 
@@ -148,9 +149,11 @@ def _keys(settings: Settings) -> dict[str, str]:
     return {key_id(key): key for key in (settings.pseudonym_key, *settings.retired_pseudonym_keys)}
 
 
-def _find(files: Iterable[Location], column: str, tokens: dict[str, str]) -> _Found:
-    """Where the subject is: each file's ``column`` read once, its values matched by their keyed
-    HMAC under each key against that key's token (``tokens``, by key)."""
+def _find(files: Iterable[Location], column: str, tokens: dict[str, str],
+          part: Callable[[str], str] = lambda value: value) -> _Found:
+    """Where the subject is: each file's ``column`` read once, its values matched by the keyed
+    HMAC of their ``part`` (SQL of the value's text; the whole by default) under each key against
+    that key's token (``tokens``, by key)."""
     import duckdb
     import pyarrow.parquet as pq
 
@@ -160,7 +163,7 @@ def _find(files: Iterable[Location], column: str, tokens: dict[str, str]) -> _Fo
     con = duckdb.connect()
     try:
         value = f"CAST({quote(column)} AS VARCHAR)"
-        query = f"SELECT DISTINCT {value} FROM held WHERE {hmac_sql(value)} = $token"
+        query = f"SELECT DISTINCT {value} FROM held WHERE {hmac_sql(part(value))} = $token"
         for f in files:
             with f.filesystem.open_input_file(f.path) as handle:
                 parquet = pq.ParquetFile(handle)
@@ -183,9 +186,10 @@ def _without(column: str, values: set[str]) -> Callable[[pa.Table], Any]:
     import pyarrow.compute as pc
 
     def keep(table: pa.Table) -> Any:
-        if column not in table.column_names:
+        if column not in table.column_names or not values:
             return pa.chunked_array([pa.repeat(True, table.num_rows)])
-        return pc.fill_null(pc.invert(pc.is_in(table[column].cast(pa.string()), pa.array(sorted(values)))), True)
+        matched = pc.is_in(table[column].cast(pa.string()), pa.array(sorted(values), pa.string()))
+        return pc.fill_null(pc.invert(matched), True)
 
     return keep
 
@@ -250,6 +254,12 @@ def _searchable(rows: list[DatasetVersion], searched: set[str], usecase: str) ->
             "(VALUELOOP_RETIRED_PSEUDONYM_KEYS), or remove the version; nothing was erased")
 
 
+def _row_id(request_id: str) -> str:
+    """The row id of a batch's request id ``<job id>/<row id>`` (SQL): the input's id column as
+    the use case's stores keep it (deploy/batch.py)."""
+    return f"substr({request_id}, strpos({request_id}, '/') + 1)"
+
+
 def _log(settings: Settings, entry: Erasure, tokens: dict[str, str], report: ErasureReport) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -257,13 +267,18 @@ def _log(settings: Settings, entry: Erasure, tokens: dict[str, str], report: Era
     plog = PredictionLog(settings, entry.usecase)
     files = plog.files()
     found = _find(files, entry.column, tokens)
-    if files and not found.held:
+    named = _find(files, "request_id", tokens, _row_id)  # a batch's rows named by the subject's id
+    if files and not found.held and not named.files:
         report.not_held.append("prediction log")
-    if not found.files:
+    if not found.files and not named.files:
         return
-    keep = _without(entry.column, found.values)
+    by_value, by_name = _without(entry.column, found.values), _without("request_id", named.values)
+
+    def keep(table: pa.Table) -> Any:
+        return pc.and_(by_value(table), by_name(table))
+
     erased: set[str] = set()
-    for f in found.files:
+    for f in {**found.files, **named.files}:
         table = pq.read_table(f.path, filesystem=f.filesystem)
         erased |= set(table.filter(pc.invert(keep(table)))["request_id"].to_pylist())
     report.predictions = sum(rewrite_without(day, keep) for day in plog.days())

@@ -88,6 +88,13 @@ def _latest(usecase: UseCase) -> PrivacyAssessment | None:
     return usecase.assessments[-1] if usecase.assessments else None
 
 
+def treatments_in_force(usecase: UseCase) -> dict[str, ColumnTreatment]:
+    """The treatments of the newest approved DPIA (none before one was): what a store may keep of
+    each personal column, also while a newer version awaits the privacy officer."""
+    approved = [a for a in usecase.assessments if a.status == Status.approved]
+    return _view(approved[-1]).treatments if approved else {}
+
+
 def _new_version(session: Session, actor: str, usecase: UseCase, action: str) -> PrivacyAssessment:
     content = spec_of(usecase).privacy.content()
     latest = _latest(usecase)
