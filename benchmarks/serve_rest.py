@@ -257,10 +257,13 @@ def alternating(contenders: dict[str, Contender], rounds: int, seconds: int) -> 
     turns: dict[str, list[dict[str, float]]] = {label: [] for label in contenders}
     for i in range(1, rounds + 1):
         for label, (cmd, ready_url, load, env, cwd) in contenders.items():
-            with serving(f"{label}, round {i}", cmd, ready_url, env, cwd):
+            with serving(f"{label}, round {i}", cmd, ready_url, env, cwd) as proc:
                 wrk(load, 4, 2)  # warm up
+                before = threads_cpu(proc.pid)
                 turns[label].append(r := wrk(load, 1, seconds))
+                main, others = (b - a for a, b in zip(before, threads_cpu(proc.pid), strict=True))
             print(f"  round {i} {label:<20} p50 {r['p50']:6.2f} ms   p99 {r['p99']:6.2f} ms   {r['rps']:5.0f} req/s"
+                  f"   CPU ms/s: main threads {main / seconds * 1000:4.0f}, other threads {others / seconds * 1000:3.0f}"
                   f"   (load average {os.getloadavg()[0]:.1f})", flush=True)
     return turns
 
@@ -327,17 +330,52 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def _stat(path: str) -> list[str]:
+    """The fields of a /proc stat file after the command's name: state, ppid, pgrp, ..."""
+    return Path(path).read_text().rsplit(")", 1)[1].split()
+
+
+def group_pids(group: int) -> list[str]:
+    """The processes of a process group (a server: parent and workers)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(_stat(f"/proc/{pid}/stat")[2]) == group:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
 def group_cpu(group: int) -> float:
     """CPU seconds of every process in a process group so far (a server: parent and workers)."""
     total = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in group_pids(group):
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(f"/proc/{pid}/stat")
         except OSError:
             continue
-        if int(fields[2]) == group:
-            total += int(fields[11]) + int(fields[12])
+        total += int(fields[11]) + int(fields[12])
     return total / TICK
+
+
+def threads_cpu(group: int) -> tuple[float, float]:
+    """CPU seconds so far of the main threads of a process group's processes, and of all their
+    other threads. A server answering at c=1 predicts on its event loop, in its main thread: the
+    others are its chores (the prediction log's writer, the registry poll), whose CPU on the
+    server's one core is what delays a request behind them (issue 19)."""
+    main = others = 0
+    for pid in group_pids(group):
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                fields = _stat(f"/proc/{pid}/task/{tid}/stat")
+                if tid == pid:
+                    main += int(fields[11]) + int(fields[12])
+                else:
+                    others += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+    return main / TICK, others / TICK
 
 
 def machine() -> tuple[float, float]:
