@@ -38,8 +38,8 @@ def validation_cut(X: pd.DataFrame, y: pd.Series, share: float, seed: int,
     return X.iloc[fit_rows], y.iloc[fit_rows], X.iloc[val_rows], y.iloc[val_rows]
 
 
-def search(candidate: Candidate, target: Target, metric: str, seed: int, numeric: list[str],
-           categorical: list[str], X: pd.DataFrame, y: pd.Series,
+def search(candidate: Candidate, target: Target, metric: str, seed: int, preprocessing: kinds.Preprocessing,
+           X: pd.DataFrame, y: pd.Series,
            progress: Progress | None, hook_modules: tuple[str, ...]) -> tuple[dict[str, Any], int]:
     """The best params found within the budget (merged over the declared ones) and the trial count."""
     import mlflow
@@ -59,7 +59,7 @@ def search(candidate: Candidate, target: Target, metric: str, seed: int, numeric
                               run_name=f"{candidate.name}-trial-{trial.number}"):
             mlflow.log_params(params)
             try:
-                model = kinds.fit(candidate, params, target.family, seed, numeric, categorical, X_fit, y_fit,
+                model = kinds.fit(candidate, params, target.family, seed, preprocessing, X_fit, y_fit,
                                   hook_modules=hook_modules)
                 value = single_metric(metric, y_val.to_numpy(), scores(model, X_val, target), target)
             except Exception as exc:

@@ -67,10 +67,26 @@ class _Job:
     reproduces: str | None = None
     #: wall seconds of the shared steps (learn/steps.py)
     steps: dict[str, float] = field(default_factory=dict)
+    #: the candidates' preprocessing, fitted once per set of rows (learn/candidates.py)
+    preprocessing: kinds.Preprocessing = field(init=False)
+    #: the training rows cut to choose a decision threshold on, by validation share
+    _validation: dict[float, tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]] = field(
+        default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.preprocessing = kinds.Preprocessing(self.prepared.numeric, self.prepared.categorical)
 
     @cached_property
     def train_rows(self) -> tuple[pd.DataFrame, pd.Series]:
         return self.prepared.X.iloc[self.cut.train], self.prepared.y.iloc[self.cut.train]
+
+    def validation_rows(self, share: float) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
+        """The training rows cut into rows to fit and rows to choose the threshold on, once per
+        training: the candidates fit on the same rows, so they share their preprocessing."""
+        if share not in self._validation:
+            X, y = self.train_rows
+            self._validation[share] = validation_cut(X, y, share, self.objective.split.seed, self.prepared.target)
+        return self._validation[share]
 
     @property
     def segment_columns(self) -> list[str]:
@@ -135,8 +151,8 @@ def _fit(job: _Job, candidate: Candidate, params: dict[str, Any]) -> tuple[Any, 
     target, (X, y), checks = prepared.target, job.train_rows, []
 
     def fit(X: pd.DataFrame, y: pd.Series) -> Any:
-        return kinds.fit(candidate, params, objective.task, seed, prepared.numeric, prepared.categorical,
-                         X, y, hook_modules=job.settings.hook_modules)
+        return kinds.fit(candidate, params, objective.task, seed, job.preprocessing, X, y,
+                         hook_modules=job.settings.hook_modules)
 
     if target.task != "binary":
         return fit(X, y), target, checks
@@ -144,7 +160,7 @@ def _fit(job: _Job, candidate: Candidate, params: dict[str, Any]) -> tuple[Any, 
 
     kpi, chosen = job.threshold_kpi, objective.decision_threshold
     if kpi is not None and isinstance(chosen, ChosenThreshold):
-        X_fit, y_fit, X_val, y_val = validation_cut(X, y, chosen.validation_size, seed, target)
+        X_fit, y_fit, X_val, y_val = job.validation_rows(chosen.validation_size)
         model = fit(X_fit, y_fit)
         threshold, value = evaluation.choose_threshold(y_val.to_numpy(), evaluation.scores(model, X_val, target),
                                                        target, kpi)
@@ -202,8 +218,7 @@ def _train_candidate(job: _Job, candidate: Candidate, params: dict[str, Any] | N
             if candidate.search is not None:
                 with timed(steps, "search"):
                     params, trials = search(candidate, prepared.target, objective.primary_metric, seed,
-                                            prepared.numeric, prepared.categorical, X, y, job.progress,
-                                            job.settings.hook_modules)
+                                            job.preprocessing, X, y, job.progress, job.settings.hook_modules)
         with timed(steps, "fit"):
             model, target, tests = _fit(job, candidate, params)
         with timed(steps, "evaluate"):
