@@ -350,3 +350,57 @@ def test_the_models_page_links_the_run_to_mlflow_ui_when_one_is_configured(conso
         else:
             assert twin["mlflow_url"].startswith(linked) and twin["mlflow_url"].endswith(twin["selected"]["run_id"])
             assert f'href="{twin["mlflow_url"]}"' in html
+
+
+def test_the_owner_signs_the_model_card_the_page_showed(console: Console) -> None:
+    """The data scientist states the limitations on the card's page; the owner signs the card as
+    the page showed it: a card changed after the page was loaded is not signed (409), and a
+    member who is not the owner is refused the sign-off (403). The documents download."""
+    from valueloop.learn import modelcard
+    from valueloop.learn.versions import version_row
+    from valueloop.store import session
+
+    visit = console.sign_in("dana", "model-card")
+    visit.shot("inbox")
+    page = visit.goto(f"/usecases/{USECASE}/models?version=2", "models")
+    page = visit.follow("model card", f"/usecases/{USECASE}/models/2/card", "card")
+    assert page.get_by_role("status").inner_text().startswith("not signed")
+    assert page.get_by_role("button", name="Sign the card").count() == 0  # dana is no owner
+    page.get_by_label("Write the limitations").fill("Not validated on customers of less than a month.")
+    page.get_by_role("button", name="Record the limitations").click()
+    page.wait_for_url(f"{console.url}/usecases/{USECASE}/models/2/card")
+    visit.shot("card-limitations")
+    assert "less than a month" in page.locator("blockquote.limitations").inner_text()
+    client, token = _signed_client(console, "dana")
+    etag = re.search(r'name="etag" value="([^"]+)"', client.get(f"/usecases/{USECASE}/models/2/card").text).group(1)
+    forged = client.post(f"/usecases/{USECASE}/models/2/card/signoff", data={"csrf": token, "etag": etag})
+    assert forged.status_code == 403 and "requires role owner" in forged.text
+
+    owner = console.sign_in("olivia", "model-card-owner")
+    owner.shot("inbox")
+    page = owner.goto(f"/usecases/{USECASE}/models/2/card", "card")
+    with session(console.settings) as s:  # the card changes while the owner reads it
+        modelcard.generate(s, console.settings, "dana", USECASE, 2, "Not validated on customers of less than "
+                                                                     "a month, nor on business customers.")
+    with owner.expecting(409):
+        page.get_by_role("button", name="Sign the card").click()
+        page.wait_for_load_state("load")
+    owner.shot("card-changed")
+    assert "changed since you loaded the page" in page.content()
+    with session(console.settings) as s:
+        assert version_row(s, USECASE, 2).card_signed_by is None
+    page = owner.goto(f"/usecases/{USECASE}/models/2/card", "card-again")
+    assert "nor on business customers" in page.locator("blockquote.limitations").inner_text()
+    page.get_by_role("button", name="Sign the card").click()
+    page.wait_for_url(f"{console.url}/usecases/{USECASE}/models/2/card")
+    owner.shot("card-signed")
+    assert page.get_by_role("status").inner_text().startswith("signed by olivia")
+
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    twin = httpx.get(f"{console.url}/usecases/{USECASE}/models/2/card.json", cookies=cookies).json()
+    with session(console.settings) as s:
+        row = version_row(s, USECASE, 2)
+        assert (row.card_signed_by, row.card_signed_digest) == ("olivia", twin["digest"]) and twin["signed"]
+    markdown = httpx.get(f"{console.url}/usecases/{USECASE}/models/2/card/document?format=md", cookies=cookies)
+    assert markdown.headers["content-disposition"] == f'attachment; filename="{USECASE}-v2-model-card.md"'
+    assert "nor on business customers" in markdown.text and twin["digest"] in markdown.text

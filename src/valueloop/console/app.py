@@ -65,7 +65,7 @@ def _refusal(request: Request, status: int, kind: str, message: str, problems: l
 
 def create_console(settings: Settings) -> FastAPI:
     """The console on the settings the control plane was given."""
-    from valueloop.console import (admin, audit, data, deploy, inbox, models, operate, privacy, signin,
+    from valueloop.console import (admin, audit, card, data, deploy, inbox, models, operate, privacy, signin,
                                    usecase)
 
     console = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
@@ -103,6 +103,6 @@ def create_console(settings: Settings) -> FastAPI:
         error = InternalError.logged(f"{request.method} {request.url.path}", request.headers)
         return _refusal(request, error.http_status, "InternalError", error.message, [])
 
-    for module in (signin, inbox, usecase, privacy, data, models, deploy, operate, audit, admin):
+    for module in (signin, inbox, usecase, privacy, data, models, card, deploy, operate, audit, admin):
         console.include_router(module.router)
     return console

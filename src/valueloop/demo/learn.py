@@ -73,4 +73,5 @@ def run(ctx: DemoContext) -> None:
     path = ctx.workspace / f"churn-v{champion.version}-model-card.html"
     path.write_text(card.html)
     out.print(f"dana wrote the model's limitations; the model card (digest {card.digest[:12]}…) is kept with "
-              f"v{champion.version} in MLflow, signed by {card.signed_by}: {path}")
+              f"v{champion.version} in MLflow, signed by {card.signed_by}: {path}; in the console at "
+              f"/usecases/churn/models/{champion.version}/card")

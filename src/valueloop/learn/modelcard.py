@@ -111,7 +111,9 @@ class ModelCard(BaseModel):
         return digest_of(self.model_dump(mode="json"))
 
 
-class ModelCardView(BaseModel):
+class CardState(BaseModel):
+    """A card as it stands now, and whether the owner's sign-off holds for it."""
+
     card: ModelCard
     digest: str
     signed_by: str | None
@@ -119,6 +121,11 @@ class ModelCardView(BaseModel):
     signed_digest: str | None
     #: the owner signed this very content
     signed: bool
+
+
+class ModelCardView(CardState):
+    """The state with the card's documents."""
+
     markdown: str
     html: str
 
@@ -191,6 +198,14 @@ def _store(session: Session, settings: Settings, actor: str, usecase: UseCase, r
         audit.record(session, actor, "modelcard.generate", "model_version", f"{usecase.name}/v{row.version}",
                      usecase=usecase.name, before=before,
                      after={"card_digest": view.digest, "signed": view.signed})
+
+
+def show(session: Session, settings: Settings, actor: str | None, name: str, version: int) -> ModelCardView:
+    """The card as it stands now, for a member of the use case: read, not stored."""
+    usecase = get_usecase(session, name)
+    require(session, get_user(session, actor), Action.view, usecase)
+    row = version_row(session, usecase.name, version)
+    return _view(settings, row, build(session, usecase, row))
 
 
 def generate(session: Session, settings: Settings, actor: str | None, name: str, version: int,
