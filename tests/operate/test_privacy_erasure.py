@@ -6,6 +6,7 @@ backup taken before it; the privacy officer's alone."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -252,3 +253,43 @@ def test_a_batch_scored_by_a_pseudonymized_id_keeps_only_its_pseudonym_and_the_e
     report = erase(settings, "pia", "churn", "email", email)
     assert report.predictions == 1
     assert holding(settings.home, email, stored) == []
+
+
+def test_an_erasure_reaches_the_redis_a_consumer_was_given_with_its_password_from_the_officer(
+        settings: Settings, in_production: Path, run_cli) -> None:
+    """A consumer may read a Redis of its own (``valueloop stream --redis-url``): its start is
+    audited with that server, the password hidden. The erasure searches every such server too; one
+    whose password the installation does not hold stops it before anything is erased, naming the
+    server, until the privacy officer passes its URL (``--redis-url``)."""
+    import redis
+
+    from valueloop.deploy.redis_server import local_redis_server
+    from valueloop.deploy.stream import StreamOptions, connect, consume, send_events, stream_names
+    from valueloop.outcomes import audit
+
+    email = pacsv.read_csv(in_production / "data" / "customers.csv")["email"][0].as_py()
+    record = json.loads(json.dumps(pacsv.read_csv(in_production / "data" / "customers.csv").slice(0, 1).to_pylist()[0],
+                                   default=str))
+    inputs, outputs, _ = stream_names("churn")
+    with local_redis_server() as bare:
+        redis.Redis.from_url(bare).config_set("requirepass", "the consumer's own secret")
+        url = bare.replace("redis://", "redis://:the%20consumer%27s%20own%20secret@")
+        hidden = bare.replace("redis://", "redis://:***@")
+        client = connect(url, 10)
+        send_events(client, "churn", [{**record, "email": email}, {**record, "email": "someone@example.org"}])
+        summary = consume(settings, "devon", "churn", StreamOptions(redis_url=url, idle_exit=1, consumer="own"))
+        assert summary.predicted == 2 and client.xlen(outputs) == 2
+        with session(settings) as s:
+            [started] = audit.events(s, usecase="churn", action="stream.start", limit=1)
+        assert started.after["redis"] == hidden and "secret" not in json.dumps(started.after)
+
+        with pytest.raises(InvalidInput, match=re.escape(f"a consumer of 'churn' read {hidden}")):
+            erase(settings, "pia", "churn", "email", email)
+        assert client.xlen(inputs) == 2 and client.xlen(outputs) == 2  # the refusal erased nothing
+
+        done = run_cli(settings, "privacy", "erase", "churn", "--subject", f"email={email}", "--redis-url", url,
+                       "--json", as_user="pia")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["stream_entries"] == 2
+        assert [json.loads(f[b"data"])["email"] for _, f in client.xrange(inputs)] == ["someone@example.org"]
+        assert client.xlen(outputs) == 1

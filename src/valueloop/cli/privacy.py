@@ -141,6 +141,8 @@ def erase(
     ctx: typer.Context,
     name: str,
     subject: str = typer.Option(..., "--subject", help="COLUMN=VALUE as the source holds it, e.g. email=jane@example.com."),
+    redis_url: list[str] = typer.Option([], "--redis-url", help="A Redis a consumer was given with "
+                                        "--redis-url, with its password (repeatable): its streams are searched too."),
     as_json: bool = JsonOption,
 ) -> None:
     """Erase a data subject's rows from every kept dataset version, the prediction log, the labels and
@@ -151,8 +153,8 @@ def erase(
 
     column, value = subject_of(subject)
     report = answer(ctx, Route("POST", f"/api/usecases/{segment(name)}/privacy/erase",
-                               json={"column": column, "value": value}),
-                    ErasureReport, lambda who: erase_(load_settings(), who, name, column, value))
+                               json={"column": column, "value": value, "redis_urls": redis_url}),
+                    ErasureReport, lambda who: erase_(load_settings(), who, name, column, value, redis_url))
 
     def render() -> None:
         e = report.erasure

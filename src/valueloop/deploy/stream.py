@@ -469,7 +469,16 @@ class Consumer:
                              batches=self.batches, seconds=round(seconds, 3))
 
 
-def _start(settings: Settings, actor: str | None, name: str, options: StreamOptions, consumer: str) -> ServedModel:
+def server_of(settings: Settings, url: str) -> str:
+    """Which Redis a consumer reads, as its start is audited: ``home`` for the home's private
+    server (on another port each time it starts), else its URL with the password hidden. An
+    erasure searches each (operate/erasure.py)."""
+    home = settings.home / "redis" / "url"
+    return "home" if home.is_file() and home.read_text().strip() == url else hide_password(url)
+
+
+def _start(settings: Settings, actor: str | None, name: str, options: StreamOptions, consumer: str,
+           url: str) -> ServedModel:
     from valueloop.deploy.model import load_ref
     from valueloop.deploy.scoring import authorize
 
@@ -478,7 +487,7 @@ def _start(settings: Settings, actor: str | None, name: str, options: StreamOpti
         model = load_ref(s, settings, acting.name, name, options.model)
         audit.record(s, acting.name, "stream.start", "stream_consumer", consumer, usecase=name,
                      after={"model_version": model.version, "model": options.model, "group": options.group,
-                            "streams": list(stream_names(name))})
+                            "streams": list(stream_names(name)), "redis": server_of(settings, url)})
         return model
 
 
@@ -495,8 +504,8 @@ def consume(settings: Settings, actor: str | None, usecase: str, options: Stream
     options = options or StreamOptions()
     stop = stop or threading.Event()
     name = options.consumer or f"{socket.gethostname()}-{os.getpid()}"
-    model = _start(settings, actor, usecase, options, name)
     url = options.redis_url or settings.redis_url
+    model = _start(settings, actor, usecase, options, name, url)
     client = connect(url, options.connect_timeout)
     metrics = stream_health.StreamMetrics(usecase, name)
     server = stream_health.serve(metrics, options.metrics_port) if options.metrics_port is not None else None

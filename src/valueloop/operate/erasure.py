@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from valueloop.config import Settings, key_id
+from valueloop.config import Settings, hide_password, key_id
 from valueloop.data import delta
 from valueloop.data.tables import DatasetVersion
 from valueloop.data.treatments import hmac_params, hmac_sql, key_ids, pseudonym, quote
@@ -285,9 +285,12 @@ def _log(settings: Settings, entry: Erasure, tokens: dict[str, str], report: Era
     report.labels = rewrite_without(plog.root.child("labels"), _without("request_id", erased))
 
 
-def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure) -> ErasureReport:
+def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure,
+          redis_urls: Sequence[str] | None = None) -> ErasureReport:
     """Remove the rows ``entry`` matches from every store of the use case (idempotent), under
-    each key the installation holds that the entry has a token for."""
+    each key the installation holds that the entry has a token for. ``redis_urls`` (with their
+    passwords) reach the Redis servers consumers were given; None after a restore, which brings
+    back none of their data."""
     keys = _keys(settings)
     if entry.key_id not in keys:
         raise InvalidInput(f"pseudonym_key: erasure {entry.id} was recorded under key id {entry.key_id}, this "
@@ -296,7 +299,7 @@ def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure
     tokens = {keys[i]: token for i, token in {entry.key_id: entry.token, **entry.earlier_tokens}.items() if i in keys}
     report = ErasureReport(erasure=entry, dataset_rows=0, dataset_version=None, dataset_versions_removed=[],
                            dataset_files_deleted=0, predictions=0, labels=0, stream_entries=0, not_held=[])
-    with _redis_servers(session, settings, usecase.name) as servers:  # each answering, before anything is erased
+    with _redis_servers(session, settings, usecase.name, redis_urls) as servers:  # each answering, before anything is erased
         _dataset(session, settings, usecase, entry, tokens, report)
         _log(settings, entry, tokens, report)
         report.stream_entries = sum(delete_events(client, usecase.name, _holds(entry.column, tokens))
@@ -304,11 +307,32 @@ def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure
     return report
 
 
+def _consumers_servers(session: Session, settings: Settings, usecase: str, given: Sequence[str]) -> list[str]:
+    """The URLs of the Redis servers the use case's consumers read, as their starts were audited
+    (``deploy.stream.server_of``), each with the password the installation or ``given`` holds; a
+    start audited before servers were recorded read the configured ``redis_url``."""
+    held = {hide_password(url): url for url in (*given, settings.redis_url)}
+    configured = "home" if settings.sources["redis_url"] == "default" else hide_password(settings.redis_url)
+    urls = []
+    for started in audit.events(session, usecase=usecase, action="stream.start"):
+        server = (started.after or {}).get("redis", configured)
+        if server == "home" or server in urls:
+            continue
+        if server not in held and ":***@" in server:
+            raise InvalidInput(f"--redis-url: a consumer of '{usecase}' read {server}, whose password this "
+                               "installation does not hold; pass that server's URL with --redis-url, so its "
+                               "streams are searched too; nothing was erased")
+        urls.append(server)
+    return [held.get(server, server) for server in urls]
+
+
 @contextmanager
-def _redis_servers(session: Session, settings: Settings, usecase: str) -> Iterator[list[redis.Redis]]:
+def _redis_servers(session: Session, settings: Settings, usecase: str,
+                   given: Sequence[str] | None) -> Iterator[list[redis.Redis]]:
     """The Redis servers that may hold the use case's streams: the home's private server once it
-    kept data (started for the erasure if it is stopped), and a configured ``redis_url`` once a
-    consumer of the use case ran. One that does not answer stops the erasure before it starts."""
+    kept data (started for the erasure if it is stopped), and each server a consumer of the use
+    case read (``given`` None: the configured ``redis_url`` alone, once one ran). One that does
+    not answer stops the erasure before it starts."""
     from valueloop.deploy.redis_server import home_redis_server
     from valueloop.deploy.stream import connect
 
@@ -316,8 +340,10 @@ def _redis_servers(session: Session, settings: Settings, usecase: str) -> Iterat
         urls = []
         if (settings.home / "redis" / "data").is_dir():
             urls.append(servers.enter_context(home_redis_server(settings.home)))
-        if settings.sources["redis_url"] != "default" and audit.events(session, usecase=usecase, action="stream.start",
-                                                                       limit=1):
+        if given is not None:
+            urls += _consumers_servers(session, settings, usecase, given)
+        elif settings.sources["redis_url"] != "default" and audit.events(session, usecase=usecase,
+                                                                         action="stream.start", limit=1):
             urls.append(settings.redis_url)
         yield [servers.enter_context(connect(url, 3)) for url in dict.fromkeys(urls)]
 
@@ -345,9 +371,11 @@ def _counts(report: ErasureReport) -> dict[str, Any]:
         "models_to_retrain": report.erasure.models_to_retrain}
 
 
-def erase(settings: Settings, actor: str | None, name: str, column: str, value: str) -> ErasureReport:
+def erase(settings: Settings, actor: str | None, name: str, column: str, value: str,
+          redis_urls: Sequence[str] = ()) -> ErasureReport:
     """Erase the subject whose ``column`` holds ``value`` (privacy officer only), audited and
-    recorded without the value."""
+    recorded without the value; ``redis_urls`` hold the passwords of Redis servers consumers
+    were given that the installation's settings do not."""
     with open_session(settings) as s:
         usecase = get_usecase(s, name)
         acting = get_user(s, actor)
@@ -367,7 +395,7 @@ def erase(settings: Settings, actor: str | None, name: str, column: str, value: 
         current = key_id(settings.pseudonym_key)
         entry = Erasure(id=uuid.uuid4().hex[:12], usecase=name, column=column, token=tokens.pop(current),
                         key_id=current, earlier_tokens=tokens, at=utcnow(), by=acting.name)
-        report = apply(s, settings, usecase, entry)
+        report = apply(s, settings, usecase, entry, redis_urls)
         audit.record(s, acting.name, "privacy.erase", "erasure", entry.id, usecase=name, after=_counts(report))
         _append(settings, entry)
         return report

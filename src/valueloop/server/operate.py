@@ -7,7 +7,7 @@ from datetime import datetime
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from valueloop.deploy import labels
 from valueloop.deploy.predlog import Compaction
@@ -118,6 +118,8 @@ class RetentionRun(BaseModel):
 class Subject(BaseModel):
     column: str
     value: str
+    redis_urls: list[str] = Field([], description="Redis servers consumers were given, with their passwords: "
+                                  "searched too")
 
 
 @router.post("/api/usecases/{name}/privacy/retention", tags=["privacy"])
@@ -129,7 +131,7 @@ def enforce_retention(name: str, body: RetentionRun, actor: Actor, settings: App
 @router.post("/api/usecases/{name}/privacy/erase", tags=["privacy"])
 def erase(name: str, body: Subject, actor: Actor, settings: AppSettings) -> erasure.ErasureReport:
     """Erase a data subject's rows everywhere they are kept (privacy officer)."""
-    return erasure.erase(settings, actor, name, body.column, body.value)
+    return erasure.erase(settings, actor, name, body.column, body.value, body.redis_urls)
 
 
 @router.get("/api/usecases/{name}/privacy/erasures", tags=["privacy"])
