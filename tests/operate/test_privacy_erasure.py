@@ -126,6 +126,25 @@ def test_an_erased_subject_does_not_come_back_with_the_next_ingest(
     assert holding(local.home / "artifacts", stored) == []
 
 
+def test_an_erased_subject_does_not_come_back_with_an_ingest_after_a_key_rotation(
+        local: Settings, approved_usecase: Callable[[Settings], tuple[str, Path]]) -> None:
+    """The ledger holds the token under the key of the erasure's day, which a pseudonym under a
+    new key does not match: an ingest after a rotation recognizes the subject's raw value under
+    each retired key the installation still holds."""
+    project = churn_with_export(local, approved_usecase, 300)
+    ingest(local, project)
+    email = pacsv.read_csv(project / "data" / "customers.csv")["email"][0].as_py()
+    erase(local, "pia", "churn", "email", email)
+    rotated = load_settings(local.as_env() | {"VALUELOOP_PSEUDONYM_KEY": "the key after the rotation, kept secret",
+                                              "VALUELOOP_RETIRED_PSEUDONYM_KEYS": local.pseudonym_key})
+
+    again = ingest(rotated, project)
+    with session(rotated) as s:
+        newest = read_version(s, "churn", again.version)
+    assert again.row_count == newest.num_rows == 299
+    assert pseudonym(email, rotated.pseudonym_key) not in newest["email"].to_pylist()
+
+
 def test_an_erasure_from_the_data_of_a_serving_model_starts_a_retraining(settings: Settings, in_production: Path) -> None:
     """With ``erasure`` among the retraining triggers, the scheduler's next turn retrains a use
     case whose champion learned from an erased subject's rows; once, not on every turn."""

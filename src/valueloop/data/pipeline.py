@@ -121,7 +121,7 @@ def _query(user: duckdb.DuckDBPyConnection, section: DataSection, sources: list[
 
 @contextmanager
 def _treated(streams: list[Stream], treatments: dict[str, ColumnTreatment], key: str, work: Path,
-             erased: dict[str, list[str]]) -> Iterator[dict[str, pa.RecordBatchReader]]:
+             erased: dict[str, dict[str, list[str]]]) -> Iterator[dict[str, pa.RecordBatchReader]]:
     """Each source's stream with its treatments, by source name, from a private DuckDB: one
     cursor per stream, since each keeps its result open while the transform reads them all.
     The source is parsed, and treated, each in a thread of its own ahead of the transform, so
@@ -131,8 +131,9 @@ def _treated(streams: list[Stream], treatments: dict[str, ColumnTreatment], key:
         readers = {}
         for stream in streams:
             name = stream.source.name
-            query, params = treat.treating_query(stream.reader.schema, treatments, key, name, "raw")
-            query, params = treat.without_erased(query, params, stream.reader.schema, treatments, erased, key)
+            kept, left_out = treat.erased_filter(stream.reader.schema, treatments, erased)
+            query, params = treat.treating_query(stream.reader.schema, treatments, key, name, "raw", kept)
+            params = {**params, **left_out}
             cursor = cursors.enter_context(private.cursor())
             cursor.register("raw", cursors.enter_context(read_ahead(stream.reader, f"read-{name}")))
             treated = cursor.sql(query, params=params or None).to_arrow_reader(TREATED_BATCH_ROWS)
@@ -204,7 +205,7 @@ def _raise_for(exc: Exception, streams: list[Stream], where: str) -> NoReturn:
 
 def stage(settings: Settings, sources: list[Source], section: DataSection, project_dir: Path,
           treatments: dict[str, ColumnTreatment], personal: list[str], work: Path,
-          on_rows: OnRows | None = None, erased: dict[str, list[str]] | None = None,
+          on_rows: OnRows | None = None, erased: dict[str, dict[str, list[str]]] | None = None,
           aggregates: Callable[[dict[str, str]], list[str]] | None = None) -> Staged:
     """Stream, treat and transform the sources into a Parquet file in ``work``.
 

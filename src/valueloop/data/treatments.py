@@ -28,24 +28,24 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def hmac_sql(value_sql: str) -> str:
+def hmac_sql(value_sql: str, pads: str = "hmac") -> str:
     """Keyed HMAC-SHA256 (RFC 2104) in lowercase hex, vectorized in DuckDB from its ``sha256``;
-    the key's pads are the parameters ``hmac_params`` gives.
+    the key's pads are the parameters ``hmac_params`` gives under the name ``pads``.
 
     Equal to ``hmac.new(key, value, sha256).hexdigest()`` (a test holds it to that); NULL stays NULL.
     """
-    return (f"sha256(unhex($hmac_outer) || unhex(sha256(unhex($hmac_inner) || "
+    return (f"sha256(unhex(${pads}_outer) || unhex(sha256(unhex(${pads}_inner) || "
             f"encode(CAST({value_sql} AS VARCHAR)))))")
 
 
-def hmac_params(key: str) -> dict[str, str]:
+def hmac_params(key: str, pads: str = "hmac") -> dict[str, str]:
     """The parameters of ``hmac_sql``: the key's inner and outer pads in hex."""
     secret = key.encode()
     if len(secret) > _BLOCK:
         secret = hashlib.sha256(secret).digest()
     secret = secret.ljust(_BLOCK, b"\0")
-    return {"hmac_inner": bytes(b ^ 0x36 for b in secret).hex(),
-            "hmac_outer": bytes(b ^ 0x5C for b in secret).hex()}
+    return {f"{pads}_inner": bytes(b ^ 0x36 for b in secret).hex(),
+            f"{pads}_outer": bytes(b ^ 0x5C for b in secret).hex()}
 
 
 def pseudonym(value: str, key: str) -> str:
@@ -122,9 +122,9 @@ def check_coverage(treatments: dict[str, ColumnTreatment], personal: list[str],
 
 
 def treating_query(schema: pa.Schema, treatments: dict[str, ColumnTreatment], key: str, source: str,
-                   table: str) -> tuple[str, dict[str, str]]:
+                   table: str, where: str = "") -> tuple[str, dict[str, str]]:
     """The SELECT from ``table`` that gives a source's columns their treatments (dropped ones are
-    left out), and its parameters."""
+    left out), and its parameters; ``where`` (SQL over the raw columns) keeps only some rows."""
     items, pseudonymized = [], False
     for field in schema:
         rule = treatments.get(field.name)
@@ -137,22 +137,31 @@ def treating_query(schema: pa.Schema, treatments: dict[str, ColumnTreatment], ke
             items.append(f"{_generalize(field.name, field, rule.params, source)} AS {quote(field.name)}")
     if not items:
         raise InvalidInput(f"privacy: every column of source {source} is dropped; nothing is left to ingest")
-    return f"SELECT {', '.join(items)} FROM {quote(table)}", hmac_params(key) if pseudonymized else {}
+    return (f"SELECT {', '.join(items)} FROM {quote(table)}" + (f" WHERE {where}" if where else ""),
+            hmac_params(key) if pseudonymized else {})
 
 
-def without_erased(query: str, params: dict[str, str], schema: pa.Schema, treatments: dict[str, ColumnTreatment],
-                   erased: dict[str, list[str]], key: str) -> tuple[str, dict[str, Any]]:
-    """``query`` (a ``treating_query``) without the rows whose stored value of a column is an
-    erased subject's: the keyed HMAC of the value as stored is the erasure's token. A dropped
+def erased_filter(schema: pa.Schema, treatments: dict[str, ColumnTreatment],
+                  erased: dict[str, dict[str, list[str]]]) -> tuple[str, dict[str, Any]]:
+    """The WHERE over a source's raw columns that leaves out the rows of erased subjects, and its
+    parameters. ``erased`` holds each column's tokens by the key they were recorded under: a token
+    is the keyed HMAC of the value as stored under that key (its pseudonym, for a pseudonymized
+    column), so a subject erased before a rotation is recognized under the retired key. A dropped
     column is never stored, so it names no one here."""
-    held = [c for c in erased if c in schema.names and
-            (treatments.get(c) is None or treatments[c].treatment is not Treatment.drop)]
-    if not held:
-        return query, params
-    tokens = {f"erased_{i}": erased[c] for i, c in enumerate(held)}
-    kept = " AND ".join(f"NOT coalesce(list_contains(${name}, {hmac_sql(f'CAST({quote(c)} AS VARCHAR)')}), false)"
-                        for name, c in zip(tokens, held))
-    return f"SELECT * FROM ({query}) AS treated WHERE {kept}", {**params, **hmac_params(key), **tokens}
+    kept: list[str] = []
+    params: dict[str, Any] = {}
+    for column, by_key in erased.items():
+        rule = treatments.get(column)
+        if column not in schema.names or (rule is not None and rule.treatment is Treatment.drop):
+            continue
+        for key, tokens in by_key.items():
+            name = f"erased_{len(kept)}"
+            stored = f"CAST({quote(column)} AS VARCHAR)"
+            if rule is not None and rule.treatment is Treatment.pseudonymize:
+                stored = hmac_sql(stored, name)
+            kept.append(f"NOT coalesce(list_contains(${name}, {hmac_sql(stored, name)}), false)")
+            params |= {name: tokens, **hmac_params(key, name)}
+    return " AND ".join(kept), params
 
 
 def applied(treatments: dict[str, ColumnTreatment], schemas: dict[str, pa.Schema], key: str) -> dict[str, Any]:

@@ -111,15 +111,21 @@ def read_ledger(path: Path) -> list[Erasure]:
     return [Erasure.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def erased(settings: Settings, usecase: str) -> dict[str, list[str]]:
-    """The tokens of the subjects erased from ``usecase``, by column: what every later ingest
-    keeps out, since the source may still hold them. An erasure recorded under an earlier key
-    cannot recognize a value stored under the current one, and is not among them."""
+def erased(settings: Settings, usecase: str) -> dict[str, dict[str, list[str]]]:
+    """The tokens of the subjects erased from ``usecase``, by column and by the key each is
+    matched under: what every later ingest keeps out, since the source may still hold them. An
+    erasure recorded before a rotation is matched under the retired key; one under a key the
+    installation no longer holds cannot be recognized."""
+    keys = _keys(settings)
     current = key_id(settings.pseudonym_key)
-    found: dict[str, list[str]] = {}
+    found: dict[str, dict[str, list[str]]] = {}
     for entry in read_ledger(ledger_path(settings)):
-        if entry.usecase == usecase and entry.key_id == current:
-            found.setdefault(entry.column, []).append(entry.token)
+        if entry.usecase != usecase:
+            continue
+        tokens = {entry.key_id: entry.token, **entry.earlier_tokens}
+        held = current if current in tokens else next((i for i in tokens if i in keys), None)
+        if held is not None:
+            found.setdefault(entry.column, {}).setdefault(keys[held], []).append(tokens[held])
     return found
 
 
