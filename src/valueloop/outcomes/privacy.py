@@ -6,12 +6,13 @@ treatments they must apply (the proposal, overridden by the officer's conditions
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from valueloop.errors import Conflict, GateClosed, InvalidInput
@@ -246,12 +247,19 @@ def describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(parts) or "description changed"
 
 
+@functools.cache
+def _notices_query() -> Select[tuple[str, dict[str, Any]]]:
+    """Built once, the use cases' names bound at each call: a serving pool asks every second
+    (:func:`valueloop.deploy.pool.registry_state`)."""
+    return (select(UseCase.name, PrivacyAssessment.content)
+            .join(PrivacyAssessment, PrivacyAssessment.usecase_id == UseCase.id)
+            .where(UseCase.name.in_(bindparam("names", expanding=True)), PrivacyAssessment.status == Status.approved)
+            .order_by(PrivacyAssessment.version))
+
+
 def transparency_notices(session: Session | Connection, names: list[str]) -> dict[str, str]:
     """The notice each limited-risk use case's approved DPIA tells people with every prediction."""
-    rows = session.execute(select(UseCase.name, PrivacyAssessment.content)
-                           .join(PrivacyAssessment, PrivacyAssessment.usecase_id == UseCase.id)
-                           .where(UseCase.name.in_(names), PrivacyAssessment.status == Status.approved)
-                           .order_by(PrivacyAssessment.version)).all()
+    rows = session.execute(_notices_query(), {"names": names}).all()
     newest = dict(rows)  # the newest approved version of each use case comes last
     return {name: ai["transparency_notice"] for name, content in newest.items()
             if (ai := content.get("ai")) and ai["risk"] == RiskClass.limited}
