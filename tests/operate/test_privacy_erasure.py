@@ -226,6 +226,9 @@ def test_an_erasure_deletes_the_subject_s_events_from_the_use_case_s_streams(
             client.xadd(outputs, {"event_id": event, "prediction": prediction})
         client.xadd(dead, {"event_id": "1-1", "reason": "tenure_months: not a number",
                            "data": json.dumps({"email": email, "tenure_months": "three"})})
+        client.xadd(dead, {"event_id": "1-2", "reason": "not a JSON document",  # cut short by its producer
+                           "data": '{"email": "' + email + '", "tenure_mo'})
+        client.xadd(dead, {"event_id": "1-3", "reason": "not a JSON document", "data": "{'email': 'someone else'"})
     assert holding(local.home / "redis", email)  # the stopped server's file holds the subject
 
     with session(local) as s:  # a consumer read the streams of a Redis of the installation's own
@@ -238,11 +241,11 @@ def test_an_erasure_deletes_the_subject_s_events_from_the_use_case_s_streams(
     with home_redis_server(local.home) as url:
         mine = load_settings(local.as_env() | {"VALUELOOP_REDIS_URL": url})
         report = erase(mine, "pia", "churn", "email", email)
-        assert report.stream_entries == 3
+        assert report.stream_entries == 4
         client = connect(url, 10)
         assert [json.loads(f[b"data"])["email"] for _, f in client.xrange(inputs)] == ["someone@example.org"]
         assert [f[b"event_id"].decode() for _, f in client.xrange(outputs)] == [ids[1]]
-        assert client.xrange(dead) == []
+        assert [f[b"event_id"] for _, f in client.xrange(dead)] == [b"1-3"]
     assert holding(local.home, email, stored) == []
 
 

@@ -135,22 +135,25 @@ def _entries(client: redis.Redis, stream: str, page: int = 1000) -> Iterable[tup
         start = "(" + entries[-1][0].decode()
 
 
-def _document(fields: dict[bytes, bytes]) -> dict[str, Any]:
-    try:
-        document = json.loads(fields.get(b"data", b""))
-    except ValueError:
-        return {}
-    return document if isinstance(document, dict) else {}
-
-
-def delete_events(client: redis.Redis, usecase: str, matches: Callable[[dict[str, Any]], bool]) -> int:
+def delete_events(client: redis.Redis, usecase: str, matches: Callable[[dict[str, Any]], bool],
+                  matches_text: Callable[[bytes], bool] = lambda data: False) -> int:
     """Delete the events whose record ``matches`` from the use case's input stream and dead
     letters, and the predictions made for them from its output: a data subject's erasure in
-    Redis. A server that keeps an append-only file rewrites it, or the deleted entries would stay
-    in it. Returns how many entries were deleted."""
+    Redis. A document that is no JSON object (a producer's broken one, kept among the dead
+    letters) is judged by its bytes, ``matches_text``. A server that keeps an append-only file
+    rewrites it, or the deleted entries would stay in it. Returns how many entries were deleted."""
+
+    def held(fields: dict[bytes, bytes]) -> bool:
+        data = fields.get(b"data", b"")
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return matches_text(data)
+        return matches(document) if isinstance(document, dict) else matches_text(data)
+
     inputs, outputs, dead = stream_names(usecase)
-    events = {i for i, fields in _entries(client, inputs) if matches(_document(fields))}
-    letters = {i: fields.get(b"event_id") for i, fields in _entries(client, dead) if matches(_document(fields))}
+    events = {i for i, fields in _entries(client, inputs) if held(fields)}
+    letters = {i: fields.get(b"event_id") for i, fields in _entries(client, dead) if held(fields)}
     named = events | {e for e in letters.values() if e}
     answers = {i for i, fields in _entries(client, outputs) if fields.get(b"event_id") in named}
     deleted = sum(client.xdel(stream, *ids) for stream, ids in ((inputs, events), (dead, letters), (outputs, answers))

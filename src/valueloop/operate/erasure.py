@@ -292,11 +292,12 @@ def _log(settings: Settings, entry: Erasure, tokens: dict[str, str], report: Era
 
 
 def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure,
-          redis_urls: Sequence[str] | None = None) -> ErasureReport:
+          redis_urls: Sequence[str] | None = None, forms: Sequence[str] = ()) -> ErasureReport:
     """Remove the rows ``entry`` matches from every store of the use case (idempotent), under
     each key the installation holds that the entry has a token for. ``redis_urls`` (with their
     passwords) reach the Redis servers consumers were given; None after a restore, which brings
-    back none of their data."""
+    back none of their data. ``forms``, the value and its pseudonyms, known while the erasure is
+    made and never recorded, find the subject in a stream document that is no JSON object."""
     keys = _keys(settings)
     if entry.key_id not in keys:
         raise InvalidInput(f"pseudonym_key: erasure {entry.id} was recorded under key id {entry.key_id}, this "
@@ -308,7 +309,8 @@ def apply(session: Session, settings: Settings, usecase: UseCase, entry: Erasure
     with _redis_servers(session, settings, usecase.name, redis_urls) as servers:  # each answering, before anything is erased
         _dataset(session, settings, usecase, entry, tokens, report)
         _log(settings, entry, tokens, report)
-        report.stream_entries = sum(delete_events(client, usecase.name, _holds(entry.column, tokens))
+        report.stream_entries = sum(delete_events(client, usecase.name, _holds(entry.column, tokens),
+                                                  lambda data: any(f.encode() in data for f in forms))
                                     for client in servers)
     return report
 
@@ -396,12 +398,13 @@ def erase(settings: Settings, actor: str | None, name: str, column: str, value: 
                                "group of people, not one subject; name a pseudonymized or kept column")
         if not value:
             raise InvalidInput(f"--subject {column}=: the value is empty; name the subject's value")
-        tokens = {i: pseudonym(pseudonym(value, key) if treatment is Treatment.pseudonymize else value, key)
+        stored = {i: pseudonym(value, key) if treatment is Treatment.pseudonymize else value
                   for i, key in _keys(settings).items()}
+        tokens = {i: pseudonym(stored[i], key) for i, key in _keys(settings).items()}
         current = key_id(settings.pseudonym_key)
         entry = Erasure(id=uuid.uuid4().hex[:12], usecase=name, column=column, token=tokens.pop(current),
                         key_id=current, earlier_tokens=tokens, at=utcnow(), by=acting.name)
-        report = apply(s, settings, usecase, entry, redis_urls)
+        report = apply(s, settings, usecase, entry, redis_urls, [value, *stored.values()])
         audit.record(s, acting.name, "privacy.erase", "erasure", entry.id, usecase=name, after=_counts(report))
         _append(settings, entry)
         return report
