@@ -51,6 +51,12 @@ def _path(name: str, version: int) -> str:
     return f"/usecases/{name}/models/{version}/card"
 
 
+def _fresh(view: View, form: Form, name: str, version: int) -> None:
+    """The limitations and the sign-off were written against the card as the page showed it."""
+    view.fresh(form, modelcard.current_digest(view.s, view.name, name, version),
+               f"the model card of {name} v{version}")
+
+
 @router.get("/usecases/{name}/models/{version}/card")
 def page(name: str, version: int, view: View) -> Response:
     return _render(view, name, version)
@@ -69,7 +75,7 @@ def document(name: str, version: int, view: View, format: str = "md") -> Respons
 
 @router.post("/usecases/{name}/models/{version}/card/limitations")
 def limitations(name: str, version: int, view: View, form: Form) -> Response:
-    view.fresh(form, build(view, name, version).digest, f"the model card of {name} v{version}")
+    _fresh(view, form, name, version)
     written = text(form, "limitations")
     return view.attempt(lambda s: modelcard.generate(s, view.settings, view.name, name, version, written),
                         _path(name, version), lambda problems: _render(view, name, version, problems),
@@ -79,6 +85,6 @@ def limitations(name: str, version: int, view: View, form: Form) -> Response:
 @router.post("/usecases/{name}/models/{version}/card/signoff")
 def sign(name: str, version: int, view: View, form: Form) -> Response:
     """The owner signs the card the page showed: its digest travels with the form."""
-    view.fresh(form, build(view, name, version).digest, f"the model card of {name} v{version}")
+    _fresh(view, form, name, version)
     return view.attempt(lambda s: modelcard.sign(s, view.settings, view.name, name, version),
                         _path(name, version), lambda problems: _render(view, name, version, problems))

@@ -64,8 +64,8 @@ def pseudonyms(values: pa.Array, key: str) -> pa.Array:
     try:
         con.register("ids", pa.table({"id": values}))
         value = "CAST(id AS VARCHAR)"
-        return con.execute(f"SELECT CASE WHEN regexp_full_match({value}, '[0-9a-f]{{64}}') THEN {value} "
-                           f"ELSE {hmac_sql('id')} END AS id FROM ids", hmac_params(key)).to_arrow_table()["id"].combine_chunks()
+        query = f"SELECT CASE WHEN regexp_full_match({value}, '[0-9a-f]{{64}}') THEN {value} ELSE {hmac_sql('id')} END"
+        return con.execute(f"{query} AS id FROM ids", hmac_params(key)).to_arrow_table()["id"].combine_chunks()
     finally:
         con.close()
 

@@ -200,12 +200,23 @@ def _store(session: Session, settings: Settings, actor: str, usecase: UseCase, r
                      after={"card_digest": view.digest, "signed": view.signed})
 
 
-def show(session: Session, settings: Settings, actor: str | None, name: str, version: int) -> ModelCardView:
-    """The card as it stands now, for a member of the use case: read, not stored."""
+def _read(session: Session, actor: str | None, name: str, version: int) -> tuple[ModelVersion, ModelCard]:
+    """A version's row and its card as it stands now, for a member of the use case."""
     usecase = get_usecase(session, name)
     require(session, get_user(session, actor), Action.view, usecase)
     row = version_row(session, usecase.name, version)
-    return _view(settings, row, build(session, usecase, row))
+    return row, build(session, usecase, row)
+
+
+def show(session: Session, settings: Settings, actor: str | None, name: str, version: int) -> ModelCardView:
+    """The card as it stands now, with its documents: read, not stored."""
+    return _view(settings, *_read(session, actor, name, version))
+
+
+def current_digest(session: Session, actor: str | None, name: str, version: int) -> str:
+    """The digest a sign-off would be bound to now, without rendering the documents: what a form
+    built from an older card is told apart by."""
+    return _read(session, actor, name, version)[1].digest()
 
 
 def generate(session: Session, settings: Settings, actor: str | None, name: str, version: int,
