@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from array import array
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -400,12 +401,12 @@ class _Rows:
 
     __slots__ = ("names", "columns", "rows")
 
-    def __init__(self, names: tuple[str, ...], values: list[Any]) -> None:
+    def __init__(self, names: tuple[str, ...], values: Collection[Any]) -> None:
         self.names = names
         self.columns: list[Any] = [array(_TYPED[type(v)], (v,)) if type(v) in _TYPED else [v] for v in values]
         self.rows = 1
 
-    def add(self, values: list[Any]) -> None:
+    def add(self, values: Collection[Any]) -> None:
         try:
             for column, value in zip(self.columns, values, strict=True):
                 column.append(value)
@@ -468,9 +469,9 @@ class AsyncPredictionLogger:
                     return
                 rows = self._pending.get(key)
                 if rows is None:
-                    self._pending[key] = _Rows(names, list(record.values()))
+                    self._pending[key] = _Rows(names, record.values())
                 else:
-                    rows.add(list(record.values()))
+                    rows.add(record.values())
                 self._count += 1
                 if self._count == self.max_records:
                     self._wake.set()
